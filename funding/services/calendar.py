@@ -1,0 +1,93 @@
+"""Business date and the mainland-China business-day calendar (stored in the database, seeded from a package)."""
+
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from funding.errors import CalendarUnavailable
+from funding.models import BusinessDay, CalendarDay, CalendarDayKind, CalendarYear
+
+
+def business_date_current() -> date:
+    day = BusinessDay.objects.first()
+    if day is None:
+        raise CalendarUnavailable("The business date has not been set (run seed_demo or business_date_initialize).")
+    return day.current
+
+
+def business_date_initialize(*, current: date) -> BusinessDay:
+    """Set the business date once, when the engine is installed. Later it moves only by end of day."""
+    day, _ = BusinessDay.objects.get_or_create(singleton=True, defaults={"current": current})
+    return day
+
+
+def calendar_seed_year(*, year: int) -> int:
+    """Store one year's days from the `chinese-calendar` package. Returns the number of days written.
+
+    A year the package does not cover is left unpublished: the engine then refuses to guess.
+    Days staff already edited (source 'staff') are kept.
+    """
+    import chinese_calendar
+
+    start = date(year, 1, 1)
+    days = []
+    try:
+        for offset in range((date(year + 1, 1, 1) - start).days):
+            day = start + timedelta(days=offset)
+            working = chinese_calendar.is_workday(day)
+            on_holiday, holiday_name = chinese_calendar.get_holiday_detail(day)
+            if working and day.weekday() >= 5:
+                kind, name = CalendarDayKind.MAKEUP_WORKDAY, str(holiday_name or "")
+            elif working:
+                kind, name = CalendarDayKind.WORKDAY, ""
+            elif holiday_name:
+                kind, name = CalendarDayKind.HOLIDAY, str(holiday_name)
+            else:
+                kind, name = CalendarDayKind.WEEKEND, ""
+            if settings.BUSINESS_CALENDAR == "exchange" and kind == CalendarDayKind.MAKEUP_WORKDAY:
+                working = False
+            days.append(CalendarDay(date=day, kind=kind, is_business_day=working, name=name, source="chinese-calendar"))
+    except NotImplementedError:
+        return 0
+    with transaction.atomic():
+        staff_edited = set(
+            CalendarDay.objects.filter(date__year=year, source="staff").values_list("date", flat=True)
+        )
+        CalendarDay.objects.bulk_create(
+            [d for d in days if d.date not in staff_edited],
+            update_conflicts=True,
+            unique_fields=["date"],
+            update_fields=["kind", "is_business_day", "name", "source"],
+        )
+        CalendarYear.objects.update_or_create(
+            year=year, defaults={"published": True, "source": "chinese-calendar"}
+        )
+    return len(days)
+
+
+def next_business_day(day: date) -> date:
+    """The first business day after `day`, from the stored calendar. Refuses to guess past published years."""
+    published = set(CalendarYear.objects.filter(published=True).values_list("year", flat=True))
+    stored = {
+        d.date: d.is_business_day
+        for d in CalendarDay.objects.filter(date__gt=day, date__lte=day + timedelta(days=40))
+    }
+    candidate = day
+    for _ in range(40):
+        candidate += timedelta(days=1)
+        if candidate.year not in published or candidate not in stored:
+            raise CalendarUnavailable(
+                f"The business calendar for {candidate.year} is not published: the next business day "
+                f"after {day.isoformat()} cannot be determined."
+            )
+        if stored[candidate]:
+            return candidate
+    raise CalendarUnavailable(f"No business day within 40 days after {day.isoformat()}.")
+
+
+def is_business_day(day: date) -> bool:
+    entry = CalendarDay.objects.filter(date=day).first()
+    if entry is None or not CalendarYear.objects.filter(year=day.year, published=True).exists():
+        raise CalendarUnavailable(f"The business calendar for {day.year} is not published.")
+    return entry.is_business_day

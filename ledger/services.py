@@ -1,0 +1,161 @@
+"""The only way to write to the ledger. Callers run these inside the transaction of the state change."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from ledger.models import (
+    ACCOUNT_TYPE_OF_KIND,
+    Account,
+    AccountKind,
+    Entry,
+    EntryDirection,
+    JournalTransaction,
+)
+from ledger.money import money
+
+# Liability accounts that belong to a customer may never be overdrawn.
+NO_OVERDRAFT_KINDS = {AccountKind.SETTLEMENT, AccountKind.MARGIN}
+
+
+class LedgerError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: Account
+    direction: str  # EntryDirection
+    amount: Decimal
+
+
+def debit(account: Account, amount: Decimal) -> Leg:
+    return Leg(account, EntryDirection.DEBIT, amount)
+
+
+def credit(account: Account, amount: Decimal) -> Leg:
+    return Leg(account, EntryDirection.CREDIT, amount)
+
+
+def account_get_or_create(
+    *, kind: str, owner: str = "", currency: str | None = None, external_account_no: str = ""
+) -> Account:
+    currency = currency or settings.ENGINE_CURRENCY
+    account, created = Account.objects.get_or_create(
+        kind=kind,
+        owner=owner,
+        currency=currency,
+        defaults={
+            "code": f"{owner}:{kind}:{currency}" if owner else f"bank:{kind}:{currency}",
+            "name": f"{AccountKind(kind).label} {owner}".strip(),
+            "type": ACCOUNT_TYPE_OF_KIND[AccountKind(kind)],
+            "external_account_no": external_account_no,
+            "debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
+        },
+    )
+    if not created and external_account_no and account.external_account_no != external_account_no:
+        account.external_account_no = external_account_no
+        account.save(update_fields=["external_account_no"])
+    return account
+
+
+def ledger_post(
+    *,
+    kind: str,
+    reference: str,
+    business_date: date,
+    legs: Sequence[Leg],
+    description: str = "",
+    reverses: JournalTransaction | None = None,
+) -> JournalTransaction:
+    """Post one balanced journal transaction. Zero-amount legs are dropped; amounts are quantized here.
+
+    PostgreSQL checks the balance at COMMIT and updates the account totals; this function refuses an
+    obviously unbalanced posting early so that the caller gets a clear Python error.
+    """
+    legs = [Leg(leg.account, leg.direction, money(leg.amount)) for leg in legs]
+    if any(leg.amount < 0 for leg in legs):
+        raise LedgerError("a leg amount is negative; swap its direction instead")
+    legs = [leg for leg in legs if leg.amount > 0]
+    if len(legs) < 2:
+        raise LedgerError(f"posting {reference} needs at least two non-zero legs")
+    totals: dict[str, Decimal] = {}
+    for leg in legs:
+        sign = 1 if leg.direction == EntryDirection.DEBIT else -1
+        totals[leg.account.currency] = totals.get(leg.account.currency, Decimal(0)) + sign * leg.amount
+    if any(total != 0 for total in totals.values()):
+        raise LedgerError(f"posting {reference} does not balance: {totals}")
+    with transaction.atomic():
+        journal = JournalTransaction.objects.create(
+            kind=kind,
+            reference=reference,
+            business_date=business_date,
+            description=description[:255],
+            reverses=reverses,
+        )
+        Entry.objects.bulk_create(
+            [
+                Entry(
+                    transaction=journal,
+                    account=leg.account,
+                    direction=leg.direction,
+                    amount=leg.amount,
+                    currency=leg.account.currency,
+                )
+                for leg in legs
+            ]
+        )
+    return journal
+
+
+def ledger_reverse(
+    *, journal: JournalTransaction, reference: str, business_date: date, description: str = ""
+) -> JournalTransaction:
+    """Correct a posted transaction by posting its mirror image; the original stays untouched."""
+    legs = [
+        Leg(
+            entry.account,
+            EntryDirection.CREDIT if entry.direction == EntryDirection.DEBIT else EntryDirection.DEBIT,
+            entry.amount,
+        )
+        for entry in journal.entries.select_related("account").order_by("id")
+    ]
+    return ledger_post(
+        kind=f"{journal.kind}.reversal",
+        reference=reference,
+        business_date=business_date,
+        legs=legs,
+        description=description or f"reversal of {journal.reference}",
+        reverses=journal,
+    )
+
+
+def account_hold(*, account: Account, amount: Decimal) -> bool:
+    """Hold `amount` of a liability account's available balance with one conditional UPDATE.
+
+    Returns False (and changes nothing) when the balance less existing holds is short.
+    """
+    amount = money(amount)
+    if amount <= 0:
+        return True
+    updated = Account.objects.filter(
+        pk=account.pk,
+        credits_posted__gte=F("debits_posted") + F("debits_pending") + amount,
+    ).update(debits_pending=F("debits_pending") + amount)
+    return updated == 1
+
+
+def account_release_hold(*, account: Account, amount: Decimal) -> None:
+    amount = money(amount)
+    if amount <= 0:
+        return
+    updated = Account.objects.filter(pk=account.pk, debits_pending__gte=amount).update(
+        debits_pending=F("debits_pending") - amount
+    )
+    if updated != 1:
+        raise LedgerError(f"cannot release {amount} held on {account.code}: less is held")

@@ -1,0 +1,128 @@
+"""Ledger postings and credit-line counter moves for each payout outcome.
+
+Each function runs inside the caller's transaction, after the caller has locked the payout and moved its
+FSM, so that the state change and its journal commit together.
+
+- funds out (handed to a channel): Dr settlement (own part), Dr advance receivable (bank part);
+  Cr payouts in transit of the channel. The own-funds hold and the line's hold become postings.
+- confirmed: Dr payouts in transit; Cr channel clearing.  Channel fee: Dr channel cost; Cr channel clearing.
+- returned (explicit failure): the mirror of funds out. Before a retry the holds are taken again; after a
+  final failure they are released to the company and the credit line.
+- advance fee (all payouts final): Dr fee receivable; Cr fee income.
+"""
+
+from datetime import date
+from decimal import Decimal
+
+from funding.models import Advance
+from funding.services.line_counters import line_draw, line_reduce_outstanding, line_release, line_undraw
+from ledger.models import Account, AccountKind
+from ledger.services import account_get_or_create, account_hold, account_release_hold, credit, debit, ledger_post
+from settlement.models import Channel, Payout
+
+
+class PostingError(Exception):
+    pass
+
+
+def _company_account(advance: Advance, kind: str) -> Account:
+    return Account.objects.get(kind=kind, owner=advance.company.code, currency=advance.currency)
+
+
+def channel_account(channel: Channel, kind: str) -> Account:
+    return account_get_or_create(kind=kind, owner=channel.code)
+
+
+def payout_post_funds_out(*, payout: Payout, channel: Channel, serial: str, business_date: date) -> None:
+    advance = payout.advance
+    if payout.funds_out:
+        raise PostingError(f"payout {payout.public_id} funds are already out")
+    settlement = _company_account(advance, AccountKind.SETTLEMENT)
+    if payout.own_funds_amount:
+        account_release_hold(account=settlement, amount=payout.own_funds_amount)
+    line_draw(line_id=advance.credit_line_id, amount=payout.advanced_amount)
+    ledger_post(
+        kind="payout.funds_out",
+        reference=f"{serial}:out",
+        business_date=business_date,
+        description=f"payout {payout.public_id} handed to {channel.code}",
+        legs=[
+            debit(settlement, payout.own_funds_amount),
+            debit(_company_account(advance, AccountKind.ADVANCE_RECEIVABLE), payout.advanced_amount),
+            credit(channel_account(channel, AccountKind.PAYOUTS_IN_TRANSIT), payout.amount),
+        ],
+    )
+    payout.funds_out = True
+
+
+def payout_post_confirmed(*, payout: Payout, channel: Channel, serial: str, fee: Decimal, business_date: date) -> None:
+    in_transit = channel_account(channel, AccountKind.PAYOUTS_IN_TRANSIT)
+    clearing = channel_account(channel, AccountKind.CHANNEL_CLEARING)
+    ledger_post(
+        kind="payout.confirmed",
+        reference=f"{serial}:confirmed",
+        business_date=business_date,
+        description=f"payout {payout.public_id} confirmed by {channel.code}",
+        legs=[debit(in_transit, payout.amount), credit(clearing, payout.amount)],
+    )
+    if fee > 0:
+        ledger_post(
+            kind="payout.channel_fee",
+            reference=f"{serial}:fee",
+            business_date=business_date,
+            description=f"{channel.code} fee for {serial}",
+            legs=[debit(account_get_or_create(kind=AccountKind.CHANNEL_COST), fee), credit(clearing, fee)],
+        )
+
+
+def payout_post_returned(*, payout: Payout, channel: Channel, serial: str, business_date: date, final: bool) -> None:
+    """Funds of an explicitly failed attempt come back. `final`: release them; else hold them for a retry."""
+    advance = payout.advance
+    if not payout.funds_out:
+        raise PostingError(f"payout {payout.public_id} has no funds out to return")
+    settlement = _company_account(advance, AccountKind.SETTLEMENT)
+    ledger_post(
+        kind="payout.returned",
+        reference=f"{serial}:returned",
+        business_date=business_date,
+        description=f"payout {payout.public_id} failed at {channel.code}",
+        legs=[
+            debit(channel_account(channel, AccountKind.PAYOUTS_IN_TRANSIT), payout.amount),
+            credit(settlement, payout.own_funds_amount),
+            credit(_company_account(advance, AccountKind.ADVANCE_RECEIVABLE), payout.advanced_amount),
+        ],
+    )
+    payout.funds_out = False
+    if final:
+        line_reduce_outstanding(line_id=advance.credit_line_id, amount=payout.advanced_amount)
+        return
+    line_undraw(line_id=advance.credit_line_id, amount=payout.advanced_amount)
+    # The credit just posted makes room for exactly this hold, under the same row lock.
+    if not account_hold(account=settlement, amount=payout.own_funds_amount):
+        raise PostingError(f"could not re-hold own funds of payout {payout.public_id}")
+
+
+def payout_release_unsent(*, payout: Payout) -> None:
+    """A payout that finally failed without its funds out: give back its holds."""
+    advance = payout.advance
+    if payout.funds_out:
+        raise PostingError(f"payout {payout.public_id} funds are out; return them first")
+    if payout.own_funds_amount:
+        account_release_hold(account=_company_account(advance, AccountKind.SETTLEMENT),
+                             amount=payout.own_funds_amount)
+    line_release(line_id=advance.credit_line_id, amount=payout.advanced_amount)
+
+
+def advance_post_fee(*, advance: Advance, fee: Decimal, business_date: date) -> None:
+    if fee <= 0:
+        return
+    ledger_post(
+        kind="advance.fee",
+        reference=f"{advance.public_id}:fee",
+        business_date=business_date,
+        description=f"fee on {advance.public_id}",
+        legs=[
+            debit(_company_account(advance, AccountKind.FEE_RECEIVABLE), fee),
+            credit(account_get_or_create(kind=AccountKind.FEE_INCOME), fee),
+        ],
+    )
