@@ -68,13 +68,13 @@ def daily_bars(points: list[dict], *, title: str, first_label: str, second_label
         for j, (key, colour) in enumerate((("disbursed", BAR_COLOUR), ("repaid", SECOND_COLOUR))):
             h = float(point[key] / largest) * plot_h if largest else 0  # pixels only, never money
             parts.append(format_html(
-                '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}"><title>{} {}: {}</title></rect>',
-                x + j * bar, top + plot_h - h, bar, h, colour, point["date"].isoformat(),
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{} {}: {}</title></rect>',
+                f"{x + j * bar:.1f}", f"{top + plot_h - h:.1f}", f"{bar:.1f}", f"{h:.1f}", colour, point["date"].isoformat(),
                 first_label if j == 0 else second_label, money_format(point[key]),
             ))
         if i % 5 == 0 or i == n - 1:
             parts.append(format_html(
-                '<text x="{:.1f}" y="{}" font-size="10">{}</text>', x, height - bottom + 14,
+                '<text x="{}" y="{}" font-size="10">{}</text>', f"{x:.1f}", height - bottom + 14,
                 point["date"].strftime("%m-%d"),
             ))
     parts.append("</svg>")
