@@ -324,7 +324,7 @@ def channel_report(*, start: date, end: date) -> Report:
             succeeded=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
             failed=Count("id", filter=Q(status=AttemptStatus.FAILED)),
             undecided=Count("id", filter=Q(status__in=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN])),
-            amount=Sum("amount"),
+            amount_sent=Sum("amount"),
             amount_succeeded=Sum("amount", filter=Q(status=AttemptStatus.SUCCEEDED)),
         )
     }
@@ -340,7 +340,7 @@ def channel_report(*, start: date, end: date) -> Report:
             "failed": failed,
             "undecided": row.get("undecided", 0),
             "success_rate": percent(succeeded, succeeded + failed),
-            "amount": money(row.get("amount") or ZERO),
+            "amount": money(row.get("amount_sent") or ZERO),
             "amount_succeeded": money(row.get("amount_succeeded") or ZERO),
             "cost": money(costs.get(channel.code, ZERO)),
         })
