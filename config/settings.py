@@ -47,7 +47,7 @@ INSTALLED_APPS = [
     "funding.console",
 ]
 
-# Staff logins are throttled in the database (funding.console.throttle); the API authenticates by its own keys.
+# Staff logins are throttled in the database (funding.console.throttle); the API uses its own keys.
 AUTHENTICATION_BACKENDS = ["funding.console.throttle.ThrottledModelBackend"]
 LOGIN_THROTTLE_MAX_FAILURES = int(env_str("LOGIN_THROTTLE_MAX_FAILURES", "5"))
 LOGIN_THROTTLE_WINDOW_SECONDS = int(env_str("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))

@@ -37,7 +37,8 @@ def utilisation_bars(items: list[tuple[str, Decimal | None]], *, title: str) -> 
     axis_y = row * max(len(items), 1) + 8
     parts.append(
         f'<line x1="{label_w + bar_w}" y1="0" x2="{label_w + bar_w}" y2="{axis_y}" stroke="#999" '
-        f'stroke-dasharray="3,3"/><text x="{label_w + bar_w - 14}" y="{axis_y + 14}" font-size="11">100%</text>'
+        f'stroke-dasharray="3,3"/>'
+        f'<text x="{label_w + bar_w - 14}" y="{axis_y + 14}" font-size="11">100%</text>'
     )
     parts.append("</svg>")
     return mark_safe("".join(str(p) for p in parts))  # noqa: S308 - every label went through format_html
@@ -55,8 +56,10 @@ def daily_bars(points: list[dict], *, title: str, first_label: str, second_label
         f'viewBox="0 0 {width} {height}" class="console-chart">',
         format_html("<title>{}</title>", title),
         format_html(
-            '<rect x="60" y="2" width="10" height="10" fill="{}"/><text x="74" y="11" font-size="11">{}</text>'
-            '<rect x="200" y="2" width="10" height="10" fill="{}"/><text x="214" y="11" font-size="11">{}</text>',
+            '<rect x="60" y="2" width="10" height="10" fill="{}"/>'
+            '<text x="74" y="11" font-size="11">{}</text>'
+            '<rect x="200" y="2" width="10" height="10" fill="{}"/>'
+            '<text x="214" y="11" font-size="11">{}</text>',
             BAR_COLOUR, first_label, SECOND_COLOUR, second_label,
         ),
         format_html('<text x="0" y="{}" font-size="10">{}</text>', top + 10, money_format(largest)),
@@ -69,7 +72,8 @@ def daily_bars(points: list[dict], *, title: str, first_label: str, second_label
             h = float(point[key] / largest) * plot_h if largest else 0  # pixels only, never money
             parts.append(format_html(
                 '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{} {}: {}</title></rect>',
-                f"{x + j * bar:.1f}", f"{top + plot_h - h:.1f}", f"{bar:.1f}", f"{h:.1f}", colour, point["date"].isoformat(),
+                f"{x + j * bar:.1f}", f"{top + plot_h - h:.1f}", f"{bar:.1f}", f"{h:.1f}", colour,
+                point["date"].isoformat(),
                 first_label if j == 0 else second_label, money_format(point[key]),
             ))
         if i % 5 == 0 or i == n - 1:

@@ -16,7 +16,7 @@ class ConsolePermissions(models.Model):
             ("view_dashboard", "Can view the console dashboard"),
             ("view_reports", "Can view and download reports"),
             ("view_audit", "Can view the audit trail"),
-            ("propose_credit_change", "Can propose companies, credit lines and limit or term changes (maker)"),
+            ("propose_credit_change", "Can propose companies, credit lines and changes (maker)"),
             ("approve_credit_change", "Can approve or reject credit change requests (checker)"),
             ("freeze_credit_line", "Can freeze a credit line"),
             ("resolve_manual_review", "Can resolve manual-review payouts"),
@@ -25,6 +25,9 @@ class ConsolePermissions(models.Model):
             ("upload_statement", "Can upload bank and channel statements"),
             ("reconcile_statement", "Can resolve reconciliation exceptions"),
         ]
+
+    def __str__(self) -> str:
+        return "console permissions"
 
 
 class LoginFailure(models.Model):

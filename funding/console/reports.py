@@ -43,7 +43,9 @@ DEBIT_CATEGORY = {
 RETURN_KINDS = {"payout.returned"}
 REVERSAL_SUFFIX = ".reversal"
 CATEGORIES = ("advanced", "fees", "penalties", "repaid")
-AGING_BUCKETS = (("overdue_1_3", 1, 3), ("overdue_4_7", 4, 7), ("overdue_8_30", 8, 30), ("overdue_31_plus", 31, None))
+AGING_BUCKETS = (
+    ("overdue_1_3", 1, 3), ("overdue_4_7", 4, 7), ("overdue_8_30", 8, 30), ("overdue_31_plus", 31, None),
+)
 
 
 @dataclass
@@ -110,7 +112,9 @@ def receivable_movements(*, end: date, start: date | None = None, owners: list[s
     )
     for row in grouped:
         category, sign = entry_category(
-            account_kind=row["account__kind"], direction=row["direction"], journal_kind=row["transaction__kind"]
+            account_kind=row["account__kind"],
+            direction=row["direction"],
+            journal_kind=row["transaction__kind"],
         )
         day = result[row["account__owner"]][row["transaction__business_date"]]
         day[category] += sign * row["total"]
@@ -135,7 +139,9 @@ def _due_dates(days: list[date]) -> dict[date, date]:
     return result
 
 
-def overdue_aging(*, history: dict[date, dict[str, Decimal]], as_of: date, closing: Decimal) -> dict[str, Decimal]:
+def overdue_aging(
+    *, history: dict[date, dict[str, Decimal]], as_of: date, closing: Decimal
+) -> dict[str, Decimal]:
     """First in, first out: the closing balance less what was booked on `as_of`, aged by days past due."""
     aging = {name: ZERO for name, _lo, _hi in AGING_BUCKETS}
     today = history.get(as_of)
@@ -176,6 +182,7 @@ def daily_position(*, business_date: date) -> Report:
         opening = sum((_net_increase(v) for d, v in history.items() if d < business_date), ZERO)
         day = history.get(business_date, dict.fromkeys(CATEGORIES, ZERO))
         closing = opening + _net_increase(day)
+        aging = overdue_aging(history=history, as_of=business_date, closing=closing)
         rows.append({
             "business_date": business_date,
             "company": code,
@@ -183,7 +190,7 @@ def daily_position(*, business_date: date) -> Report:
             "opening_outstanding": money(opening),
             **{category: money(day[category]) for category in CATEGORIES},
             "closing_outstanding": money(closing),
-            **{k: money(v) for k, v in overdue_aging(history=history, as_of=business_date, closing=closing).items()},
+            **{k: money(v) for k, v in aging.items()},
         })
     amount_keys = ["opening_outstanding", *CATEGORIES, "closing_outstanding", "overdue",
                    *[name for name, _lo, _hi in AGING_BUCKETS]]
@@ -243,7 +250,8 @@ def trial_balance(*, as_of: date) -> Report:
             "credit": money(max(-net, ZERO)),
         })
     totals = {"account": "TOTAL", "name": "", "type": "", "currency": "",
-              "debit": sum((r["debit"] for r in rows), ZERO), "credit": sum((r["credit"] for r in rows), ZERO)}
+              "debit": sum((r["debit"] for r in rows), ZERO),
+              "credit": sum((r["credit"] for r in rows), ZERO)}
     return Report(
         title=str(_("Trial balance")),
         columns=[("account", _("Account")), ("name", _("Name")), ("type", _("Type")),
@@ -347,8 +355,9 @@ def channel_report(*, start: date, end: date) -> Report:
     return Report(
         title=str(_("Channel report")),
         columns=[("channel", _("Channel")), ("attempts", _("Attempts")), ("succeeded", _("Succeeded")),
-                 ("failed", _("Failed")), ("undecided", _("Undecided")), ("success_rate", _("Success rate %")),
-                 ("amount", _("Amount sent")), ("amount_succeeded", _("Amount succeeded")), ("cost", _("Cost"))],
+                 ("failed", _("Failed")), ("undecided", _("Undecided")),
+                 ("success_rate", _("Success rate %")), ("amount", _("Amount sent")),
+                 ("amount_succeeded", _("Amount succeeded")), ("cost", _("Cost"))],
         rows=rows,
         params={"start": start, "end": end},
     )

@@ -130,7 +130,9 @@ def _ensure_permissions(apps: Any, using: str) -> None:
             app_config.models_module = had_module
 
 
-def roles_sync(*, apps: Any = global_apps, using: str = DEFAULT_DB_ALIAS, strict: bool = True) -> dict[str, int]:
+def roles_sync(
+    *, apps: Any = global_apps, using: str = DEFAULT_DB_ALIAS, strict: bool = True
+) -> dict[str, int]:
     """Create the groups and give each exactly the permissions of ROLES. Idempotent.
 
     `strict`: refuse a permission that does not exist (a typo in ROLES). The data migration passes False,

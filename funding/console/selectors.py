@@ -27,7 +27,9 @@ from funding.models import (
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, Payout, PayoutAttempt, PayoutStatus
 
-MONEY_OUTPUT = DecimalField(max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES)
+MONEY_OUTPUT = DecimalField(
+    max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,9 @@ def audit_latest(*, limit: int = 20) -> list[AuditEvent]:
 
 
 def webhooks_undelivered(*, limit: int = 20) -> dict[str, Any]:
-    undelivered = WebhookEvent.objects.filter(status__in=[WebhookEventStatus.PENDING, WebhookEventStatus.FAILED])
+    undelivered = WebhookEvent.objects.filter(
+        status__in=[WebhookEventStatus.PENDING, WebhookEventStatus.FAILED]
+    )
     counts = dict(undelivered.values("status").annotate(n=Count("id")).values_list("status", "n"))
     return {
         "pending": counts.get(WebhookEventStatus.PENDING, 0),

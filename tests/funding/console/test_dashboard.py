@@ -8,7 +8,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from funding.console import selectors
-from funding.models import Advance, AdvanceStatus, ChangeRequestKind
+from funding.models import Advance, ChangeRequestKind
 from funding.services.advances import advance_request
 from funding.services.credit_lines import change_request_propose
 from funding.services.events import event_emit
@@ -24,17 +24,24 @@ def seed():
     then the advance is disbursed and overdue with fee 30.00; one pending limit increase; one channel."""
     company, line = company_with_line(code="ACME", limit="1000000.00")
     company_with_line(code="BETA", limit="500000.00")
-    advance = advance_request(company=company, external_id="A1", amount=Decimal("250000.00"),
-                              payouts=payout_inputs("100000.00", "150000.00"))
+    advance = advance_request(
+        company=company,
+        external_id="A1",
+        amount=Decimal("250000.00"),
+        payouts=payout_inputs("100000.00", "150000.00"),
+    )
     hvps = Channel.objects.create(code="HVPS", name="HVPS", adapter="x.Adapter")
     first, second = advance.payouts.order_by("sequence")
     payout_post_funds_out(payout=first, channel=hvps, serial="S1", business_date=BUSINESS_DATE)
-    PayoutAttempt.objects.create(payout=first, number=1, serial="S1", channel=hvps, amount=first.amount,
-                                 status=AttemptStatus.SUCCEEDED)
-    PayoutAttempt.objects.create(payout=second, number=1, serial="S2", channel=hvps, amount=second.amount,
-                                 status=AttemptStatus.FAILED)
-    PayoutAttempt.objects.create(payout=second, number=2, serial="S3", channel=hvps, amount=second.amount,
-                                 status=AttemptStatus.UNKNOWN)
+    PayoutAttempt.objects.create(
+        payout=first, number=1, serial="S1", channel=hvps, amount=first.amount, status=AttemptStatus.SUCCEEDED
+    )
+    PayoutAttempt.objects.create(
+        payout=second, number=1, serial="S2", channel=hvps, amount=second.amount, status=AttemptStatus.FAILED
+    )
+    PayoutAttempt.objects.create(
+        payout=second, number=2, serial="S3", channel=hvps, amount=second.amount, status=AttemptStatus.UNKNOWN
+    )
     second.start_attempt()
     second.mark_unknown()
     second.save(update_fields=["status"])
@@ -62,7 +69,13 @@ def test_company_exposures_exact(business_day):
     assert acme.utilisation == Decimal("25.00")
     assert acme.overdue == Decimal("100030.00")
     assert (beta.code, beta.reserved, beta.outstanding, beta.available, beta.utilisation, beta.overdue) == (
-        "BETA", Decimal("0.00"), Decimal("0.00"), Decimal("500000.00"), Decimal("0.00"), Decimal("0.00"))
+        "BETA",
+        Decimal("0.00"),
+        Decimal("0.00"),
+        Decimal("500000.00"),
+        Decimal("0.00"),
+        Decimal("0.00"),
+    )
 
 
 @pytest.mark.django_db
@@ -87,8 +100,14 @@ def test_payouts_channels_and_daily_chart_data(business_day):
     attention = selectors.payouts_needing_attention()
     assert [row["payout"].status for row in attention] == [PayoutStatus.UNKNOWN]
     assert selectors.channel_success_rates() == [
-        {"channel": "HVPS", "attempts": 3, "succeeded": 1, "failed": 1, "undecided": 1,
-         "success_rate": Decimal("50.00")}
+        {
+            "channel": "HVPS",
+            "attempts": 3,
+            "succeeded": 1,
+            "failed": 1,
+            "undecided": 1,
+            "success_rate": Decimal("50.00"),
+        }
     ]
     daily = selectors.daily_disbursed_and_repaid(until=BUSINESS_DATE)
     assert len(daily) == 30
@@ -101,10 +120,21 @@ def test_payouts_channels_and_daily_chart_data(business_day):
 def test_dashboard_renders_exact_numbers_for_staff(business_day, client, user_in_role):
     company, line = seed()
     maker = user_in_role("credit_officer", username="maker")
-    change_request_propose(credit_line=line, kind=ChangeRequestKind.CHANGE_TERMS,
-                           proposed={"approved_limit": "1500000.00"}, maker=maker, reason="more flow")
-    event_emit(company=company, type="advance.created", resource_type="advance", resource_id="adv_x",
-               version=1, data={})
+    change_request_propose(
+        credit_line=line,
+        kind=ChangeRequestKind.CHANGE_TERMS,
+        proposed={"approved_limit": "1500000.00"},
+        maker=maker,
+        reason="more flow",
+    )
+    event_emit(
+        company=company,
+        type="advance.created",
+        resource_type="advance",
+        resource_id="adv_x",
+        version=1,
+        data={},
+    )
     client.force_login(user_in_role("credit_approver", username="checker"))
     response = client.get(reverse("console:dashboard"))
     assert response.status_code == 200

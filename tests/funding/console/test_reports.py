@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from funding.console import reports
 from ledger.models import AccountKind, JournalTransaction
@@ -15,8 +16,12 @@ MON, TUE, WED = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)
 
 
 def post(kind, ref, day, dr, cr, amount):
-    return ledger_post(kind=kind, reference=ref, business_date=day, legs=[debit(dr, Decimal(amount)),
-                                                                            credit(cr, Decimal(amount))])
+    return ledger_post(
+        kind=kind,
+        reference=ref,
+        business_date=day,
+        legs=[debit(dr, Decimal(amount)), credit(cr, Decimal(amount))],
+    )
 
 
 def seed_ledger():
@@ -24,9 +29,15 @@ def seed_ledger():
     Wed penalty 0.20 and a fee of 1.00 reversed the same day. ZETA has accounts and no entries."""
     company_with_line(code="ACME")
     company_with_line(code="ZETA")
-    acc = {kind: account_get_or_create(kind=kind, owner="ACME") for kind in (
-        AccountKind.ADVANCE_RECEIVABLE, AccountKind.FEE_RECEIVABLE, AccountKind.PENALTY_RECEIVABLE,
-        AccountKind.SETTLEMENT)}
+    acc = {
+        kind: account_get_or_create(kind=kind, owner="ACME")
+        for kind in (
+            AccountKind.ADVANCE_RECEIVABLE,
+            AccountKind.FEE_RECEIVABLE,
+            AccountKind.PENALTY_RECEIVABLE,
+            AccountKind.SETTLEMENT,
+        )
+    }
     transit = account_get_or_create(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="HVPS")
     bank = account_get_or_create(kind=AccountKind.BANK_CLEARING)
     fee_income = account_get_or_create(kind=AccountKind.FEE_INCOME)
@@ -36,19 +47,44 @@ def seed_ledger():
     post("bank.credit", "b1", TUE, bank, acc[AccountKind.SETTLEMENT], "10000.00")
     post("payout.funds_out", "p2:out", TUE, acc[AccountKind.ADVANCE_RECEIVABLE], transit, "500.00")
     post("payout.returned", "p2:returned", TUE, transit, acc[AccountKind.ADVANCE_RECEIVABLE], "200.00")
-    post("repayment", "r1:principal", TUE, acc[AccountKind.SETTLEMENT], acc[AccountKind.ADVANCE_RECEIVABLE],
-         "600.00")
+    post(
+        "repayment",
+        "r1:principal",
+        TUE,
+        acc[AccountKind.SETTLEMENT],
+        acc[AccountKind.ADVANCE_RECEIVABLE],
+        "600.00",
+    )
     post("repayment", "r1:fee", TUE, acc[AccountKind.SETTLEMENT], acc[AccountKind.FEE_RECEIVABLE], "0.30")
-    post("penalty.accrual", "a1:penalty:wed", WED, acc[AccountKind.PENALTY_RECEIVABLE], penalty_income, "0.20")
+    post(
+        "penalty.accrual", "a1:penalty:wed", WED, acc[AccountKind.PENALTY_RECEIVABLE], penalty_income, "0.20"
+    )
     fee = post("advance.fee", "a2:fee", WED, acc[AccountKind.FEE_RECEIVABLE], fee_income, "1.00")
     ledger_reverse(journal=fee, reference="a2:fee:reversal", business_date=WED)
 
 
 def zero_row(day):
-    return {"business_date": day, "company": "ZETA", "legal_name": "Payment Company", **{
-        k: Decimal("0.00") for k in ("opening_outstanding", "advanced", "fees", "penalties", "repaid",
-                                     "closing_outstanding", "overdue", "overdue_1_3", "overdue_4_7",
-                                     "overdue_8_30", "overdue_31_plus")}}
+    return {
+        "business_date": day,
+        "company": "ZETA",
+        "legal_name": "Payment Company",
+        **{
+            k: Decimal("0.00")
+            for k in (
+                "opening_outstanding",
+                "advanced",
+                "fees",
+                "penalties",
+                "repaid",
+                "closing_outstanding",
+                "overdue",
+                "overdue_1_3",
+                "overdue_4_7",
+                "overdue_8_30",
+                "overdue_31_plus",
+            )
+        },
+    }
 
 
 @pytest.mark.django_db
@@ -57,22 +93,45 @@ def test_daily_position_from_the_ledger(business_day):
     tue = reports.daily_position(business_date=TUE)
     acme = tue.rows[0]
     assert acme == {
-        "business_date": TUE, "company": "ACME", "legal_name": acme["legal_name"],
-        "opening_outstanding": Decimal("1000.30"), "advanced": Decimal("300.00"), "fees": Decimal("0.00"),
-        "penalties": Decimal("0.00"), "repaid": Decimal("600.30"), "closing_outstanding": Decimal("700.00"),
+        "business_date": TUE,
+        "company": "ACME",
+        "legal_name": acme["legal_name"],
+        "opening_outstanding": Decimal("1000.30"),
+        "advanced": Decimal("300.00"),
+        "fees": Decimal("0.00"),
+        "penalties": Decimal("0.00"),
+        "repaid": Decimal("600.30"),
+        "closing_outstanding": Decimal("700.00"),
         # first in, first out: Tuesday's 300.00 is not due yet; 400.00 of Monday's was due Tuesday
-        "overdue": Decimal("400.00"), "overdue_1_3": Decimal("400.00"), "overdue_4_7": Decimal("0.00"),
-        "overdue_8_30": Decimal("0.00"), "overdue_31_plus": Decimal("0.00"),
+        "overdue": Decimal("400.00"),
+        "overdue_1_3": Decimal("400.00"),
+        "overdue_4_7": Decimal("0.00"),
+        "overdue_8_30": Decimal("0.00"),
+        "overdue_31_plus": Decimal("0.00"),
     }
     assert tue.rows[1]["company"] == "ZETA"
     assert {k: v for k, v in tue.rows[1].items() if k != "legal_name"} == {
-        k: v for k, v in zero_row(TUE).items() if k != "legal_name"}
+        k: v for k, v in zero_row(TUE).items() if k != "legal_name"
+    }
     wed = reports.daily_position(business_date=WED).rows[0]
-    assert (wed["opening_outstanding"], wed["fees"], wed["penalties"], wed["repaid"], wed["closing_outstanding"],
-            wed["overdue"]) == (Decimal("700.00"), Decimal("0.00"), Decimal("0.20"), Decimal("0.00"),
-                                Decimal("700.20"), Decimal("700.00"))
+    assert (
+        wed["opening_outstanding"],
+        wed["fees"],
+        wed["penalties"],
+        wed["repaid"],
+        wed["closing_outstanding"],
+        wed["overdue"],
+    ) == (
+        Decimal("700.00"),
+        Decimal("0.00"),
+        Decimal("0.20"),
+        Decimal("0.00"),
+        Decimal("700.20"),
+        Decimal("700.00"),
+    )
     receivables = sum(
-        (account_get_or_create(kind=k, owner="ACME").balance for k in reports.RECEIVABLE_KINDS), Decimal(0))
+        (account_get_or_create(kind=k, owner="ACME").balance for k in reports.RECEIVABLE_KINDS), Decimal(0)
+    )
     assert wed["closing_outstanding"] == receivables == Decimal("700.20")
 
 
@@ -87,26 +146,44 @@ def test_overdue_aging_buckets_first_in_first_out():
     }
     aging = reports.overdue_aging(history=history, as_of=date(2026, 11, 25), closing=Decimal("200.00"))
     # no stored calendar here: due = the next calendar day
-    assert aging == {"overdue": Decimal("160.00"), "overdue_1_3": Decimal("0.00"),
-                     "overdue_4_7": Decimal("30.00"), "overdue_8_30": Decimal("100.00"),
-                     "overdue_31_plus": Decimal("30.00")}
+    assert aging == {
+        "overdue": Decimal("160.00"),
+        "overdue_1_3": Decimal("0.00"),
+        "overdue_4_7": Decimal("30.00"),
+        "overdue_8_30": Decimal("100.00"),
+        "overdue_31_plus": Decimal("30.00"),
+    }
 
 
 @pytest.mark.django_db
 def test_daily_position_csv_exact(business_day, client, user_in_role):
     seed_ledger()
     client.force_login(user_in_role("finance"))
-    response = client.get(reverse("console:report_daily_position"), {"business_date": "2026-11-24",
-                                                                       "format": "csv"})
+    response = client.get(
+        reverse("console:report_daily_position"), {"business_date": "2026-11-24", "format": "csv"}
+    )
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == 'attachment; filename="daily_position_2026-11-24.csv"'
     lines = response.content.decode().splitlines()
-    assert lines[0] == ("business_date,company,legal_name,opening_outstanding,advanced,fees,penalties,repaid,"
-                        "closing_outstanding,overdue,overdue_1_3,overdue_4_7,overdue_8_30,overdue_31_plus")
+    assert lines[0] == (
+        "business_date,company,legal_name,opening_outstanding,advanced,fees,penalties,repaid,"
+        "closing_outstanding,overdue,overdue_1_3,overdue_4_7,overdue_8_30,overdue_31_plus"
+    )
     assert lines[1].startswith("2026-11-24,ACME,Payment Company ")
-    assert lines[1].split(",")[3:] == ["1000.30", "300.00", "0.00", "0.00", "600.30", "700.00", "400.00",
-                                       "400.00", "0.00", "0.00", "0.00"]
+    assert lines[1].split(",")[3:] == [
+        "1000.30",
+        "300.00",
+        "0.00",
+        "0.00",
+        "600.30",
+        "700.00",
+        "400.00",
+        "400.00",
+        "0.00",
+        "0.00",
+        "0.00",
+    ]
     assert lines[2].split(",")[:2] == ["2026-11-24", "ZETA"]
     assert lines[3] == "2026-11-24,TOTAL,,1000.30,300.00,0.00,0.00,600.30,700.00,400.00,400.00,0.00,0.00,0.00"
     assert len(lines) == 4
@@ -157,20 +234,34 @@ def test_channel_report_volume_success_rate_and_cost(business_day, client, user_
     hvps = Channel.objects.create(code="HVPS", name="HVPS", adapter="x.Adapter")
     beps = Channel.objects.create(code="BEPS", name="BEPS", adapter="x.Adapter")
     Channel.objects.create(code="IBPS", name="IBPS", adapter="x.Adapter")
-    advance = advance_request(company=company, external_id="A1", amount=Decimal("3000.00"),
-                              payouts=payout_inputs("1000.00", "2000.00"))
+    advance = advance_request(
+        company=company,
+        external_id="A1",
+        amount=Decimal("3000.00"),
+        payouts=payout_inputs("1000.00", "2000.00"),
+    )
     first, second = advance.payouts.order_by("sequence")
-    PayoutAttempt.objects.create(payout=first, number=1, serial="S1", channel=beps, amount=first.amount,
-                                 status=AttemptStatus.FAILED)
-    PayoutAttempt.objects.create(payout=first, number=2, serial="S2", channel=hvps, amount=first.amount,
-                                 status=AttemptStatus.SUCCEEDED, fee=Decimal("5.00"))
-    PayoutAttempt.objects.create(payout=second, number=1, serial="S3", channel=hvps, amount=second.amount,
-                                 status=AttemptStatus.UNKNOWN)
+    PayoutAttempt.objects.create(
+        payout=first, number=1, serial="S1", channel=beps, amount=first.amount, status=AttemptStatus.FAILED
+    )
+    PayoutAttempt.objects.create(
+        payout=first,
+        number=2,
+        serial="S2",
+        channel=hvps,
+        amount=first.amount,
+        status=AttemptStatus.SUCCEEDED,
+        fee=Decimal("5.00"),
+    )
+    PayoutAttempt.objects.create(
+        payout=second, number=1, serial="S3", channel=hvps, amount=second.amount, status=AttemptStatus.UNKNOWN
+    )
     payout_post_confirmed(payout=first, channel=hvps, serial="S2", fee=Decimal("5.00"), business_date=WED)
     client.force_login(user_in_role("finance"))
-    today = date.today().isoformat()
-    response = client.get(reverse("console:report_channels"), {"start": "2026-11-20", "end": today,
-                                                                "format": "csv"})
+    today = timezone.localdate().isoformat()
+    response = client.get(
+        reverse("console:report_channels"), {"start": "2026-11-20", "end": today, "format": "csv"}
+    )
     assert response.content.decode().splitlines() == [
         "channel,attempts,succeeded,failed,undecided,success_rate,amount,amount_succeeded,cost",
         "BEPS,1,0,1,0,0.00,1000.00,0.00,0.00",

@@ -9,43 +9,99 @@ VIEW_CALENDAR = {"funding.view_businessday", "funding.view_calendaryear", "fundi
 
 EXPECTED = {
     "credit_officer": {
-        "funding.view_company", "funding.add_company", "funding.change_company",
-        "funding.view_creditline", "funding.add_creditline",
-        "funding.view_creditlinechangerequest", "funding.add_creditlinechangerequest",
-        "funding.view_advance", "funding.view_auditevent", *VIEW_CALENDAR,
-        "console.view_dashboard", "console.propose_credit_change",
+        "funding.view_company",
+        "funding.add_company",
+        "funding.change_company",
+        "funding.view_creditline",
+        "funding.add_creditline",
+        "funding.view_creditlinechangerequest",
+        "funding.add_creditlinechangerequest",
+        "funding.view_advance",
+        "funding.view_auditevent",
+        *VIEW_CALENDAR,
+        "console.view_dashboard",
+        "console.propose_credit_change",
     },
     "credit_approver": {
-        "funding.view_company", "funding.view_creditline", "funding.view_creditlinechangerequest",
-        "funding.view_advance", "funding.view_auditevent", *VIEW_CALENDAR,
-        "console.view_dashboard", "console.approve_credit_change", "console.freeze_credit_line",
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_creditlinechangerequest",
+        "funding.view_advance",
+        "funding.view_auditevent",
+        *VIEW_CALENDAR,
+        "console.view_dashboard",
+        "console.approve_credit_change",
+        "console.freeze_credit_line",
     },
     "operations": {
-        "funding.view_company", "funding.view_creditline", "funding.view_advance", "funding.view_webhookevent",
-        "funding.view_businessday", "funding.view_calendaryear", "funding.view_calendarday",
-        "funding.change_calendarday", "settlement.view_channel", "settlement.change_channel",
-        "settlement.view_payout", "settlement.view_payoutattempt",
-        "console.view_dashboard", "console.resolve_manual_review", "console.redeliver_webhook", "console.rerun_job",
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_advance",
+        "funding.view_webhookevent",
+        "funding.view_businessday",
+        "funding.view_calendaryear",
+        "funding.view_calendarday",
+        "funding.change_calendarday",
+        "settlement.view_channel",
+        "settlement.change_channel",
+        "settlement.view_payout",
+        "settlement.view_payoutattempt",
+        "console.view_dashboard",
+        "console.resolve_manual_review",
+        "console.redeliver_webhook",
+        "console.rerun_job",
     },
     "finance": {
-        "funding.view_company", "funding.view_creditline", "funding.view_advance", *VIEW_CALENDAR,
-        "ledger.view_account", "ledger.view_journaltransaction", "ledger.view_entry",
-        "settlement.view_channel", "settlement.view_payout", "settlement.view_payoutattempt",
-        "console.view_dashboard", "console.view_reports", "console.upload_statement", "console.reconcile_statement",
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_advance",
+        *VIEW_CALENDAR,
+        "ledger.view_account",
+        "ledger.view_journaltransaction",
+        "ledger.view_entry",
+        "settlement.view_channel",
+        "settlement.view_payout",
+        "settlement.view_payoutattempt",
+        "console.view_dashboard",
+        "console.view_reports",
+        "console.upload_statement",
+        "console.reconcile_statement",
     },
     "auditor": {
-        "funding.view_company", "funding.view_creditline", "funding.view_creditlinechangerequest",
-        "funding.view_auditevent", "funding.view_advance", "funding.view_webhookevent", *VIEW_CALENDAR,
-        "ledger.view_account", "ledger.view_journaltransaction", "ledger.view_entry",
-        "settlement.view_channel", "settlement.view_payout", "settlement.view_payoutattempt",
-        "auth.view_user", "auth.view_group", "auth.view_permission", "console.view_loginfailure",
-        "console.view_dashboard", "console.view_reports", "console.view_audit",
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_creditlinechangerequest",
+        "funding.view_auditevent",
+        "funding.view_advance",
+        "funding.view_webhookevent",
+        *VIEW_CALENDAR,
+        "ledger.view_account",
+        "ledger.view_journaltransaction",
+        "ledger.view_entry",
+        "settlement.view_channel",
+        "settlement.view_payout",
+        "settlement.view_payoutattempt",
+        "auth.view_user",
+        "auth.view_group",
+        "auth.view_permission",
+        "console.view_loginfailure",
+        "console.view_dashboard",
+        "console.view_reports",
+        "console.view_audit",
     },
 }
 
 CUSTOM = [
-    "view_dashboard", "view_reports", "view_audit", "propose_credit_change", "approve_credit_change",
-    "freeze_credit_line", "resolve_manual_review", "redeliver_webhook", "rerun_job", "upload_statement",
+    "view_dashboard",
+    "view_reports",
+    "view_audit",
+    "propose_credit_change",
+    "approve_credit_change",
+    "freeze_credit_line",
+    "resolve_manual_review",
+    "redeliver_webhook",
+    "rerun_job",
+    "upload_statement",
     "reconcile_statement",
 ]
 
@@ -86,8 +142,13 @@ def test_each_role_is_allowed_exactly_its_console_actions(role, user_in_role):
 def test_checker_cannot_initiate_and_maker_cannot_approve(user_in_role):
     checker = user_in_role("credit_approver")
     maker = user_in_role("credit_officer")
-    for initiating in ("propose_credit_change", "funding.add_creditlinechangerequest", "funding.add_creditline",
-                       "funding.add_company", "funding.change_company"):
+    for initiating in (
+        "propose_credit_change",
+        "funding.add_creditlinechangerequest",
+        "funding.add_creditline",
+        "funding.add_company",
+        "funding.change_company",
+    ):
         with pytest.raises(PermissionDenied):
             require_permission(checker, initiating)
         require_permission(maker, initiating)
@@ -132,7 +193,9 @@ def test_roles_sync_is_idempotent_and_removes_stray_permissions():
 
 @pytest.mark.django_db
 def test_roles_sync_refuses_an_unknown_permission(monkeypatch):
-    monkeypatch.setitem(roles.ROLES, "finance", {**roles.ROLES["finance"], "ledger.entry": ["view", "approve"]})
+    monkeypatch.setitem(
+        roles.ROLES, "finance", {**roles.ROLES["finance"], "ledger.entry": ["view", "approve"]}
+    )
     before = group_perms("finance")
     with pytest.raises(roles.RoleConfigurationError, match="approve"):
         roles_sync()
