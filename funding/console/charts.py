@@ -26,13 +26,13 @@ def utilisation_bars(items: list[tuple[str, Decimal | None]], *, title: str) -> 
         pct = value if value is not None else Decimal(0)
         width = int(min(pct, Decimal(100)) * bar_w / 100)
         colour = DANGER_COLOUR if pct >= 90 else BAR_COLOUR
+        shown = "—" if value is None else f"{value}%"
         parts.append(format_html(
             '<text x="0" y="{}" font-size="12" dominant-baseline="middle">{}</text>'
-            '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}%</title></rect>'
+            '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>'
             '<text x="{}" y="{}" font-size="11" dominant-baseline="middle">{}</text>',
-            y + 8, label[:18], label_w, y, width, row - 6, colour, label,
-            "—" if value is None else value, label_w + width + 4, y + 8,
-            "—" if value is None else f"{value}%",
+            y + 8, label[:18], label_w, y, width, row - 6, colour, label, shown,
+            label_w + width + 4, y + 8, shown,
         ))
     axis_y = row * max(len(items), 1) + 8
     parts.append(
