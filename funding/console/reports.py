@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Q, Sum
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from funding.models import CalendarDay, Company
@@ -360,4 +361,28 @@ def channel_report(*, start: date, end: date) -> Report:
                  ("amount_succeeded", _("Amount succeeded")), ("cost", _("Cost"))],
         rows=rows,
         params={"start": start, "end": end},
+    )
+
+
+def audit_report(events: list) -> Report:
+    """The audit rows as a report: who or which job, when, what, on which object, from, to, why."""
+    import json
+
+    rows = [{
+        "occurred_at": timezone.localtime(e.occurred_at).isoformat(timespec="seconds"),
+        "actor": e.actor_label,
+        "action": e.action,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "company": e.company.code if e.company_id else "",
+        "before": json.dumps(e.before, ensure_ascii=False, sort_keys=True),
+        "after": json.dumps(e.after, ensure_ascii=False, sort_keys=True),
+        "reason": e.reason,
+    } for e in events]
+    return Report(
+        title=str(_("Audit trail")),
+        columns=[("occurred_at", _("When")), ("actor", _("Who")), ("action", _("Action")),
+                 ("object_type", _("Object type")), ("object_id", _("Object id")), ("company", _("Company")),
+                 ("before", _("Before")), ("after", _("After")), ("reason", _("Reason"))],
+        rows=rows,
     )

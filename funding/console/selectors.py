@@ -143,6 +143,21 @@ def pending_approvals(*, limit: int = 50) -> list[CreditLineChangeRequest]:
     )
 
 
+def audit_trail(*, company: str = "", object_type: str = "", object_id: str = "", actor: str = "",
+                limit: int = 500) -> list[AuditEvent]:
+    """Audit rows, newest first, filtered by company code, object (type and/or id) and actor label."""
+    rows = AuditEvent.objects.select_related("company", "actor")
+    if company:
+        rows = rows.filter(company__code=company)
+    if object_type:
+        rows = rows.filter(object_type=object_type)
+    if object_id:
+        rows = rows.filter(object_id=object_id)
+    if actor:
+        rows = rows.filter(actor_label=actor)
+    return list(rows.order_by("-occurred_at", "-id")[:limit])
+
+
 def audit_latest(*, limit: int = 20) -> list[AuditEvent]:
     return list(AuditEvent.objects.select_related("company").order_by("-occurred_at", "-id")[:limit])
 

@@ -11,4 +11,5 @@ urlpatterns = [
     path("reports/trial-balance/", views.report_trial_balance, name="report_trial_balance"),
     path("reports/account-balances/", views.report_account_balances, name="report_account_balances"),
     path("reports/channels/", views.report_channels, name="report_channels"),
+    path("audit/", views.audit, name="audit"),
 ]

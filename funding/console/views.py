@@ -152,3 +152,22 @@ def report_channels(request: HttpRequest) -> HttpResponse:
         request, lambda start, end: reports.channel_report(start=start, end=end), "channel_report",
         [("start", _("From"), end - timedelta(days=6)), ("end", _("To"), end)],
     )
+
+
+AUDIT_FILTERS = ("company", "object_type", "object_id", "actor")
+
+
+@console_view("view_audit")
+def audit(request: HttpRequest) -> HttpResponse:
+    """The append-only audit trail, filterable by company, object and user; CSV with ?format=csv."""
+    filters = {name: request.GET.get(name, "").strip()[:150] for name in AUDIT_FILTERS}
+    report = reports.audit_report(selectors.audit_trail(**filters))
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(reports.report_csv(report), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="audit_trail.csv"'
+        return response
+    labels = {"company": _("Company"), "object_type": _("Object type"), "object_id": _("Object id"),
+              "actor": _("Who")}
+    context = _context(request, report.title, report=report,
+                       text_fields=[(name, labels[name], value) for name, value in filters.items()])
+    return TemplateResponse(request, "console/report.html", context)

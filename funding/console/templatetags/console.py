@@ -59,3 +59,17 @@ def get_item(mapping, key):
 @register.filter(name="is_amount")
 def is_amount(value) -> bool:
     return isinstance(value, Decimal)
+
+
+@register.filter(name="admin_change_url")
+def admin_change_url(obj) -> str:
+    """The admin change page of `obj` when its model is registered with the admin, else ""."""
+    from django.contrib import admin
+    from django.urls import NoReverseMatch, reverse
+
+    if obj is None or not admin.site.is_registered(type(obj)):
+        return ""
+    try:
+        return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return ""

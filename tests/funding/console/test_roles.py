@@ -200,3 +200,15 @@ def test_roles_sync_refuses_an_unknown_permission(monkeypatch):
     with pytest.raises(roles.RoleConfigurationError, match="approve"):
         roles_sync()
     assert group_perms("finance") == before
+
+
+@pytest.mark.django_db
+def test_the_data_migration_works_on_its_historical_models():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    state = MigrationExecutor(connection).loader.project_state(("console", "0002_roles"))
+    Group.objects.filter(name__in=list(EXPECTED)).delete()
+    roles_sync(apps=state.apps, strict=False)
+    for role, expected in EXPECTED.items():
+        assert group_perms(role) == expected

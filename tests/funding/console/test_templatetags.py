@@ -38,3 +38,16 @@ def test_percent_and_age():
     assert age_filter(timedelta(days=2, hours=3, minutes=4)) == "2d 3h"
     assert age_filter(timedelta(hours=3, minutes=4)) == "3h 04m"
     assert age_filter(timedelta(minutes=4, seconds=59)) == "4m"
+
+
+@pytest.mark.django_db
+def test_admin_change_url_only_for_registered_models():
+    from django.contrib.auth.models import User
+
+    from funding.console.models import LoginFailure
+    from funding.console.templatetags.console import admin_change_url
+
+    user = User.objects.create_user("someone")
+    assert admin_change_url(user) == f"/admin/auth/user/{user.pk}/change/"
+    assert admin_change_url(LoginFailure.objects.create(username="x")) == ""
+    assert admin_change_url(None) == ""
