@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Min, Q, Sum
@@ -62,7 +63,7 @@ def business_date_info(*, now: datetime | None = None) -> BusinessDateInfo:
     day = BusinessDay.objects.first()
     if day is None:
         return BusinessDateInfo(current=None, closing=False, cutoff_at=None, seconds_to_cutoff=None)
-    cutoff_at = timezone.make_aware(datetime.combine(day.current, cutoff_time()))
+    cutoff_at = datetime.combine(day.current, cutoff_time(), tzinfo=ZoneInfo(settings.TIME_ZONE))
     return BusinessDateInfo(
         current=day.current,
         closing=day.closing,
