@@ -44,7 +44,13 @@ INSTALLED_APPS = [
     "ledger",
     "funding",
     "settlement",
+    "funding.console",
 ]
+
+# Staff logins are throttled in the database (funding.console.throttle); the API uses its own keys.
+AUTHENTICATION_BACKENDS = ["funding.console.throttle.ThrottledModelBackend"]
+LOGIN_THROTTLE_MAX_FAILURES = int(env_str("LOGIN_THROTTLE_MAX_FAILURES", "5"))
+LOGIN_THROTTLE_WINDOW_SECONDS = int(env_str("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -108,7 +114,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-ADMIN_URL = env_str("DJANGO_ADMIN_URL", "admin/")
+# No guessable default outside local runs; always ends with "/".
+ADMIN_URL = env_str("DJANGO_ADMIN_URL", "admin/") if LOCAL_RUN else env_required("DJANGO_ADMIN_URL")
+ADMIN_URL = ADMIN_URL.strip("/") + "/"
 
 if not LOCAL_RUN:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
@@ -165,6 +173,10 @@ MONEY_DECIMAL_PLACES = 2
 RATE_DECIMAL_PLACES = 6
 ACCRUAL_DECIMAL_PLACES = 8
 ENGINE_CURRENCY = "CNY"
+# Local time (TIME_ZONE) after which the current business date is closed by the end-of-day job.
+EOD_CUTOFF_TIME = env_str("EOD_CUTOFF_TIME", "23:00")
+# How far back the console dashboard counts payout attempts for channel success rates.
+CONSOLE_CHANNEL_WINDOW_DAYS = int(env_str("CONSOLE_CHANNEL_WINDOW_DAYS", "7"))
 # Which calendar decides the next business day: "public" counts make-up weekend days (调休) as working days.
 BUSINESS_CALENDAR = env_str("BUSINESS_CALENDAR", "public")
 WEBHOOK_ALLOW_INSECURE_URLS = env_bool("WEBHOOK_ALLOW_INSECURE_URLS", default=LOCAL_RUN)

@@ -3,6 +3,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    # Before admin.site.urls, whose catch-all would otherwise answer these paths.
+    path(f"{settings.ADMIN_URL}console/", include("funding.console.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("funding.urls")),
 ]

@@ -1,0 +1,45 @@
+"""Console-only tables: a holder for the staff permissions that belong to no model, and login failures."""
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ConsolePermissions(models.Model):
+    """No table: it only carries the custom permissions the roles are made of (see roles.py)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = _("console permission")
+        permissions = [
+            ("view_dashboard", "Can view the console dashboard"),
+            ("view_reports", "Can view and download reports"),
+            ("view_audit", "Can view the audit trail"),
+            ("propose_credit_change", "Can propose companies, credit lines and changes (maker)"),
+            ("approve_credit_change", "Can approve or reject credit change requests (checker)"),
+            ("freeze_credit_line", "Can freeze a credit line"),
+            ("resolve_manual_review", "Can resolve manual-review payouts"),
+            ("redeliver_webhook", "Can redeliver webhook events"),
+            ("rerun_job", "Can rerun a failed job for a date"),
+            ("upload_statement", "Can upload bank and channel statements"),
+            ("reconcile_statement", "Can resolve reconciliation exceptions"),
+        ]
+
+    def __str__(self) -> str:
+        return "console permissions"
+
+
+class LoginFailure(models.Model):
+    """One failed staff login; the throttle counts recent rows per username and per address."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("login failure")
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.ip_address or '-'} {self.occurred_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,264 @@
+"""Reads for the console dashboard. Each returns plain data; the view only renders it."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Min, Q, Sum
+from django.utils import timezone
+
+from funding.console.reports import percent, receivable_movements
+from funding.models import (
+    LIVE_LINE_STATES,
+    Advance,
+    AdvanceStatus,
+    AuditEvent,
+    BusinessDay,
+    CalendarDay,
+    ChangeRequestStatus,
+    Company,
+    CreditLine,
+    CreditLineChangeRequest,
+    WebhookEvent,
+    WebhookEventStatus,
+)
+from ledger.money import ZERO, money
+from settlement.models import AttemptStatus, Payout, PayoutAttempt, PayoutStatus
+
+MONEY_OUTPUT = DecimalField(
+    max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES
+)
+
+
+@dataclass(frozen=True)
+class BusinessDateInfo:
+    current: date | None
+    closing: bool
+    cutoff_at: datetime | None
+    seconds_to_cutoff: int | None  # negative once the cut-off has passed
+
+    @property
+    def cutoff_passed(self) -> bool:
+        return self.seconds_to_cutoff is not None and self.seconds_to_cutoff < 0
+
+    @property
+    def countdown(self) -> str:
+        if self.seconds_to_cutoff is None:
+            return ""
+        seconds = abs(self.seconds_to_cutoff)
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}"
+
+
+def cutoff_time() -> time:
+    hours, _, minutes = str(settings.EOD_CUTOFF_TIME).partition(":")
+    return time(int(hours), int(minutes or 0))
+
+
+def business_date_info(*, now: datetime | None = None) -> BusinessDateInfo:
+    """The business date and the time left until its end-of-day cut-off (EOD_CUTOFF_TIME, local time)."""
+    now = now or timezone.now()
+    day = BusinessDay.objects.first()
+    if day is None:
+        return BusinessDateInfo(current=None, closing=False, cutoff_at=None, seconds_to_cutoff=None)
+    cutoff_at = datetime.combine(day.current, cutoff_time(), tzinfo=ZoneInfo(settings.TIME_ZONE))
+    return BusinessDateInfo(
+        current=day.current,
+        closing=day.closing,
+        cutoff_at=cutoff_at,
+        seconds_to_cutoff=int((cutoff_at - now).total_seconds()),
+    )
+
+
+@dataclass(frozen=True)
+class CompanyExposure:
+    company_id: int
+    code: str
+    legal_name: str
+    line_status: str
+    approved_limit: Decimal
+    effective_limit: Decimal
+    reserved: Decimal
+    outstanding: Decimal
+    available: Decimal
+    utilisation: Decimal | None  # percent of the effective limit in use (reserved + outstanding)
+    overdue: Decimal
+
+
+OVERDUE_AMOUNT = ExpressionWrapper(
+    F("advanced_disbursed") - F("principal_repaid") + F("fee") - F("fee_repaid")
+    + F("penalty_accrued") - F("penalty_repaid"),
+    output_field=MONEY_OUTPUT,
+)
+
+
+def company_exposures() -> list[CompanyExposure]:
+    """Per company, its live credit line's figures and what its overdue advances still owe."""
+    lines = {
+        line.company_id: line
+        for line in CreditLine.objects.filter(status__in=LIVE_LINE_STATES)
+    }
+    overdue = dict(
+        Advance.objects.filter(status=AdvanceStatus.OVERDUE)
+        .values("company_id")
+        .annotate(total=Sum(OVERDUE_AMOUNT))
+        .values_list("company_id", "total")
+    )
+    result = []
+    for company in Company.objects.order_by("code"):
+        line = lines.get(company.pk)
+        if line is None:
+            result.append(CompanyExposure(company.pk, company.code, company.legal_name, "", ZERO, ZERO, ZERO,
+                                          ZERO, ZERO, None, money(overdue.get(company.pk) or ZERO)))
+            continue
+        used = line.reserved + line.outstanding
+        result.append(CompanyExposure(
+            company_id=company.pk,
+            code=company.code,
+            legal_name=company.legal_name,
+            line_status=line.status,
+            approved_limit=line.approved_limit,
+            effective_limit=line.effective_limit,
+            reserved=line.reserved,
+            outstanding=line.outstanding,
+            available=line.available,
+            utilisation=percent(used, line.effective_limit) if line.effective_limit else (
+                None if used else ZERO),
+            overdue=money(overdue.get(company.pk) or ZERO),
+        ))
+    return result
+
+
+def exposure_totals(exposures: list[CompanyExposure]) -> dict[str, Decimal]:
+    keys = ("approved_limit", "effective_limit", "reserved", "outstanding", "available", "overdue")
+    return {key: sum((getattr(e, key) for e in exposures), ZERO) for key in keys}
+
+
+def pending_approvals(*, limit: int = 50) -> list[CreditLineChangeRequest]:
+    return list(
+        CreditLineChangeRequest.objects.filter(status=ChangeRequestStatus.PENDING)
+        .select_related("credit_line__company", "maker")
+        .order_by("created_at", "id")[:limit]
+    )
+
+
+def audit_trail(*, company: str = "", object_type: str = "", object_id: str = "", actor: str = "",
+                limit: int = 500) -> list[AuditEvent]:
+    """Audit rows, newest first, filtered by company code, object (type and/or id) and actor label."""
+    rows = AuditEvent.objects.select_related("company", "actor")
+    if company:
+        rows = rows.filter(company__code=company)
+    if object_type:
+        rows = rows.filter(object_type=object_type)
+    if object_id:
+        rows = rows.filter(object_id=object_id)
+    if actor:
+        rows = rows.filter(actor_label=actor)
+    return list(rows.order_by("-occurred_at", "-id")[:limit])
+
+
+def audit_latest(*, limit: int = 20) -> list[AuditEvent]:
+    return list(AuditEvent.objects.select_related("company").order_by("-occurred_at", "-id")[:limit])
+
+
+def webhooks_undelivered(*, limit: int = 20) -> dict[str, Any]:
+    undelivered = WebhookEvent.objects.filter(
+        status__in=[WebhookEventStatus.PENDING, WebhookEventStatus.FAILED]
+    )
+    counts = dict(undelivered.values("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {
+        "pending": counts.get(WebhookEventStatus.PENDING, 0),
+        "failed": counts.get(WebhookEventStatus.FAILED, 0),
+        "oldest": undelivered.aggregate(oldest=Min("created_at"))["oldest"],
+        "events": list(undelivered.select_related("company").order_by("created_at", "id")[:limit]),
+    }
+
+
+def payouts_by_status() -> list[dict[str, Any]]:
+    """Every payout status with its count and amount (zero rows included, in the FSM's order)."""
+    found = {
+        row["status"]: row
+        for row in Payout.objects.values("status").annotate(count=Count("id"), amount=Sum("amount"))
+    }
+    return [
+        {"status": status, "label": label, "count": found.get(status, {}).get("count", 0),
+         "amount": money(found.get(status, {}).get("amount") or ZERO)}
+        for status, label in PayoutStatus.choices
+    ]
+
+
+def payouts_needing_attention(*, now: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Unknown and manual-review payouts, oldest first, with how long they have been in that state."""
+    now = now or timezone.now()
+    payouts = (
+        Payout.objects.filter(status__in=[PayoutStatus.UNKNOWN, PayoutStatus.MANUAL_REVIEW])
+        .select_related("advance__company")
+        .order_by("updated_at", "id")[:limit]
+    )
+    return [{"payout": p, "age": now - p.updated_at} for p in payouts]
+
+
+def channel_success_rates(*, now: datetime | None = None, days: int | None = None) -> list[dict[str, Any]]:
+    """Per channel over the last `days` days: attempts by outcome and succeeded / (succeeded + failed)."""
+    now = now or timezone.now()
+    since = now - timedelta(days=days or settings.CONSOLE_CHANNEL_WINDOW_DAYS)
+    rows = (
+        PayoutAttempt.objects.filter(created_at__gte=since)
+        .values("channel__code")
+        .annotate(
+            attempts=Count("id"),
+            succeeded=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
+            failed=Count("id", filter=Q(status=AttemptStatus.FAILED)),
+            undecided=Count("id", filter=Q(status__in=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN])),
+        )
+        .order_by("channel__code")
+    )
+    return [
+        {"channel": r["channel__code"], "attempts": r["attempts"], "succeeded": r["succeeded"],
+         "failed": r["failed"], "undecided": r["undecided"],
+         "success_rate": percent(r["succeeded"], r["succeeded"] + r["failed"])}
+        for r in rows
+    ]
+
+
+def job_runs_latest(*, limit: int = 10) -> list[Any]:
+    """Hook: the latest nightly job runs. Returns [] until the nightly-jobs issue adds its JobRun model;
+    then select its latest rows here (the dashboard template already lists whatever this returns)."""
+    return []
+
+
+def reconciliation_exceptions_open(*, limit: int = 20) -> list[Any]:
+    """Hook: open reconciliation exceptions. Returns [] until the disbursement issue adds reconciliation;
+    then select its open exceptions here."""
+    return []
+
+
+def recent_business_days(*, until: date, count: int = 30) -> list[date]:
+    """The last `count` stored business days up to `until`; calendar days when no calendar is stored."""
+    days = list(
+        CalendarDay.objects.filter(date__lte=until, is_business_day=True)
+        .order_by("-date").values_list("date", flat=True)[:count]
+    )
+    if not days:
+        days = [until - timedelta(days=n) for n in range(count)]
+    return sorted(days)
+
+
+def daily_disbursed_and_repaid(*, until: date, count: int = 30) -> list[dict[str, Any]]:
+    """Per business day, all companies: advanced (bank-funded principal out, net of returns) and repaid.
+
+    Both come from the receivable accounts in the ledger (see reports.entry_category), so repayments appear
+    as soon as the nightly repayment job posts them; until then "repaid" is zero.
+    """
+    days = recent_business_days(until=until, count=count)
+    movements = receivable_movements(start=days[0], end=until)
+    totals = {day: {"advanced": ZERO, "repaid": ZERO} for day in days}
+    for per_day in movements.values():
+        for day, categories in per_day.items():
+            if day in totals:
+                totals[day]["advanced"] += categories["advanced"]
+                totals[day]["repaid"] += categories["repaid"]
+    return [{"date": day, "disbursed": money(v["advanced"]), "repaid": money(v["repaid"])}
+            for day, v in totals.items()]

@@ -1,0 +1,214 @@
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+
+from funding.console import roles
+from funding.console.errors import PermissionDenied
+from funding.console.roles import require_permission, roles_sync
+
+VIEW_CALENDAR = {"funding.view_businessday", "funding.view_calendaryear", "funding.view_calendarday"}
+
+EXPECTED = {
+    "credit_officer": {
+        "funding.view_company",
+        "funding.add_company",
+        "funding.change_company",
+        "funding.view_creditline",
+        "funding.add_creditline",
+        "funding.view_creditlinechangerequest",
+        "funding.add_creditlinechangerequest",
+        "funding.view_advance",
+        "funding.view_auditevent",
+        *VIEW_CALENDAR,
+        "console.view_dashboard",
+        "console.propose_credit_change",
+    },
+    "credit_approver": {
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_creditlinechangerequest",
+        "funding.view_advance",
+        "funding.view_auditevent",
+        *VIEW_CALENDAR,
+        "console.view_dashboard",
+        "console.approve_credit_change",
+        "console.freeze_credit_line",
+    },
+    "operations": {
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_advance",
+        "funding.view_webhookevent",
+        "funding.view_businessday",
+        "funding.view_calendaryear",
+        "funding.view_calendarday",
+        "funding.change_calendarday",
+        "settlement.view_channel",
+        "settlement.change_channel",
+        "settlement.view_payout",
+        "settlement.view_payoutattempt",
+        "console.view_dashboard",
+        "console.resolve_manual_review",
+        "console.redeliver_webhook",
+        "console.rerun_job",
+    },
+    "finance": {
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_advance",
+        *VIEW_CALENDAR,
+        "ledger.view_account",
+        "ledger.view_journaltransaction",
+        "ledger.view_entry",
+        "settlement.view_channel",
+        "settlement.view_payout",
+        "settlement.view_payoutattempt",
+        "console.view_dashboard",
+        "console.view_reports",
+        "console.upload_statement",
+        "console.reconcile_statement",
+    },
+    "auditor": {
+        "funding.view_company",
+        "funding.view_creditline",
+        "funding.view_creditlinechangerequest",
+        "funding.view_auditevent",
+        "funding.view_advance",
+        "funding.view_webhookevent",
+        *VIEW_CALENDAR,
+        "ledger.view_account",
+        "ledger.view_journaltransaction",
+        "ledger.view_entry",
+        "settlement.view_channel",
+        "settlement.view_payout",
+        "settlement.view_payoutattempt",
+        "auth.view_user",
+        "auth.view_group",
+        "auth.view_permission",
+        "console.view_loginfailure",
+        "console.view_dashboard",
+        "console.view_reports",
+        "console.view_audit",
+    },
+}
+
+CUSTOM = [
+    "view_dashboard",
+    "view_reports",
+    "view_audit",
+    "propose_credit_change",
+    "approve_credit_change",
+    "freeze_credit_line",
+    "resolve_manual_review",
+    "redeliver_webhook",
+    "rerun_job",
+    "upload_statement",
+    "reconcile_statement",
+]
+
+
+def group_perms(name: str) -> set[str]:
+    return {
+        f"{p.content_type.app_label}.{p.codename}"
+        for p in Group.objects.get(name=name).permissions.select_related("content_type")
+    }
+
+
+@pytest.mark.django_db
+def test_the_migration_created_every_role_with_exactly_its_permissions():
+    assert set(Group.objects.values_list("name", flat=True)) >= set(EXPECTED)
+    for role, expected in EXPECTED.items():
+        assert group_perms(role) == expected, role
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", sorted(EXPECTED))
+def test_each_role_is_allowed_exactly_its_console_actions(role, user_in_role):
+    user = user_in_role(role)
+    for codename in CUSTOM:
+        perm = f"console.{codename}"
+        if perm in EXPECTED[role]:
+            require_permission(user, codename)
+        else:
+            with pytest.raises(PermissionDenied) as refused:
+                require_permission(user, codename)
+            assert refused.value.code == "permission_denied"
+            assert refused.value.http_status == 403
+            assert refused.value.details == {"permission": perm}
+    granted = {p for p in user.get_all_permissions()}
+    assert granted == EXPECTED[role]
+
+
+@pytest.mark.django_db
+def test_checker_cannot_initiate_and_maker_cannot_approve(user_in_role):
+    checker = user_in_role("credit_approver")
+    maker = user_in_role("credit_officer")
+    for initiating in (
+        "propose_credit_change",
+        "funding.add_creditlinechangerequest",
+        "funding.add_creditline",
+        "funding.add_company",
+        "funding.change_company",
+    ):
+        with pytest.raises(PermissionDenied):
+            require_permission(checker, initiating)
+        require_permission(maker, initiating)
+    for deciding in ("approve_credit_change", "freeze_credit_line"):
+        with pytest.raises(PermissionDenied):
+            require_permission(maker, deciding)
+        require_permission(checker, deciding)
+
+
+@pytest.mark.django_db
+def test_auditor_changes_nothing(user_in_role):
+    auditor = user_in_role("auditor")
+    assert all(p.split(".")[1].startswith("view_") for p in auditor.get_all_permissions())
+
+
+@pytest.mark.django_db
+def test_non_staff_inactive_and_anonymous_are_refused_superuser_allowed(user_in_role):
+    from django.contrib.auth.models import AnonymousUser
+
+    not_staff = user_in_role("credit_approver", username="nonstaff", is_staff=False)
+    inactive = user_in_role("credit_approver", username="inactive")
+    inactive.is_active = False
+    inactive.save(update_fields=["is_active"])
+    for user in (not_staff, inactive, AnonymousUser(), None):
+        with pytest.raises(PermissionDenied):
+            require_permission(user, "approve_credit_change")
+    boss = User.objects.create_superuser("boss", password="correct horse battery")
+    require_permission(boss, "approve_credit_change")
+
+
+@pytest.mark.django_db
+def test_roles_sync_is_idempotent_and_removes_stray_permissions():
+    stray = Permission.objects.get(content_type__app_label="ledger", codename="delete_entry")
+    Group.objects.get(name="auditor").permissions.add(stray)
+    first = roles_sync()
+    second = roles_sync()
+    assert first == second == {role: len(perms) for role, perms in EXPECTED.items()}
+    for role, expected in EXPECTED.items():
+        assert group_perms(role) == expected
+    assert Group.objects.filter(name__in=list(EXPECTED)).count() == 5
+
+
+@pytest.mark.django_db
+def test_roles_sync_refuses_an_unknown_permission(monkeypatch):
+    monkeypatch.setitem(
+        roles.ROLES, "finance", {**roles.ROLES["finance"], "ledger.entry": ["view", "approve"]}
+    )
+    before = group_perms("finance")
+    with pytest.raises(roles.RoleConfigurationError, match="approve"):
+        roles_sync()
+    assert group_perms("finance") == before
+
+
+@pytest.mark.django_db
+def test_the_data_migration_works_on_its_historical_models():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    state = MigrationExecutor(connection).loader.project_state(("console", "0002_roles"))
+    Group.objects.filter(name__in=list(EXPECTED)).delete()
+    roles_sync(apps=state.apps, strict=False)
+    for role, expected in EXPECTED.items():
+        assert group_perms(role) == expected
