@@ -47,6 +47,11 @@ def _task_finished(task_id: str | None = None, task=None, state: str | None = No
     clear_context()
 
 
+@signals.celeryd_init.connect
+def _worker_starting(**_) -> None:
+    metrics.multiprocess_dir_reset()
+
+
 @signals.worker_ready.connect
 def _worker_metrics_server(**_) -> None:
     """With CELERY_METRICS_PORT set, the worker serves its own /metrics (all its pool processes summed)."""

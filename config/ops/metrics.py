@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -215,6 +216,21 @@ def _database_families(cursor) -> Iterator[GaugeMetricFamily]:
     failed = GaugeMetricFamily("engine_webhook_failed", "Webhook events given up on, waiting for staff.")
     failed.add_metric([], rows.get("failed", (0, None))[0])
     yield from (backlog, backlog_age, failed)
+
+
+def multiprocess_dir_reset() -> None:
+    """Empty PROMETHEUS_MULTIPROC_DIR before the first process counts: old files would be summed in.
+
+    Call once from the parent (gunicorn's on_starting, Celery's celeryd_init). Give each parent its own
+    directory: web and every worker service (docs/deployment.md).
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.glob("*.db"):
+        child.unlink()
 
 
 def metrics_exposition() -> tuple[bytes, str]:

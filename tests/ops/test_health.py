@@ -23,7 +23,9 @@ def test_readyz_ok_when_every_dependency_answers(client, business_day, broker_an
     assert response.status_code == 200, response.json()
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "migrations": "ok", "broker": "ok", "business_date": "ok", "calendar": "ok"},
+        "checks": {
+            "database": "ok", "migrations": "ok", "broker": "ok", "business_date": "ok", "calendar": "ok",
+        },
     }
 
 

@@ -58,7 +58,9 @@ def test_captured_logs_mask_account_numbers_and_never_write_secrets(json_logs):
             "account_no": ACCOUNT,
             "signature": "9f86d081884c7d659a2feaa0c55ad015",
             "api_secret": "s3cr3t-value",
-            "payload": {"beneficiary_account_no": ACCOUNT, "amount": "1500.00", "headers": {"X-Signature": "ab"}},
+            "payload": {
+                "beneficiary_account_no": ACCOUNT, "amount": "1500.00", "headers": {"X-Signature": "ab"},
+            },
         },
     )
     try:

@@ -20,19 +20,22 @@ def test_advance_counters_move_on_accept_and_reject(business_day):
     accepted_amount = sample("engine_advance_amount_yuan_total", outcome="accepted")
     rejected = sample("engine_advances_requested_total", outcome="rejected", reason="insufficient_limit")
 
-    advance_request(company=company, external_id="A1", amount=Decimal("600.00"), payouts=payout_inputs("600.00"))
+    advance_request(company=company, external_id="A1", amount=Decimal("600.00"),
+                    payouts=payout_inputs("600.00"))
     with pytest.raises(InsufficientLimit):
         advance_request(company=company, external_id="A2", amount=Decimal("500.00"),
                         payouts=payout_inputs("500.00"))
 
     assert sample("engine_advances_requested_total", outcome="accepted", reason="none") == accepted + 1
     assert sample("engine_advance_amount_yuan_total", outcome="accepted") == accepted_amount + 600.0
-    assert sample("engine_advances_requested_total", outcome="rejected", reason="insufficient_limit") == rejected + 1
+    assert sample("engine_advances_requested_total", outcome="rejected",
+                  reason="insufficient_limit") == rejected + 1
 
 
 def test_metrics_endpoint_serves_counters_and_database_gauges(client, business_day):
     company, _ = company_with_line(limit="1000.00")
-    advance_request(company=company, external_id="B1", amount=Decimal("250.00"), payouts=payout_inputs("250.00"))
+    advance_request(company=company, external_id="B1", amount=Decimal("250.00"),
+                    payouts=payout_inputs("250.00"))
     metrics.payout_attempt("demo-bank", "succeeded")
     metrics.webhook_delivery("retry")
     with metrics.job_timer("accrue_fees") as run:

@@ -27,7 +27,8 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess:
     code = (
         "import django; django.setup(); from django.conf import settings; "
         "print(settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE, settings.CSRF_TRUSTED_ORIGINS, "
-        "settings.DATABASES['default']['CONN_MAX_AGE'], settings.DATABASES['default']['OPTIONS'].get('pool'))"
+        "settings.DATABASES['default']['CONN_MAX_AGE'], "
+        "settings.DATABASES['default']['OPTIONS'].get('pool'), settings.STAFF_OTP_REQUIRED)"
     )
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
@@ -38,7 +39,7 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess:
 def test_production_settings_load_when_complete():
     result = load_settings()
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True True ['https://bank.example'] 0 None"
+    assert result.stdout.strip() == "True True ['https://bank.example'] 0 None True"
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_production_settings_refuse_to_start(overrides, message):
 def test_database_pool_forces_conn_max_age_zero():
     result = load_settings(DATABASE_POOL="true", DATABASE_CONN_MAX_AGE="600", DATABASE_POOL_MAX_SIZE="6")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("0 {'min_size': 1, 'max_size': 6, 'timeout': 10}")
+    assert result.stdout.strip().endswith("0 {'min_size': 1, 'max_size': 6, 'timeout': 10} True")
 
 
 def test_amqp_broker_gets_quorum_queues_and_publisher_confirms():
