@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from config.env import env_bool, env_int, env_list, env_required, env_str, load_dotenv
 
@@ -216,10 +216,15 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_QUEUE_PREFIX = env_str("CELERY_QUEUE_PREFIX", "")
 ENGINE_QUEUES = ("celery", "events", "disbursement", "webhooks", "nightly")
 _amqp = CELERY_BROKER_URL.startswith(("amqp://", "pyamqp://", "amqps://"))
+# A topic exchange: RabbitMQ's native delayed delivery (countdown/ETA on quorum queues) needs one.
+CELERY_TASK_DEFAULT_EXCHANGE = f"{CELERY_QUEUE_PREFIX}engine"
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
 CELERY_TASK_DEFAULT_QUEUE = f"{CELERY_QUEUE_PREFIX}celery"
+CELERY_TASK_DEFAULT_ROUTING_KEY = f"{CELERY_QUEUE_PREFIX}celery"
 CELERY_TASK_QUEUES = [
     Queue(
         f"{CELERY_QUEUE_PREFIX}{name}",
+        Exchange(CELERY_TASK_DEFAULT_EXCHANGE, type="topic"),
         routing_key=f"{CELERY_QUEUE_PREFIX}{name}",
         queue_arguments={"x-queue-type": "quorum"} if _amqp else None,
     )
@@ -227,7 +232,9 @@ CELERY_TASK_QUEUES = [
 ]
 # First matching pattern wins. Task names are `<module>.<function>` unless a task sets name=.
 CELERY_TASK_ROUTES = {
-    pattern: {"queue": f"{CELERY_QUEUE_PREFIX}{queue}", "routing_key": f"{CELERY_QUEUE_PREFIX}{queue}"}
+    # Only the queue: its exchange and routing key come from CELERY_TASK_QUEUES, so apply_async(queue=...)
+    # overrides a route cleanly.
+    pattern: {"queue": f"{CELERY_QUEUE_PREFIX}{queue}"}
     for pattern, queue in (
         ("*webhook*", "webhooks"),
         ("*nightly*", "nightly"),

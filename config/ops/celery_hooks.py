@@ -52,6 +52,22 @@ def _worker_starting(**_) -> None:
     metrics.multiprocess_dir_reset()
 
 
+@signals.worker_init.connect
+def _declare_engine_queues(sender=None, **_) -> None:
+    """Declare every engine queue before consuming, whichever queues this worker serves.
+
+    A task published to a queue no worker has declared yet would be dropped by the broker, and RabbitMQ's
+    delayed delivery binds all queues at worker start; declaring is idempotent.
+    """
+    app = sender.app if sender is not None else None
+    if app is None or not app.conf.broker_url.startswith(("amqp://", "pyamqp://", "amqps://")):
+        return
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in app.conf.task_queues or ():
+            queue(channel).declare()
+
+
 @signals.worker_ready.connect
 def _worker_metrics_server(**_) -> None:
     """With CELERY_METRICS_PORT set, the worker serves its own /metrics (all its pool processes summed)."""
