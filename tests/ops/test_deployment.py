@@ -148,7 +148,10 @@ def test_production_layout_starts_serves_probes_and_runs_tasks_on_their_queues(
         worker = [str(BIN / "celery"), "-A", "config", "worker", "--concurrency", "1", "--without-mingle",
                   "--without-gossip"]
         start("worker_events", [*worker, "-Q", f"{prefix}celery,{prefix}events", "-n", f"events-{prefix}@%h"])
-        start("worker_disbursement", [*worker, "-Q", f"{prefix}disbursement", "-n", f"disb-{prefix}@%h"])
+        worker_metrics_port = _free_port()
+        start("worker_disbursement", [*worker, "-Q", f"{prefix}disbursement", "-n", f"disb-{prefix}@%h"],
+              PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom-disbursement"),
+              CELERY_METRICS_PORT=str(worker_metrics_port))
         start("beat", [str(BIN / "celery"), "-A", "config", "beat", "--pidfile=",
                        "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                        "-s", str(tmp_path / "beat-schedule")])
@@ -196,6 +199,10 @@ def test_production_layout_starts_serves_probes_and_runs_tasks_on_their_queues(
         line = deadline.wait_for("the disbursement worker to run its task",
                                  lambda: finished("worker_disbursement", disbursement_task))
         assert line["state"] == "SUCCESS"
+        # The worker serves its own metrics, summed over its pool processes.
+        worker_metrics = requests.get(f"http://127.0.0.1:{worker_metrics_port}/metrics", timeout=5).text
+        job = 'job="config.ops.tasks.retention_purge_task",outcome="ok"'
+        assert f"engine_job_duration_seconds_count{{{job}}} 1.0" in worker_metrics
         assert finished("worker_events", disbursement_task) is None
         assert finished("worker_disbursement", events_task) is None
 
