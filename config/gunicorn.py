@@ -24,7 +24,24 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's own lines (start, worker timeouts, crashes) in the same JSON shape as the app's.
+if os.environ.get("LOG_FORMAT", "json") == "json":
+    _stderr = {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stderr"}
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"generic": {"()": "config.ops.logs.JsonFormatter"}},
+        "handlers": {"console": _stderr, "error_console": _stderr},
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
+        },
+    }
 proc_name = "advance-engine-web"
+# gunicorn 27 opens a control socket in $HOME by default; several instances on one host would share it.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 limit_request_line = 8190
 limit_request_field_size = 8190
 
