@@ -111,3 +111,11 @@ class TextFormatter(logging.Formatter):
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
         return mask_text(super().format(record))
+
+
+job_logger = logging.getLogger("engine.job")
+
+
+def log_job_step(job: str, step: str, *, rows: int | None = None, **fields: object) -> None:
+    """One JSON line per job step, e.g. log_job_step("close_business_day", "accrue_fees", rows=120)."""
+    job_logger.info("%s: %s", job, step, extra={"job": job, "step": step, "rows": rows, **fields})

@@ -54,7 +54,9 @@ class RequestIdMiddleware:
             route = request.path.strip("/")
         status = response.status_code
         metrics.http_request_observe(request.method or "", route or "unmatched", status, elapsed)
-        request_logger.info(
+        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+        request_logger.log(
+            level,
             "%s %s %s",
             request.method,
             request.path,

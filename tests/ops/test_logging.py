@@ -3,7 +3,7 @@ import logging
 import pytest
 
 from config.ops.context import request_id_var
-from config.ops.logs import mask_account, mask_text
+from config.ops.logs import log_job_step, mask_account, mask_text
 
 ACCOUNT = "6222020200112233445"
 
@@ -80,3 +80,19 @@ def test_captured_logs_mask_account_numbers_and_never_write_secrets(json_logs):
         "beneficiary_account_no": "****3445", "amount": "1500.00", "headers": {"X-Signature": "[redacted]"},
     }
     assert "****3445" in second["exc"]
+
+
+@pytest.mark.django_db
+def test_client_errors_are_logged_as_warnings(client, json_logs):
+    client.get("/no-such-page", HTTP_X_REQUEST_ID="req-missing-0001")
+    (line,) = [entry for entry in json_logs.lines() if entry["logger"] == "engine.request"]
+    assert (line["level"], line["status"], line["request_id"]) == ("WARNING", 404, "req-missing-0001")
+
+
+def test_job_steps_are_one_json_line_each(json_logs):
+    log_job_step("close_business_day", "accrue_fees", rows=120, business_date="2026-11-25")
+    (line,) = json_logs.lines()
+    assert line["logger"] == "engine.job"
+    assert (line["job"], line["step"], line["rows"], line["business_date"]) == (
+        "close_business_day", "accrue_fees", 120, "2026-11-25",
+    )
