@@ -46,3 +46,13 @@ def env_required(name: str) -> str:
     if value in (None, ""):
         raise ImproperlyConfigured(f"{name} must be set outside local and test runs")
     return value
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
-from config.env import env_bool, env_list, env_required, env_str, load_dotenv
+from config.env import env_bool, env_int, env_list, env_required, env_str, load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
@@ -28,6 +30,10 @@ else:
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
     if not ALLOWED_HOSTS:
         env_required("DJANGO_ALLOWED_HOSTS")
+    if "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the hosts; '*' is refused in production")
+    if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("local-only"):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random value of at least 50 characters")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -41,6 +47,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "django_fsm",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "config.ops",
     "ledger",
     "funding",
     "settlement",
@@ -53,12 +62,16 @@ LOGIN_THROTTLE_MAX_FAILURES = int(env_str("LOGIN_THROTTLE_MAX_FAILURES", "5"))
 LOGIN_THROTTLE_WINDOW_SECONDS = int(env_str("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
 
 MIDDLEWARE = [
+    # First: every log line of the request carries its id; health probes skip host checks and redirects.
+    "config.ops.middleware.RequestIdMiddleware",
+    "config.ops.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -90,8 +103,23 @@ DATABASES = {
 }
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
 DATABASES["default"].setdefault("OPTIONS", {})
+# Either Django's psycopg pool (one pool per process: size it per gunicorn worker / Celery child) or
+# persistent connections; Django refuses both at once, so CONN_MAX_AGE stays 0 with the pool.
 if env_bool("DATABASE_POOL", default=False):
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": 20, "timeout": 10}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 4),
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Optional read replica for reports and exports (never for anything that moves money).
+if env_str("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(env_str("DATABASE_REPLICA_URL"), conn_max_age=0)
+    DATABASES["replica"]["ENGINE"] = "django.db.backends.postgresql"
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -119,13 +147,29 @@ ADMIN_URL = env_str("DJANGO_ADMIN_URL", "admin/") if LOCAL_RUN else env_required
 ADMIN_URL = ADMIN_URL.strip("/") + "/"
 
 if not LOCAL_RUN:
+    # TLS ends at the load balancer, which must set X-Forwarded-Proto (and strip one sent by clients).
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(env_str("DJANGO_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    if SECURE_HSTS_SECONDS < 3600:
+        raise ImproperlyConfigured("DJANGO_HSTS_SECONDS must be at least 3600 in production")
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=False)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+    # The admin posts forms from its own https origin(s); name them, e.g. https://bank.example.
+    CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+    if not CSRF_TRUSTED_ORIGINS:
+        env_required("DJANGO_CSRF_TRUSTED_ORIGINS")
+    if any(not origin.startswith("https://") for origin in CSRF_TRUSTED_ORIGINS):
+        raise ImproperlyConfigured("DJANGO_CSRF_TRUSTED_ORIGINS must list https:// origins only")
+    USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_AGE = int(env_str("DJANGO_SESSION_SECONDS", "1800"))
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
@@ -147,7 +191,13 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: Redis or RabbitMQ in production; the filesystem transport for `make run` without a broker.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_TIME_LIMIT = 3600
+CELERY_TASK_SOFT_TIME_LIMIT = 3300
+# Redis redelivers a task not acked within the visibility timeout: keep it well above the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 4 * 3600}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 4 * 3600}
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= 2 * CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("The Redis visibility timeout must stay well above the longest task")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = BASE_DIR / "var" / "celery"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -161,11 +211,60 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = 3600
-CELERY_TASK_SOFT_TIME_LIMIT = 3300
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
+# Workers log through Django's LOGGING (JSON lines) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = False
+
+# Separate queues so a long nightly run never delays payouts: one worker pool per queue (docs/deployment.md).
+# CELERY_QUEUE_PREFIX lets several environments (or a test) share one broker vhost without sharing queues.
+CELERY_QUEUE_PREFIX = env_str("CELERY_QUEUE_PREFIX", "")
+ENGINE_QUEUES = ("celery", "events", "disbursement", "webhooks", "nightly")
+_amqp = CELERY_BROKER_URL.startswith(("amqp://", "pyamqp://", "amqps://"))
+# A topic exchange: RabbitMQ's native delayed delivery (countdown/ETA on quorum queues) needs one.
+CELERY_TASK_DEFAULT_EXCHANGE = f"{CELERY_QUEUE_PREFIX}engine"
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+CELERY_TASK_DEFAULT_QUEUE = f"{CELERY_QUEUE_PREFIX}celery"
+CELERY_TASK_DEFAULT_ROUTING_KEY = f"{CELERY_QUEUE_PREFIX}celery"
+CELERY_TASK_QUEUES = [
+    Queue(
+        f"{CELERY_QUEUE_PREFIX}{name}",
+        Exchange(CELERY_TASK_DEFAULT_EXCHANGE, type="topic"),
+        routing_key=f"{CELERY_QUEUE_PREFIX}{name}",
+        queue_arguments={"x-queue-type": "quorum"} if _amqp else None,
+    )
+    for name in ENGINE_QUEUES
+]
+# First matching pattern wins. Task names are `<module>.<function>` unless a task sets name=.
+CELERY_TASK_ROUTES = {
+    # Only the queue: its exchange and routing key come from CELERY_TASK_QUEUES, so apply_async(queue=...)
+    # overrides a route cleanly.
+    pattern: {"queue": f"{CELERY_QUEUE_PREFIX}{queue}"}
+    for pattern, queue in (
+        ("*webhook*", "webhooks"),
+        ("*nightly*", "nightly"),
+        ("*end_of_day*", "nightly"),
+        ("*close_business_day*", "nightly"),
+        ("*accru*", "nightly"),
+        ("*repayment*", "nightly"),
+        ("*statement*", "nightly"),
+        ("config.ops.tasks.*", "nightly"),
+        ("*dispatch*", "disbursement"),
+        ("*disburse*", "disbursement"),
+        ("*payout*", "disbursement"),
+        ("settlement.tasks.*", "disbursement"),
+        ("funding.tasks.*", "events"),
+    )
+}
+if _amqp:
+    # RabbitMQ: replicated quorum queues, and a publish returns only once the broker has the message.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {}
 
 # Money and business rules.
 MONEY_MAX_DIGITS = 19
@@ -181,11 +280,46 @@ CONSOLE_CHANNEL_WINDOW_DAYS = int(env_str("CONSOLE_CHANNEL_WINDOW_DAYS", "7"))
 BUSINESS_CALENDAR = env_str("BUSINESS_CALENDAR", "public")
 WEBHOOK_ALLOW_INSECURE_URLS = env_bool("WEBHOOK_ALLOW_INSECURE_URLS", default=LOCAL_RUN)
 
+# Operations (config/ops): logs, metrics, health, retention, staff two-factor login.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DJANGO_ENV == "local" else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "config.ops.logs.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "config.ops.logs.JsonFormatter"},
+        "text": {"()": "config.ops.logs.TextFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Our request line replaces Django's own access-style warnings for 4xx/5xx.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "WARNING"},
+    },
 }
+# /metrics: from these addresses (REMOTE_ADDR, networks allowed) or with `Authorization: Bearer <token>`.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1/32", "::1/128"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+READINESS_BROKER_TIMEOUT = float(env_str("READINESS_BROKER_TIMEOUT", "2"))
+# Rows that outlive their use are archived (when a directory is set) and deleted by a nightly task.
+RETENTION_ARCHIVE_DIR = env_str("RETENTION_ARCHIVE_DIR", "")
+RETENTION_RULES = [
+    {
+        "model": "funding.WebhookEvent",
+        "field": "delivered_at",
+        "filter": {"status": "delivered"},
+        "days": env_int("RETENTION_WEBHOOK_DAYS", 90),
+    },
+]
+CELERY_BEAT_SCHEDULE["ops-retention-purge"] = {
+    "task": "config.ops.tasks.retention_purge_task",
+    "schedule": crontab(hour=3, minute=30),
+}
+# Staff two-factor login (TOTP): required for the admin everywhere except local and test runs.
+STAFF_OTP_REQUIRED = env_bool("STAFF_OTP_REQUIRED", default=not LOCAL_RUN)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Advance engine")
 
 __all__ = ["crontab"]

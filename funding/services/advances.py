@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from config.ops.metrics import count_advance_requests
 from funding.errors import (
     BusinessDayClosed,
     CreditLineFrozen,
@@ -46,6 +47,7 @@ def _split_own_funds(payouts: list[PayoutInput], own: Decimal) -> list[tuple[Dec
     return split
 
 
+@count_advance_requests
 def advance_request(
     *,
     company: Company,

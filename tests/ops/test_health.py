@@ -1,0 +1,75 @@
+import pytest
+from django.test import override_settings
+
+from funding.models import BusinessDay, CalendarYear
+
+
+@pytest.fixture
+def broker_answers(settings):
+    """The tests run with the broker `make test` picked (it answered); nothing else to arrange."""
+    return settings.CELERY_BROKER_URL
+
+
+def test_healthz_answers_without_touching_anything(client):
+    # No database access is allowed in this test: a query would raise.
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_readyz_ok_when_every_dependency_answers(client, business_day, broker_answers):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    assert response.json() == {
+        "status": "ok",
+        "checks": {
+            "database": "ok", "migrations": "ok", "broker": "ok", "business_date": "ok", "calendar": "ok",
+        },
+    }
+
+
+def test_readyz_fails_on_an_unreachable_broker_and_leaks_nothing(client, business_day):
+    with override_settings(
+        CELERY_BROKER_URL="amqp://guest:secret-password@127.0.0.1:1//",
+        CELERY_BROKER_TRANSPORT_OPTIONS={},
+        READINESS_BROKER_TIMEOUT=1,
+    ):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "fail"
+    assert body["checks"]["broker"] == "fail"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["calendar"] == "ok"
+    assert "secret-password" not in response.content.decode()
+    assert "127.0.0.1" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_readyz_fails_without_business_date(client):
+    assert not BusinessDay.objects.exists()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["business_date"] == "fail"
+    assert response.json()["checks"]["calendar"] == "fail"
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_readyz_fails_when_next_years_calendar_is_missing(client, business_day):
+    # 2026-12-31 is the last business day of the only published year: the next one cannot be known.
+    BusinessDay.objects.update(current="2026-12-31")
+    assert not CalendarYear.objects.filter(year=2027).exists()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["business_date"] == "ok"
+    assert response.json()["checks"]["calendar"] == "fail"
+
+
+@override_settings(DJANGO_ENV="production", SECURE_SSL_REDIRECT=True, ALLOWED_HOSTS=["bank.example"])
+def test_probes_by_ip_over_plain_http_are_neither_redirected_nor_refused(client):
+    # A load balancer probes 10.x.x.x:8000 over HTTP; ALLOWED_HOSTS and the HTTPS redirect must not apply.
+    response = client.get("/healthz", HTTP_HOST="10.1.2.3:8000")
+    assert response.status_code == 200
+    other = client.get("/admin/", HTTP_HOST="10.1.2.3:8000")
+    assert other.status_code == 400

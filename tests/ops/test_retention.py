@@ -1,0 +1,53 @@
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from django.utils import timezone
+
+from config.ops.retention import retention_purge
+from funding.models import WebhookEvent, WebhookEventStatus
+from funding.services.events import event_emit
+from ledger.models import Entry, JournalTransaction
+from tests.factories import company_with_line
+
+
+def _event(company, *, delivered_days_ago: int | None):
+    event = event_emit(company=company, type="advance.disbursed", resource_type="advance",
+                       resource_id="adv_x", version=1, data={"id": "adv_x"})
+    if delivered_days_ago is not None:
+        event.mark_delivered()
+        event.delivered_at = timezone.now() - timedelta(days=delivered_days_ago)
+        event.save(update_fields=["status", "delivered_at"])
+    return event
+
+
+@pytest.mark.django_db
+def test_retention_archives_then_deletes_only_delivered_events_past_retention(tmp_path):
+    company, _ = company_with_line()
+    WebhookEvent.objects.all().delete()  # events of the line's approval are not what this test is about
+    old = _event(company, delivered_days_ago=120)
+    recent = _event(company, delivered_days_ago=10)
+    pending = _event(company, delivered_days_ago=None)
+    WebhookEvent.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(days=400))
+    journals, entries = JournalTransaction.objects.count(), Entry.objects.count()
+
+    with override_settings(RETENTION_ARCHIVE_DIR=str(tmp_path)):
+        assert retention_purge() == {"funding.WebhookEvent": 1}
+        assert retention_purge() == {"funding.WebhookEvent": 0}  # a second run changes nothing
+
+    assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {recent.pk, pending.pk}
+    assert WebhookEvent.objects.get(pk=pending.pk).status == WebhookEventStatus.PENDING
+    archived = [json.loads(line) for f in tmp_path.iterdir() for line in f.read_text().splitlines()]
+    assert [row["pk"] for row in archived] == [old.pk]
+    assert archived[0]["fields"]["public_id"] == old.public_id
+    assert (JournalTransaction.objects.count(), Entry.objects.count()) == (journals, entries)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("label", ["ledger.Entry", "ledger.JournalTransaction", "funding.AuditEvent"])
+def test_retention_refuses_rules_that_touch_the_books(label):
+    rule = {"model": label, "field": "id", "filter": {}, "days": 1}
+    with override_settings(RETENTION_RULES=[rule]), pytest.raises(ImproperlyConfigured):
+        retention_purge()
