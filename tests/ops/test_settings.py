@@ -13,6 +13,7 @@ GOOD = {
     "DJANGO_SECRET_KEY": "k" * 64,
     "DJANGO_ALLOWED_HOSTS": "bank.example",
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://bank.example",
+    "DJANGO_ADMIN_URL": "staff-7f3a/",
 }
 
 
