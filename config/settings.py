@@ -39,11 +39,13 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_fsm",
     "ledger",
     "funding",
     "settlement",
+    "funding.api",
 ]
 
 MIDDLEWARE = [
@@ -129,13 +131,55 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "funding.api.errors.api_exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "funding.api.negotiation.JsonOnlyNegotiation",
+    # `?format=csv` is the statement endpoint's own parameter, not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_THROTTLE_RATES": {"api_key": env_str("API_THROTTLE_RATE", "50/s")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Advance-funding API",
     "DESCRIPTION": "T+0 advance funding for payment companies. See the contract, version 1.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "funding.api.schema.add_error_responses",
+    ],
 }
+
+# Payment-company API (funding.api).
+# Secrets of API keys and webhook endpoints are encrypted with these Fernet keys (first encrypts, all decrypt).
+if LOCAL_RUN:
+    API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [f"derived-from-secret-key:{SECRET_KEY}"])
+else:
+    API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [])
+    if not API_SECRET_ENCRYPTION_KEYS:
+        env_required("API_SECRET_ENCRYPTION_KEY")
+API_SIGNATURE_MAX_SKEW_SECONDS = 300
+API_NONCE_WINDOW_SECONDS = 15 * 60
+API_IDEMPOTENCY_RETENTION_DAYS = int(env_str("API_IDEMPOTENCY_RETENTION_DAYS", "8"))
+# A claimed key whose request died with its process (no response stored) may be retried after this.
+API_IDEMPOTENCY_LEASE_SECONDS = int(env_str("API_IDEMPOTENCY_LEASE_SECONDS", "120"))
+API_MAX_ACTIVE_KEYS = 2
+API_BASE_URL = env_str("API_BASE_URL", "http://127.0.0.1:8000")
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_str("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
+WEBHOOK_TIMEOUT_SECONDS = 10
+# Seconds to wait after the n-th failed attempt; after the last one the event is marked failed (> 24 h).
+WEBHOOK_RETRY_SCHEDULE = [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600]
+WEBHOOK_BATCH_SIZE = 100
+
+# Shared across processes (throttling): Redis when CACHE_URL is set, otherwise a PostgreSQL table.
+_cache_url = env_str("CACHE_URL")
+if _cache_url:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
 
 # Celery: Redis or RabbitMQ in production; the filesystem transport for `make run` without a broker.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -157,7 +201,11 @@ CELERY_TASK_TIME_LIMIT = 3600
 CELERY_TASK_SOFT_TIME_LIMIT = 3300
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Re-enqueues every due webhook event, so a lost broker message costs latency, never an event.
+    "api-webhooks-enqueue-due": {"task": "funding.api.tasks.webhooks_enqueue_due", "schedule": 10.0},
+    "api-prune": {"task": "funding.api.tasks.api_prune", "schedule": 3600.0},
+}
 
 # Money and business rules.
 MONEY_MAX_DIGITS = 19
