@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework.authentication import BaseAuthentication
 
-from funding.api.errors import ApiError
+from funding.api.errors import WWW_AUTHENTICATE, ApiError
 from funding.api.models import ApiKey
-from funding.api.services import api_key_secret, nonce_register
+from funding.api.services import api_key_secret, api_key_touch, nonce_register
 from funding.models import Company
 
 KEY_ID_RE = re.compile(r"^ak_[A-Za-z0-9]{8,36}$")
@@ -76,7 +76,8 @@ class SignatureAuthentication(BaseAuthentication):
         # Only after the signature checks out: otherwise anyone could burn a client's nonces.
         if not nonce_register(api_key=api_key, nonce=nonce):
             raise ApiError(401, "replayed_request", "This nonce was already used with this key.")
+        api_key_touch(api_key=api_key)
         return ApiClient(company=api_key.company, api_key=api_key), api_key
 
     def authenticate_header(self, request) -> str:
-        return 'HMAC-SHA256 realm="api", headers="X-Api-Key X-Timestamp X-Nonce X-Signature"'
+        return WWW_AUTHENTICATE

@@ -13,6 +13,8 @@ from funding.errors import EngineError
 
 logger = logging.getLogger(__name__)
 
+WWW_AUTHENTICATE = 'HMAC-SHA256 realm="api", headers="X-Api-Key X-Timestamp X-Nonce X-Signature"'
+
 
 class ApiError(exceptions.APIException):
     """An API-level error with a stable code (authentication, idempotency, throttling...)."""
@@ -77,7 +79,10 @@ DRF_CODES = {
 def exception_to_response(exc: Exception) -> Response | None:
     """Map any known exception to the error shape; None for unexpected ones (they become a logged 500)."""
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers)
+        if exc.status_code == 401:
+            headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers)
     if isinstance(exc, EngineError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, exceptions.ValidationError):
@@ -109,7 +114,8 @@ def exception_to_response(exc: Exception) -> Response | None:
         exc = exceptions.PermissionDenied()
     for cls, (status, code, message) in DRF_CODES.items():
         if isinstance(exc, cls):
-            return Response(error_body(code, message), status=status)
+            headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if status == 401 else None
+            return Response(error_body(code, message), status=status, headers=headers)
     if isinstance(exc, exceptions.APIException):
         status = exc.status_code if exc.status_code < 500 else 503
         return Response(error_body(exc.default_code, _text(exc.detail)), status=status)

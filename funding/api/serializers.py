@@ -107,9 +107,9 @@ class StrictRegexField(serializers.RegexField):
 class PayoutInputSerializer(StrictSerializer):
     external_id = text(64, help_text="Unique within the advance.")
     beneficiary_name = text(100)
-    account_no = StrictRegexField(r"^[0-9]{8,32}$", max_length=32, validators=[no_control_characters], error_messages={
+    account_no = StrictRegexField(r"^[0-9]{8,32}$", max_length=32, trim_whitespace=False, validators=[no_control_characters], error_messages={
         "invalid": "Must be 8 to 32 digits."})
-    bank_code = StrictRegexField(r"^[A-Za-z0-9_-]{1,16}$", max_length=16, validators=[no_control_characters], error_messages={
+    bank_code = StrictRegexField(r"^[A-Za-z0-9_-]{1,16}$", max_length=16, trim_whitespace=False, validators=[no_control_characters], error_messages={
         "invalid": "Must be 1 to 16 letters, digits, '_' or '-'."})
     amount = AmountField()
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from funding.api.crypto import secret_decrypt, secret_encrypt, secret_generate
@@ -78,6 +79,14 @@ def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser | None = None, actor_
 
 def api_key_secret(key: ApiKey) -> str:
     return secret_decrypt(key.secret_encrypted)
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Note when a key was last used, at most once a minute (a write per request would be wasteful)."""
+    now = timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(seconds=60))
+    ).update(last_used_at=now)
 
 
 def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
