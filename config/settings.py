@@ -135,7 +135,6 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "funding.api.negotiation.JsonOnlyNegotiation",
     # `?format=csv` is the statement endpoint's own parameter, not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
-    "DEFAULT_THROTTLE_RATES": {"api_key": env_str("API_THROTTLE_RATE", "50/s")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Advance-funding API",
@@ -154,9 +153,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Payment-company API (funding.api).
-# Secrets of API keys and webhook endpoints are encrypted with these Fernet keys (first encrypts, all decrypt).
+# API key and webhook secrets are encrypted with these Fernet keys (the first encrypts, all decrypt).
 if LOCAL_RUN:
-    API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [f"derived-from-secret-key:{SECRET_KEY}"])
+    API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [f"from-secret-key:{SECRET_KEY}"])
 else:
     API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [])
     if not API_SECRET_ENCRYPTION_KEYS:
@@ -167,11 +166,15 @@ API_IDEMPOTENCY_RETENTION_DAYS = int(env_str("API_IDEMPOTENCY_RETENTION_DAYS", "
 # A claimed key whose request died with its process (no response stored) may be retried after this.
 API_IDEMPOTENCY_LEASE_SECONDS = int(env_str("API_IDEMPOTENCY_LEASE_SECONDS", "120"))
 API_MAX_ACTIVE_KEYS = 2
+# Requests per API key ("N/s", "N/m", "N/h"), counted in the shared cache.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "50/s")
 API_BASE_URL = env_str("API_BASE_URL", "http://127.0.0.1:8000")
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_str("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
 WEBHOOK_TIMEOUT_SECONDS = 10
 # Seconds to wait after the n-th failed attempt; after the last one the event is marked failed (> 24 h).
-WEBHOOK_RETRY_SCHEDULE = [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600]
+WEBHOOK_RETRY_SCHEDULE = [
+    15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+]
 WEBHOOK_BATCH_SIZE = 100
 
 # Shared across processes (throttling): Redis when CACHE_URL is set, otherwise a PostgreSQL table.

@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
 
@@ -5,6 +6,9 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     """Per API key, in the shared cache (Redis or PostgreSQL), so the limit holds across all processes."""
 
     scope = "api_key"
+
+    def get_rate(self) -> str:
+        return settings.API_THROTTLE_RATE
 
     def get_cache_key(self, request, view):
         api_key = getattr(request, "auth", None)
