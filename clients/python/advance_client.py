@@ -27,8 +27,9 @@ __all__ = ["AdvanceClient", "ApiError", "sign_request", "verify_webhook"]
 class ApiError(Exception):
     """An error answer of the API: `status`, `code` (stable), `message`, `details`."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None,
-                 replayed: bool = False) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: dict | None = None, replayed: bool = False
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -37,14 +38,17 @@ class ApiError(Exception):
         self.replayed = replayed
 
 
-def sign_request(secret: str, method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> str:
+def sign_request(
+    secret: str, method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes
+) -> str:
     """Lowercase hex HMAC-SHA256 of METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nhex(SHA-256(body))."""
     message = "\n".join([method.upper(), path_with_query, timestamp, nonce, hashlib.sha256(body).hexdigest()])
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_webhook(secret: str, headers: dict[str, str], raw_body: bytes, *, tolerance: int = 300,
-                   now: float | None = None) -> dict[str, Any]:
+def verify_webhook(
+    secret: str, headers: dict[str, str], raw_body: bytes, *, tolerance: int = 300, now: float | None = None
+) -> dict[str, Any]:
     """Check X-Signature = HMAC-SHA256(secret, X-Timestamp + "." + raw body) and the timestamp's age.
 
     Returns the parsed event; raises ValueError if the signature or the timestamp is wrong. Deduplicate on
@@ -66,8 +70,17 @@ def verify_webhook(secret: str, headers: dict[str, str], raw_body: bytes, *, tol
 class AdvanceClient:
     """Signs every request; POSTs carry an Idempotency-Key that is reused on every retry of that call."""
 
-    def __init__(self, base_url: str, *, api_key: str, api_secret: str, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.5, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        api_secret: str,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        session: requests.Session | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.api_secret = api_secret
@@ -81,15 +94,23 @@ class AdvanceClient:
             path = f"{path}?{urlencode(params)}"
         return self.request("GET", path)
 
-    def post(self, path: str, body: dict[str, Any] | None = None, *, idempotency_key: str | None = None) -> Any:
+    def post(
+        self, path: str, body: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> Any:
         return self.request("POST", path, body, idempotency_key=idempotency_key or str(uuid.uuid4()))
 
     def put(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("PUT", path, body)
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-                idempotency_key: str | None = None) -> Any:
-        """Retries timeouts, connection errors, 5xx, 429 and request_in_progress with the same key and body."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Retries timeouts, connection errors, 5xx, 429 and request_in_progress with the same key."""
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         attempt = 0
         while True:
@@ -101,8 +122,11 @@ class AdvanceClient:
                     raise
                 time.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
-            retryable = response.status_code >= 500 or response.status_code == 429 or (
-                response.status_code == 409 and _code(response) == "request_in_progress")
+            retryable = (
+                response.status_code >= 500
+                or response.status_code == 429
+                or (response.status_code == 409 and _code(response) == "request_in_progress")
+            )
             if retryable and attempt <= self.retries:
                 wait = response.headers.get("Retry-After")
                 time.sleep(float(wait) if wait and wait.isdigit() else self.backoff * 2 ** (attempt - 1))
@@ -124,8 +148,14 @@ class AdvanceClient:
             headers["Content-Type"] = "application/json; charset=utf-8"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        return self.session.request(method, self.base_url + path, data=raw or None, headers=headers,
-                                    timeout=self.timeout, allow_redirects=False)
+        return self.session.request(
+            method,
+            self.base_url + path,
+            data=raw or None,
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,
+        )
 
     @staticmethod
     def _result(response: requests.Response) -> Any:
@@ -134,9 +164,16 @@ class AdvanceClient:
             try:
                 error = response.json()["error"]
             except (ValueError, KeyError, TypeError):
-                raise ApiError(response.status_code, "http_error", response.text[:200], replayed=replayed) from None
-            raise ApiError(response.status_code, error.get("code", ""), error.get("message", ""),
-                           error.get("details"), replayed=replayed)
+                raise ApiError(
+                    response.status_code, "http_error", response.text[:200], replayed=replayed
+                ) from None
+            raise ApiError(
+                response.status_code,
+                error.get("code", ""),
+                error.get("message", ""),
+                error.get("details"),
+                replayed=replayed,
+            )
         if response.headers.get("Content-Type", "").startswith("text/csv"):
             return response.text
         return response.json()
@@ -152,5 +189,11 @@ def _code(response: requests.Response) -> str:
 if __name__ == "__main__":  # python advance_client.py BASE_URL KEY SECRET: prints the credit line
     import sys
 
-    print(json.dumps(AdvanceClient(sys.argv[1], api_key=sys.argv[2], api_secret=sys.argv[3])
-                     .get("/api/v1/credit-line"), indent=2))
+    print(
+        json.dumps(
+            AdvanceClient(sys.argv[1], api_key=sys.argv[2], api_secret=sys.argv[3]).get(
+                "/api/v1/credit-line"
+            ),
+            indent=2,
+        )
+    )

@@ -54,12 +54,34 @@ class AttemptInline(admin.TabularInline):
 
 @admin.register(WebhookOutboxEvent)
 class WebhookOutboxEventAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "company", "type", "status", "attempt_count", "next_attempt_at", "last_error",
-                    "created_at", "delivered_at"]
+    list_display = [
+        "public_id",
+        "company",
+        "type",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "last_error",
+        "created_at",
+        "delivered_at",
+    ]
     list_filter = ["status", "type"]
     search_fields = ["public_id", "resource_id", "company__code"]
-    fields = ["public_id", "company", "type", "resource_type", "resource_id", "resource_version", "status",
-              "attempt_count", "next_attempt_at", "last_error", "created_at", "delivered_at", "payload"]
+    fields = [
+        "public_id",
+        "company",
+        "type",
+        "resource_type",
+        "resource_id",
+        "resource_version",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "last_error",
+        "created_at",
+        "delivered_at",
+        "payload",
+    ]
     readonly_fields = fields
     inlines = [AttemptInline]
     actions = ["redeliver"]
@@ -74,8 +96,11 @@ class WebhookOutboxEventAdmin(admin.ModelAdmin):
     def redeliver(self, request, queryset):
         done = sum(webhook_event_redeliver(event=e, actor=request.user) for e in queryset)
         skipped = queryset.count() - done
-        self.message_user(request, f"Queued {done} event(s) again; {skipped} skipped (not failed).",
-                          messages.SUCCESS if done else messages.WARNING)
+        self.message_user(
+            request,
+            f"Queued {done} event(s) again; {skipped} skipped (not failed).",
+            messages.SUCCESS if done else messages.WARNING,
+        )
 
 
 @admin.register(WebhookDeliveryAttempt)
@@ -83,7 +108,16 @@ class WebhookDeliveryAttemptAdmin(admin.ModelAdmin):
     list_display = ["event", "number", "attempted_at", "status_code", "latency_ms", "succeeded", "error"]
     list_filter = ["succeeded"]
     search_fields = ["event__public_id"]
-    readonly_fields = ["event", "number", "url", "attempted_at", "status_code", "latency_ms", "succeeded", "error"]
+    readonly_fields = [
+        "event",
+        "number",
+        "url",
+        "attempted_at",
+        "status_code",
+        "latency_ms",
+        "succeeded",
+        "error",
+    ]
 
     def has_add_permission(self, request):
         return False

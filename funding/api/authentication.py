@@ -57,22 +57,34 @@ class SignatureAuthentication(BaseAuthentication):
         signature = meta.get("HTTP_X_SIGNATURE", "")
         if not (key_id and timestamp and nonce and signature):
             raise _failed("The X-Api-Key, X-Timestamp, X-Nonce and X-Signature headers are required.")
-        if not KEY_ID_RE.fullmatch(key_id) or not TIMESTAMP_RE.fullmatch(timestamp) or not NONCE_RE.fullmatch(nonce):
+        if (
+            not KEY_ID_RE.fullmatch(key_id)
+            or not TIMESTAMP_RE.fullmatch(timestamp)
+            or not NONCE_RE.fullmatch(nonce)
+        ):
             raise _failed()
-        api_key = ApiKey.objects.select_related("company").filter(key_id=key_id, revoked_at__isnull=True).first()
+        api_key = (
+            ApiKey.objects.select_related("company").filter(key_id=key_id, revoked_at__isnull=True).first()
+        )
         if api_key is None:
             raise _failed()
         try:
             body = request._request.body
         except RequestDataTooBig as exc:
-            raise ApiError(400, "validation_error", "The request body is too large.",
-                           {"body": ["The body is too large."]}) from exc
+            raise ApiError(
+                400,
+                "validation_error",
+                "The request body is too large.",
+                {"body": ["The body is too large."]},
+            ) from exc
         path = request._request.get_full_path()
         expected = sign(api_key_secret(api_key), request._request.method, path, timestamp, nonce, body)
         if not hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace")):
             raise _failed()
         if abs(time.time() - int(timestamp)) > settings.API_SIGNATURE_MAX_SKEW_SECONDS:
-            raise ApiError(401, "stale_timestamp", "X-Timestamp is more than 300 seconds from the server's time.")
+            raise ApiError(
+                401, "stale_timestamp", "X-Timestamp is more than 300 seconds from the server's time."
+            )
         # Only after the signature checks out: otherwise anyone could burn a client's nonces.
         if not nonce_register(api_key=api_key, nonce=nonce):
             raise ApiError(401, "replayed_request", "This nonce was already used with this key.")

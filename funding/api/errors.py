@@ -1,4 +1,4 @@
-"""The contract's one error shape: {"error": {"code", "message", "details"}}, for every failure under /api/."""
+"""The contract's one error shape, {"error": {"code", "message", "details"}}, for all failures under /api/."""
 
 import logging
 from typing import Any
@@ -19,8 +19,14 @@ WWW_AUTHENTICATE = 'HMAC-SHA256 realm="api", headers="X-Api-Key X-Timestamp X-No
 class ApiError(exceptions.APIException):
     """An API-level error with a stable code (authentication, idempotency, throttling...)."""
 
-    def __init__(self, status_code: int, code: str, message: str, details: dict | None = None,
-                 headers: dict | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        details: dict | None = None,
+        headers: dict | None = None,
+    ) -> None:
         self.status_code = status_code
         self.code = code
         self.message = message
@@ -82,20 +88,26 @@ def exception_to_response(exc: Exception) -> Response | None:
         headers = dict(exc.headers)
         if exc.status_code == 401:
             headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers)
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers
+        )
     if isinstance(exc, EngineError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, exceptions.ValidationError):
         return Response(
-            error_body("validation_error", "The request is not valid.", flatten_validation(exc.detail)), status=400
+            error_body("validation_error", "The request is not valid.", flatten_validation(exc.detail)),
+            status=400,
         )
     if isinstance(exc, exceptions.ParseError):
         return Response(
-            error_body("validation_error", "The body is not valid JSON.", {"body": [_text(exc.detail)]}), status=400
+            error_body("validation_error", "The body is not valid JSON.", {"body": [_text(exc.detail)]}),
+            status=400,
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(
-            error_body("validation_error", "The request body is too large.", {"body": ["The body is too large."]}),
+            error_body(
+                "validation_error", "The request body is too large.", {"body": ["The body is too large."]}
+            ),
             status=400,
         )
     if isinstance(exc, SuspiciousOperation):
@@ -104,7 +116,9 @@ def exception_to_response(exc: Exception) -> Response | None:
         wait = int(exc.wait or 1) + (0 if exc.wait is None or float(exc.wait).is_integer() else 1)
         wait = max(wait, 1)
         return Response(
-            error_body("rate_limited", "Too many requests for this API key; retry later.", {"retry_after": wait}),
+            error_body(
+                "rate_limited", "Too many requests for this API key; retry later.", {"retry_after": wait}
+            ),
             status=429,
             headers={"Retry-After": str(wait)},
         )
@@ -126,8 +140,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     response = exception_to_response(exc)
     if response is None:
         logger.exception("unexpected error in the API", exc_info=exc)
-        return Response(error_body("internal_error", "An unexpected error occurred; it has been logged."),
-                        status=500)
+        return Response(
+            error_body("internal_error", "An unexpected error occurred; it has been logged."), status=500
+        )
     return response
 
 
@@ -141,8 +156,9 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("internal_error", "An unexpected error occurred; it has been logged."),
-                            status=500)
+        return JsonResponse(
+            error_body("internal_error", "An unexpected error occurred; it has been logged."), status=500
+        )
     from django.views.defaults import server_error
 
     return server_error(request)

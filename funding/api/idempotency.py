@@ -25,8 +25,12 @@ def _dumps(data) -> str:
 def idempotency_key(request: Request) -> str:
     key = request._request.META.get("HTTP_IDEMPOTENCY_KEY")
     if key is None or not KEY_RE.fullmatch(key):
-        raise ApiError(400, "validation_error", "The Idempotency-Key header is required.",
-                       {"Idempotency-Key": ["Send 1 to 64 printable ASCII characters."]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "The Idempotency-Key header is required.",
+            {"Idempotency-Key": ["Send 1 to 64 printable ASCII characters."]},
+        )
     return key
 
 
@@ -42,13 +46,20 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
     record = claim.record
     if not claim.fresh:
         if record.request_hash != request_hash:
-            raise ApiError(409, "idempotency_key_reused",
-                           "This Idempotency-Key was used with a different request (method, path or body).")
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request (method, path or body).",
+            )
         if record.status == IdempotencyStatus.IN_PROGRESS:
-            raise ApiError(409, "request_in_progress",
-                           "A request with this Idempotency-Key is still being processed; retry shortly.")
-        return Response(json.loads(record.response_body), status=record.response_status,
-                        headers={REPLAYED_HEADER: "true"})
+            raise ApiError(
+                409,
+                "request_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+        return Response(
+            json.loads(record.response_body), status=record.response_status, headers={REPLAYED_HEADER: "true"}
+        )
     try:
         with transaction.atomic():
             try:

@@ -20,7 +20,9 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["company", "-created_at"]
         verbose_name = "API key"
-        indexes = [models.Index(fields=["company"], condition=Q(revoked_at__isnull=True), name="api_key_active")]
+        indexes = [
+            models.Index(fields=["company"], condition=Q(revoked_at__isnull=True), name="api_key_active")
+        ]
 
     def __str__(self) -> str:
         return self.key_id
@@ -40,6 +42,9 @@ class NonceSeen(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["key", "nonce"], name="api_nonce_unique_per_key")]
 
+    def __str__(self) -> str:
+        return self.nonce
+
 
 class IdempotencyStatus(models.TextChoices):
     IN_PROGRESS = "in_progress", "In progress"
@@ -54,7 +59,9 @@ class IdempotencyRecord(models.Model):
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=2000)
     request_hash = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=IdempotencyStatus.choices, default=IdempotencyStatus.IN_PROGRESS)
+    status = models.CharField(
+        max_length=16, choices=IdempotencyStatus.choices, default=IdempotencyStatus.IN_PROGRESS
+    )
     # Text, not JSON: an error body may quote characters PostgreSQL's jsonb refuses (e.g. \u0000).
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="")
@@ -63,7 +70,9 @@ class IdempotencyRecord(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["company", "key"], name="api_idempotency_key_per_company")]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "key"], name="api_idempotency_key_per_company")
+        ]
 
     def __str__(self) -> str:
         return f"{self.company_id}:{self.key}"

@@ -21,7 +21,12 @@ class SignatureAuthenticationScheme(OpenApiAuthenticationExtension):
         return [
             {"type": "apiKey", "in": "header", "name": "X-Api-Key", "description": SIGNATURE_DOC},
             {"type": "apiKey", "in": "header", "name": "X-Timestamp", "description": "Unix time in seconds."},
-            {"type": "apiKey", "in": "header", "name": "X-Nonce", "description": "Unique per key, 16-64 chars."},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Nonce",
+                "description": "Unique per key, 16-64 chars.",
+            },
             {"type": "apiKey", "in": "header", "name": "X-Signature", "description": "See ApiKey."},
         ]
 
@@ -29,7 +34,7 @@ class SignatureAuthenticationScheme(OpenApiAuthenticationExtension):
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 COMMON_ERRORS = {
-    "400": "validation_error: details map each offending field (dotted path, e.g. payouts.2.amount) to messages.",
+    "400": "validation_error: details map each bad field (dotted path, e.g. payouts.2.amount) to messages.",
     "401": "authentication_failed, stale_timestamp or replayed_request.",
     "404": "not_found (unknown id, or another company's).",
     "429": "rate_limited: too many requests for this API key; see the Retry-After header.",
@@ -40,26 +45,33 @@ BODY_ERRORS = {"415": "unsupported_media_type: send application/json."}
 def _error_response(description: str, with_retry_after: bool = False) -> dict:
     response = {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
     if with_retry_after:
-        response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
+        response["headers"] = {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}
+        }
     return response
 
 
 def add_error_responses(result, generator, request, public):
     """Postprocessing hook: document the common error responses on every /api/v1/ operation."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault("Error", {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {
+    schemas.setdefault(
+        "Error",
+        {
             "type": "object",
-            "required": ["code", "message", "details"],
+            "required": ["error"],
             "properties": {
-                "code": {"type": "string", "description": "Stable snake_case code."},
-                "message": {"type": "string"},
-                "details": {"type": "object", "additionalProperties": True},
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"type": "string", "description": "Stable snake_case code."},
+                        "message": {"type": "string"},
+                        "details": {"type": "object", "additionalProperties": True},
+                    },
+                }
             },
-        }},
-    })
+        },
+    )
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/v1/"):
             continue

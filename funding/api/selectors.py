@@ -26,7 +26,9 @@ def credit_line_view(*, company: Company) -> dict[str, Any]:
 
     line = (
         CreditLine.objects.filter(company=company, status__in=SHOWN_LINE_STATES).first()
-        or CreditLine.objects.filter(company=company, status=CreditLineStatus.EXPIRED).order_by("-updated_at").first()
+        or CreditLine.objects.filter(company=company, status=CreditLineStatus.EXPIRED)
+        .order_by("-updated_at")
+        .first()
     )
     day = BusinessDay.objects.first()
     business_date = day.current if day else None
@@ -60,7 +62,8 @@ def credit_line_view(*, company: Company) -> dict[str, Any]:
     if factors:
         body["limit_factors"] = [
             {"factor": str(f.get("factor")), "value": amount_str(Decimal(str(f.get("value"))))}
-            for f in factors if isinstance(f, dict) and f.get("value") is not None
+            for f in factors
+            if isinstance(f, dict) and f.get("value") is not None
         ]
     elif line:
         body["limit_factors"] = [{"factor": "approved_limit", "value": amount_str(line.approved_limit)}]

@@ -15,8 +15,12 @@ from funding.models import Advance, AdvanceStatus, Company
 from funding.representations import amount_str
 
 ZERO = Decimal("0.00")
-DRAWN_STATES = [AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED, AdvanceStatus.OVERDUE,
-                AdvanceStatus.REPAID]
+DRAWN_STATES = [
+    AdvanceStatus.DISBURSED,
+    AdvanceStatus.PARTIALLY_DISBURSED,
+    AdvanceStatus.OVERDUE,
+    AdvanceStatus.REPAID,
+]
 
 
 def repayment_list(*, company: Company, business_date: date | None = None) -> list[dict[str, Any]]:
@@ -28,13 +32,18 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
     opening = sum((a.principal_outstanding for a in before), ZERO)
     todays = list(
         Advance.objects.filter(company=company, business_date=business_date)
-        .filter(~Q(status=AdvanceStatus.CANCELLED)).order_by("created_at", "id")
+        .filter(~Q(status=AdvanceStatus.CANCELLED))
+        .order_by("created_at", "id")
     )
     advanced = sum((a.advanced_disbursed for a in todays), ZERO)
     fees = sum((a.fee for a in todays), ZERO)
     overdue = sum(
-        (a.principal_outstanding for a in Advance.objects.filter(company=company, status=AdvanceStatus.OVERDUE,
-                                                                  business_date__lte=business_date)),
+        (
+            a.principal_outstanding
+            for a in Advance.objects.filter(
+                company=company, status=AdvanceStatus.OVERDUE, business_date__lte=business_date
+            )
+        ),
         ZERO,
     )
     lines = [
@@ -68,10 +77,26 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
     }
 
 
-STATEMENT_CSV_COLUMNS = ["type", "id", "external_id", "status", "advanced", "fee", "penalty", "repaid",
-                         "outstanding"]
-STATEMENT_CSV_SUMMARY = ["opening_outstanding", "advanced", "fees", "repaid", "penalties", "closing_outstanding",
-                         "overdue"]
+STATEMENT_CSV_COLUMNS = [
+    "type",
+    "id",
+    "external_id",
+    "status",
+    "advanced",
+    "fee",
+    "penalty",
+    "repaid",
+    "outstanding",
+]
+STATEMENT_CSV_SUMMARY = [
+    "opening_outstanding",
+    "advanced",
+    "fees",
+    "repaid",
+    "penalties",
+    "closing_outstanding",
+    "overdue",
+]
 
 
 def statement_csv(statement: dict[str, Any]) -> str:

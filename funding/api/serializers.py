@@ -4,7 +4,6 @@ import re
 from decimal import Decimal
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -46,12 +45,18 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
-@extend_schema_field({"type": "string", "pattern": r"^(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?$",
-                      "example": "1500.00", "description": "Decimal string, > 0, at most 2 fraction digits."})
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?$",
+        "example": "1500.00",
+        "description": "Decimal string, > 0, at most 2 fraction digits.",
+    }
+)
 class AmountField(serializers.Field):
     default_error_messages = {
-        "type": "Send the amount as a JSON string, e.g. \"1500.00\".",
-        "format": "Not a valid amount: digits with at most 2 fraction digits, e.g. \"1500.00\".",
+        "type": 'Send the amount as a JSON string, e.g. "1500.00".',
+        "format": 'Not a valid amount: digits with at most 2 fraction digits, e.g. "1500.00".',
         "positive": "Must be greater than zero.",
         "max": "Must not exceed 9999999999999.99.",
     }
@@ -92,8 +97,11 @@ class StrictBooleanField(serializers.BooleanField):
 
 def text(max_length: int, min_length: int = 1, **kwargs) -> serializers.CharField:
     return StrictCharField(
-        max_length=max_length, min_length=min_length, trim_whitespace=False,
-        validators=[no_surrogates, no_control_characters], **kwargs,
+        max_length=max_length,
+        min_length=min_length,
+        trim_whitespace=False,
+        validators=[no_surrogates, no_control_characters],
+        **kwargs,
     )
 
 
@@ -107,10 +115,20 @@ class StrictRegexField(serializers.RegexField):
 class PayoutInputSerializer(StrictSerializer):
     external_id = text(64, help_text="Unique within the advance.")
     beneficiary_name = text(100)
-    account_no = StrictRegexField(r"^[0-9]{8,32}$", max_length=32, trim_whitespace=False, validators=[no_control_characters], error_messages={
-        "invalid": "Must be 8 to 32 digits."})
-    bank_code = StrictRegexField(r"^[A-Za-z0-9_-]{1,16}$", max_length=16, trim_whitespace=False, validators=[no_control_characters], error_messages={
-        "invalid": "Must be 1 to 16 letters, digits, '_' or '-'."})
+    account_no = StrictRegexField(
+        r"^[0-9]{8,32}$",
+        max_length=32,
+        trim_whitespace=False,
+        validators=[no_control_characters],
+        error_messages={"invalid": "Must be 8 to 32 digits."},
+    )
+    bank_code = StrictRegexField(
+        r"^[A-Za-z0-9_-]{1,16}$",
+        max_length=16,
+        trim_whitespace=False,
+        validators=[no_control_characters],
+        error_messages={"invalid": "Must be 1 to 16 letters, digits, '_' or '-'."},
+    )
     amount = AmountField()
 
 
@@ -133,7 +151,9 @@ class AdvanceCreateSerializer(StrictSerializer):
             seen.setdefault(payout["external_id"], index)
         total = sum((p["amount"] for p in payouts), Decimal("0.00"))
         if total != attrs["amount"]:
-            errors["payouts"] = [f"The payout amounts add up to {total:.2f}, not to amount {attrs['amount']:.2f}."]
+            errors["payouts"] = [
+                f"The payout amounts add up to {total:.2f}, not to amount {attrs['amount']:.2f}."
+            ]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -202,7 +222,8 @@ class PayoutOut(serializers.Serializer):
     id = serializers.CharField()
     external_id = serializers.CharField()
     status = serializers.ChoiceField(
-        choices=["pending", "processing", "succeeded", "failed", "unknown", "manual_review", "cancelled"])
+        choices=["pending", "processing", "succeeded", "failed", "unknown", "manual_review", "cancelled"]
+    )
     amount = MoneyOut()
     own_funds_amount = MoneyOut()
     advanced_amount = MoneyOut()

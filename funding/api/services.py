@@ -34,41 +34,66 @@ class IssuedKey:
 
 
 def api_key_issue(
-    *, company: Company, actor: AbstractBaseUser | None = None, actor_label: str = "",
-    revoke_oldest_if_full: bool = False, label: str = "",
+    *,
+    company: Company,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    revoke_oldest_if_full: bool = False,
+    label: str = "",
 ) -> IssuedKey:
     """Issue a key; the plain secret exists only in the return value. At most two active keys per company."""
     with transaction.atomic():
         # The company row serializes concurrent issues, so the two-key rule cannot be raced.
         Company.objects.select_for_update().get(pk=company.pk)
-        active = list(ApiKey.objects.filter(company=company, revoked_at__isnull=True).order_by("created_at", "id"))
+        active = list(
+            ApiKey.objects.filter(company=company, revoked_at__isnull=True).order_by("created_at", "id")
+        )
         revoked = []
         while len(active) >= settings.API_MAX_ACTIVE_KEYS:
             if not revoke_oldest_if_full:
+                count = len(active)
                 raise InvalidState(
-                    f"{company.code} already has {len(active)} active keys; revoke one before issuing another."
+                    f"{company.code} already has {count} active keys; revoke one before issuing another."
                 )
             oldest = active.pop(0)
             _revoke(oldest, actor=actor, actor_label=actor_label, reason="rotated out by a new key")
             revoked.append(oldest.key_id)
         secret = secret_generate("sk")
         key = ApiKey.objects.create(
-            key_id=f"ak_{secrets.token_hex(12)}", company=company, secret_encrypted=secret_encrypt(secret), label=label
+            key_id=f"ak_{secrets.token_hex(12)}",
+            company=company,
+            secret_encrypted=secret_encrypt(secret),
+            label=label,
         )
-        audit_record(action="api_key.issued", obj=key, actor=actor, actor_label=actor_label, company=company,
-                     after={"key_id": key.key_id})
+        audit_record(
+            action="api_key.issued",
+            obj=key,
+            actor=actor,
+            actor_label=actor_label,
+            company=company,
+            after={"key_id": key.key_id},
+        )
     return IssuedKey(key_id=key.key_id, secret=secret, revoked_key_ids=revoked)
 
 
 def _revoke(key: ApiKey, *, actor, actor_label: str, reason: str) -> None:
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
-    audit_record(action="api_key.revoked", obj=key, actor=actor, actor_label=actor_label, company=key.company,
-                 before={"active": True}, after={"active": False}, reason=reason)
+    audit_record(
+        action="api_key.revoked",
+        obj=key,
+        actor=actor,
+        actor_label=actor_label,
+        company=key.company,
+        before={"active": True},
+        after={"active": False},
+        reason=reason,
+    )
 
 
-def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser | None = None, actor_label: str = "",
-                   reason: str = "") -> ApiKey:
+def api_key_revoke(
+    *, key: ApiKey, actor: AbstractBaseUser | None = None, actor_label: str = "", reason: str = ""
+) -> ApiKey:
     """Revoke at once: the next request signed with it fails authentication."""
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().select_related("company").get(pk=key.pk)
@@ -140,7 +165,9 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body_json: str) -> None:
     """Store the response; runs inside the transaction of the operation itself, so both commit or neither."""
     IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyStatus.IN_PROGRESS).update(
-        status=IdempotencyStatus.DONE, response_status=status, response_body=body_json,
+        status=IdempotencyStatus.DONE,
+        response_status=status,
+        response_body=body_json,
         completed_at=timezone.now(),
     )
 
@@ -166,7 +193,7 @@ def api_prune() -> tuple[int, int]:
 
 
 def webhook_url_check(url: str) -> None:
-    """HTTPS to a public address only, unless the engine runs with WEBHOOK_ALLOW_INSECURE_URLS (local/test)."""
+    """HTTPS to a public address only, unless WEBHOOK_ALLOW_INSECURE_URLS is on (local and test runs)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -194,15 +221,20 @@ def webhook_url_check(url: str) -> None:
 
 
 def webhook_endpoint_set(*, company: Company, url: str, actor_label: str) -> tuple[WebhookEndpoint, str]:
-    """Register or replace the URL with a fresh secret; the plain secret is returned once, stored encrypted."""
+    """Register or replace the URL with a fresh secret: returned once in plain text, stored encrypted."""
     webhook_url_check(url)
     secret = secret_generate("whsec")
     with transaction.atomic():
         endpoint, _ = WebhookEndpoint.objects.update_or_create(
             company=company, defaults={"url": url, "secret_encrypted": secret_encrypt(secret)}
         )
-        audit_record(action="webhook_endpoint.set", obj=endpoint, actor_label=actor_label, company=company,
-                     after={"url": url})
+        audit_record(
+            action="webhook_endpoint.set",
+            obj=endpoint,
+            actor_label=actor_label,
+            company=company,
+            after={"url": url},
+        )
     return endpoint, secret
 
 
@@ -213,12 +245,15 @@ def webhook_secret_rotate(*, company: Company, actor_label: str) -> str:
         endpoint, _ = WebhookEndpoint.objects.update_or_create(
             company=company, defaults={"secret_encrypted": secret_encrypt(secret)}
         )
-        audit_record(action="webhook_endpoint.secret_rotated", obj=endpoint, actor_label=actor_label,
-                     company=company)
+        audit_record(
+            action="webhook_endpoint.secret_rotated", obj=endpoint, actor_label=actor_label, company=company
+        )
     return secret
 
 
-def webhook_event_redeliver(*, event: WebhookEvent, actor: AbstractBaseUser | None, actor_label: str = "") -> bool:
+def webhook_event_redeliver(
+    *, event: WebhookEvent, actor: AbstractBaseUser | None, actor_label: str = ""
+) -> bool:
     """Put a failed event back in the queue with a fresh retry schedule. False if it was not failed."""
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().get(pk=event.pk)
@@ -228,6 +263,13 @@ def webhook_event_redeliver(*, event: WebhookEvent, actor: AbstractBaseUser | No
         event.attempt_count = 0
         event.next_attempt_at = timezone.now()
         event.save(update_fields=["status", "attempt_count", "next_attempt_at"])
-        audit_record(action="webhook_event.redeliver", obj=event, actor=actor, actor_label=actor_label,
-                     company=event.company, before={"status": "failed"}, after={"status": "pending"})
+        audit_record(
+            action="webhook_event.redeliver",
+            obj=event,
+            actor=actor,
+            actor_label=actor_label,
+            company=event.company,
+            before={"status": "failed"},
+            after={"status": "pending"},
+        )
     return True

@@ -15,8 +15,11 @@ v1 = [
 ]
 
 # The schema and the docs are the only endpoints served without a signature.
-open_access = {"authentication_classes": [], "permission_classes": [],
-               "content_negotiation_class": DefaultContentNegotiation}
+open_access = {
+    "authentication_classes": [],
+    "permission_classes": [],
+    "content_negotiation_class": DefaultContentNegotiation,
+}
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(**open_access), name="api-schema"),

@@ -33,9 +33,12 @@ DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_PAGE_SIZE = 50
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
     description="1 to 64 printable ASCII characters; retries with the same key and body replay the first "
-                "response (header `Idempotent-Replayed: true`).",
+    "response (header `Idempotent-Replayed: true`).",
 )
 
 
@@ -59,8 +62,11 @@ def _advance_body(advance: Advance) -> dict:
 
 
 class CreditLineView(ApiView):
-    @extend_schema(operation_id="credit_line_get", summary="The caller's credit line as of now",
-                   responses={200: s.CreditLineOut})
+    @extend_schema(
+        operation_id="credit_line_get",
+        summary="The caller's credit line as of now",
+        responses={200: s.CreditLineOut},
+    )
     def get(self, request):
         return Response(selectors.credit_line_view(company=self.company))
 
@@ -79,14 +85,20 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError
         return created_at, pk
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ApiError(400, "validation_error", "The request is not valid.",
-                       {"cursor": ["Not a valid cursor; use the `next` URL as given."]}) from exc
+        raise ApiError(
+            400,
+            "validation_error",
+            "The request is not valid.",
+            {"cursor": ["Not a valid cursor; use the `next` URL as given."]},
+        ) from exc
 
 
 class AdvanceListCreateView(ApiView):
     @extend_schema(
-        operation_id="advances_list", summary="The caller's advances, newest first (cursor-paginated)",
-        parameters=[s.AdvanceListQuerySerializer], responses={200: s.AdvancePageOut},
+        operation_id="advances_list",
+        summary="The caller's advances, newest first (cursor-paginated)",
+        parameters=[s.AdvanceListQuerySerializer],
+        responses={200: s.AdvancePageOut},
     )
     def get(self, request):
         filters = self.query(s.AdvanceListQuerySerializer)
@@ -106,13 +118,24 @@ class AdvanceListCreateView(ApiView):
         return Response({"results": [_advance_body(a) for a in page], "next": next_url})
 
     @extend_schema(
-        operation_id="advances_create", summary="Request an advance (D0 payouts funded by the credit line)",
-        parameters=[IDEMPOTENCY_HEADER], request=s.AdvanceCreateSerializer,
-        responses={201: s.AdvanceOut, 409: OpenApiResponse(s.ErrorSerializer, description=(
-            "duplicate_external_id, idempotency_key_reused or request_in_progress")),
-            422: OpenApiResponse(s.ErrorSerializer, description=(
-                "insufficient_limit (details: available, requested), credit_line_frozen, "
-                "credit_line_inactive, business_day_closed, calendar_unavailable"))},
+        operation_id="advances_create",
+        summary="Request an advance (D0 payouts funded by the credit line)",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=s.AdvanceCreateSerializer,
+        responses={
+            201: s.AdvanceOut,
+            409: OpenApiResponse(
+                s.ErrorSerializer,
+                description=("duplicate_external_id, idempotency_key_reused or request_in_progress"),
+            ),
+            422: OpenApiResponse(
+                s.ErrorSerializer,
+                description=(
+                    "insufficient_limit (details: available, requested), credit_line_frozen, "
+                    "credit_line_inactive, business_day_closed, calendar_unavailable"
+                ),
+            ),
+        },
     )
     def post(self, request):
         def operation():
@@ -143,18 +166,24 @@ def _advance_or_404(company, advance_id: str) -> Advance:
 
 
 class AdvanceDetailView(ApiView):
-    @extend_schema(operation_id="advances_get", summary="One advance",
-                   responses={200: s.AdvanceOut})
+    @extend_schema(operation_id="advances_get", summary="One advance", responses={200: s.AdvanceOut})
     def get(self, request, advance_id: str):
         return Response(_advance_body(_advance_or_404(self.company, advance_id)))
 
 
 class AdvanceCancelView(ApiView):
     @extend_schema(
-        operation_id="advances_cancel", summary="Cancel an advance before any payout was handed to a channel",
-        parameters=[IDEMPOTENCY_HEADER], request=None,
-        responses={200: s.AdvanceOut, 409: OpenApiResponse(s.ErrorSerializer, description=(
-            "invalid_state, idempotency_key_reused or request_in_progress"))},
+        operation_id="advances_cancel",
+        summary="Cancel an advance before any payout was handed to a channel",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=None,
+        responses={
+            200: s.AdvanceOut,
+            409: OpenApiResponse(
+                s.ErrorSerializer,
+                description=("invalid_state, idempotency_key_reused or request_in_progress"),
+            ),
+        },
     )
     def post(self, request, advance_id: str):
         def operation():
@@ -166,23 +195,38 @@ class AdvanceCancelView(ApiView):
 
 
 class RepaymentListView(ApiView):
-    @extend_schema(operation_id="repayments_list", summary="Repayments applied to the caller's advances",
-                   parameters=[s.RepaymentListQuerySerializer], responses={200: s.RepaymentListOut})
+    @extend_schema(
+        operation_id="repayments_list",
+        summary="Repayments applied to the caller's advances",
+        parameters=[s.RepaymentListQuerySerializer],
+        responses={200: s.RepaymentListOut},
+    )
     def get(self, request):
         filters = self.query(s.RepaymentListQuerySerializer)
-        return Response({"results": selectors_statements.repayment_list(
-            company=self.company, business_date=filters.get("business_date"))})
+        return Response(
+            {
+                "results": selectors_statements.repayment_list(
+                    company=self.company, business_date=filters.get("business_date")
+                )
+            }
+        )
 
 
 class StatementView(ApiView):
     @extend_schema(
-        operation_id="statements_get", summary="Daily statement (JSON, or CSV with ?format=csv)",
+        operation_id="statements_get",
+        summary="Daily statement (JSON, or CSV with ?format=csv)",
         parameters=[
             OpenApiParameter("business_date", OpenApiTypes.DATE, OpenApiParameter.PATH),
             s.StatementQuerySerializer,
         ],
-        responses={200: OpenApiResponse(s.StatementOut, description="JSON; with format=csv a text/csv body with "
-                                        "the same lines and one `summary` row per total.")},
+        responses={
+            200: OpenApiResponse(
+                s.StatementOut,
+                description="JSON; with format=csv a text/csv body with "
+                "the same lines and one `summary` row per total.",
+            )
+        },
     )
     def get(self, request, business_date: str):
         fmt = self.query(s.StatementQuerySerializer)["format"]
@@ -191,14 +235,20 @@ class StatementView(ApiView):
                 raise ValueError
             day = date.fromisoformat(business_date)
         except ValueError as exc:
-            raise ApiError(400, "validation_error", "The request is not valid.",
-                           {"business_date": ["Use a date as YYYY-MM-DD."]}) from exc
+            raise ApiError(
+                400,
+                "validation_error",
+                "The request is not valid.",
+                {"business_date": ["Use a date as YYYY-MM-DD."]},
+            ) from exc
         current = BusinessDay.objects.first()
         if current is None or day > current.current:
             raise NotFound("There is no statement for this business date yet.")
         statement = selectors_statements.statement_build(company=self.company, business_date=day)
         if fmt == "csv":
-            response = HttpResponse(selectors_statements.statement_csv(statement), content_type="text/csv; charset=utf-8")
+            response = HttpResponse(
+                selectors_statements.statement_csv(statement), content_type="text/csv; charset=utf-8"
+            )
             response["Content-Disposition"] = (
                 f'attachment; filename="statement-{self.company.code}-{day.isoformat()}.csv"'
             )
@@ -207,14 +257,21 @@ class StatementView(ApiView):
 
 
 class WebhookEndpointView(ApiView):
-    @extend_schema(operation_id="webhook_endpoint_get", summary="The registered webhook URL",
-                   responses={200: s.WebhookEndpointOut})
+    @extend_schema(
+        operation_id="webhook_endpoint_get",
+        summary="The registered webhook URL",
+        responses={200: s.WebhookEndpointOut},
+    )
     def get(self, request):
         endpoint = WebhookEndpoint.objects.filter(company=self.company).first()
         return Response({"url": endpoint.url if endpoint and endpoint.url else None})
 
-    @extend_schema(operation_id="webhook_endpoint_put", summary="Register or replace the webhook URL",
-                   request=s.WebhookEndpointInputSerializer, responses={200: s.WebhookEndpointSetOut})
+    @extend_schema(
+        operation_id="webhook_endpoint_put",
+        summary="Register or replace the webhook URL",
+        request=s.WebhookEndpointInputSerializer,
+        responses={200: s.WebhookEndpointSetOut},
+    )
     def put(self, request):
         serializer = s.WebhookEndpointInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -1,4 +1,4 @@
-"""Webhook delivery (contract 1.6): claim with SKIP LOCKED, POST outside any transaction, record the attempt."""
+"""Webhook delivery (contract 1.6): claim with SKIP LOCKED, POST outside any transaction, record attempts."""
 
 import hashlib
 import hmac
@@ -35,7 +35,8 @@ def event_body(event: WebhookEvent) -> bytes:
 def webhook_due_ids(*, limit: int | None = None) -> list[int]:
     return list(
         WebhookEvent.objects.filter(status=WebhookEventStatus.PENDING, next_attempt_at__lte=timezone.now())
-        .order_by("next_attempt_at", "id").values_list("pk", flat=True)[: limit or settings.WEBHOOK_BATCH_SIZE]
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[: limit or settings.WEBHOOK_BATCH_SIZE]
     )
 
 
@@ -46,7 +47,8 @@ def webhook_claim(*, event_id: int) -> WebhookEvent | None:
         event = (
             WebhookEvent.objects.select_for_update(skip_locked=True)
             .filter(pk=event_id, status=WebhookEventStatus.PENDING, next_attempt_at__lte=now)
-            .select_related("company").first()
+            .select_related("company")
+            .first()
         )
         if event is None:
             return None
@@ -89,8 +91,13 @@ def _post(event: WebhookEvent) -> Outcome:
     }
     started = time.monotonic()
     try:
-        response = requests.post(endpoint.url, data=body, headers=headers,
-                                 timeout=settings.WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False)
+        response = requests.post(
+            endpoint.url,
+            data=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
         latency = int((time.monotonic() - started) * 1000)
         error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         return Outcome(endpoint.url, response.status_code, latency, error)
@@ -107,8 +114,14 @@ def webhook_record(*, event_id: int, outcome: Outcome) -> WebhookEvent:
         event = WebhookEvent.objects.select_for_update().get(pk=event_id)
         number = event.attempt_count + 1
         WebhookDeliveryAttempt.objects.create(
-            event=event, number=number, url=outcome.url[:500], attempted_at=now, status_code=outcome.status_code,
-            latency_ms=outcome.latency_ms, succeeded=outcome.ok, error=outcome.error[:500],
+            event=event,
+            number=number,
+            url=outcome.url[:500],
+            attempted_at=now,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            succeeded=outcome.ok,
+            error=outcome.error[:500],
         )
         event.attempt_count = number
         fields = ["attempt_count", "last_error", "next_attempt_at"]

@@ -25,23 +25,48 @@ class SignedClient:
         self.secret = secret
         self.client = Client()
 
-    def call(self, method: str, path: str, body=None, *, raw: bytes | None = None, idem: str | None = None,
-             timestamp: str | None = None, nonce: str | None = None, sign_secret: str | None = None,
-             sign_body: bytes | None = None, sign_path: str | None = None, headers: dict | None = None,
-             omit: tuple = ()):
+    def call(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        *,
+        raw: bytes | None = None,
+        idem: str | None = None,
+        timestamp: str | None = None,
+        nonce: str | None = None,
+        sign_secret: str | None = None,
+        sign_body: bytes | None = None,
+        sign_path: str | None = None,
+        headers: dict | None = None,
+        omit: tuple = (),
+    ):
         if raw is None:
             raw = b"" if body is None else json.dumps(body).encode()
         timestamp = timestamp if timestamp is not None else str(int(time.time()))
         nonce = nonce or secrets.token_hex(16)
-        sig = signature(sign_secret or self.secret, method, sign_path or path, timestamp, nonce,
-                        raw if sign_body is None else sign_body)
-        all_headers = {"X-Api-Key": self.key_id, "X-Timestamp": timestamp, "X-Nonce": nonce, "X-Signature": sig}
+        sig = signature(
+            sign_secret or self.secret,
+            method,
+            sign_path or path,
+            timestamp,
+            nonce,
+            raw if sign_body is None else sign_body,
+        )
+        all_headers = {
+            "X-Api-Key": self.key_id,
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": sig,
+        }
         if idem is not None:
             all_headers["Idempotency-Key"] = idem
         all_headers.update(headers or {})
         for name in omit:
             all_headers.pop(name, None)
-        return self.client.generic(method, path, data=raw, content_type="application/json", headers=all_headers)
+        return self.client.generic(
+            method, path, data=raw, content_type="application/json", headers=all_headers
+        )
 
     def get(self, path: str, **kw):
         return self.call("GET", path, **kw)
@@ -79,8 +104,13 @@ def advance_body(amounts=("100000.00", "50000.00"), external_id="SETTLE-20261125
         "amount": f"{sum(Decimal(a) for a in amounts):.2f}",
         "use_own_funds": True,
         "payouts": [
-            {"external_id": f"M{i}-20261125", "beneficiary_name": "Shanghai Example Trading Co.",
-             "account_no": "6222020200112233445", "bank_code": "ICBC", "amount": a}
+            {
+                "external_id": f"M{i}-20261125",
+                "beneficiary_name": "Shanghai Example Trading Co.",
+                "account_no": "6222020200112233445",
+                "bank_code": "ICBC",
+                "amount": a,
+            }
             for i, a in enumerate(amounts, start=1)
         ],
     }

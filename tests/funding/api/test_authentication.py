@@ -50,17 +50,20 @@ def test_missing_header_is_authentication_failed(api, header):
     assert response.headers["WWW-Authenticate"].startswith("HMAC-SHA256")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"sign_secret": "sk_wrong"},
-    {"sign_body": b'{"amount": "1.00"}'},
-    {"headers": {"X-Api-Key": "ak_000000000000000000000000"}},
-    {"headers": {"X-Api-Key": "not a key"}},
-    {"nonce": "short"},
-    {"nonce": "x" * 65},
-    {"nonce": "has space in it 123"},
-    {"timestamp": "12.5"},
-    {"headers": {"X-Signature": "ZZ"}},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sign_secret": "sk_wrong"},
+        {"sign_body": b'{"amount": "1.00"}'},
+        {"headers": {"X-Api-Key": "ak_000000000000000000000000"}},
+        {"headers": {"X-Api-Key": "not a key"}},
+        {"nonce": "short"},
+        {"nonce": "x" * 65},
+        {"nonce": "has space in it 123"},
+        {"timestamp": "12.5"},
+        {"headers": {"X-Signature": "ZZ"}},
+    ],
+)
 def test_bad_credentials_are_authentication_failed(api, kwargs):
     response = api.post("/api/v1/advances", {"external_id": "X"}, **kwargs)
     assert response.status_code == 401
@@ -163,8 +166,14 @@ def test_schema_and_docs_need_no_signature_but_everything_else_does(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()  # Swagger UI assets are served by us (sidecar)
-    for path in ["/api/v1/credit-line", "/api/v1/advances", "/api/v1/repayments", "/api/v1/webhook-endpoint",
-                 "/api/v1/statements/2026-11-25", "/api/v1/advances/adv_01JD0000000000000000000000"]:
+    for path in [
+        "/api/v1/credit-line",
+        "/api/v1/advances",
+        "/api/v1/repayments",
+        "/api/v1/webhook-endpoint",
+        "/api/v1/statements/2026-11-25",
+        "/api/v1/advances/adv_01JD0000000000000000000000",
+    ]:
         response = client.get(path)
         assert response.status_code == 401, path
         assert error_of(response)["code"] == "authentication_failed"

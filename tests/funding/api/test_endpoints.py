@@ -8,7 +8,6 @@ from django.core.cache import cache
 from django.core.management import call_command
 
 from funding.models import Company
-from tests.factories import company_with_line
 from tests.funding.api.conftest import advance_body, error_of, signed_client_for
 
 pytestmark = pytest.mark.django_db
@@ -31,8 +30,10 @@ def test_credit_line_after_an_advance(api):
 
 
 def test_advance_detail_and_list_with_cursor_pagination(api):
-    ids = [api.post("/api/v1/advances", advance_body(("10.00",), external_id=f"E{n}")).json()["id"]
-           for n in range(5)]
+    ids = [
+        api.post("/api/v1/advances", advance_body(("10.00",), external_id=f"E{n}")).json()["id"]
+        for n in range(5)
+    ]
     detail = api.get(f"/api/v1/advances/{ids[0]}")
     assert detail.status_code == 200
     assert detail.json()["external_id"] == "E0"
@@ -122,11 +123,22 @@ def test_seed_demo_is_safe_to_run_again():
     data = json.loads(second.getvalue())  # stdout is one JSON object and nothing else
     assert set(data) >= {"base_url", "companies", "staff"}
     assert len(data["companies"]) >= 3
-    assert {s["role"] for s in data["staff"]} >= {"credit_officer", "credit_approver", "operations", "finance",
-                                                   "auditor"}
+    assert {s["role"] for s in data["staff"]} >= {
+        "credit_officer",
+        "credit_approver",
+        "operations",
+        "finance",
+        "auditor",
+    }
     for c in data["companies"]:
-        assert set(c) >= {"code", "api_key", "api_secret", "webhook_secret", "settlement_account",
-                          "approved_limit"}
+        assert set(c) >= {
+            "code",
+            "api_key",
+            "api_secret",
+            "webhook_secret",
+            "settlement_account",
+            "approved_limit",
+        }
         company = Company.objects.get(code=c["code"])
         assert CreditLine.objects.get(company=company).status == "active"
         assert company.api_keys.filter(revoked_at__isnull=True).count() == 2

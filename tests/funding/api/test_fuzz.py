@@ -20,8 +20,12 @@ from tests.factories import calendar_and_business_date, company_with_line  # noq
 from tests.funding.api.conftest import advance_body  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 12
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 
 
 class SignAuth(requests.auth.AuthBase):
@@ -38,10 +42,14 @@ class SignAuth(requests.auth.AuthBase):
             body = body.encode()
         timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
         message = "\n".join([r.method, r.path_url, timestamp, nonce, hashlib.sha256(body).hexdigest()])
-        r.headers.update({
-            "X-Api-Key": self.key_id, "X-Timestamp": timestamp, "X-Nonce": nonce,
-            "X-Signature": hmac.new(self.secret.encode(), message.encode(), hashlib.sha256).hexdigest(),
-        })
+        r.headers.update(
+            {
+                "X-Api-Key": self.key_id,
+                "X-Timestamp": timestamp,
+                "X-Nonce": nonce,
+                "X-Signature": hmac.new(self.secret.encode(), message.encode(), hashlib.sha256).hexdigest(),
+            }
+        )
         if r.method == "POST" and not r.headers.get("Idempotency-Key"):
             r.headers["Idempotency-Key"] = secrets.token_hex(8)
         return r
@@ -68,10 +76,19 @@ def test_fuzz_the_schema_finds_no_5xx_and_no_schema_violation(live_server, setti
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis_settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+            @hypothesis_settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             def run(case):
-                if case.path_parameters and "advance_id" in case.path_parameters and secrets.randbelow(3) == 0:
+                if (
+                    case.path_parameters
+                    and "advance_id" in case.path_parameters
+                    and secrets.randbelow(3) == 0
+                ):
                     case.path_parameters["advance_id"] = created.json()["id"]
                 case.call_and_validate(base_url=live_server.url, session=session, checks=CHECKS)
 

@@ -1,4 +1,4 @@
-"""Contract 1.4: idempotent POSTs, replayed responses, reused keys, concurrent requests; duplicate external ids."""
+"""Contract 1.4: idempotent POSTs, replays, reused keys, concurrent requests; duplicate external ids."""
 
 import threading
 import time
@@ -28,12 +28,23 @@ def test_success_is_replayed_with_the_same_body(api, company_line):
 
 @pytest.mark.django_db
 def test_body_is_compared_as_parsed_json(api):
-    assert api.post("/api/v1/advances", raw=b'{"external_id":"E1","currency":"CNY","amount":"1.00","payouts":[{'
-                    b'"external_id":"P","beneficiary_name":"B","account_no":"12345678","bank_code":"ICBC",'
-                    b'"amount":"1.00"}]}', idem="k").status_code == 201
-    replay = api.post("/api/v1/advances", raw=b'{ "payouts": [ {"amount": "1.00", "bank_code": "ICBC", '
-                      b'"account_no": "12345678", "beneficiary_name": "B", "external_id": "P"} ],\n'
-                      b'"amount": "1.00", "currency": "CNY", "external_id": "E1" }', idem="k")
+    assert (
+        api.post(
+            "/api/v1/advances",
+            raw=b'{"external_id":"E1","currency":"CNY","amount":"1.00","payouts":[{'
+            b'"external_id":"P","beneficiary_name":"B","account_no":"12345678","bank_code":"ICBC",'
+            b'"amount":"1.00"}]}',
+            idem="k",
+        ).status_code
+        == 201
+    )
+    replay = api.post(
+        "/api/v1/advances",
+        raw=b'{ "payouts": [ {"amount": "1.00", "bank_code": "ICBC", '
+        b'"account_no": "12345678", "beneficiary_name": "B", "external_id": "P"} ],\n'
+        b'"amount": "1.00", "currency": "CNY", "external_id": "E1" }',
+        idem="k",
+    )
     assert replay.status_code == 201
     assert replay.headers["Idempotent-Replayed"] == "true"
 
@@ -57,8 +68,12 @@ def test_rejection_is_replayed_even_after_limit_was_freed(api, company_line):
     assert replay.json() == refused.json()
     assert not Advance.objects.filter(external_id="SECOND").exists()
     # A new key is a new request: now it fits.
-    assert api.post("/api/v1/advances", advance_body(("200000.00",), external_id="SECOND"),
-                    idem="second-2").status_code == 201
+    assert (
+        api.post(
+            "/api/v1/advances", advance_body(("200000.00",), external_id="SECOND"), idem="second-2"
+        ).status_code
+        == 201
+    )
 
 
 @pytest.mark.django_db
@@ -123,7 +138,7 @@ def test_request_in_progress_with_two_concurrent_requests(business_day):
     results = {}
 
     def hold_line_lock():
-        # Another transaction holds the credit line's row: the first request blocks inside its own transaction.
+        # Another transaction holds the line's row: the first request blocks inside its own transaction.
         try:
             with transaction.atomic():
                 CreditLine.objects.select_for_update().get(pk=line.pk)
@@ -197,12 +212,14 @@ def test_a_dead_claim_can_be_taken_over_after_its_lease(api, settings):
     assert api.post("/api/v1/advances", advance_body(), idem="lease").status_code == 201
     record = IdempotencyRecord.objects.get(key="lease")
     # Simulate a request that died before storing its response (its transaction rolled back).
-    IdempotencyRecord.objects.filter(pk=record.pk).update(status="in_progress", response_status=None,
-                                                            claimed_at=timezone.now())
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status="in_progress", response_status=None, claimed_at=timezone.now()
+    )
     in_progress = api.post("/api/v1/advances", advance_body(), idem="lease")
     assert error_of(in_progress)["code"] == "request_in_progress"
     IdempotencyRecord.objects.filter(pk=record.pk).update(
-        claimed_at=timezone.now() - timezone.timedelta(seconds=settings.API_IDEMPOTENCY_LEASE_SECONDS + 1))
+        claimed_at=timezone.now() - timezone.timedelta(seconds=settings.API_IDEMPOTENCY_LEASE_SECONDS + 1)
+    )
     retried = api.post("/api/v1/advances", advance_body(), idem="lease")
     # The advance exists (in this simulation it was committed), so the retry meets the unique external_id.
     assert error_of(retried)["code"] == "duplicate_external_id"

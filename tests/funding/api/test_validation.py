@@ -24,6 +24,7 @@ def _mutate(path: str, value):
         else:
             node[last] = value
         return body
+
     return apply
 
 
@@ -57,15 +58,35 @@ CASES = [
     ("payout amount number", _mutate("payouts.1.amount", 200), "payouts.1.amount"),
     ("account_no too short", _mutate("payouts.1.account_no", "1234567"), "payouts.1.account_no"),
     ("account_no too long", _mutate("payouts.1.account_no", "1" * 33), "payouts.1.account_no"),
-    ("account_no with letters", _mutate("payouts.0.account_no", "62220202001122334X"), "payouts.0.account_no"),
-    ("account_no trailing newline", _mutate("payouts.0.account_no", "6222020200112233\n"), "payouts.0.account_no"),
+    (
+        "account_no with letters",
+        _mutate("payouts.0.account_no", "62220202001122334X"),
+        "payouts.0.account_no",
+    ),
+    (
+        "account_no trailing newline",
+        _mutate("payouts.0.account_no", "6222020200112233\n"),
+        "payouts.0.account_no",
+    ),
     ("beneficiary empty", _mutate("payouts.0.beneficiary_name", ""), "payouts.0.beneficiary_name"),
     ("beneficiary 101 chars", _mutate("payouts.0.beneficiary_name", "B" * 101), "payouts.0.beneficiary_name"),
-    ("beneficiary NUL", _mutate("payouts.0.beneficiary_name", "Shanghai\x00Co"), "payouts.0.beneficiary_name"),
-    ("beneficiary lone surrogate", _mutate("payouts.0.beneficiary_name", "\ud800"), "payouts.0.beneficiary_name"),
+    (
+        "beneficiary NUL",
+        _mutate("payouts.0.beneficiary_name", "Shanghai\x00Co"),
+        "payouts.0.beneficiary_name",
+    ),
+    (
+        "beneficiary lone surrogate",
+        _mutate("payouts.0.beneficiary_name", "\ud800"),
+        "payouts.0.beneficiary_name",
+    ),
     ("bank_code missing", _mutate("payouts.2.bank_code", DELETE), "payouts.2.bank_code"),
     ("payout not an object", _mutate("payouts.1", "x"), "payouts.1"),
-    ("duplicate payout external_id", _mutate("payouts.2.external_id", "M1-20261125"), "payouts.2.external_id"),
+    (
+        "duplicate payout external_id",
+        _mutate("payouts.2.external_id", "M1-20261125"),
+        "payouts.2.external_id",
+    ),
     ("unknown field", _mutate("memo", "hello"), "memo"),
     ("unknown payout field", _mutate("payouts.0.memo", "hello"), "payouts.0.memo"),
 ]
@@ -109,10 +130,23 @@ def test_amounts_are_rendered_with_two_decimals(api, amount, shown):
     assert response.json()["payouts"][0]["amount"] == shown
 
 
-@pytest.mark.parametrize("raw", [
-    b"{not json", b"", b"[]", b"null", b'"string"', b"\x00\x01", b'{"amount": NaN}', b"\xff\xfe",
-    b'{"a": 1e99999}', b'{"a": ' + b"9" * 5000 + b"}", b'{"\\u0000": "\\u0000"}', b'{"x": "\\ud800"}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b"null",
+        b'"string"',
+        b"\x00\x01",
+        b'{"amount": NaN}',
+        b"\xff\xfe",
+        b'{"a": 1e99999}',
+        b'{"a": ' + b"9" * 5000 + b"}",
+        b'{"\\u0000": "\\u0000"}',
+        b'{"x": "\\ud800"}',
+    ],
+)
 def test_malformed_bodies_are_400(api, raw):
     response = api.post("/api/v1/advances", raw=raw)
     assert response.status_code == 400, response.content
@@ -142,11 +176,20 @@ def test_post_needs_a_valid_idempotency_key(api, idem):
     assert Advance.objects.count() == 0
 
 
-@pytest.mark.parametrize("query, path", [
-    ("status=nope", "status"), ("business_date=2026-13-01", "business_date"), ("page_size=201", "page_size"),
-    ("page_size=0", "page_size"), ("page_size=abc", "page_size"), ("created_after=yesterday", "created_after"),
-    ("cursor=%00%00", "cursor"), ("cursor=bm90IGpzb24", "cursor"), ("external_id=%00", "external_id"),
-])
+@pytest.mark.parametrize(
+    "query, path",
+    [
+        ("status=nope", "status"),
+        ("business_date=2026-13-01", "business_date"),
+        ("page_size=201", "page_size"),
+        ("page_size=0", "page_size"),
+        ("page_size=abc", "page_size"),
+        ("created_after=yesterday", "created_after"),
+        ("cursor=%00%00", "cursor"),
+        ("cursor=bm90IGpzb24", "cursor"),
+        ("external_id=%00", "external_id"),
+    ],
+)
 def test_list_filters_are_validated(api, query, path):
     response = api.get(f"/api/v1/advances?{query}")
     assert response.status_code == 400, response.content

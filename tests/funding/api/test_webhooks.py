@@ -1,6 +1,5 @@
-"""Contract 1.6: webhook endpoint registration and signed delivery with retries, through a loopback receiver."""
+"""Contract 1.6: webhook endpoint registration; signed delivery with retries to a loopback receiver."""
 
-import json
 import sys
 import threading
 from datetime import timedelta
@@ -86,10 +85,20 @@ def test_put_and_get_webhook_endpoint(api):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", [
-    "http://hooks.example.com/x", "https://127.0.0.1/x", "https://10.1.2.3/x", "https://169.254.169.254/x",
-    "https://[::1]/x", "https://192.168.0.10/x", "ftp://hooks.example.com/", "not a url", "https://user:pw@8.8.8.8/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/x",
+        "https://127.0.0.1/x",
+        "https://10.1.2.3/x",
+        "https://169.254.169.254/x",
+        "https://[::1]/x",
+        "https://192.168.0.10/x",
+        "ftp://hooks.example.com/",
+        "not a url",
+        "https://user:pw@8.8.8.8/",
+    ],
+)
 def test_webhook_url_must_be_public_https(api, settings, url):
     settings.WEBHOOK_ALLOW_INSECURE_URLS = False
     response = api.put("/api/v1/webhook-endpoint", {"url": url})
@@ -136,7 +145,9 @@ def test_receiver_failing_three_times_gets_it_acknowledged_exactly_once(frozen_e
         event = webhook_deliver(event_id=frozen_event.id)
         assert event.status == "pending"
         assert event.attempt_count == 1
-        assert before + timedelta(seconds=15) <= event.next_attempt_at <= timezone.now() + timedelta(seconds=15)
+        assert (
+            before + timedelta(seconds=15) <= event.next_attempt_at <= timezone.now() + timedelta(seconds=15)
+        )
         assert webhook_deliver(event_id=frozen_event.id) is None  # not due yet
         for _ in range(10):
             _due_now(frozen_event)
@@ -148,7 +159,11 @@ def test_receiver_failing_three_times_gets_it_acknowledged_exactly_once(frozen_e
     assert frozen_event.status == "delivered"
     attempts = list(WebhookDeliveryAttempt.objects.filter(event=frozen_event).order_by("number"))
     assert [(a.number, a.status_code, a.succeeded) for a in attempts] == [
-        (1, 500, False), (2, 500, False), (3, 500, False), (4, 200, True)]
+        (1, 500, False),
+        (2, 500, False),
+        (3, 500, False),
+        (4, 200, True),
+    ]
     assert attempts[0].error == "HTTP 500"
 
 
@@ -240,8 +255,9 @@ def test_beat_job_enqueues_due_events(frozen_event, monkeypatch):
 @pytest.mark.django_db
 def test_admin_redeliver_action(admin_client, frozen_event):
     WebhookEvent.objects.filter(pk=frozen_event.pk).update(status="failed")
-    response = admin_client.post("/admin/api/webhookoutboxevent/", {
-        "action": "redeliver", "_selected_action": [frozen_event.pk]})
+    response = admin_client.post(
+        "/admin/api/webhookoutboxevent/", {"action": "redeliver", "_selected_action": [frozen_event.pk]}
+    )
     assert response.status_code == 302
     frozen_event.refresh_from_db()
     assert frozen_event.status == "pending"

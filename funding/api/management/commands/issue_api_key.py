@@ -13,8 +13,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("code")
         parser.add_argument("--json", action="store_true", help="print only a JSON object")
-        parser.add_argument("--rotate", action="store_true",
-                            help="if the company already has two active keys, revoke the oldest")
+        parser.add_argument(
+            "--rotate",
+            action="store_true",
+            help="if the company already has two active keys, revoke the oldest",
+        )
         parser.add_argument("--label", default="")
 
     def handle(self, *args, code, json: bool = False, rotate: bool = False, label: str = "", **options):
@@ -22,13 +25,22 @@ class Command(BaseCommand):
         if company is None:
             raise CommandError(f"No company with code {code!r}.")
         try:
-            issued = api_key_issue(company=company, actor_label="issue_api_key", revoke_oldest_if_full=rotate,
-                                   label=label)
+            issued = api_key_issue(
+                company=company, actor_label="issue_api_key", revoke_oldest_if_full=rotate, label=label
+            )
         except EngineError as exc:
             raise CommandError(f"{exc.message} (use --rotate to revoke the oldest key)") from exc
         if json:
-            self.stdout.write(_json_dumps({"company": company.code, "api_key": issued.key_id,
-                                           "api_secret": issued.secret, "revoked": issued.revoked_key_ids}))
+            self.stdout.write(
+                _json_dumps(
+                    {
+                        "company": company.code,
+                        "api_key": issued.key_id,
+                        "api_secret": issued.secret,
+                        "revoked": issued.revoked_key_ids,
+                    }
+                )
+            )
             return
         self.stdout.write(f"Issued API key for {company.code}: key id {issued.key_id}")
         self.stdout.write(f"Secret (shown only now, store it safely): {issued.secret}")

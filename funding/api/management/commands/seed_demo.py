@@ -17,7 +17,12 @@ from django.db import transaction
 
 from funding.api.services import api_key_issue, webhook_secret_rotate
 from funding.models import BusinessDay, Company, CreditLine, CreditLineStatus
-from funding.services.calendar import business_date_initialize, calendar_seed_year, is_business_day, next_business_day
+from funding.services.calendar import (
+    business_date_initialize,
+    calendar_seed_year,
+    is_business_day,
+    next_business_day,
+)
 from funding.services.credit_lines import change_request_approve, company_create, credit_line_create
 from ledger.models import AccountKind, JournalTransaction
 from ledger.services import account_get_or_create, credit, debit, ledger_post
@@ -26,10 +31,30 @@ STAFF_ROLES = ["credit_officer", "credit_approver", "operations", "finance", "au
 
 COMPANIES = [
     # code, legal name, settlement account, margin account, approved limit, own funds at the bank
-    ("PAYCO-A", "Shanghai Demo Payments Co., Ltd.", "31001234567890", "32001234567890", "5000000.00", "200000.00"),
-    ("PAYCO-B", "Hangzhou Demo Pay Technology Co., Ltd.", "31001234567891", "32001234567891", "2000000.00", "0.00"),
-    ("PAYCO-C", "Shenzhen Demo Clearing Services Co., Ltd.", "31001234567892", "32001234567892", "800000.00",
-     "50000.00"),
+    (
+        "PAYCO-A",
+        "Shanghai Demo Payments Co., Ltd.",
+        "31001234567890",
+        "32001234567890",
+        "5000000.00",
+        "200000.00",
+    ),
+    (
+        "PAYCO-B",
+        "Hangzhou Demo Pay Technology Co., Ltd.",
+        "31001234567891",
+        "32001234567891",
+        "2000000.00",
+        "0.00",
+    ),
+    (
+        "PAYCO-C",
+        "Shenzhen Demo Clearing Services Co., Ltd.",
+        "31001234567892",
+        "32001234567892",
+        "800000.00",
+        "50000.00",
+    ),
 ]
 
 
@@ -69,46 +94,72 @@ class Command(BaseCommand):
         for code, name, settlement_no, margin_no, limit, own_funds in COMPANIES:
             with transaction.atomic():
                 company = Company.objects.filter(code=code).first() or company_create(
-                    code=code, legal_name=name, settlement_account_no=settlement_no, margin_account_no=margin_no,
+                    code=code,
+                    legal_name=name,
+                    settlement_account_no=settlement_no,
+                    margin_account_no=margin_no,
                 )
                 line = CreditLine.objects.filter(
-                    company=company, status__in=[CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN,
-                                                 CreditLineStatus.SUSPENDED, CreditLineStatus.PENDING_APPROVAL],
+                    company=company,
+                    status__in=[
+                        CreditLineStatus.ACTIVE,
+                        CreditLineStatus.FROZEN,
+                        CreditLineStatus.SUSPENDED,
+                        CreditLineStatus.PENDING_APPROVAL,
+                    ],
                 ).first()
                 if line is None:
                     line = credit_line_create(
                         company=company,
-                        terms={"approved_limit": limit, "daily_fee_rate": "0.000300", "penalty_rate": "0.000500",
-                               "valid_from": date(today.year, 1, 1).isoformat(),
-                               "valid_to": date(today.year + 1, 12, 31).isoformat()},
+                        terms={
+                            "approved_limit": limit,
+                            "daily_fee_rate": "0.000300",
+                            "penalty_rate": "0.000500",
+                            "valid_from": date(today.year, 1, 1).isoformat(),
+                            "valid_to": date(today.year + 1, 12, 31).isoformat(),
+                        },
                         actor=users["credit_officer"],
                     )
                 if line.status == CreditLineStatus.PENDING_APPROVAL:
-                    change_request_approve(request=line.change_requests.get(status="pending"),
-                                           checker=users["credit_approver"], reason="demo")
+                    change_request_approve(
+                        request=line.change_requests.get(status="pending"),
+                        checker=users["credit_approver"],
+                        reason="demo",
+                    )
                     line.refresh_from_db()
                 _fund(company, Decimal(own_funds), business_date)
-            issued = api_key_issue(company=company, actor_label="seed_demo", revoke_oldest_if_full=True,
-                                   label="demo")
+            issued = api_key_issue(
+                company=company, actor_label="seed_demo", revoke_oldest_if_full=True, label="demo"
+            )
             webhook_secret = webhook_secret_rotate(company=company, actor_label="seed_demo")
-            companies.append({
-                "code": company.code,
-                "api_key": issued.key_id,
-                "api_secret": issued.secret,
-                "webhook_secret": webhook_secret,
-                "settlement_account": company.settlement_account_no,
-                "approved_limit": f"{line.approved_limit:.2f}",
-            })
+            companies.append(
+                {
+                    "code": company.code,
+                    "api_key": issued.key_id,
+                    "api_secret": issued.secret,
+                    "webhook_secret": webhook_secret,
+                    "settlement_account": company.settlement_account_no,
+                    "approved_limit": f"{line.approved_limit:.2f}",
+                }
+            )
 
-        result = {"base_url": settings.API_BASE_URL, "business_date": business_date.isoformat(),
-                  "companies": companies, "staff": staff}
+        result = {
+            "base_url": settings.API_BASE_URL,
+            "business_date": business_date.isoformat(),
+            "companies": companies,
+            "staff": staff,
+        }
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return
-        self.stdout.write(f"Demo data ready; business date {business_date.isoformat()}; API {result['base_url']}")
+        self.stdout.write(
+            f"Demo data ready; business date {business_date.isoformat()}; API {result['base_url']}"
+        )
         for c in companies:
-            self.stdout.write(f"  {c['code']}: api_key={c['api_key']} api_secret={c['api_secret']} "
-                              f"webhook_secret={c['webhook_secret']} limit={c['approved_limit']}")
+            self.stdout.write(
+                f"  {c['code']}: api_key={c['api_key']} api_secret={c['api_secret']} "
+                f"webhook_secret={c['webhook_secret']} limit={c['approved_limit']}"
+            )
         for s in staff:
             self.stdout.write(f"  staff {s['username']} ({s['role']}): password {s['password']}")
 
@@ -119,7 +170,13 @@ def _fund(company: Company, amount: Decimal, business_date: date) -> None:
     if amount <= 0 or JournalTransaction.objects.filter(reference=reference).exists():
         return
     clearing = account_get_or_create(kind=AccountKind.BANK_CLEARING)
-    settlement = account_get_or_create(kind=AccountKind.SETTLEMENT, owner=company.code,
-                                       external_account_no=company.settlement_account_no)
-    ledger_post(kind="demo.funding", reference=reference, business_date=business_date,
-                legs=[debit(clearing, amount), credit(settlement, amount)], description="demo opening balance")
+    settlement = account_get_or_create(
+        kind=AccountKind.SETTLEMENT, owner=company.code, external_account_no=company.settlement_account_no
+    )
+    ledger_post(
+        kind="demo.funding",
+        reference=reference,
+        business_date=business_date,
+        legs=[debit(clearing, amount), credit(settlement, amount)],
+        description="demo opening balance",
+    )
