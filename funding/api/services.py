@@ -144,7 +144,12 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
     try:
         with transaction.atomic():
             record = IdempotencyRecord.objects.create(
-                company=company, key=key, method=method, path=path, request_hash=request_hash, claimed_at=now
+                company=company,
+                key=key,
+                method=method,
+                path=path[:2000],
+                request_hash=request_hash,
+                claimed_at=now,
             )
         return Claim(record=record, fresh=True)
     except IntegrityError:
