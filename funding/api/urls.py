@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.negotiation import DefaultContentNegotiation
 
@@ -25,4 +25,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(**open_access), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", **open_access), name="api-docs"),
     path("v1/", include(v1)),
+    # Unknown /api/ paths answer the JSON error shape even with DEBUG on (where handler404 is not used).
+    re_path(r"^.*$", views.api_not_found),
 ]

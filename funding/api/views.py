@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 
 from django.db.models import Q
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from funding.api import selectors, selectors_statements
 from funding.api import serializers as s
 from funding.api.authentication import SignatureAuthentication
-from funding.api.errors import ApiError
+from funding.api.errors import ApiError, error_body
 from funding.api.idempotency import idempotent
 from funding.api.models import WebhookEndpoint
 from funding.api.services import webhook_endpoint_set
@@ -59,6 +59,10 @@ class ApiView(APIView):
 
 def _advance_body(advance: Advance) -> dict:
     return advance_representation(advance, selectors.advance_payouts(advance))
+
+
+def api_not_found(request, *args, **kwargs):
+    return JsonResponse(error_body("not_found", "No such resource."), status=404)
 
 
 class CreditLineView(ApiView):

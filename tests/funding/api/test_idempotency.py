@@ -223,3 +223,20 @@ def test_a_dead_claim_can_be_taken_over_after_its_lease(api, settings):
     retried = api.post("/api/v1/advances", advance_body(), idem="lease")
     # The advance exists (in this simulation it was committed), so the retry meets the unique external_id.
     assert error_of(retried)["code"] == "duplicate_external_id"
+
+
+@pytest.mark.django_db
+def test_prune_keeps_keys_for_seven_days_and_nonces_for_the_window(api):
+    from django.utils import timezone
+
+    from funding.api.models import NonceSeen
+    from funding.api.services import api_prune
+
+    assert api.post("/api/v1/advances", advance_body(), idem="old").status_code == 201
+    assert api.post("/api/v1/advances", advance_body(external_id="E2"), idem="young").status_code == 201
+    now = timezone.now()
+    IdempotencyRecord.objects.filter(key="old").update(created_at=now - timezone.timedelta(days=9))
+    IdempotencyRecord.objects.filter(key="young").update(created_at=now - timezone.timedelta(days=6, hours=23))
+    NonceSeen.objects.update(seen_at=now - timezone.timedelta(minutes=16))
+    assert api_prune() == (2, 1)
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["young"]
