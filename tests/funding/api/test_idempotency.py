@@ -236,7 +236,9 @@ def test_prune_keeps_keys_for_seven_days_and_nonces_for_the_window(api):
     assert api.post("/api/v1/advances", advance_body(external_id="E2"), idem="young").status_code == 201
     now = timezone.now()
     IdempotencyRecord.objects.filter(key="old").update(created_at=now - timezone.timedelta(days=9))
-    IdempotencyRecord.objects.filter(key="young").update(created_at=now - timezone.timedelta(days=6, hours=23))
+    IdempotencyRecord.objects.filter(key="young").update(
+        created_at=now - timezone.timedelta(days=6, hours=23)
+    )
     NonceSeen.objects.update(seen_at=now - timezone.timedelta(minutes=16))
     assert api_prune() == (2, 1)
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["young"]
