@@ -10,5 +10,5 @@ class ApiConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the OpenAPI extension describing the signature scheme.
-        from funding.api import schema  # noqa: F401
+        # Registers the OpenAPI extension (signature scheme) and the enqueue-on-commit of webhook events.
+        from funding.api import schema, signals  # noqa: F401

@@ -264,3 +264,37 @@ def test_admin_redeliver_action(admin_client, frozen_event):
     page = admin_client.get(f"/admin/api/webhookoutboxevent/{frozen_event.pk}/change/")
     assert page.status_code == 200
     assert admin_client.get("/admin/api/apikey/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_new_event_is_enqueued_on_commit_and_a_broker_failure_is_harmless(
+    company_line, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from funding.api import tasks
+    from tests.factories import staff_user
+
+    settings.WEBHOOK_ENQUEUE_ON_COMMIT = True
+    sent = []
+    monkeypatch.setattr(tasks.webhook_deliver_event, "delay", lambda event_id: sent.append(event_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_line_freeze(credit_line=company_line[1], actor=staff_user(), reason="test")
+    event = WebhookEvent.objects.get(type="credit_line.frozen")
+    assert sent == [event.pk]
+
+    def broker_down(event_id):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.webhook_deliver_event, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        WebhookEvent.objects.filter(pk=event.pk).update(status="pending")
+        from funding.services.events import event_emit
+
+        event_emit(
+            company=company_line[0],
+            type="credit_line.unfrozen",
+            resource_type="credit_line",
+            resource_id="1",
+            version=99,
+            data={},
+        )
+    assert WebhookEvent.objects.filter(type="credit_line.unfrozen", status="pending").exists()
