@@ -1,6 +1,7 @@
 """Input validation (strict: unknown fields rejected, amounts as strings) and the documented output shapes."""
 
 import re
+from datetime import UTC
 from decimal import Decimal
 
 from django.conf import settings
@@ -159,12 +160,25 @@ class AdvanceCreateSerializer(StrictSerializer):
         return attrs
 
 
+class SafeDateTimeField(serializers.DateTimeField):
+    """Refuses instants that cannot be expressed in UTC (year 1 east of Greenwich, year 9999 west)."""
+
+    def to_internal_value(self, value):
+        try:
+            # DRF itself overflows on such values (rest_framework.utils.timezone.datetime_exists).
+            result = super().to_internal_value(value)
+            result.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise serializers.ValidationError("Date and time out of range.") from None
+        return result
+
+
 class AdvanceListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=AdvanceStatus.values, required=False)
     business_date = serializers.DateField(required=False)
     external_id = text(64, required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
+    created_after = SafeDateTimeField(required=False)
+    created_before = SafeDateTimeField(required=False)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
     cursor = text(500, required=False)
 

@@ -21,6 +21,7 @@ from funding.api.authentication import SignatureAuthentication
 from funding.api.errors import ApiError, error_body
 from funding.api.idempotency import idempotent
 from funding.api.models import WebhookEndpoint
+from funding.api.parsers import SafeJSONParser
 from funding.api.services import webhook_endpoint_set
 from funding.api.throttling import ApiKeyRateThrottle
 from funding.errors import NotFound
@@ -46,6 +47,7 @@ class ApiView(APIView):
     authentication_classes = [SignatureAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes = [ApiKeyRateThrottle]
+    parser_classes = [SafeJSONParser]
 
     @property
     def company(self):

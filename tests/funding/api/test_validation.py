@@ -214,3 +214,28 @@ def test_statement_date_is_validated(api, date, status):
     response = api.get(f"/api/v1/statements/{date}")
     assert response.status_code == status
     assert error_of(response)["code"] == ("validation_error" if status == 400 else "not_found")
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000])
+def test_deeply_nested_json_is_400(api, raw):
+    response = api.post("/api/v1/advances", raw=raw)
+    assert response.status_code == 400, response.content[:300]
+    assert error_of(response)["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_after=0001-01-01T00:00:00",
+        "created_after=0001-01-01T00:00:00%2B14:00",
+        "created_before=9999-12-31T23:59:59",
+        "created_before=9999-12-31T23:59:59-14:00",
+        "business_date=0001-01-01",
+        "business_date=9999-12-31",
+        "external_id=%F0%9F%9A%80",
+        "external_id=%FF",
+    ],
+)
+def test_extreme_filters_never_5xx(api, query):
+    response = api.get(f"/api/v1/advances?{query}")
+    assert response.status_code in (200, 400), response.content
