@@ -207,6 +207,9 @@ CELERY_TASK_TIME_LIMIT = 3600
 CELERY_TASK_SOFT_TIME_LIMIT = 3300
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ROUTES: dict = {
+    "funding.api.tasks.webhook_deliver_event": {"queue": "webhooks"},
+}
 CELERY_BEAT_SCHEDULE: dict = {
     # Re-enqueues every due webhook event, so a lost broker message costs latency, never an event.
     "api-webhooks-enqueue-due": {"task": "funding.api.tasks.webhooks_enqueue_due", "schedule": 10.0},

@@ -6,7 +6,7 @@ from funding.api.services import api_prune as _api_prune
 from funding.api.webhooks import webhook_deliver, webhook_due_ids
 
 
-@shared_task(acks_late=True, ignore_result=True, queue="webhooks")
+@shared_task(acks_late=True, ignore_result=True)
 def webhook_deliver_event(event_id: int) -> None:
     webhook_deliver(event_id=event_id)
 
