@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_fsm",
     "django_otp",
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "funding",
     "settlement",
     "funding.console",
+    "funding.api",
 ]
 
 # Staff logins are throttled in the database (funding.console.throttle); the API uses its own keys.
@@ -181,13 +183,61 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "funding.api.errors.api_exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "funding.api.negotiation.JsonOnlyNegotiation",
+    # `?format=csv` is the statement endpoint's own parameter, not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Advance-funding API",
     "DESCRIPTION": "T+0 advance funding for payment companies. See the contract, version 1.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "funding.api.schema.add_error_responses",
+    ],
 }
+
+# Payment-company API (funding.api).
+# API key and webhook secrets are encrypted with these Fernet keys (the first encrypts, all decrypt).
+if LOCAL_RUN:
+    API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [f"from-secret-key:{SECRET_KEY}"])
+else:
+    API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [])
+    if not API_SECRET_ENCRYPTION_KEYS:
+        env_required("API_SECRET_ENCRYPTION_KEY")
+API_SIGNATURE_MAX_SKEW_SECONDS = 300
+API_NONCE_WINDOW_SECONDS = 15 * 60
+API_IDEMPOTENCY_RETENTION_DAYS = int(env_str("API_IDEMPOTENCY_RETENTION_DAYS", "8"))
+# A claimed key whose request died with its process (no response stored) may be retried after this.
+API_IDEMPOTENCY_LEASE_SECONDS = int(env_str("API_IDEMPOTENCY_LEASE_SECONDS", "120"))
+API_MAX_ACTIVE_KEYS = 2
+# Requests per API key ("N/s", "N/m", "N/h"), counted in the shared cache.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "50/s")
+API_BASE_URL = env_str("API_BASE_URL", "http://127.0.0.1:8000")
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_str("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
+WEBHOOK_TIMEOUT_SECONDS = 10
+# Seconds to wait after the n-th failed attempt; after the last one the event is marked failed (> 24 h).
+WEBHOOK_RETRY_SCHEDULE = [
+    15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+]
+WEBHOOK_BATCH_SIZE = 100
+# Enqueue a delivery as soon as an event commits (the beat job still catches anything missed). Off in tests,
+# which call the delivery directly and need no broker.
+WEBHOOK_ENQUEUE_ON_COMMIT = env_bool("WEBHOOK_ENQUEUE_ON_COMMIT", default=DJANGO_ENV != "test")
+
+# Shared across processes (throttling): Redis when CACHE_URL is set, otherwise a PostgreSQL table.
+_cache_url = env_str("CACHE_URL")
+if _cache_url:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
 
 # Celery: Redis or RabbitMQ in production; the filesystem transport for `make run` without a broker.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -213,7 +263,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Re-enqueues every due webhook event, so a lost broker message costs latency, never an event.
+    "api-webhooks-enqueue-due": {"task": "funding.api.tasks.webhooks_enqueue_due", "schedule": 10.0},
+    "api-prune": {"task": "funding.api.tasks.api_prune", "schedule": 3600.0},
+}
 # Workers log through Django's LOGGING (JSON lines) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -7,5 +7,9 @@ urlpatterns = [
     path(f"{settings.ADMIN_URL}console/", include("funding.console.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("api/", include("funding.api.urls")),
     path("", include("funding.urls")),
 ]
+
+handler404 = "funding.api.errors.handler404"
+handler500 = "funding.api.errors.handler500"

@@ -112,6 +112,7 @@ def test_production_layout_starts_serves_probes_and_runs_tasks_on_their_queues(
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_CSRF_TRUSTED_ORIGINS": "https://127.0.0.1",
         "DJANGO_ADMIN_URL": "staff/",
+        "API_SECRET_ENCRYPTION_KEY": "aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=",
         "DATABASE_URL": deploy_database,
         "DATABASE_POOL": "true",
         "CELERY_BROKER_URL": RABBITMQ_URL,

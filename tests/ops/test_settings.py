@@ -14,6 +14,7 @@ GOOD = {
     "DJANGO_ALLOWED_HOSTS": "bank.example",
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://bank.example",
     "DJANGO_ADMIN_URL": "staff-7f3a/",
+    "API_SECRET_ENCRYPTION_KEY": "aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=",
 }
 
 

@@ -1,0 +1,95 @@
+"""Signed requests (contract 1.1): HMAC-SHA256 over method, path+query, timestamp, nonce and body hash."""
+
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from rest_framework.authentication import BaseAuthentication
+
+from funding.api.errors import WWW_AUTHENTICATE, ApiError
+from funding.api.models import ApiKey
+from funding.api.services import api_key_secret, api_key_touch, nonce_register
+from funding.models import Company
+
+KEY_ID_RE = re.compile(r"^ak_[A-Za-z0-9]{8,36}$")
+NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """request.user for API calls: the company behind a valid key."""
+
+    company: Company
+    api_key: ApiKey
+    is_authenticated: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"api:{self.api_key.key_id}"
+
+
+def string_to_sign(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    return "\n".join([method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+
+
+def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    message = string_to_sign(method, path, timestamp, nonce, body)
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _failed(message: str = "Authentication failed.") -> ApiError:
+    return ApiError(401, "authentication_failed", message)
+
+
+class SignatureAuthentication(BaseAuthentication):
+    """Deny by default: a request without a valid signature never reaches a view."""
+
+    def authenticate(self, request):
+        meta = request._request.META
+        key_id = meta.get("HTTP_X_API_KEY", "")
+        timestamp = meta.get("HTTP_X_TIMESTAMP", "")
+        nonce = meta.get("HTTP_X_NONCE", "")
+        signature = meta.get("HTTP_X_SIGNATURE", "")
+        if not (key_id and timestamp and nonce and signature):
+            raise _failed("The X-Api-Key, X-Timestamp, X-Nonce and X-Signature headers are required.")
+        if (
+            not KEY_ID_RE.fullmatch(key_id)
+            or not TIMESTAMP_RE.fullmatch(timestamp)
+            or not NONCE_RE.fullmatch(nonce)
+        ):
+            raise _failed()
+        api_key = (
+            ApiKey.objects.select_related("company").filter(key_id=key_id, revoked_at__isnull=True).first()
+        )
+        if api_key is None:
+            raise _failed()
+        try:
+            body = request._request.body
+        except RequestDataTooBig as exc:
+            raise ApiError(
+                400,
+                "validation_error",
+                "The request body is too large.",
+                {"body": ["The body is too large."]},
+            ) from exc
+        path = request._request.get_full_path()
+        expected = sign(api_key_secret(api_key), request._request.method, path, timestamp, nonce, body)
+        if not hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace")):
+            raise _failed()
+        if abs(time.time() - int(timestamp)) > settings.API_SIGNATURE_MAX_SKEW_SECONDS:
+            raise ApiError(
+                401, "stale_timestamp", "X-Timestamp is more than 300 seconds from the server's time."
+            )
+        # Only after the signature checks out: otherwise anyone could burn a client's nonces.
+        if not nonce_register(api_key=api_key, nonce=nonce):
+            raise ApiError(401, "replayed_request", "This nonce was already used with this key.")
+        api_key_touch(api_key=api_key)
+        return ApiClient(company=api_key.company, api_key=api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return WWW_AUTHENTICATE

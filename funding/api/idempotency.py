@@ -1,0 +1,77 @@
+"""Contract 1.4: run a POST once per (company, Idempotency-Key); replay its stored response afterwards."""
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+
+from django.db import transaction
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from funding.api.errors import ApiError, exception_to_response
+from funding.api.models import IdempotencyStatus
+from funding.api.services import idempotency_claim, idempotency_complete, idempotency_release
+
+KEY_RE = re.compile(r"[\x20-\x7e]{1,64}")
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _dumps(data) -> str:
+    # ensure_ascii: the stored text never holds NUL or lone surrogates PostgreSQL would refuse.
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def idempotency_key(request: Request) -> str:
+    key = request._request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None or not KEY_RE.fullmatch(key):
+        raise ApiError(
+            400,
+            "validation_error",
+            "The Idempotency-Key header is required.",
+            {"Idempotency-Key": ["Send 1 to 64 printable ASCII characters."]},
+        )
+    return key
+
+
+def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
+    """Claim the key, run `operation` in one transaction with storing its response, or replay/refuse."""
+    key = idempotency_key(request)
+    parsed_body = request.data  # parse errors surface here, before the key is taken
+    method = request._request.method
+    path = request._request.get_full_path()
+    request_hash = hashlib.sha256(f"{method}\n{path}\n{_dumps(parsed_body)}".encode()).hexdigest()
+    company = request.user.company
+    claim = idempotency_claim(company=company, key=key, method=method, path=path, request_hash=request_hash)
+    record = claim.record
+    if not claim.fresh:
+        if record.request_hash != request_hash:
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request (method, path or body).",
+            )
+        if record.status == IdempotencyStatus.IN_PROGRESS:
+            raise ApiError(
+                409,
+                "request_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+        return Response(
+            json.loads(record.response_body), status=record.response_status, headers={REPLAYED_HEADER: "true"}
+        )
+    try:
+        with transaction.atomic():
+            try:
+                response = operation()
+            except Exception as exc:  # noqa: BLE001 - business rejections are stored and replayed too
+                response = exception_to_response(exc)
+                if response is None:
+                    raise
+            if response.status_code >= 500:
+                raise RuntimeError(f"operation answered {response.status_code}")
+            idempotency_complete(record=record, status=response.status_code, body_json=_dumps(response.data))
+    except BaseException:
+        idempotency_release(record=record)
+        raise
+    return response

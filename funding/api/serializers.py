@@ -1,0 +1,352 @@
+"""Input validation (strict: unknown fields rejected, amounts as strings) and the documented output shapes."""
+
+import re
+from datetime import UTC
+from decimal import Decimal
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from funding.models import AdvanceStatus
+
+AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?")
+MAX_AMOUNT = Decimal("9999999999999.99")
+SURROGATES = re.compile(r"[\ud800-\udfff]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def no_surrogates(value: str) -> None:
+    if SURROGATES.search(value):
+        raise serializers.ValidationError("Contains characters that are not valid Unicode.")
+
+
+def no_control_characters(value: str) -> None:
+    if CONTROL.search(value):
+        raise serializers.ValidationError("Must not contain control characters.")
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, naming each (a typo must not silently lose a value)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        unknown = [str(k) for k in data if k not in self.fields or self.fields[k].read_only]
+        errors = {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = dict(exc.detail)
+            value = None
+        for name in unknown:
+            errors[name] = ["Unknown field."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?$",
+        "example": "1500.00",
+        "description": "Decimal string, > 0, at most 2 fraction digits.",
+    }
+)
+class AmountField(serializers.Field):
+    default_error_messages = {
+        "type": 'Send the amount as a JSON string, e.g. "1500.00".',
+        "format": 'Not a valid amount: digits with at most 2 fraction digits, e.g. "1500.00".',
+        "positive": "Must be greater than zero.",
+        "max": "Must not exceed 9999999999999.99.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("type")
+        if not AMOUNT_RE.fullmatch(data):
+            self.fail("format")
+        value = Decimal(data)
+        if value <= 0:
+            self.fail("positive")
+        if value > MAX_AMOUNT:
+            self.fail("max")
+        return value.quantize(Decimal("0.01"))
+
+    def to_representation(self, value):
+        return f"{value:.2f}"
+
+
+class StrictCharField(serializers.CharField):
+    """JSON strings only: 123 is not silently turned into "123"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+def text(max_length: int, min_length: int = 1, **kwargs) -> serializers.CharField:
+    return StrictCharField(
+        max_length=max_length,
+        min_length=min_length,
+        trim_whitespace=False,
+        validators=[no_surrogates, no_control_characters],
+        **kwargs,
+    )
+
+
+class StrictRegexField(serializers.RegexField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PayoutInputSerializer(StrictSerializer):
+    external_id = text(64, help_text="Unique within the advance.")
+    beneficiary_name = text(100)
+    account_no = StrictRegexField(
+        r"^[0-9]{8,32}$",
+        max_length=32,
+        trim_whitespace=False,
+        validators=[no_control_characters],
+        error_messages={"invalid": "Must be 8 to 32 digits."},
+    )
+    bank_code = StrictRegexField(
+        r"^[A-Za-z0-9_-]{1,16}$",
+        max_length=16,
+        trim_whitespace=False,
+        validators=[no_control_characters],
+        error_messages={"invalid": "Must be 1 to 16 letters, digits, '_' or '-'."},
+    )
+    amount = AmountField()
+
+
+class AdvanceCreateSerializer(StrictSerializer):
+    external_id = text(64, help_text="The company's own batch id, unique per company forever.")
+    currency = serializers.ChoiceField(choices=[settings.ENGINE_CURRENCY])
+    amount = AmountField()
+    use_own_funds = StrictBooleanField(default=True, required=False)
+    payouts = PayoutInputSerializer(many=True, min_length=1, max_length=1000, allow_empty=False)
+
+    def validate(self, attrs):
+        errors = {}
+        payouts = attrs["payouts"]
+        seen: dict[str, int] = {}
+        for index, payout in enumerate(payouts):
+            if payout["external_id"] in seen:
+                errors[f"payouts.{index}.external_id"] = [
+                    f"Duplicates the external_id of payouts.{seen[payout['external_id']]}."
+                ]
+            seen.setdefault(payout["external_id"], index)
+        total = sum((p["amount"] for p in payouts), Decimal("0.00"))
+        if total != attrs["amount"]:
+            errors["payouts"] = [
+                f"The payout amounts add up to {total:.2f}, not to amount {attrs['amount']:.2f}."
+            ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class SafeDateTimeField(serializers.DateTimeField):
+    """Refuses instants that cannot be expressed in UTC (year 1 east of Greenwich, year 9999 west)."""
+
+    def to_internal_value(self, value):
+        try:
+            # DRF itself overflows on such values (rest_framework.utils.timezone.datetime_exists).
+            result = super().to_internal_value(value)
+            result.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise serializers.ValidationError("Date and time out of range.") from None
+        return result
+
+
+class AdvanceListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=AdvanceStatus.values, required=False)
+    business_date = serializers.DateField(required=False)
+    external_id = text(64, required=False)
+    created_after = SafeDateTimeField(required=False)
+    created_before = SafeDateTimeField(required=False)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+    cursor = text(500, required=False)
+
+
+class RepaymentListQuerySerializer(serializers.Serializer):
+    business_date = serializers.DateField(required=False)
+
+
+class StatementQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["json", "csv"], required=False, default="json")
+
+
+class StrictURLField(serializers.URLField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class WebhookEndpointInputSerializer(StrictSerializer):
+    url = StrictURLField(max_length=500, validators=[no_surrogates, no_control_characters])
+
+
+# Output shapes (documentation and schema conformance) -----------------------------------------------------
+
+MONEY_STR = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "example": "1500.00"}
+
+
+@extend_schema_field(MONEY_STR)
+class MoneyOut(serializers.CharField):
+    pass
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable snake_case code.")
+    message = serializers.CharField()
+    details = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text="For validation_error: field path (dotted for nested fields) -> list of messages.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+class PayoutAttemptOut(serializers.Serializer):
+    serial = serializers.CharField()
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    failure_code = serializers.CharField(allow_null=True)
+
+
+class PayoutOut(serializers.Serializer):
+    id = serializers.CharField()
+    external_id = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pending", "processing", "succeeded", "failed", "unknown", "manual_review", "cancelled"]
+    )
+    amount = MoneyOut()
+    own_funds_amount = MoneyOut()
+    advanced_amount = MoneyOut()
+    beneficiary_name = serializers.CharField()
+    account_no_last4 = serializers.CharField()
+    bank_code = serializers.CharField()
+    failure_code = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField()
+    attempts = PayoutAttemptOut(many=True)
+
+
+class AdvanceOut(serializers.Serializer):
+    id = serializers.CharField()
+    external_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=AdvanceStatus.values)
+    currency = serializers.CharField()
+    amount = MoneyOut()
+    own_funds_amount = MoneyOut()
+    advanced_amount = MoneyOut()
+    disbursed_amount = MoneyOut()
+    fee = MoneyOut()
+    penalty = MoneyOut()
+    business_date = serializers.DateField()
+    due_date = serializers.DateField()
+    repaid_amount = MoneyOut()
+    outstanding_amount = MoneyOut()
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    payouts = PayoutOut(many=True)
+
+
+class AdvancePageOut(serializers.Serializer):
+    results = AdvanceOut(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
+class LimitFactorOut(serializers.Serializer):
+    factor = serializers.CharField()
+    value = MoneyOut()
+
+
+class CreditLineOut(serializers.Serializer):
+    company = serializers.CharField()
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=["active", "frozen", "suspended", "expired", "none"])
+    approved_limit = MoneyOut()
+    effective_limit = MoneyOut()
+    limit_factors = LimitFactorOut(many=True)
+    reserved = MoneyOut()
+    outstanding = MoneyOut()
+    overdue = MoneyOut(help_text="Principal outstanding of overdue advances (part of outstanding).")
+    available = MoneyOut()
+    own_funds_available = MoneyOut(help_text="Available balance of the settlement account at the bank.")
+    business_date = serializers.DateField(allow_null=True)
+    next_business_date = serializers.DateField(allow_null=True)
+    daily_fee_rate = serializers.CharField(allow_null=True)
+
+
+class AllocationOut(serializers.Serializer):
+    advance_id = serializers.CharField()
+    penalty = MoneyOut()
+    fee = MoneyOut()
+    principal = MoneyOut()
+
+
+class RepaymentOut(serializers.Serializer):
+    id = serializers.CharField()
+    business_date = serializers.DateField()
+    source = serializers.CharField()
+    amount = MoneyOut()
+    allocations = AllocationOut(many=True)
+    created_at = serializers.DateTimeField()
+
+
+class RepaymentListOut(serializers.Serializer):
+    results = RepaymentOut(many=True)
+
+
+class StatementLineOut(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["advance", "repayment"])
+    id = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+    advanced = MoneyOut()
+    fee = MoneyOut()
+    penalty = MoneyOut()
+    repaid = MoneyOut()
+    outstanding = MoneyOut()
+
+
+class StatementOut(serializers.Serializer):
+    company = serializers.CharField()
+    business_date = serializers.DateField()
+    currency = serializers.CharField()
+    opening_outstanding = MoneyOut()
+    advanced = MoneyOut()
+    fees = MoneyOut()
+    repaid = MoneyOut()
+    penalties = MoneyOut()
+    closing_outstanding = MoneyOut()
+    overdue = MoneyOut()
+    lines = StatementLineOut(many=True)
+
+
+class WebhookEndpointOut(serializers.Serializer):
+    url = serializers.CharField(allow_null=True)
+
+
+class WebhookEndpointSetOut(serializers.Serializer):
+    url = serializers.CharField()
+    secret = serializers.CharField(help_text="Signing secret; shown only in this response.")

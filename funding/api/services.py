@@ -1,0 +1,280 @@
+"""Writes of the API app: keys, nonces, idempotency records, webhook endpoints, redelivery."""
+
+import ipaddress
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from funding.api.crypto import secret_decrypt, secret_encrypt, secret_generate
+from funding.api.models import (
+    ApiKey,
+    IdempotencyRecord,
+    IdempotencyStatus,
+    NonceSeen,
+    WebhookEndpoint,
+)
+from funding.errors import InvalidState, ValidationFailed
+from funding.models import Company, WebhookEvent, WebhookEventStatus
+from funding.services.audit import audit_record
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    secret: str
+    revoked_key_ids: list[str]
+
+
+def api_key_issue(
+    *,
+    company: Company,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    revoke_oldest_if_full: bool = False,
+    label: str = "",
+) -> IssuedKey:
+    """Issue a key; the plain secret exists only in the return value. At most two active keys per company."""
+    with transaction.atomic():
+        # The company row serializes concurrent issues, so the two-key rule cannot be raced.
+        Company.objects.select_for_update().get(pk=company.pk)
+        active = list(
+            ApiKey.objects.filter(company=company, revoked_at__isnull=True).order_by("created_at", "id")
+        )
+        revoked = []
+        while len(active) >= settings.API_MAX_ACTIVE_KEYS:
+            if not revoke_oldest_if_full:
+                count = len(active)
+                raise InvalidState(
+                    f"{company.code} already has {count} active keys; revoke one before issuing another."
+                )
+            oldest = active.pop(0)
+            _revoke(oldest, actor=actor, actor_label=actor_label, reason="rotated out by a new key")
+            revoked.append(oldest.key_id)
+        secret = secret_generate("sk")
+        key = ApiKey.objects.create(
+            key_id=f"ak_{secrets.token_hex(12)}",
+            company=company,
+            secret_encrypted=secret_encrypt(secret),
+            label=label,
+        )
+        audit_record(
+            action="api_key.issued",
+            obj=key,
+            actor=actor,
+            actor_label=actor_label,
+            company=company,
+            after={"key_id": key.key_id},
+        )
+    return IssuedKey(key_id=key.key_id, secret=secret, revoked_key_ids=revoked)
+
+
+def _revoke(key: ApiKey, *, actor, actor_label: str, reason: str) -> None:
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    audit_record(
+        action="api_key.revoked",
+        obj=key,
+        actor=actor,
+        actor_label=actor_label,
+        company=key.company,
+        before={"active": True},
+        after={"active": False},
+        reason=reason,
+    )
+
+
+def api_key_revoke(
+    *, key: ApiKey, actor: AbstractBaseUser | None = None, actor_label: str = "", reason: str = ""
+) -> ApiKey:
+    """Revoke at once: the next request signed with it fails authentication."""
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().select_related("company").get(pk=key.pk)
+        if key.revoked_at is None:
+            _revoke(key, actor=actor, actor_label=actor_label, reason=reason)
+    return key
+
+
+def api_key_secret(key: ApiKey) -> str:
+    return secret_decrypt(key.secret_encrypted)
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Note when a key was last used, at most once a minute (a write per request would be wasteful)."""
+    now = timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(seconds=60))
+    ).update(last_used_at=now)
+
+
+def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
+    """Record a nonce; False if this key already used it within the window. One statement, so race-free."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO api_nonceseen (key_id, nonce, seen_at) VALUES (%s, %s, now())
+            ON CONFLICT (key_id, nonce) DO UPDATE SET seen_at = now()
+             WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s)
+            RETURNING id
+            """,
+            [api_key.pk, nonce, settings.API_NONCE_WINDOW_SECONDS],
+        )
+        return cursor.fetchone() is not None
+
+
+# Idempotency (contract 1.4) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    record: IdempotencyRecord
+    fresh: bool  # True: this request owns the key and must run the operation
+
+
+def idempotency_claim(*, company: Company, key: str, method: str, path: str, request_hash: str) -> Claim:
+    """Take the key (committed at once so concurrent requests see it) or return the existing record."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(
+                company=company,
+                key=key,
+                method=method,
+                path=path[:2000],
+                request_hash=request_hash,
+                claimed_at=now,
+            )
+        return Claim(record=record, fresh=True)
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.get(company=company, key=key)
+    if record.status == IdempotencyStatus.IN_PROGRESS and record.request_hash == request_hash:
+        # A request that died with its process left no response: after the lease a retry may take over.
+        stale_before = now - timedelta(seconds=settings.API_IDEMPOTENCY_LEASE_SECONDS)
+        taken = IdempotencyRecord.objects.filter(
+            pk=record.pk, status=IdempotencyStatus.IN_PROGRESS, claimed_at__lt=stale_before
+        ).update(claimed_at=now)
+        if taken:
+            record.claimed_at = now
+            return Claim(record=record, fresh=True)
+    return Claim(record=record, fresh=False)
+
+
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body_json: str) -> None:
+    """Store the response; runs inside the transaction of the operation itself, so both commit or neither."""
+    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyStatus.IN_PROGRESS).update(
+        status=IdempotencyStatus.DONE,
+        response_status=status,
+        response_body=body_json,
+        completed_at=timezone.now(),
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    """Free the key after an unexpected failure, so that a retry with the same key runs again."""
+    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyStatus.IN_PROGRESS).delete()
+
+
+def api_prune() -> tuple[int, int]:
+    now = timezone.now()
+    nonces, _ = NonceSeen.objects.filter(
+        seen_at__lt=now - timedelta(seconds=settings.API_NONCE_WINDOW_SECONDS)
+    ).delete()
+    records, _ = IdempotencyRecord.objects.filter(
+        status=IdempotencyStatus.DONE,
+        created_at__lt=now - timedelta(days=max(settings.API_IDEMPOTENCY_RETENTION_DAYS, 7)),
+    ).delete()
+    return nonces, records
+
+
+# Webhooks (contract 1.6) ---------------------------------------------------------------------------------
+
+
+def webhook_url_check(url: str) -> None:
+    """HTTPS to a public address only, unless WEBHOOK_ALLOW_INSECURE_URLS is on (local and test runs)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationFailed(details={"url": ["Enter a valid URL."]}) from exc
+    allow_insecure = settings.WEBHOOK_ALLOW_INSECURE_URLS
+    schemes = ("https", "http") if allow_insecure else ("https",)
+    if parts.scheme not in schemes or not host:
+        raise ValidationFailed(details={"url": ["The URL must be an https:// URL with a host."]})
+    if parts.username or parts.password:
+        raise ValidationFailed(details={"url": ["The URL must not contain credentials."]})
+    if allow_insecure:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError) as exc:
+        raise ValidationFailed(details={"url": ["The host name does not resolve."]}) from exc
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise ValidationFailed(
+                details={"url": ["The URL must not resolve to a private, loopback or link-local address."]}
+            )
+
+
+def webhook_endpoint_set(*, company: Company, url: str, actor_label: str) -> tuple[WebhookEndpoint, str]:
+    """Register or replace the URL with a fresh secret: returned once in plain text, stored encrypted."""
+    webhook_url_check(url)
+    secret = secret_generate("whsec")
+    with transaction.atomic():
+        endpoint, _ = WebhookEndpoint.objects.update_or_create(
+            company=company, defaults={"url": url, "secret_encrypted": secret_encrypt(secret)}
+        )
+        audit_record(
+            action="webhook_endpoint.set",
+            obj=endpoint,
+            actor_label=actor_label,
+            company=company,
+            after={"url": url},
+        )
+    return endpoint, secret
+
+
+def webhook_secret_rotate(*, company: Company, actor_label: str) -> str:
+    """A fresh signing secret for the company's endpoint (created without a URL if there is none)."""
+    secret = secret_generate("whsec")
+    with transaction.atomic():
+        endpoint, _ = WebhookEndpoint.objects.update_or_create(
+            company=company, defaults={"secret_encrypted": secret_encrypt(secret)}
+        )
+        audit_record(
+            action="webhook_endpoint.secret_rotated", obj=endpoint, actor_label=actor_label, company=company
+        )
+    return secret
+
+
+def webhook_event_redeliver(
+    *, event: WebhookEvent, actor: AbstractBaseUser | None, actor_label: str = ""
+) -> bool:
+    """Put a failed event back in the queue with a fresh retry schedule. False if it was not failed."""
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status != WebhookEventStatus.FAILED:
+            return False
+        event.redeliver()
+        event.attempt_count = 0
+        event.next_attempt_at = timezone.now()
+        event.save(update_fields=["status", "attempt_count", "next_attempt_at"])
+        audit_record(
+            action="webhook_event.redeliver",
+            obj=event,
+            actor=actor,
+            actor_label=actor_label,
+            company=event.company,
+            before={"status": "failed"},
+            after={"status": "pending"},
+        )
+    return True

@@ -1,0 +1,152 @@
+"""Webhook delivery (contract 1.6): claim with SKIP LOCKED, POST outside any transaction, record attempts."""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from funding.api.crypto import secret_decrypt
+from funding.api.models import WebhookDeliveryAttempt, WebhookEndpoint
+from funding.errors import ValidationFailed
+from funding.models import WebhookEvent, WebhookEventStatus
+
+logger = logging.getLogger(__name__)
+
+# While one worker delivers an event, its next_attempt_at is pushed this far ahead so nobody else takes it.
+CLAIM_LEASE_SECONDS = 60
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def event_body(event: WebhookEvent) -> bytes:
+    return json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def webhook_due_ids(*, limit: int | None = None) -> list[int]:
+    return list(
+        WebhookEvent.objects.filter(status=WebhookEventStatus.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[: limit or settings.WEBHOOK_BATCH_SIZE]
+    )
+
+
+def webhook_claim(*, event_id: int) -> WebhookEvent | None:
+    """Take a due event for one delivery attempt. Rows another worker holds are skipped, never waited for."""
+    now = timezone.now()
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk=event_id, status=WebhookEventStatus.PENDING, next_attempt_at__lte=now)
+            .select_related("company")
+            .first()
+        )
+        if event is None:
+            return None
+        event.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_SECONDS)
+        event.save(update_fields=["next_attempt_at"])
+    return event
+
+
+@dataclass(frozen=True)
+class Outcome:
+    url: str
+    status_code: int | None
+    latency_ms: int | None
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _post(event: WebhookEvent) -> Outcome:
+    from funding.api.services import webhook_url_check
+
+    endpoint = WebhookEndpoint.objects.filter(company=event.company).first()
+    if endpoint is None or not endpoint.url:
+        return Outcome("", None, None, "no webhook URL registered")
+    try:
+        webhook_url_check(endpoint.url)  # DNS may have changed since registration
+    except ValidationFailed:
+        return Outcome(endpoint.url, None, None, "URL refused: not https or resolves to a non-public address")
+    body = event_body(event)
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "advance-engine-webhooks/1",
+        "X-Event-Id": event.public_id,
+        "X-Event-Type": event.type,
+        "X-Timestamp": timestamp,
+        "X-Signature": webhook_signature(secret_decrypt(endpoint.secret_encrypted), timestamp, body),
+    }
+    started = time.monotonic()
+    try:
+        response = requests.post(
+            endpoint.url,
+            data=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
+        latency = int((time.monotonic() - started) * 1000)
+        error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        return Outcome(endpoint.url, response.status_code, latency, error)
+    except requests.RequestException as exc:
+        latency = int((time.monotonic() - started) * 1000)
+        return Outcome(endpoint.url, None, latency, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def webhook_record(*, event_id: int, outcome: Outcome) -> WebhookEvent:
+    """Store the attempt and move the event: delivered, retry later, or failed after the last try."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    now = timezone.now()
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event_id)
+        number = event.attempt_count + 1
+        WebhookDeliveryAttempt.objects.create(
+            event=event,
+            number=number,
+            url=outcome.url[:500],
+            attempted_at=now,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            succeeded=outcome.ok,
+            error=outcome.error[:500],
+        )
+        event.attempt_count = number
+        fields = ["attempt_count", "last_error", "next_attempt_at"]
+        event.last_error = outcome.error[:500]
+        if event.status != WebhookEventStatus.PENDING:
+            pass  # staff or another path settled it meanwhile; keep the attempt, change nothing else
+        elif outcome.ok:
+            event.mark_delivered()
+            event.delivered_at = now
+            fields += ["status", "delivered_at"]
+        elif number > len(schedule):
+            event.mark_failed()
+            fields.append("status")
+        else:
+            event.next_attempt_at = now + timedelta(seconds=schedule[number - 1])
+        event.save(update_fields=fields)
+    return event
+
+
+def webhook_deliver(*, event_id: int) -> WebhookEvent | None:
+    """One delivery attempt of one event, if it is due and nobody else holds it. Returns None if skipped."""
+    event = webhook_claim(event_id=event_id)
+    if event is None:
+        return None
+    outcome = _post(event)  # outside any transaction: no row lock is held while waiting on the network
+    if not outcome.ok:
+        logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
+    return webhook_record(event_id=event.pk, outcome=outcome)

@@ -1,0 +1,199 @@
+"""Contract 1.1: signed requests."""
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from funding.api.models import ApiKey, NonceSeen
+from funding.api.services import api_key_issue, api_key_revoke
+from funding.errors import InvalidState
+from tests.funding.api.conftest import SignedClient, error_of, signed_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_good_signature_gets_the_credit_line(api, company_line):
+    company, line = company_line
+    response = api.get("/api/v1/credit-line")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "company": company.code,
+        "currency": "CNY",
+        "status": "active",
+        "approved_limit": "1000000.00",
+        "effective_limit": "1000000.00",
+        "limit_factors": [{"factor": "approved_limit", "value": "1000000.00"}],
+        "reserved": "0.00",
+        "outstanding": "0.00",
+        "overdue": "0.00",
+        "available": "1000000.00",
+        "own_funds_available": "0.00",
+        "business_date": "2026-11-25",
+        "next_business_date": "2026-11-26",
+        "daily_fee_rate": "0.000300",
+    }
+
+
+def test_signature_covers_the_query_string(api):
+    assert api.get("/api/v1/advances?status=reserved").status_code == 200
+    response = api.get("/api/v1/advances?status=reserved", sign_path="/api/v1/advances?status=disbursed")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+
+
+@pytest.mark.parametrize("header", ["X-Api-Key", "X-Timestamp", "X-Nonce", "X-Signature"])
+def test_missing_header_is_authentication_failed(api, header):
+    response = api.get("/api/v1/credit-line", omit=(header,))
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+    assert response.headers["WWW-Authenticate"].startswith("HMAC-SHA256")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sign_secret": "sk_wrong"},
+        {"sign_body": b'{"amount": "1.00"}'},
+        {"headers": {"X-Api-Key": "ak_000000000000000000000000"}},
+        {"headers": {"X-Api-Key": "not a key"}},
+        {"nonce": "short"},
+        {"nonce": "x" * 65},
+        {"nonce": "has space in it 123"},
+        {"timestamp": "12.5"},
+        {"headers": {"X-Signature": "ZZ"}},
+    ],
+)
+def test_bad_credentials_are_authentication_failed(api, kwargs):
+    response = api.post("/api/v1/advances", {"external_id": "X"}, **kwargs)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -100000])
+def test_stale_timestamp(api, offset):
+    response = api.get("/api/v1/credit-line", timestamp=str(int(time.time()) + offset))
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "stale_timestamp"
+
+
+def test_timestamp_within_the_window_is_accepted(api):
+    assert api.get("/api/v1/credit-line", timestamp=str(int(time.time()) - 290)).status_code == 200
+
+
+def test_replayed_nonce(api):
+    nonce = "nonce_0123456789abcdef"
+    assert api.get("/api/v1/credit-line", nonce=nonce).status_code == 200
+    response = api.get("/api/v1/credit-line", nonce=nonce)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "replayed_request"
+    # The nonce is stored in PostgreSQL, i.e. shared by every server process.
+    assert NonceSeen.objects.filter(nonce=nonce).count() == 1
+
+
+def test_nonce_older_than_the_window_may_come_again(api):
+    nonce = "nonce_old_0123456789"
+    assert api.get("/api/v1/credit-line", nonce=nonce).status_code == 200
+    NonceSeen.objects.filter(nonce=nonce).update(seen_at=timezone.now() - timezone.timedelta(minutes=16))
+    assert api.get("/api/v1/credit-line", nonce=nonce).status_code == 200
+
+
+def test_a_wrong_signature_does_not_burn_the_nonce(api):
+    nonce = "nonce_unburnt_0123456"
+    assert api.get("/api/v1/credit-line", nonce=nonce, sign_secret="sk_wrong").status_code == 401
+    assert api.get("/api/v1/credit-line", nonce=nonce).status_code == 200
+
+
+def test_same_nonce_on_another_key_is_fine(company_line):
+    company = company_line[0]
+    first, second = signed_client_for(company), signed_client_for(company)
+    assert first.get("/api/v1/credit-line", nonce="shared_nonce_123456").status_code == 200
+    assert second.get("/api/v1/credit-line", nonce="shared_nonce_123456").status_code == 200
+
+
+def test_revoked_key_fails_at_once_and_the_other_key_keeps_working(company_line):
+    company = company_line[0]
+    old, new = signed_client_for(company), signed_client_for(company)
+    assert old.get("/api/v1/credit-line").status_code == 200
+    api_key_revoke(key=ApiKey.objects.get(key_id=old.key_id), actor_label="test", reason="rotation")
+    response = old.get("/api/v1/credit-line")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+    assert new.get("/api/v1/credit-line").status_code == 200
+
+
+def test_at_most_two_active_keys(company_line):
+    company = company_line[0]
+    first = api_key_issue(company=company, actor_label="test")
+    api_key_issue(company=company, actor_label="test")
+    with pytest.raises(InvalidState):
+        api_key_issue(company=company, actor_label="test")
+    assert ApiKey.objects.filter(company=company, revoked_at__isnull=True).count() == 2
+    third = api_key_issue(company=company, actor_label="test", revoke_oldest_if_full=True)
+    assert third.revoked_key_ids == [first.key_id]
+    assert ApiKey.objects.filter(company=company, revoked_at__isnull=True).count() == 2
+
+
+def test_secret_is_not_stored_in_plain_text(company_line):
+    issued = api_key_issue(company=company_line[0], actor_label="test")
+    stored = ApiKey.objects.get(key_id=issued.key_id)
+    assert issued.secret not in stored.secret_encrypted
+    assert issued.secret[3:20] not in stored.secret_encrypted
+
+
+def test_tenant_isolation(api, company_line, business_day):
+    from tests.factories import company_with_line
+    from tests.funding.api.conftest import advance_body
+
+    other_company, _ = company_with_line()
+    other = signed_client_for(other_company)
+    created = other.post("/api/v1/advances", advance_body())
+    assert created.status_code == 201, created.content
+    advance_id = created.json()["id"]
+    for response in (
+        api.get(f"/api/v1/advances/{advance_id}"),
+        api.post(f"/api/v1/advances/{advance_id}/cancel"),
+    ):
+        assert response.status_code == 404
+        assert error_of(response)["code"] == "not_found"
+    assert api.get("/api/v1/advances").json() == {"results": [], "next": None}
+    assert api.get(f"/api/v1/advances?external_id={created.json()['external_id']}").json()["results"] == []
+    assert other.get(f"/api/v1/advances/{advance_id}").json()["status"] == "reserved"
+
+
+def test_schema_and_docs_need_no_signature_but_everything_else_does(client):
+    assert client.get("/api/schema/").status_code == 200
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()  # Swagger UI assets are served by us (sidecar)
+    for path in [
+        "/api/v1/credit-line",
+        "/api/v1/advances",
+        "/api/v1/repayments",
+        "/api/v1/webhook-endpoint",
+        "/api/v1/statements/2026-11-25",
+        "/api/v1/advances/adv_01JD0000000000000000000000",
+    ]:
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert error_of(response)["code"] == "authentication_failed"
+
+
+def test_unknown_api_path_is_json_404(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+def test_signed_client_matches_the_python_client():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "clients" / "python"))
+    from advance_client import sign_request
+
+    from tests.funding.api.conftest import signature
+
+    args = ("secret", "POST", "/api/v1/advances?x=1", "1700000000", "n" * 16, b'{"a":1}')
+    assert sign_request(*args) == signature(*args)
+    assert SignedClient  # imported for the helper's own sake

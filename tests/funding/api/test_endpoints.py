@@ -1,0 +1,151 @@
+"""Contract 1.5 read endpoints, throttling, pagination, statements, and the OpenAPI schema."""
+
+import io
+import json
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+
+from funding.models import Company
+from tests.funding.api.conftest import advance_body, error_of, signed_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_credit_line_none_without_an_approved_line(business_day):
+    from funding.services.credit_lines import company_create
+
+    company = company_create(code="NOLINE", legal_name="No line", settlement_account_no="31009999999999")
+    body = signed_client_for(company).get("/api/v1/credit-line").json()
+    assert body["status"] == "none"
+    assert (body["approved_limit"], body["available"], body["limit_factors"]) == ("0.00", "0.00", [])
+    assert body["business_date"] == "2026-11-25"
+
+
+def test_credit_line_after_an_advance(api):
+    assert api.post("/api/v1/advances", advance_body(("1000.00", "234.56"))).status_code == 201
+    body = api.get("/api/v1/credit-line").json()
+    assert (body["reserved"], body["outstanding"], body["available"]) == ("1234.56", "0.00", "998765.44")
+
+
+def test_advance_detail_and_list_with_cursor_pagination(api):
+    ids = [
+        api.post("/api/v1/advances", advance_body(("10.00",), external_id=f"E{n}")).json()["id"]
+        for n in range(5)
+    ]
+    detail = api.get(f"/api/v1/advances/{ids[0]}")
+    assert detail.status_code == 200
+    assert detail.json()["external_id"] == "E0"
+    assert detail.json()["payouts"][0]["amount"] == "10.00"
+    seen = []
+    path = "/api/v1/advances?page_size=2&status=reserved"
+    while path:
+        page = api.get(path)
+        assert page.status_code == 200, page.content
+        body = page.json()
+        assert len(body["results"]) <= 2
+        seen += [a["id"] for a in body["results"]]
+        path = body["next"] and body["next"].replace("http://testserver", "")
+    assert seen == list(reversed(ids))  # newest first, each exactly once
+    assert [a["id"] for a in api.get("/api/v1/advances?external_id=E3").json()["results"]] == [ids[3]]
+    assert api.get("/api/v1/advances?status=disbursed").json() == {"results": [], "next": None}
+    assert len(api.get("/api/v1/advances?business_date=2026-11-25").json()["results"]) == 5
+    assert api.get("/api/v1/advances?created_after=2099-01-01T00:00:00Z").json()["results"] == []
+
+
+def test_repayments_are_listed(api):
+    # Interim: the repayment models are built separately; the endpoint answers an empty list until then.
+    assert api.get("/api/v1/repayments").json() == {"results": []}
+    assert api.get("/api/v1/repayments?business_date=2026-11-25").json() == {"results": []}
+
+
+def test_statement_json_and_csv(api):
+    advance = api.post("/api/v1/advances", advance_body(("100.00",))).json()
+    statement = api.get("/api/v1/statements/2026-11-25")
+    assert statement.status_code == 200
+    body = statement.json()
+    assert body["business_date"] == "2026-11-25"
+    assert [line["id"] for line in body["lines"]] == [advance["id"]]
+    assert body["opening_outstanding"] == "0.00"
+    csv_response = api.get("/api/v1/statements/2026-11-25?format=csv")
+    assert csv_response.status_code == 200
+    assert csv_response["Content-Type"].startswith("text/csv")
+    rows = csv_response.content.decode().splitlines()
+    assert rows[0].startswith("company,business_date,currency,type,id")
+    assert advance["id"] in rows[1]
+    assert any(",summary,closing_outstanding," in r for r in rows)
+    assert error_of(api.get("/api/v1/statements/2026-11-25?format=xml"))["code"] == "validation_error"
+
+
+def test_throttled_per_key_with_retry_after(api, settings, company_line):
+    cache.clear()
+    settings.API_THROTTLE_RATE = "3/m"
+    assert [api.get("/api/v1/credit-line").status_code for _ in range(3)] == [200, 200, 200]
+    limited = api.get("/api/v1/credit-line")
+    assert limited.status_code == 429
+    assert error_of(limited)["code"] == "rate_limited"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    other = signed_client_for(company_line[0])  # another key has its own budget
+    assert other.get("/api/v1/credit-line").status_code == 200
+
+
+def test_openapi_schema_validates_without_warnings():
+    out = io.StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", stdout=out)
+    schema = json.loads(out.getvalue())
+    assert {"/api/v1/advances", "/api/v1/credit-line", "/api/v1/webhook-endpoint"} <= set(schema["paths"])
+    assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Timestamp", "Nonce", "Signature"}
+    create = schema["paths"]["/api/v1/advances"]["post"]
+    assert {"201", "400", "401", "409", "422", "429"} <= set(create["responses"])
+
+
+def test_issue_api_key_command(company_line):
+    out = io.StringIO()
+    call_command("issue_api_key", company_line[0].code, "--json", stdout=out)
+    issued = json.loads(out.getvalue())
+    assert issued["company"] == company_line[0].code
+    from tests.funding.api.conftest import SignedClient
+
+    assert SignedClient(issued["api_key"], issued["api_secret"]).get("/api/v1/credit-line").status_code == 200
+
+
+def test_seed_demo_is_safe_to_run_again():
+    from django.contrib.auth.models import User
+
+    from funding.models import CreditLine
+    from ledger.models import Account
+
+    first, second = io.StringIO(), io.StringIO()
+    call_command("seed_demo", "--json", stdout=first)
+    call_command("seed_demo", "--json", stdout=second)
+    call_command("seed_demo", "--json", stdout=io.StringIO())
+    data = json.loads(second.getvalue())  # stdout is one JSON object and nothing else
+    assert set(data) >= {"base_url", "companies", "staff"}
+    assert len(data["companies"]) >= 3
+    assert {s["role"] for s in data["staff"]} >= {
+        "credit_officer",
+        "credit_approver",
+        "operations",
+        "finance",
+        "auditor",
+    }
+    for c in data["companies"]:
+        assert set(c) >= {
+            "code",
+            "api_key",
+            "api_secret",
+            "webhook_secret",
+            "settlement_account",
+            "approved_limit",
+        }
+        company = Company.objects.get(code=c["code"])
+        assert CreditLine.objects.get(company=company).status == "active"
+        assert company.api_keys.filter(revoked_at__isnull=True).count() == 2
+    assert Account.objects.get(kind="settlement", owner="PAYCO-A").available == 200000
+    assert User.objects.filter(username__startswith="demo_").count() == 5
+    from tests.funding.api.conftest import SignedClient
+
+    c = data["companies"][0]
+    body = SignedClient(c["api_key"], c["api_secret"]).get("/api/v1/credit-line").json()
+    assert (body["status"], body["own_funds_available"]) == ("active", "200000.00")
