@@ -22,8 +22,11 @@ from funding.services.audit import audit_record
 from funding.services.calendar import next_business_day
 from funding.services.line_counters import line_hold, line_release
 from ledger.models import Account, AccountKind
-from ledger.money import money
+from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold
+
+
+MAX_PAYOUTS = 1000
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,10 @@ def advance_request(
     """
     from settlement.models import Payout
 
-    amount = money(amount)
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
-    if not payouts or sum((p.amount for p in payouts), Decimal(0)) != amount:
-        raise ValidationFailed(details={"payouts": ["The payout amounts must add up exactly to amount."]})
+    _validate_amounts(amount, payouts)
+    amount = money(amount)
 
     business_day = BusinessDay.objects.first()
     if business_day is None or business_day.closing:
@@ -124,6 +126,39 @@ def advance_request(
         raise
     transaction.on_commit(lambda: _schedule_dispatch(advance.pk))
     return advance
+
+
+def _amount_errors(value: Decimal) -> list[str]:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return ["Not an amount."]
+    if value <= 0:
+        return ["Must be greater than zero."]
+    if value > MAX_AMOUNT:
+        return [f"Must not exceed {MAX_AMOUNT}."]
+    if money(value) != value:
+        return ["At most 2 fraction digits."]
+    return []
+
+
+def _validate_amounts(amount: Decimal, payouts: list[PayoutInput]) -> None:
+    """The service refuses bad amounts itself, so that no caller can reach a CHECK constraint (a 5xx)."""
+    errors: dict[str, list[str]] = {}
+    if problems := _amount_errors(amount):
+        errors["amount"] = problems
+    if not 1 <= len(payouts) <= MAX_PAYOUTS:
+        errors["payouts"] = [f"Between 1 and {MAX_PAYOUTS} payouts."]
+    for index, payout in enumerate(payouts):
+        if problems := _amount_errors(payout.amount):
+            errors[f"payouts.{index}.amount"] = problems
+    seen: set[str] = set()
+    for index, payout in enumerate(payouts):
+        if payout.external_id in seen:
+            errors[f"payouts.{index}.external_id"] = ["Payout external_ids must be unique within the advance."]
+        seen.add(payout.external_id)
+    if not errors and sum((p.amount for p in payouts), Decimal(0)) != amount:
+        errors["payouts"] = ["The payout amounts must add up exactly to amount."]
+    if errors:
+        raise ValidationFailed(details=errors)
 
 
 def _hold_settlement_funds(*, company: Company, wanted: Decimal) -> Decimal:
