@@ -1,5 +1,6 @@
-"""Test-side drivers for money movements that other issues own (dispatch, repayment), built only from the
-services that exist: settlement.services.postings, the Payout/PayoutAttempt FSMs, line counters and ledger_post.
+"""Test-side drivers for money movements that other issues own (dispatch, repayment), built only from
+the services that exist: settlement.services.postings, the Payout/PayoutAttempt FSMs, line counters and
+ledger_post.
 
 They move state exactly as the real jobs must (FSM transition + posting + counter in one transaction), so the
 invariant checks in the tests exercise the real services underneath.
@@ -41,7 +42,8 @@ def settlement_deposit(*, company: Company, amount: str | Decimal, business_date
 
 
 def fake_channel() -> Channel:
-    channel, _ = Channel.objects.get_or_create(code="IBPS", defaults={"name": "IBPS", "adapter": "tests.fake"})
+    channel, _ = Channel.objects.get_or_create(
+        code="IBPS", defaults={"name": "IBPS", "adapter": "tests.fake"})
     return channel
 
 
@@ -64,13 +66,14 @@ def payout_send(*, payout: Payout, business_date: date) -> PayoutAttempt:
             channel=channel, amount=payout.amount,
         )
         payout.start_attempt()
-        payout_post_funds_out(payout=payout, channel=channel, serial=attempt.serial, business_date=business_date)
+        payout_post_funds_out(payout=payout, channel=channel, serial=attempt.serial,
+                              business_date=business_date)
         payout.save(update_fields=["status", "attempt_count", "funds_out", "updated_at"])
     return attempt
 
 
 def payout_resolve(*, payout: Payout, outcome: str, business_date: date) -> Payout:
-    """outcome: 'succeeded', 'failed' (final: funds back, holds released) or 'retry' (funds back, held again)."""
+    """outcome: 'succeeded', 'failed' (final: funds back, holds released) or 'retry' (back and held again)."""
     with transaction.atomic():
         payout = Payout.objects.select_for_update().select_related("advance__company").get(pk=payout.pk)
         attempt = PayoutAttempt.objects.select_for_update().get(payout=payout, number=payout.attempt_count)
@@ -142,7 +145,8 @@ def money_snapshot() -> dict:
             )
         ),
         "accounts": list(
-            Account.objects.order_by("pk").values_list("code", "debits_posted", "credits_posted", "debits_pending")
+            Account.objects.order_by("pk").values_list(
+                "code", "debits_posted", "credits_posted", "debits_pending")
         ),
         "advances": list(Advance.objects.order_by("pk").values_list("pk", "status", "version")),
         "payouts": Payout.objects.count(),
@@ -154,7 +158,7 @@ def money_snapshot() -> dict:
 
 
 def expected_reserved(line: CreditLine) -> Decimal:
-    """reserved = the advanced parts of payouts whose funds are not out, of advances still reserved/disbursing."""
+    """reserved = advanced parts of payouts whose funds are not out, of advances still reserved/disbursing."""
     return Payout.objects.filter(
         advance__credit_line=line,
         advance__status__in=[AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING],

@@ -1,4 +1,4 @@
-"""Advance requests: validate, use the company's own funds first, hold the credit line last, commit at once."""
+"""Advance requests: validate, use the company's own funds first, hold the credit line last, commit once."""
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,7 +24,6 @@ from funding.services.line_counters import line_hold, line_release
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold
-
 
 MAX_PAYOUTS = 1000
 
@@ -153,7 +152,7 @@ def _validate_amounts(amount: Decimal, payouts: list[PayoutInput]) -> None:
     seen: set[str] = set()
     for index, payout in enumerate(payouts):
         if payout.external_id in seen:
-            errors[f"payouts.{index}.external_id"] = ["Payout external_ids must be unique within the advance."]
+            errors[f"payouts.{index}.external_id"] = ["Payout external_ids must be unique in the advance."]
         seen.add(payout.external_id)
     if not errors and sum((p.amount for p in payouts), Decimal(0)) != amount:
         errors["payouts"] = ["The payout amounts must add up exactly to amount."]

@@ -1,4 +1,4 @@
-"""advance_request / advance_cancel / advance_fee / advance_finish_disbursement on PostgreSQL, exact values."""
+"""advance_request, advance_cancel, advance_fee, advance_finish_disbursement on PostgreSQL: exact values."""
 
 from datetime import date
 from decimal import Decimal
@@ -16,7 +16,12 @@ from funding.errors import (
     ValidationFailed,
 )
 from funding.models import AdvanceStatus, AuditEvent, BusinessDay, CreditLine
-from funding.services.advances import advance_cancel, advance_fee, advance_finish_disbursement, advance_request
+from funding.services.advances import (
+    advance_cancel,
+    advance_fee,
+    advance_finish_disbursement,
+    advance_request,
+)
 from funding.services.calendar import calendar_seed_year
 from funding.services.credit_lines import company_create, credit_line_freeze, credit_line_suspend
 from ledger.models import Account, AccountKind, JournalTransaction
@@ -187,8 +192,8 @@ def test_unpublished_calendar_refuses(business_day):
     # The next business day after 2026-12-31 lies in 2027, which chinese-calendar 1.11 does not publish.
     _set_business_date(date(2026, 12, 31))
     company, line = company_with_line()
-    error = _assert_rejected(CalendarUnavailable, "calendar_unavailable", company=company, external_id="ORD-1",
-                             amount=D("10.00"), payouts=payout_inputs("10.00"))
+    error = _assert_rejected(CalendarUnavailable, "calendar_unavailable", company=company,
+                             external_id="ORD-1", amount=D("10.00"), payouts=payout_inputs("10.00"))
     assert "2027" in error.message
 
 
@@ -240,7 +245,8 @@ def test_cancel_releases_both_holds(business_day):
     cancelled = advance_cancel(company=company, public_id=advance.public_id, actor_label="key_1")
 
     assert (cancelled.status, cancelled.version) == (AdvanceStatus.CANCELLED, 2)
-    assert set(Payout.objects.filter(advance=advance).values_list("status", flat=True)) == {PayoutStatus.CANCELLED}
+    statuses = set(Payout.objects.filter(advance=advance).values_list("status", flat=True))
+    assert statuses == {PayoutStatus.CANCELLED}
     line.refresh_from_db()
     assert (line.reserved, line.outstanding, line.limit_ceiling) == (D("0.00"), D("0.00"), D("1000.00"))
     assert _settlement(company).debits_pending == D("0.00")
@@ -374,8 +380,8 @@ def test_limit_cut_below_usage_blocks_new_holds_and_leaves_drawn_funds_alone(bus
     payout_send(payout=p1, business_date=date(2026, 11, 25))
 
     maker, checker = staff_user(), staff_user()
-    request = change_request_propose(credit_line=line, kind="change_terms", proposed={"approved_limit": "500.00"},
-                                     maker=maker, reason="risk review")
+    request = change_request_propose(credit_line=line, kind="change_terms",
+                                     proposed={"approved_limit": "500.00"}, maker=maker, reason="risk review")
     change_request_approve(request=request, checker=checker, reason="agreed")
     line.refresh_from_db()
     assert (line.approved_limit, line.effective_limit, line.limit_ceiling) == (
