@@ -130,6 +130,15 @@ def test_rejection_keeps_the_terms_and_is_audited():
         change_request_approve(request=request, checker=staff_user(), reason="late")
 
 
+def test_new_line_terms_are_validated():
+    company = company_create(code="PAYCO-V", legal_name="V Pay", settlement_account_no="310003")
+    with pytest.raises(ValidationFailed):
+        credit_line_create(company=company, terms={**TERMS, "valid_to": "2025-12-31"}, actor=staff_user())
+    with pytest.raises(ValidationFailed):
+        credit_line_create(company=company, terms={"approved_limit": "1.00"}, actor=staff_user())
+    assert not CreditLine.objects.filter(company=company).exists()
+
+
 def test_rejecting_a_new_line_rejects_the_line():
     maker, checker = staff_user(), staff_user()
     company = company_create(code="PAYCO-R", legal_name="R Pay", settlement_account_no="310002")
@@ -156,11 +165,22 @@ def test_a_second_pending_request_of_the_same_kind_is_refused():
 def test_proposals_are_validated():
     company, line = company_with_line()
     maker = staff_user()
-    for proposed, reason in [({"approved_limit": "-1"}, "x"), ({"nonsense": "1"}, "x"),
-                             ({"approved_limit": "abc"}, "x"), ({}, "x"), ({"approved_limit": "1"}, " ")]:
+    bad = [
+        ({"approved_limit": "-1"}, "x"), ({"nonsense": "1"}, "x"), ({"approved_limit": "abc"}, "x"),
+        ({}, "x"), ({"approved_limit": "1"}, " "), ({"approved_limit": "NaN"}, "x"),
+        ({"approved_limit": "Infinity"}, "x"),
+        # These used to pass the proposal and then fail at approval with a DataError/IntegrityError (a 5xx).
+        ({"approved_limit": "10000000000000.00"}, "x"), ({"daily_fee_rate": "5000000"}, "x"),
+        ({"flow_multiple": "123456"}, "x"), ({"flow_window_days": "-3"}, "x"),
+        ({"flow_window_days": "40000"}, "x"), ({"valid_from": "2027-01-01", "valid_to": "2026-01-01"}, "x"),
+        ({"valid_to": "2025-12-31"}, "x"),  # before the line's current valid_from (2026-01-01)
+    ]
+    before = money_snapshot()
+    for proposed, reason in bad:
         with pytest.raises(ValidationFailed):
             change_request_propose(credit_line=line, kind=ChangeRequestKind.CHANGE_TERMS, proposed=proposed,
                                    maker=maker, reason=reason)
+    assert money_snapshot() == before
     assert not CreditLineChangeRequest.objects.filter(credit_line=line, kind="change_terms").exists()
 
 
