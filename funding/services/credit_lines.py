@@ -126,6 +126,23 @@ def company_create(
     return company
 
 
+def company_update(
+    *, company: Company, legal_name: str, webhook_url: str, actor: AbstractBaseUser, reason: str = ""
+) -> Company:
+    """Staff edit the company's descriptive fields; its code and account numbers never change."""
+    with transaction.atomic():
+        company = Company.objects.select_for_update().get(pk=company.pk)
+        before = {"legal_name": company.legal_name, "webhook_url": company.webhook_url}
+        after = {"legal_name": legal_name, "webhook_url": webhook_url}
+        if before == after:
+            return company
+        company.legal_name, company.webhook_url = legal_name, webhook_url
+        company.save(update_fields=["legal_name", "webhook_url", "updated_at"])
+        audit_record(action="company.updated", obj=company, actor=actor, company=company,
+                     before=before, after=after, reason=reason)
+    return company
+
+
 def company_ensure_accounts(*, company: Company) -> None:
     for kind in (AccountKind.ADVANCE_RECEIVABLE, AccountKind.FEE_RECEIVABLE, AccountKind.PENALTY_RECEIVABLE):
         account_get_or_create(kind=kind, owner=company.code)
