@@ -41,6 +41,12 @@ def settlement_deposit(*, company: Company, amount: str | Decimal, business_date
     )
 
 
+def _payout_locked(pk: int) -> Payout:
+    # Lock only the payout row (not its advance and company): the real services must not rely on such
+    # incidental locks to serialise, or a deadlock the tests should find would stay hidden.
+    return Payout.objects.select_for_update(of=("self",)).select_related("advance__company").get(pk=pk)
+
+
 def fake_channel() -> Channel:
     channel, _ = Channel.objects.get_or_create(
         code="IBPS", defaults={"name": "IBPS", "adapter": "tests.fake"})
@@ -49,7 +55,7 @@ def fake_channel() -> Channel:
 
 def advance_start_disbursing(*, advance: Advance) -> Advance:
     with transaction.atomic():
-        advance = Advance.objects.select_for_update().get(pk=advance.pk)
+        advance = Advance.objects.select_for_update(of=("self",)).get(pk=advance.pk)
         advance.start_disbursing()
         advance.save(update_fields=["status", "updated_at"])
     return advance
@@ -59,7 +65,7 @@ def payout_send(*, payout: Payout, business_date: date) -> PayoutAttempt:
     """Hand a pending payout to the channel: a new attempt, the payout in processing, funds out posted."""
     channel = fake_channel()
     with transaction.atomic():
-        payout = Payout.objects.select_for_update().select_related("advance__company").get(pk=payout.pk)
+        payout = _payout_locked(payout.pk)
         payout.attempt_count += 1
         attempt = PayoutAttempt.objects.create(
             payout=payout, number=payout.attempt_count, serial=f"{payout.public_id}-{payout.attempt_count}",
@@ -75,7 +81,7 @@ def payout_send(*, payout: Payout, business_date: date) -> PayoutAttempt:
 def payout_resolve(*, payout: Payout, outcome: str, business_date: date) -> Payout:
     """outcome: 'succeeded', 'failed' (final: funds back, holds released) or 'retry' (back and held again)."""
     with transaction.atomic():
-        payout = Payout.objects.select_for_update().select_related("advance__company").get(pk=payout.pk)
+        payout = _payout_locked(payout.pk)
         attempt = PayoutAttempt.objects.select_for_update().get(payout=payout, number=payout.attempt_count)
         channel = attempt.channel
         if outcome == "succeeded":
@@ -100,7 +106,7 @@ def payout_resolve(*, payout: Payout, outcome: str, business_date: date) -> Payo
 def payout_abandon(*, payout: Payout) -> Payout:
     """A pending payout (funds not out) that will never be sent: final failure, holds given back."""
     with transaction.atomic():
-        payout = Payout.objects.select_for_update().select_related("advance__company").get(pk=payout.pk)
+        payout = _payout_locked(payout.pk)
         payout.mark_failed()
         payout_release_unsent(payout=payout)
         payout.save(update_fields=["status", "updated_at"])
@@ -114,7 +120,7 @@ def advance_repay_in_full(*, advance: Advance, business_date: date) -> Advance:
     Dr settlement; Cr advance receivable (principal), Cr fee receivable (fee); the line's outstanding falls.
     """
     with transaction.atomic():
-        advance = Advance.objects.select_for_update().select_related("company").get(pk=advance.pk)
+        advance = Advance.objects.select_for_update(of=("self",)).select_related("company").get(pk=advance.pk)
         principal = advance.advanced_disbursed - advance.principal_repaid
         fee = advance.fee - advance.fee_repaid
         code = advance.company.code
