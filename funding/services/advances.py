@@ -84,6 +84,7 @@ def advance_request(
 
     try:
         with transaction.atomic():
+            _share_lock_business_day(business_date)
             own = _hold_settlement_funds(company=company, wanted=amount) if use_own_funds else Decimal("0.00")
             advanced = amount - own
             advance = Advance.objects.create(
@@ -158,6 +159,20 @@ def _validate_amounts(amount: Decimal, payouts: list[PayoutInput]) -> None:
         errors["payouts"] = ["The payout amounts must add up exactly to amount."]
     if errors:
         raise ValidationFailed(details=errors)
+
+
+def _share_lock_business_day(business_date) -> None:
+    """Hold the business day row FOR SHARE until COMMIT, and check it is still open on the same date.
+
+    Requests share the lock (they never wait for each other); the end-of-day job's UPDATE (closing, or the
+    next date) waits until every request in flight has committed, and requests arriving after it see the
+    new row. Without it, an advance could commit on a date whose end of day had already begun.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current, closing FROM funding_businessday WHERE singleton FOR SHARE")
+        row = cursor.fetchone()
+    if row is None or row[1] or row[0] != business_date:
+        raise BusinessDayClosed()
 
 
 def _hold_settlement_funds(*, company: Company, wanted: Decimal) -> Decimal:

@@ -129,3 +129,50 @@ def test_concurrent_duplicates_create_one_advance():
     others = [r for r in results if r not in accepted]
     assert all(getattr(r, "code", None) == "duplicate_external_id" for r in others), results
     assert CreditLine.objects.get(pk=line.pk).reserved == D("100.00")
+
+
+def test_a_request_waits_for_end_of_day_to_start_and_is_then_refused():
+    """End of day marks the date closing (uncommitted); a request arriving meanwhile must not slip through
+    on the old date: it waits for the business day row and is refused once closing commits."""
+    from django.db import transaction
+
+    from funding.errors import BusinessDayClosed
+    from funding.models import BusinessDay
+
+    calendar_and_business_date()
+    company, line = company_with_line(limit="1000.00")
+    closing_started, commit_closing = threading.Event(), threading.Event()
+
+    def end_of_day() -> None:
+        try:
+            with transaction.atomic():
+                BusinessDay.objects.update(closing=True)
+                closing_started.set()
+                commit_closing.wait(timeout=30)
+        finally:
+            connection.close()
+
+    eod = threading.Thread(target=end_of_day)
+    eod.start()
+    assert closing_started.wait(timeout=10)
+    outcome: list[object] = []
+
+    def request() -> None:
+        try:
+            outcome.append(_request(company, "LATE", D("10.00"))())
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    requester = threading.Thread(target=request)
+    requester.start()
+    requester.join(timeout=1)
+    assert requester.is_alive(), "the request must wait for end of day's change to the business day"
+    commit_closing.set()
+    eod.join(timeout=30)
+    requester.join(timeout=30)
+
+    assert len(outcome) == 1 and isinstance(outcome[0], BusinessDayClosed)
+    assert Advance.objects.count() == 0
+    assert CreditLine.objects.get(pk=line.pk).reserved == D("0.00")
