@@ -87,7 +87,8 @@ def calendar_day_update(
         entry.save(update_fields=["kind", "is_business_day", "name", "source", "updated_by",
                                   "updated_at"])
         audit_record(action="calendar_day.updated", obj=entry, actor=actor, before=before,
-                     after={"kind": kind, "is_business_day": is_business_day, "name": name, "source": "staff"},
+                     after={"kind": kind, "is_business_day": is_business_day, "name": name,
+                            "source": "staff"},
                      reason=reason)
     return entry
 
