@@ -65,7 +65,7 @@ def advance_request(
 
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
-    _validate_amounts(amount, payouts)
+    _validate_input(external_id, amount, payouts)
     amount = money(amount)
 
     business_day = BusinessDay.objects.first()
@@ -140,9 +140,25 @@ def _amount_errors(value: Decimal) -> list[str]:
     return []
 
 
-def _validate_amounts(amount: Decimal, payouts: list[PayoutInput]) -> None:
-    """The service refuses bad amounts itself, so that no caller can reach a CHECK constraint (a 5xx)."""
+# Column lengths: longer text would reach PostgreSQL as a DataError.
+TEXT_LIMITS = {"external_id": 64, "beneficiary_name": 100, "account_no": 32, "bank_code": 16}
+
+
+def _text_errors(value: object, limit: int) -> list[str]:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        return ["Must be non-empty text."]
+    return [f"At most {limit} characters."] if len(value) > limit else []
+
+
+def _validate_input(external_id: str, amount: Decimal, payouts: list[PayoutInput]) -> None:
+    """The service refuses bad input itself, so that no caller can reach a column limit or a CHECK (a 5xx)."""
     errors: dict[str, list[str]] = {}
+    if problems := _text_errors(external_id, TEXT_LIMITS["external_id"]):
+        errors["external_id"] = problems
+    for index, payout in enumerate(payouts):
+        for field, limit in TEXT_LIMITS.items():
+            if problems := _text_errors(getattr(payout, field), limit):
+                errors[f"payouts.{index}.{field}"] = problems
     if problems := _amount_errors(amount):
         errors["amount"] = problems
     if not 1 <= len(payouts) <= MAX_PAYOUTS:

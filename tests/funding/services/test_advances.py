@@ -224,6 +224,24 @@ def test_duplicate_payout_external_ids_are_refused(business_day):
     assert list(error.details) == ["payouts.1.external_id"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("external_id", "X" * 65), ("external_id", ""), ("beneficiary_name", "B" * 101),
+     ("account_no", "1" * 33), ("bank_code", "C" * 17), ("beneficiary_name", "nul\x00byte")],
+)
+def test_over_long_or_empty_text_is_refused(business_day, field, value):
+    company, line = company_with_line()
+    payouts = payout_inputs("10.00")
+    external_id = "ORD-1"
+    if field == "external_id":
+        external_id = value
+    else:
+        payouts = [payouts[0].__class__(**{**payouts[0].__dict__, field: value})]
+    error = _assert_rejected(ValidationFailed, "validation_error", company=company, external_id=external_id,
+                             amount=D("10.00"), payouts=payouts)
+    assert list(error.details) == [field if field == "external_id" else f"payouts.0.{field}"]
+
+
 def test_non_positive_amount_is_refused(business_day):
     company, line = company_with_line()
     _assert_rejected(ValidationFailed, "validation_error", company=company, external_id="ORD-1",
