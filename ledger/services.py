@@ -135,6 +135,16 @@ def ledger_reverse(
     )
 
 
+def accounts_lock(*accounts: Account) -> None:
+    """Lock accounts in id order, the order the posting trigger uses.
+
+    Call it before touching any of them (a hold release, a posting) when more than one is involved, so that
+    two transactions never take the same accounts in opposite orders (a deadlock).
+    """
+    ids = sorted({account.pk for account in accounts})
+    list(Account.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
+
+
 def account_hold(*, account: Account, amount: Decimal) -> bool:
     """Hold `amount` of a liability account's available balance with one conditional UPDATE.
 

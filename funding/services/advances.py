@@ -1,4 +1,4 @@
-"""Advance requests: validate, use the company's own funds first, hold the credit line last, commit at once."""
+"""Advance requests: validate, use the company's own funds first, hold the credit line last, commit once."""
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,8 +23,10 @@ from funding.services.audit import audit_record
 from funding.services.calendar import next_business_day
 from funding.services.line_counters import line_hold, line_release
 from ledger.models import Account, AccountKind
-from ledger.money import money
+from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold
+
+MAX_PAYOUTS = 1000
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,10 @@ def advance_request(
     """
     from settlement.models import Payout
 
-    amount = money(amount)
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
-    if not payouts or sum((p.amount for p in payouts), Decimal(0)) != amount:
-        raise ValidationFailed(details={"payouts": ["The payout amounts must add up exactly to amount."]})
+    _validate_input(external_id, amount, payouts)
+    amount = money(amount)
 
     business_day = BusinessDay.objects.first()
     if business_day is None or business_day.closing:
@@ -85,6 +86,7 @@ def advance_request(
 
     try:
         with transaction.atomic():
+            _share_lock_business_day(business_date)
             own = _hold_settlement_funds(company=company, wanted=amount) if use_own_funds else Decimal("0.00")
             advanced = amount - own
             advance = Advance.objects.create(
@@ -126,6 +128,69 @@ def advance_request(
         raise
     transaction.on_commit(lambda: _schedule_dispatch(advance.pk))
     return advance
+
+
+def _amount_errors(value: Decimal) -> list[str]:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return ["Not an amount."]
+    if value <= 0:
+        return ["Must be greater than zero."]
+    if value > MAX_AMOUNT:
+        return [f"Must not exceed {MAX_AMOUNT}."]
+    if money(value) != value:
+        return ["At most 2 fraction digits."]
+    return []
+
+
+# Column lengths: longer text would reach PostgreSQL as a DataError.
+TEXT_LIMITS = {"external_id": 64, "beneficiary_name": 100, "account_no": 32, "bank_code": 16}
+
+
+def _text_errors(value: object, limit: int) -> list[str]:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        return ["Must be non-empty text."]
+    return [f"At most {limit} characters."] if len(value) > limit else []
+
+
+def _validate_input(external_id: str, amount: Decimal, payouts: list[PayoutInput]) -> None:
+    """The service refuses bad input itself, so that no caller can reach a column limit or a CHECK (a 5xx)."""
+    errors: dict[str, list[str]] = {}
+    if problems := _text_errors(external_id, TEXT_LIMITS["external_id"]):
+        errors["external_id"] = problems
+    for index, payout in enumerate(payouts):
+        for field, limit in TEXT_LIMITS.items():
+            if problems := _text_errors(getattr(payout, field), limit):
+                errors[f"payouts.{index}.{field}"] = problems
+    if problems := _amount_errors(amount):
+        errors["amount"] = problems
+    if not 1 <= len(payouts) <= MAX_PAYOUTS:
+        errors["payouts"] = [f"Between 1 and {MAX_PAYOUTS} payouts."]
+    for index, payout in enumerate(payouts):
+        if problems := _amount_errors(payout.amount):
+            errors[f"payouts.{index}.amount"] = problems
+    seen: set[str] = set()
+    for index, payout in enumerate(payouts):
+        if payout.external_id in seen:
+            errors[f"payouts.{index}.external_id"] = ["Payout external_ids must be unique in the advance."]
+        seen.add(payout.external_id)
+    if not errors and sum((p.amount for p in payouts), Decimal(0)) != amount:
+        errors["payouts"] = ["The payout amounts must add up exactly to amount."]
+    if errors:
+        raise ValidationFailed(details=errors)
+
+
+def _share_lock_business_day(business_date) -> None:
+    """Hold the business day row FOR SHARE until COMMIT, and check it is still open on the same date.
+
+    Requests share the lock (they never wait for each other); the end-of-day job's UPDATE (closing, or the
+    next date) waits until every request in flight has committed, and requests arriving after it see the
+    new row. Without it, an advance could commit on a date whose end of day had already begun.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current, closing FROM funding_businessday WHERE singleton FOR SHARE")
+        row = cursor.fetchone()
+    if row is None or row[1] or row[0] != business_date:
+        raise BusinessDayClosed()
 
 
 def _hold_settlement_funds(*, company: Company, wanted: Decimal) -> Decimal:

@@ -3,10 +3,12 @@
 from datetime import date, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from funding.errors import CalendarUnavailable
+from funding.errors import CalendarUnavailable, NotFound, ValidationFailed
 from funding.models import BusinessDay, CalendarDay, CalendarDayKind, CalendarYear
+from funding.services.audit import audit_record
 
 
 def business_date_current() -> date:
@@ -64,6 +66,31 @@ def calendar_seed_year(*, year: int) -> int:
             year=year, defaults={"published": True, "source": "chinese-calendar"}
         )
     return len(days)
+
+
+def calendar_day_update(
+    *, day: date, kind: str, is_business_day: bool, name: str, actor: AbstractBaseUser, reason: str
+) -> CalendarDay:
+    """A staff correction of one stored day (e.g. an extra holiday announced late). Reseeding keeps it."""
+    if not reason.strip():
+        raise ValidationFailed(details={"reason": ["A reason is required."]})
+    if kind not in CalendarDayKind.values:
+        raise ValidationFailed(details={"kind": ["Not a valid kind."]})
+    with transaction.atomic():
+        entry = CalendarDay.objects.select_for_update().filter(date=day).first()
+        if entry is None:
+            raise NotFound(f"{day.isoformat()} is not in the stored calendar; seed its year first.")
+        before = {"kind": entry.kind, "is_business_day": entry.is_business_day, "name": entry.name,
+                  "source": entry.source}
+        entry.kind, entry.is_business_day, entry.name = kind, is_business_day, name
+        entry.source, entry.updated_by = "staff", actor
+        entry.save(update_fields=["kind", "is_business_day", "name", "source", "updated_by",
+                                  "updated_at"])
+        audit_record(action="calendar_day.updated", obj=entry, actor=actor, before=before,
+                     after={"kind": kind, "is_business_day": is_business_day, "name": name,
+                            "source": "staff"},
+                     reason=reason)
+    return entry
 
 
 def next_business_day(day: date) -> date:

@@ -23,7 +23,7 @@ from funding.services.audit import audit_record
 from funding.services.events import event_emit
 from funding.services.line_counters import line_set_limits
 from ledger.models import AccountKind
-from ledger.money import money, rate
+from ledger.money import MAX_AMOUNT, money, rate
 from ledger.services import account_get_or_create
 
 # Terms a change request may carry, with how each is parsed.
@@ -37,6 +37,17 @@ TERM_PARSERS = {
     "flow_window_days": lambda v: int(v),
     "margin_multiple": lambda v: None if v in (None, "") else Decimal(str(v)),
     "auto_unfreeze": lambda v: v in (True, "true", "True", "1", 1),
+}
+
+
+TERM_BOUNDS = {
+    "approved_limit": (Decimal(0), MAX_AMOUNT),
+    # A daily rate of 100% or more is a typo, and the column holds at most 6 integer digits.
+    "daily_fee_rate": (Decimal(0), Decimal("0.999999")),
+    "penalty_rate": (Decimal(0), Decimal("0.999999")),
+    "flow_multiple": (Decimal(0), Decimal("9999.9999")),
+    "margin_multiple": (Decimal(0), Decimal("9999.9999")),
+    "flow_window_days": (1, 366),
 }
 
 
@@ -66,12 +77,24 @@ def _parse_terms(terms: dict[str, Any]) -> dict[str, Any]:
             parsed[key] = TERM_PARSERS[key](value)
         except (ValueError, TypeError, ArithmeticError):
             errors[key] = ["Not a valid value."]
-    for key in ("approved_limit", "daily_fee_rate", "penalty_rate", "flow_multiple", "margin_multiple"):
-        if parsed.get(key) is not None and parsed[key] < 0:
-            errors[key] = ["Must not be negative."]
+    # Bounds checked here, so that a bad term is a validation error and never a DataError at approval.
+    for key, (low, high) in TERM_BOUNDS.items():
+        value = parsed.get(key)
+        if key in errors or value is None:
+            continue
+        if isinstance(value, Decimal) and not value.is_finite():
+            errors[key] = ["Not a valid value."]
+        elif not low <= value <= high:
+            errors[key] = [f"Must be between {low} and {high}."]
     if errors:
         raise ValidationFailed(details=errors)
+    _check_validity_period(parsed.get("valid_from"), parsed.get("valid_to"))
     return parsed
+
+
+def _check_validity_period(valid_from: date | None, valid_to: date | None) -> None:
+    if valid_from is not None and valid_to is not None and valid_to < valid_from:
+        raise ValidationFailed(details={"valid_to": ["Must not be before valid_from."]})
 
 
 def _json_terms(parsed: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +123,23 @@ def company_create(
         company_ensure_accounts(company=company)
         audit_record(action="company.created", obj=company, actor=actor, company=company,
                      after={"code": code, "legal_name": legal_name})
+    return company
+
+
+def company_update(
+    *, company: Company, legal_name: str, webhook_url: str, actor: AbstractBaseUser, reason: str = ""
+) -> Company:
+    """Staff edit the company's descriptive fields; its code and account numbers never change."""
+    with transaction.atomic():
+        company = Company.objects.select_for_update().get(pk=company.pk)
+        before = {"legal_name": company.legal_name, "webhook_url": company.webhook_url}
+        after = {"legal_name": legal_name, "webhook_url": webhook_url}
+        if before == after:
+            return company
+        company.legal_name, company.webhook_url = legal_name, webhook_url
+        company.save(update_fields=["legal_name", "webhook_url", "updated_at"])
+        audit_record(action="company.updated", obj=company, actor=actor, company=company,
+                     before=before, after=after, reason=reason)
     return company
 
 
@@ -167,6 +207,8 @@ def change_request_propose(
             }[kind]
             if line.status not in allowed:
                 raise InvalidState(f"A {kind} request needs the line in {', '.join(allowed)}; it is {line.status}.")
+            _check_validity_period(parsed.get("valid_from", line.valid_from),
+                                   parsed.get("valid_to", line.valid_to))
             request = CreditLineChangeRequest.objects.create(
                 credit_line=line, kind=kind, proposed=_json_terms(parsed), current=_terms_snapshot(line),
                 maker=maker, maker_reason=reason,

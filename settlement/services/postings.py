@@ -17,7 +17,15 @@ from decimal import Decimal
 from funding.models import Advance
 from funding.services.line_counters import line_draw, line_reduce_outstanding, line_release, line_undraw
 from ledger.models import Account, AccountKind
-from ledger.services import account_get_or_create, account_hold, account_release_hold, credit, debit, ledger_post
+from ledger.services import (
+    account_get_or_create,
+    account_hold,
+    account_release_hold,
+    accounts_lock,
+    credit,
+    debit,
+    ledger_post,
+)
 from settlement.models import Channel, Payout
 
 
@@ -38,6 +46,12 @@ def payout_post_funds_out(*, payout: Payout, channel: Channel, serial: str, busi
     if payout.funds_out:
         raise PostingError(f"payout {payout.public_id} funds are already out")
     settlement = _company_account(advance, AccountKind.SETTLEMENT)
+    receivable = _company_account(advance, AccountKind.ADVANCE_RECEIVABLE)
+    in_transit = channel_account(channel, AccountKind.PAYOUTS_IN_TRANSIT)
+    # Lock the accounts in id order before releasing the hold on the settlement account: otherwise this
+    # holds settlement while waiting for the receivable, and a repayment (whose posting locks receivable,
+    # then settlement) waits the other way round: a deadlock.
+    accounts_lock(settlement, receivable, in_transit)
     if payout.own_funds_amount:
         account_release_hold(account=settlement, amount=payout.own_funds_amount)
     line_draw(line_id=advance.credit_line_id, amount=payout.advanced_amount)
@@ -48,8 +62,8 @@ def payout_post_funds_out(*, payout: Payout, channel: Channel, serial: str, busi
         description=f"payout {payout.public_id} handed to {channel.code}",
         legs=[
             debit(settlement, payout.own_funds_amount),
-            debit(_company_account(advance, AccountKind.ADVANCE_RECEIVABLE), payout.advanced_amount),
-            credit(channel_account(channel, AccountKind.PAYOUTS_IN_TRANSIT), payout.amount),
+            debit(receivable, payout.advanced_amount),
+            credit(in_transit, payout.amount),
         ],
     )
     payout.funds_out = True

@@ -1,0 +1,373 @@
+"""Staff admin. Every change goes through funding.services (four eyes, audit, events); FSM fields and
+counters are read-only, and no admin page changes a state field or a counter directly."""
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form, engine_error_text
+from funding.errors import EngineError
+from funding.models import (
+    Advance,
+    AuditEvent,
+    BusinessDay,
+    CalendarDay,
+    CalendarDayKind,
+    CalendarYear,
+    ChangeRequestKind,
+    ChangeRequestStatus,
+    Company,
+    CreditLine,
+    CreditLineChangeRequest,
+    WebhookEvent,
+)
+from funding.services.advances import advance_cancel
+from funding.services.calendar import calendar_day_update
+from funding.services.credit_lines import (
+    change_request_approve,
+    change_request_propose,
+    change_request_reject,
+    company_create,
+    company_update,
+    credit_line_create,
+    credit_line_freeze,
+    credit_line_suspend,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: no add, change or delete for anyone."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+def _no_delete(cls):
+    cls.has_delete_permission = lambda self, request, obj=None: False
+    return cls
+
+
+# --- companies ------------------------------------------------------------------------------------------
+
+class CreditLineTermsForm(forms.Form):
+    approved_limit = forms.DecimalField(max_digits=15, decimal_places=2, min_value=Decimal("0"))
+    daily_fee_rate = forms.DecimalField(max_digits=7, decimal_places=6, min_value=Decimal("0"))
+    penalty_rate = forms.DecimalField(max_digits=7, decimal_places=6, min_value=Decimal("0"))
+    valid_from = forms.DateField(help_text="YYYY-MM-DD")
+    valid_to = forms.DateField(help_text="YYYY-MM-DD")
+    flow_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
+    margin_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
+
+
+def _terms(cleaned: dict) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else str(v)) for k, v in cleaned.items()
+            if v not in (None, "") and k != "reason"}
+
+
+@_no_delete
+@admin.register(Company)
+class CompanyAdmin(admin.ModelAdmin):
+    list_display = ("code", "legal_name", "status", "settlement_account_no", "margin_account_no",
+                    "created_at")
+    list_filter = ("status",)
+    search_fields = ("code", "legal_name", "settlement_account_no")
+    readonly_fields = ("status", "created_at", "updated_at")
+    actions = ["propose_credit_line"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "webhook_url":
+            kwargs["assume_scheme"] = "https"  # webhooks are HTTPS; also Django 6's default
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        # The code and account numbers name ledger accounts: fixed once the company exists.
+        fixed = ("code", "settlement_account_no", "margin_account_no") if obj else ()
+        return (*fixed, *self.readonly_fields)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            company_update(company=obj, legal_name=form.cleaned_data["legal_name"],
+                           webhook_url=form.cleaned_data["webhook_url"], actor=request.user)
+            return
+        created = company_create(
+            code=obj.code, legal_name=obj.legal_name, settlement_account_no=obj.settlement_account_no,
+            margin_account_no=obj.margin_account_no, webhook_url=obj.webhook_url, actor=request.user,
+        )
+        obj.pk = created.pk
+        obj._state.adding = False
+
+    @admin.action(description="Propose a new credit line (a second person approves it)",
+                  permissions=["change"])
+    def propose_credit_line(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Propose a new credit line", form_class=CreditLineTermsForm,
+            perform=lambda company, data: credit_line_create(company=company, terms=_terms(data),
+                                                             actor=request.user),
+            done="Credit lines proposed",
+        )
+
+
+# --- credit lines -------------------------------------------------------------------------------------
+
+ZERO = Decimal("0")
+
+
+class ChangeTermsForm(forms.Form):
+    approved_limit = forms.DecimalField(max_digits=15, decimal_places=2, min_value=ZERO, required=False)
+    daily_fee_rate = forms.DecimalField(max_digits=7, decimal_places=6, min_value=ZERO, required=False)
+    penalty_rate = forms.DecimalField(max_digits=7, decimal_places=6, min_value=ZERO, required=False)
+    valid_from = forms.DateField(required=False)
+    valid_to = forms.DateField(required=False)
+    flow_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
+    margin_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+
+class ChangeRequestInline(admin.TabularInline):
+    model = CreditLineChangeRequest
+    fields = ("kind", "status", "proposed", "maker", "maker_reason", "checker", "checker_reason",
+              "decided_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-created_at",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("maker", "checker")
+
+
+@admin.register(CreditLine)
+class CreditLineAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "company", "status", "approved_limit", "effective_limit", "reserved",
+                    "outstanding", "available_display", "valid_from", "valid_to", "version")
+    list_filter = ("status",)
+    list_select_related = ("company",)
+    search_fields = ("company__code", "company__legal_name")
+    inlines = [ChangeRequestInline]
+    actions = ["approve_line", "reject_line", "freeze", "suspend", "propose_change", "propose_unfreeze",
+               "propose_resume"]
+
+    @admin.display(description="available")
+    def available_display(self, line: CreditLine) -> Decimal:
+        return line.available
+
+    def has_change_permission(self, request, obj=None):
+        # The change page stays read-only (every field below), but the actions need change permission.
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def _decide_new_line(self, request, queryset, *, approve: bool):
+        def perform(line, data):
+            pending = line.change_requests.filter(kind=ChangeRequestKind.APPROVE_LINE,
+                                                  status=ChangeRequestStatus.PENDING).first()
+            if pending is None:
+                raise EngineError(f"{line} has no pending approval request.")
+            decide = change_request_approve if approve else change_request_reject
+            decide(request=pending, checker=request.user, reason=data["reason"])
+
+        return action_with_form(
+            self, request, queryset, title="Approve the new line" if approve else "Reject the new line",
+            form_class=OptionalReasonForm if approve else ReasonForm, perform=perform,
+            done="Lines approved" if approve else "Lines rejected",
+        )
+
+    @admin.action(description="Approve new line (checker)", permissions=["change"])
+    def approve_line(self, request, queryset):
+        return self._decide_new_line(request, queryset, approve=True)
+
+    @admin.action(description="Reject new line (checker)", permissions=["change"])
+    def reject_line(self, request, queryset):
+        return self._decide_new_line(request, queryset, approve=False)
+
+    @admin.action(description="Freeze now", permissions=["change"])
+    def freeze(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Freeze", form_class=ReasonForm, done="Lines frozen",
+            perform=lambda line, data: credit_line_freeze(credit_line=line, actor=request.user,
+                                                          reason=data["reason"]),
+        )
+
+    @admin.action(description="Suspend now", permissions=["change"])
+    def suspend(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Suspend", form_class=ReasonForm, done="Lines suspended",
+            perform=lambda line, data: credit_line_suspend(credit_line=line, actor=request.user,
+                                                           reason=data["reason"]),
+        )
+
+    def _propose(self, request, queryset, *, kind: str, title: str, form_class):
+        return action_with_form(
+            self, request, queryset, title=title, form_class=form_class, done="Requests proposed",
+            perform=lambda line, data: change_request_propose(
+                credit_line=line, kind=kind, proposed=_terms(data) if kind == ChangeRequestKind.CHANGE_TERMS
+                else {}, maker=request.user, reason=data["reason"]),
+        )
+
+    @admin.action(description="Propose a change of limit or terms (maker)", permissions=["change"])
+    def propose_change(self, request, queryset):
+        return self._propose(request, queryset, kind=ChangeRequestKind.CHANGE_TERMS,
+                             title="Propose a change of terms", form_class=ChangeTermsForm)
+
+    @admin.action(description="Propose unfreeze (maker)", permissions=["change"])
+    def propose_unfreeze(self, request, queryset):
+        return self._propose(request, queryset, kind=ChangeRequestKind.UNFREEZE, title="Propose unfreeze",
+                             form_class=ReasonForm)
+
+    @admin.action(description="Propose resume (maker)", permissions=["change"])
+    def propose_resume(self, request, queryset):
+        return self._propose(request, queryset, kind=ChangeRequestKind.RESUME, title="Propose resume",
+                             form_class=ReasonForm)
+
+
+@admin.register(CreditLineChangeRequest)
+class CreditLineChangeRequestAdmin(ReadOnlyAdmin):
+    list_display = ("id", "credit_line", "kind", "status", "maker", "checker", "created_at", "decided_at")
+    list_filter = ("status", "kind")
+    list_select_related = ("credit_line__company", "maker", "checker")
+    search_fields = ("credit_line__company__code", "maker__username", "checker__username")
+    date_hierarchy = "created_at"
+    actions = ["approve", "reject"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.action(description="Approve (checker; never the maker)", permissions=["change"])
+    def approve(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Approve", form_class=OptionalReasonForm, done="Requests approved",
+            perform=lambda change, data: change_request_approve(request=change, checker=request.user,
+                                                                reason=data["reason"]),
+        )
+
+    @admin.action(description="Reject (checker; never the maker)", permissions=["change"])
+    def reject(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Reject", form_class=ReasonForm, done="Requests rejected",
+            perform=lambda change, data: change_request_reject(request=change, checker=request.user,
+                                                               reason=data["reason"]),
+        )
+
+
+# --- advances and events --------------------------------------------------------------------------------
+
+@admin.register(Advance)
+class AdvanceAdmin(ReadOnlyAdmin):
+    list_display = ("public_id", "company", "external_id", "status", "amount", "own_funds_amount",
+                    "advanced_amount", "fee", "business_date", "due_date", "created_at")
+    list_filter = ("status", "business_date", "due_date")
+    list_select_related = ("company",)
+    search_fields = ("public_id", "external_id", "company__code")
+    date_hierarchy = "business_date"
+    actions = ["cancel"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.action(description="Cancel (only advances still reserved)", permissions=["change"])
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for advance in queryset.select_related("company"):
+            try:
+                advance_cancel(company=advance.company, public_id=advance.public_id,
+                               actor_label=request.user.get_username())
+            except EngineError as exc:
+                self.message_user(request, f"{advance}: {engine_error_text(exc)}", messages.ERROR)
+            else:
+                cancelled += 1
+        if cancelled:
+            self.message_user(request, f"Advances cancelled: {cancelled}.", messages.SUCCESS)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ("public_id", "company", "type", "resource_id", "resource_version", "status",
+                    "attempt_count", "next_attempt_at", "created_at", "delivered_at")
+    list_filter = ("status", "type")
+    list_select_related = ("company",)
+    search_fields = ("public_id", "resource_id", "company__code")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("occurred_at", "actor_label", "action", "object_type", "object_id", "company", "reason")
+    list_filter = ("action", "object_type", "company")
+    list_select_related = ("actor", "company")
+    search_fields = ("actor_label", "object_id", "reason")
+    date_hierarchy = "occurred_at"
+
+
+# --- business date and calendar -------------------------------------------------------------------------
+
+@admin.register(BusinessDay)
+class BusinessDayAdmin(ReadOnlyAdmin):
+    """Moved only by the end-of-day job."""
+
+    list_display = ("current", "closing", "updated_at")
+
+
+@admin.register(CalendarYear)
+class CalendarYearAdmin(ReadOnlyAdmin):
+    list_display = ("year", "published", "source", "updated_at")
+
+
+class CalendarDayForm(forms.ModelForm):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                             help_text="Why the stored calendar differs from the published one (audited).")
+
+    class Meta:
+        model = CalendarDay
+        fields = ("kind", "is_business_day", "name")
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, business = cleaned.get("kind"), cleaned.get("is_business_day")
+        if kind == CalendarDayKind.WORKDAY and business is False:
+            self.add_error("is_business_day", "A working day is a business day.")
+        if kind in (CalendarDayKind.HOLIDAY, CalendarDayKind.WEEKEND) and business:
+            self.add_error("is_business_day", "A holiday or weekend is not a business day.")
+        return cleaned
+
+
+@_no_delete
+@admin.register(CalendarDay)
+class CalendarDayAdmin(admin.ModelAdmin):
+    """Staff correct single days (source becomes 'staff', audited); whole years come from seed_calendar."""
+
+    form = CalendarDayForm
+    list_display = ("date", "weekday", "kind", "is_business_day", "name", "source", "updated_by")
+    list_filter = ("is_business_day", "kind", "source")
+    list_select_related = ("updated_by",)
+    date_hierarchy = "date"
+    readonly_fields = ("date", "source", "updated_by", "updated_at")
+
+    @admin.display(description="weekday")
+    def weekday(self, day: CalendarDay) -> str:
+        return day.date.strftime("%a")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        calendar_day_update(day=obj.date, kind=data["kind"], is_business_day=data["is_business_day"],
+                            name=data["name"], actor=request.user, reason=data["reason"])
