@@ -158,6 +158,28 @@ CELERY_TASK_SOFT_TIME_LIMIT = 3300
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_ROUTES: dict = {}
+
+# D0 disbursement (settlement app).
+CELERY_TASK_ROUTES.update({"settlement.*": {"queue": "disbursement"}})
+CELERY_BEAT_SCHEDULE.update({
+    "settlement-dispatch-pending": {"task": "settlement.dispatch_pending", "schedule": 30.0},
+    "settlement-poll-attempts": {"task": "settlement.poll_attempts", "schedule": 10.0},
+    "settlement-reconcile-statements": {
+        "task": "settlement.reconcile_statements", "schedule": crontab(hour=9, minute=0),
+    },
+})
+DISBURSEMENT_MAX_ATTEMPTS = int(env_str("DISBURSEMENT_MAX_ATTEMPTS", "3"))
+# Status queries of an attempt whose outcome is not known: dense first, then every 30 minutes until cut-off.
+DISBURSEMENT_QUERY_BACKOFF_SECONDS = [15, 30, 60, 120, 300, 600]
+DISBURSEMENT_QUERY_INTERVAL_SECONDS = 1800
+# Unresolved this long after it was sent, an attempt goes to manual review (never to failed by itself).
+DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS = int(env_str("DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS", "21600"))
+DISBURSEMENT_WAIT_FOR_CHANNEL_SECONDS = 60
+DISBURSEMENT_SUCCESS_WINDOW_SECONDS = 3600
+DISBURSEMENT_UNHEALTHY_BELOW = 0.5  # recent success rate under which routing skips a channel
+DISBURSEMENT_UNHEALTHY_MIN_SAMPLES = 20
+DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
 
 # Money and business rules.
 MONEY_MAX_DIGITS = 19
