@@ -207,3 +207,15 @@ def test_crash_after_claim_is_only_ever_queried(advance_factory, channels):
     assert (attempt.status, attempt.last_query) == ("processing", "not_found")
     assert SimulatedChannelTransfer.objects.count() == 0
     assert Advance.objects.get(pk=advance.pk).status == "disbursing"
+
+
+def test_partially_disbursed_when_one_payout_finally_fails(advance_factory, channels):
+    channel_configure(channels["HVPS"], failure_rate=1, failure_codes=["HV0101"])
+    advance = advance_factory("100.00", "60000.00")  # the large one can only go through HVPS
+    advance_dispatch(advance_id=advance.pk)
+    assert _state(advance) == ("partially_disbursed", ["succeeded", "failed"])
+    assert (advance.disbursed_amount, advance.fee) == (Decimal("100.00"), Decimal("0.03"))
+    line = CreditLine.objects.get(pk=advance.credit_line_id)
+    assert (line.reserved, line.outstanding) == (Decimal("0.00"), Decimal("100.00"))
+    assert _balance(AccountKind.PAYOUTS_IN_TRANSIT, "HVPS") == Decimal("0.00")
+    assert trial_balance() == {"CNY": Decimal("0.00")}
