@@ -12,11 +12,15 @@ A new attempt exists only after an explicit, mapped, retryable failure.
 """
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from funding.models import Advance, AdvanceStatus, CalendarDay
@@ -24,6 +28,8 @@ from funding.representations import payout_representation
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
 from funding.services.events import event_emit
+from ledger.models import Account, AccountKind
+from ledger.services import account_get_or_create
 from settlement.adapters.base import ChannelError, QueryResult, SubmitResult, adapter_for
 from settlement.models import (
     AttemptStatus,
@@ -45,6 +51,7 @@ from settlement.services.postings import (
 from settlement.services.routing import RoutingDecision, route_choose
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIVE = (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN)
 
@@ -58,9 +65,81 @@ def _no_transaction() -> None:
         raise OpenTransactionError("channel calls must run outside any database transaction")
 
 
+def _retrying(fn: Callable[[], T], *, tries: int = 6) -> T:
+    """Run one short transaction, again on a deadlock or serialization failure (PostgreSQL rolled it back)."""
+    for n in range(tries):
+        try:
+            return fn()
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if sqlstate not in ("40P01", "40001") or connection.in_atomic_block or n == tries - 1:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * (n + 1))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+_ENSURED_CHANNEL_ACCOUNTS: set[str] = set()
+
+
+def _lock_money_rows(payout: Payout, channel: Channel, *, confirming: bool = False) -> None:
+    """Lock the rows a payout posting will update, in one statement and in one global order (account id,
+    then the credit line), so that concurrent postings of different outcomes cannot deadlock.
+
+    Funds out and returns touch the company's settlement and receivable accounts, the channel's in-transit
+    account and the credit line; a confirmation touches in-transit, clearing and channel cost.
+    """
+    if channel.code not in _ENSURED_CHANNEL_ACCOUNTS:
+        for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING):
+            account_get_or_create(kind=kind, owner=channel.code)
+        account_get_or_create(kind=AccountKind.CHANNEL_COST)
+        _ENSURED_CHANNEL_ACCOUNTS.add(channel.code)
+    company = payout.advance.company.code
+    if confirming:
+        keys = [
+            (AccountKind.PAYOUTS_IN_TRANSIT, channel.code),
+            (AccountKind.CHANNEL_CLEARING, channel.code),
+            (AccountKind.CHANNEL_COST, ""),
+        ]
+    else:
+        keys = [
+            (AccountKind.SETTLEMENT, company),
+            (AccountKind.ADVANCE_RECEIVABLE, company),
+            (AccountKind.PAYOUTS_IN_TRANSIT, channel.code),
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM ledger_account WHERE currency = %s AND (kind, owner) IN ("
+            + ", ".join(["(%s, %s)"] * len(keys))
+            + ") ORDER BY id FOR NO KEY UPDATE",
+            [payout.advance.currency, *[v for key in keys for v in key]],
+        )
+        if not confirming:
+            cursor.execute(
+                "SELECT id FROM funding_creditline WHERE id = %s FOR NO KEY UPDATE",
+                [payout.advance.credit_line_id],
+            )
+
+
+_CACHE: dict[str, tuple[float, object]] = {}
+
+
+def _cached(key: str, load: Callable[[], T]) -> T:
+    """Per-process cache for routing inputs that change slowly (channels, rates, calendar)."""
+    ttl = settings.DISBURSEMENT_ROUTING_CACHE_SECONDS
+    hit = _CACHE.get(key)
+    if ttl > 0 and hit is not None and time.monotonic() - hit[0] < ttl:
+        return hit[1]  # type: ignore[return-value]
+    value = load()
+    _CACHE[key] = (time.monotonic(), value)
+    return value
+
+
 def _is_business_day(day) -> bool:
-    entry = CalendarDay.objects.filter(date=day).first()
-    return bool(entry and entry.is_business_day)
+    def load() -> bool:
+        entry = CalendarDay.objects.filter(date=day).first()
+        return bool(entry and entry.is_business_day)
+
+    return _cached(f"business_day:{day.isoformat()}", load)
 
 
 def query_delay(query_count: int) -> timedelta:
@@ -90,9 +169,9 @@ def route_payout(*, payout: Payout, attempts: list[PayoutAttempt], now: datetime
     return route_choose(
         amount=payout.amount,
         bank_code=payout.bank_code,
-        channels=list(Channel.objects.all()),
+        channels=_cached("channels", lambda: list(Channel.objects.all())),
         tried_channel_ids={a.channel_id for a in attempts},
-        rates=channel_success_rates(now=now),
+        rates=_cached("rates", lambda: channel_success_rates(now=now)),
         now=now,
         business_day=_is_business_day(timezone.localdate(now)),
         retry=bool(attempts),
@@ -123,9 +202,18 @@ class Claim:
 def payout_claim_next(*, advance_id: int, now: datetime | None = None) -> Claim | None:
     """Claim one due pending payout of the advance and commit its attempt. None: nothing left to claim."""
     now = now or timezone.now()
+    return _retrying(lambda: _claim_next(advance_id, now))
+
+
+def _claim_next(advance_id: int, now: datetime) -> Claim | None:
     with transaction.atomic():
         # Lock order everywhere: advance, then payout, then attempt.
-        advance = Advance.objects.select_for_update().select_related("company").filter(pk=advance_id).first()
+        advance = (
+            Advance.objects.select_for_update(of=("self",))
+            .select_related("company")
+            .filter(pk=advance_id)
+            .first()
+        )
         if advance is None or advance.status not in (AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING):
             return None
         payout = (
@@ -176,6 +264,7 @@ def payout_claim_next(*, advance_id: int, now: datetime | None = None) -> Claim 
         payout.attempt_count = number
         payout.dispatch_after = None
         payout.version += 1
+        _lock_money_rows(payout, channel)
         payout_post_funds_out(
             payout=payout, channel=channel, serial=attempt.serial, business_date=business_date
         )
@@ -190,6 +279,11 @@ def _fail_unsent(payout: Payout, *, code: str) -> None:
     payout.mark_failed()
     payout.failure_code = code
     payout.version += 1
+    list(
+        Account.objects.select_for_update(no_key=True)
+        .filter(kind=AccountKind.SETTLEMENT, owner=payout.advance.company.code)
+        .values_list("pk")
+    )
     payout_release_unsent(payout=payout)
     payout.save(update_fields=["status", "failure_code", "version", "updated_at"])
     _emit_payout_event(payout, "payout.failed")
@@ -247,12 +341,20 @@ def attempt_apply(
     status: succeeded | failed | unknown | accepted | processing | not_found | error
     """
     now = now or timezone.now()
+    return _retrying(lambda: _apply(attempt_id, status, code, source, now, queried))
+
+
+def _apply(attempt_id: int, status: str, code: str, source: str, now: datetime, queried: bool) -> Applied:
     with transaction.atomic():
         attempt = PayoutAttempt.objects.select_related("channel").get(pk=attempt_id)
         payout = (
-            Payout.objects.select_for_update().select_related("advance__company").get(pk=attempt.payout_id)
+            Payout.objects.select_for_update(of=("self",))
+            .select_related("advance__company")
+            .get(pk=attempt.payout_id)
         )
-        attempt = PayoutAttempt.objects.select_for_update().select_related("channel").get(pk=attempt_id)
+        attempt = (
+            PayoutAttempt.objects.select_for_update(of=("self",)).select_related("channel").get(pk=attempt_id)
+        )
         result = Applied(advance_id=payout.advance_id)
         if queried:
             attempt.query_count += 1
@@ -332,6 +434,7 @@ def _resolve_succeeded(payout: Payout, attempt: PayoutAttempt, *, source: str, n
     payout.mark_succeeded()
     payout.failure_code = ""
     payout.version += 1
+    _lock_money_rows(payout, attempt.channel, confirming=True)
     payout.save(update_fields=["status", "failure_code", "version", "updated_at"])
     payout_post_confirmed(
         payout=payout,
@@ -379,6 +482,7 @@ def _resolve_failed(
         retry = not route_payout(payout=payout, attempts=attempts, now=now).impossible
     payout.failure_code = unified
     payout.version += 1
+    _lock_money_rows(payout, attempt.channel)
     payout_post_returned(
         payout=payout,
         channel=attempt.channel,
@@ -501,7 +605,10 @@ def attempts_poll_due(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         PayoutAttempt.objects.filter(pk__in=ids, status__in=LIVE).update(next_query_at=max(lease, now))
     for attempt_id in ids:
-        attempt_query(attempt_id=attempt_id, now=now)
+        try:
+            attempt_query(attempt_id=attempt_id, now=now)
+        except Exception:  # one bad attempt must not stop the others; its lease expires and it is asked again
+            logger.exception("status query of attempt %s failed", attempt_id)
     return len(ids)
 
 
@@ -535,14 +642,19 @@ def advances_finish_sweep() -> int:
 
 
 def staff_failure_apply(*, attempt_id: int) -> Applied:
-    """Staff (four eyes) confirmed that the channel did not pay: a final failure, funds come back."""
+    """Staff (four eyes) confirmed that the channel did not pay: a final failure, funds come back.
+    Runs inside the approval's transaction."""
     now = timezone.now()
     with transaction.atomic():
         attempt = PayoutAttempt.objects.get(pk=attempt_id)
         payout = (
-            Payout.objects.select_for_update().select_related("advance__company").get(pk=attempt.payout_id)
+            Payout.objects.select_for_update(of=("self",))
+            .select_related("advance__company")
+            .get(pk=attempt.payout_id)
         )
-        attempt = PayoutAttempt.objects.select_for_update().select_related("channel").get(pk=attempt_id)
+        attempt = (
+            PayoutAttempt.objects.select_for_update(of=("self",)).select_related("channel").get(pk=attempt_id)
+        )
         if attempt.status not in LIVE:
             return Applied(advance_id=payout.advance_id)
         _resolve_failed(

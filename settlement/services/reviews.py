@@ -11,7 +11,9 @@ from settlement.models import ManualReview, ManualReviewOutcome, ManualReviewSta
 
 def _locked_review(review_id: int) -> ManualReview:
     review = (
-        ManualReview.objects.select_for_update().select_related("payout__advance__company").get(pk=review_id)
+        ManualReview.objects.select_for_update(of=("self",))
+        .select_related("payout__advance__company")
+        .get(pk=review_id)
     )
     return review
 

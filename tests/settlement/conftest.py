@@ -12,6 +12,7 @@ NOON = datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)
 @pytest.fixture
 def disbursement_settings(settings):
     settings.DISBURSEMENT_DISPATCH_ON_COMMIT = False
+    settings.DISBURSEMENT_ROUTING_CACHE_SECONDS = 0
     return settings
 
 
@@ -23,8 +24,13 @@ def channels(db, disbursement_settings):
 
     channel_seed_simulated()
     for channel in Channel.objects.all():
-        channel.adapter_settings = {**channel.adapter_settings, "latency_ms": 0, "failure_rate": 0,
-                                    "timeout_rate": 0, "late_success_rate": 0}
+        channel.adapter_settings = {
+            **channel.adapter_settings,
+            "latency_ms": 0,
+            "failure_rate": 0,
+            "timeout_rate": 0,
+            "late_success_rate": 0,
+        }
         channel.service_start = channel.service_end = None
         channel.runs_on_non_business_days = True
         channel.save()
@@ -46,7 +52,9 @@ def advance_factory(business_day, channels):
             company, _ = company_with_line()
         inputs = payout_inputs(*amounts)
         if bank_code != "ICBC":
-            inputs = [type(p)(p.external_id, p.beneficiary_name, p.account_no, bank_code, p.amount) for p in inputs]
+            inputs = [
+                type(p)(p.external_id, p.beneficiary_name, p.account_no, bank_code, p.amount) for p in inputs
+            ]
         total = sum((Decimal(a) for a in amounts), Decimal("0"))
         return advance_request(company=company, external_id=f"ADV-{id(inputs)}", amount=total, payouts=inputs)
 

@@ -21,6 +21,13 @@ from tests.settlement.conftest import channel_configure
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+RAW_INSERT = (
+    "INSERT INTO settlement_payoutattempt (payout_id, number, serial, channel_id, status, failure_code,"
+    " channel_code, decision, routing, amount, fee, created_at, query_count, last_query, resolved_by)"
+    " VALUES (%s, (SELECT coalesce(max(number), 0) + 1 FROM settlement_payoutattempt), %s, %s, %s,"
+    " '', '', '', '{}', 100, 0, now(), 0, '', '')"
+)
+
 
 def _state(advance):
     advance.refresh_from_db()
@@ -39,7 +46,9 @@ def test_happy_path_pays_through_cheapest_channel_and_finishes_the_advance(advan
     payout = advance.payouts.order_by("sequence").first()
     attempt = payout.attempts.get()
     assert attempt.serial == f"{payout.public_id}-1"
-    assert attempt.channel.code == "BEPS" and attempt.status == "succeeded" and attempt.resolved_by == "submit"
+    assert (
+        attempt.channel.code == "BEPS" and attempt.status == "succeeded" and attempt.resolved_by == "submit"
+    )
     assert attempt.routing["reason"] == "cheapest_eligible" and attempt.routing["channel"] == "BEPS"
     assert attempt.fee == Decimal("0.50")
     assert _balance(AccountKind.PAYOUTS_IN_TRANSIT, "BEPS") == Decimal("0.00")
@@ -50,7 +59,9 @@ def test_happy_path_pays_through_cheapest_channel_and_finishes_the_advance(advan
     line = CreditLine.objects.get(pk=advance.credit_line_id)
     assert (line.reserved, line.outstanding) == (Decimal("0.00"), Decimal("300.00"))
     assert advance.fee == Decimal("0.09")  # 300 x 0.0003 x 1 day
-    types = sorted(WebhookEvent.objects.exclude(type__startswith="credit_line").values_list("type", flat=True))
+    types = sorted(
+        WebhookEvent.objects.exclude(type__startswith="credit_line").values_list("type", flat=True)
+    )
     assert types == ["advance.disbursed", "payout.succeeded", "payout.succeeded"]
     assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
     # Running it again sends nothing.
@@ -65,7 +76,11 @@ def test_explicit_retryable_failure_fails_over_to_another_channel(advance_factor
     assert _state(advance) == ("disbursed", ["succeeded"])
     first, second = PayoutAttempt.objects.order_by("number")
     assert (first.channel.code, first.status, first.failure_code, first.decision) == (
-        "BEPS", "failed", "account_frozen", "failover")
+        "BEPS",
+        "failed",
+        "account_frozen",
+        "failover",
+    )
     assert first.channel_code == "BE-ACCT-FROZEN"
     assert (second.channel.code, second.status, second.number) == ("IBPS", "succeeded", 2)
     assert second.serial.endswith("-2") and second.routing["reason"] == "best_recent_success_rate"
@@ -99,7 +114,10 @@ def test_max_attempts_then_final_failure(advance_factory, channels, settings):
     advance = advance_factory("10.00")
     advance_dispatch(advance_id=advance.pk)
     assert _state(advance) == ("failed", ["failed"])
-    assert list(PayoutAttempt.objects.order_by("number").values_list("channel__code", flat=True)) == ["BEPS", "IBPS"]
+    assert list(PayoutAttempt.objects.order_by("number").values_list("channel__code", flat=True)) == [
+        "BEPS",
+        "IBPS",
+    ]
     line = CreditLine.objects.get(pk=advance.credit_line_id)
     assert (line.reserved, line.outstanding) == (Decimal("0.00"), Decimal("0.00"))
 
@@ -132,7 +150,10 @@ def test_unmapped_failure_code_is_unknown_not_failure(advance_factory, channels)
     advance_dispatch(advance_id=advance.pk)
     attempt = PayoutAttempt.objects.get()
     assert (attempt.status, attempt.failure_code, attempt.channel_code) == (
-        "unknown", "unmapped_channel_code", "ZZ-NEW-CODE")
+        "unknown",
+        "unmapped_channel_code",
+        "ZZ-NEW-CODE",
+    )
     assert _state(advance) == ("disbursing", ["unknown"])
     assert advance_dispatch(advance_id=advance.pk) == 0
 
@@ -177,18 +198,14 @@ def test_database_refuses_a_second_live_attempt(advance_factory, channels):
         with pytest.raises(IntegrityError, match="settlement_one_live_attempt_per_payout"):
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(
-                    "INSERT INTO settlement_payoutattempt (payout_id, number, serial, channel_id, status,"
-                    " failure_code, channel_code, decision, routing, amount, fee, created_at, query_count,"
-                    " last_query, resolved_by) VALUES (%s, 2, %s, %s, %s, '', '', '', '{}', 100, 0, now(), 0, '', '')",
+                    RAW_INSERT,
                     [attempt.payout_id, f"{attempt.serial}-x{status}", channels["IBPS"].pk, status],
                 )
     # A failed attempt beside it is allowed (history), proving the index is partial.
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO settlement_payoutattempt (payout_id, number, serial, channel_id, status, failure_code,"
-            " channel_code, decision, routing, amount, fee, created_at, query_count, last_query, resolved_by)"
-            " VALUES (%s, 9, 'raw-failed', %s, 'failed', '', '', '', '{}', 100, 0, now(), 0, '', '')",
-            [attempt.payout_id, channels["IBPS"].pk],
+            RAW_INSERT,
+            [attempt.payout_id, "raw-failed", channels["IBPS"].pk, "failed"],
         )
     assert PayoutAttempt.objects.count() == 2
 

@@ -21,7 +21,8 @@ def test_mapped_codes_give_unified_code_and_decision():
     channel_seed_simulated()
     beps = Channel.objects.get(code="BEPS")
     assert error_map_lookup(channel=beps, channel_code="BE-ACCT-CLOSED") == (
-        error_map_lookup(channel=beps, channel_code="BE-ACCT-CLOSED"))
+        error_map_lookup(channel=beps, channel_code="BE-ACCT-CLOSED")
+    )
     closed = error_map_lookup(channel=beps, channel_code="BE-ACCT-CLOSED")
     assert (closed.unified_code, closed.decision, closed.mapped) == ("account_closed", "final_failure", True)
     busy = error_map_lookup(channel=beps, channel_code="BE-BUSY")
@@ -35,7 +36,10 @@ def test_unmapped_code_is_unknown_never_failure():
     ibps = Channel.objects.get(code="IBPS")
     result = error_map_lookup(channel=ibps, channel_code="NEVER-SEEN")
     assert (result.unified_code, result.decision, result.mapped) == (
-        "unmapped_channel_code", "treat_as_unknown", False)
+        "unmapped_channel_code",
+        "treat_as_unknown",
+        False,
+    )
     # Another channel's code means nothing here.
     assert error_map_lookup(channel=ibps, channel_code="BE-ACCT-CLOSED").decision == "treat_as_unknown"
 
@@ -45,8 +49,12 @@ def test_unique_per_channel_and_code():
 
     channel_seed_simulated()
     with pytest.raises(IntegrityError):
-        ChannelErrorMapping.objects.create(channel=Channel.objects.get(code="IBPS"), channel_code="IB3001",
-                                           unified_code="x", decision="failover")
+        ChannelErrorMapping.objects.create(
+            channel=Channel.objects.get(code="IBPS"),
+            channel_code="IB3001",
+            unified_code="x",
+            decision="failover",
+        )
 
 
 def test_simulated_outcomes_are_deterministic_for_a_seed():
@@ -58,14 +66,21 @@ def test_simulated_outcomes_are_deterministic_for_a_seed():
 
     channel_seed_simulated()
     beps = Channel.objects.get(code="BEPS")
-    beps.adapter_settings = {**beps.adapter_settings, "seed": 7, "latency_ms": 0, "failure_rate": 0.4,
-                             "timeout_rate": 0.2, "late_success_rate": 0.2}
+    beps.adapter_settings = {
+        **beps.adapter_settings,
+        "seed": 7,
+        "latency_ms": 0,
+        "failure_rate": 0.4,
+        "timeout_rate": 0.2,
+        "late_success_rate": 0.2,
+    }
 
     def outcomes():
         result = []
         for n in range(40):
-            attempt = SimpleNamespace(serial=f"po_seed-{n}", amount=Decimal("1.00"),
-                                      payout=SimpleNamespace(account_no="1"))
+            attempt = SimpleNamespace(
+                serial=f"po_seed-{n}", amount=Decimal("1.00"), payout=SimpleNamespace(account_no="1")
+            )
             try:
                 answer = adapter_for(beps).submit(attempt)
                 result.append((answer.status, answer.code))

@@ -31,7 +31,9 @@ def review(advance_factory, channels):
 
 def test_maker_cannot_approve_own_proposal(review):
     maker = staff_user()
-    manual_review_propose(review_id=review.pk, outcome="succeeded", reason="bank confirmed by phone", maker=maker)
+    manual_review_propose(
+        review_id=review.pk, outcome="succeeded", reason="bank confirmed by phone", maker=maker
+    )
     with pytest.raises(FourEyesViolation):
         manual_review_approve(review_id=review.pk, checker=maker)
     with pytest.raises(FourEyesViolation):
@@ -57,9 +59,15 @@ def test_checker_approves_success_and_the_advance_finishes(review):
     payout.refresh_from_db()
     assert payout.status == "succeeded" and payout.advance.status == "disbursed"
     assert account_balance(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="BEPS") == Decimal("0.00")
-    actions = list(AuditEvent.objects.filter(action__startswith="payout.manual_review.").order_by("id")
-                   .values_list("action", "actor_id"))
-    assert actions == [("payout.manual_review.proposed", maker.pk), ("payout.manual_review.approved", checker.pk)]
+    actions = list(
+        AuditEvent.objects.filter(action__startswith="payout.manual_review.")
+        .order_by("id")
+        .values_list("action", "actor_id")
+    )
+    assert actions == [
+        ("payout.manual_review.proposed", maker.pk),
+        ("payout.manual_review.approved", checker.pk),
+    ]
     assert WebhookEvent.objects.filter(type="payout.succeeded").count() == 1
     with pytest.raises(InvalidState):
         manual_review_approve(review_id=review.pk, checker=staff_user())
@@ -67,7 +75,9 @@ def test_checker_approves_success_and_the_advance_finishes(review):
 
 def test_checker_approves_failure_funds_come_back(review):
     maker, checker = staff_user(), staff_user()
-    manual_review_propose(review_id=review.pk, outcome="failed", reason="channel says never received", maker=maker)
+    manual_review_propose(
+        review_id=review.pk, outcome="failed", reason="channel says never received", maker=maker
+    )
     manual_review_approve(review_id=review.pk, checker=checker)
     payout = review.payout
     payout.refresh_from_db()

@@ -58,12 +58,20 @@ def test_classification_and_resolution_of_unknown(advance_factory, channels):
     statement_import(channel=channels["BEPS"], statement_date=today, rows=rows)
     assert ReconciliationItem.objects.count() == 5
     report = reconciliation_report(statement_date=today)
-    assert report["channels"]["BEPS"] == {"amount_mismatch": 1, "matched": 2, "missing_in_statement": 1,
-                                          "missing_on_our_side": 1}
+    assert report["channels"]["BEPS"] == {
+        "amount_mismatch": 1,
+        "matched": 2,
+        "missing_in_statement": 1,
+        "missing_on_our_side": 1,
+    }
     assert [e["classification"] for e in report["exceptions"]] == sorted(
         ["amount_mismatch", "missing_in_statement", "missing_on_our_side"],
-        key=lambda c: {"amount_mismatch": a2.serial, "missing_in_statement": a3.serial,
-                       "missing_on_our_side": "po_stranger-1"}[c])
+        key=lambda c: {
+            "amount_mismatch": a2.serial,
+            "missing_in_statement": a3.serial,
+            "missing_on_our_side": "po_stranger-1",
+        }[c],
+    )
 
 
 def test_statement_failure_resolves_unknown_and_allows_failover(advance_factory, channels):
@@ -71,7 +79,9 @@ def test_statement_failure_resolves_unknown_and_allows_failover(advance_factory,
     advance = advance_factory("100.00")
     advance_dispatch(advance_id=advance.pk)
     attempt = PayoutAttempt.objects.get()
-    rows = [StatementRow(serial=attempt.serial, amount=Decimal("100.00"), status="failed", code="BE-ACCT-FROZEN")]
+    rows = [
+        StatementRow(serial=attempt.serial, amount=Decimal("100.00"), status="failed", code="BE-ACCT-FROZEN")
+    ]
     statement_import(channel=channels["BEPS"], statement_date=timezone.localdate(), rows=rows)
     attempt.refresh_from_db()
     assert (attempt.status, attempt.failure_code) == ("failed", "account_frozen")
@@ -94,9 +104,13 @@ def test_adapter_statement_import_from_the_simulated_bank_side(advance_factory, 
 
 
 def test_csv_parsing_and_rejection():
-    rows = statement_rows_from_csv(text="serial,amount,status,code\npo_a-1,100.00,succeeded,\npo_b-1,5.5,failed,E1\n")
-    assert rows == [StatementRow("po_a-1", Decimal("100.00"), "succeeded", ""),
-                    StatementRow("po_b-1", Decimal("5.50"), "failed", "E1")]
+    rows = statement_rows_from_csv(
+        text="serial,amount,status,code\npo_a-1,100.00,succeeded,\npo_b-1,5.5,failed,E1\n"
+    )
+    assert rows == [
+        StatementRow("po_a-1", Decimal("100.00"), "succeeded", ""),
+        StatementRow("po_b-1", Decimal("5.50"), "failed", "E1"),
+    ]
     with pytest.raises(ValidationFailed) as exc:
         statement_rows_from_csv(text="serial,amount,status\npo_a-1,abc,succeeded\n,1.001,paid\n")
     assert set(exc.value.details) == {"line 2", "line 3"}

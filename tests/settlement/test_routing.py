@@ -1,4 +1,4 @@
-"""Routing: cheapest first, best recent success rate on retry, hours and amount limits, never a tried channel."""
+"""Routing: cheapest first, best success rate on retry, hours and amount limits, never a tried channel."""
 
 from datetime import datetime, time
 from decimal import Decimal
@@ -14,23 +14,48 @@ WED_20 = datetime(2026, 11, 25, 20, 0, tzinfo=SH)
 
 
 def _channel(pk, code, fee, *, max_amount="9999999999999.99", start=None, end=None, weekend=True, **kw):
-    return Channel(pk=pk, code=code, name=code, fee_fixed=Decimal(fee), fee_bps=Decimal(0), min_amount=Decimal("0.01"),
-                   max_amount=Decimal(max_amount), service_start=start, service_end=end,
-                   runs_on_non_business_days=weekend, adapter="x", **kw)
+    return Channel(
+        pk=pk,
+        code=code,
+        name=code,
+        fee_fixed=Decimal(fee),
+        fee_bps=Decimal(0),
+        min_amount=Decimal("0.01"),
+        max_amount=Decimal(max_amount),
+        service_start=start,
+        service_end=end,
+        runs_on_non_business_days=weekend,
+        adapter="x",
+        **kw,
+    )
 
 
 def _set():
     return [
         _channel(1, "HVPS", "10.00", start=time(8, 30), end=time(17, 15), weekend=False),
-        _channel(2, "BEPS", "0.50", max_amount="50000.00", start=time(8, 30), end=time(16, 30), weekend=False),
+        _channel(
+            2, "BEPS", "0.50", max_amount="50000.00", start=time(8, 30), end=time(16, 30), weekend=False
+        ),
         _channel(3, "IBPS", "1.00", max_amount="50000.00"),
     ]
 
 
-def _route(amount, *, channels=None, now=WED_10, business_day=True, tried=(), rates=None, retry=False, same=None):
-    return route_choose(amount=Decimal(amount), bank_code="ICBC", channels=channels or _set(),
-                        tried_channel_ids=set(tried), rates=rates or {}, now=now, business_day=business_day,
-                        retry=retry, same_channel_id=same, unhealthy_below=0.5, min_samples=20)
+def _route(
+    amount, *, channels=None, now=WED_10, business_day=True, tried=(), rates=None, retry=False, same=None
+):
+    return route_choose(
+        amount=Decimal(amount),
+        bank_code="ICBC",
+        channels=channels or _set(),
+        tried_channel_ids=set(tried),
+        rates=rates or {},
+        now=now,
+        business_day=business_day,
+        retry=retry,
+        same_channel_id=same,
+        unhealthy_below=0.5,
+        min_samples=20,
+    )
 
 
 def test_first_attempt_goes_to_the_cheapest_eligible_channel():
@@ -85,8 +110,11 @@ def test_disabled_and_unhealthy_channels_are_skipped():
 
 
 def test_retry_goes_to_best_recent_success_rate_among_untried():
-    rates = {1: ChannelRate(succeeded=99, failed=1), 2: ChannelRate(succeeded=50, failed=50),
-             3: ChannelRate(succeeded=90, failed=10)}
+    rates = {
+        1: ChannelRate(succeeded=99, failed=1),
+        2: ChannelRate(succeeded=50, failed=50),
+        3: ChannelRate(succeeded=90, failed=10),
+    }
     decision = _route("100.00", tried={2}, rates=rates, retry=True)
     assert decision.channel.code == "HVPS"
     assert decision.reason == "best_recent_success_rate"
