@@ -133,13 +133,16 @@ def _advances(n_advances: int, per_advance: int) -> list[int]:
                 external_id=f"C{i}-{j}",
                 beneficiary_name="Chaos Ltd",
                 account_no=f"62220{j:08d}",
-                bank_code="ICBC",
+                bank_code=banks[j],
                 amount=a,
             )
             for j, a in enumerate(amounts)
         ]
         advance = advance_request(
-            company=companies[i % 4], external_id=f"CHAOS-{i}", amount=sum(amounts), payouts=payouts
+            company=companies[i % len(companies)],
+            external_id=f"CHAOS-{i}",
+            amount=sum(amounts),
+            payouts=payouts,
         )
         ids.append(advance.pk)
     return ids
