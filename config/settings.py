@@ -180,6 +180,7 @@ DISBURSEMENT_SUCCESS_WINDOW_SECONDS = 3600
 DISBURSEMENT_UNHEALTHY_BELOW = 0.5  # recent success rate under which routing skips a channel
 DISBURSEMENT_UNHEALTHY_MIN_SAMPLES = 20
 DISBURSEMENT_ROUTING_CACHE_SECONDS = 5  # per-process cache of channels, success rates, calendar
+DISBURSEMENT_DISPATCH_FANOUT = 2  # dispatch tasks enqueued per new advance
 DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
 
 # Money and business rules.

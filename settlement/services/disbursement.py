@@ -207,13 +207,17 @@ def payout_claim_next(*, advance_id: int, now: datetime | None = None) -> Claim 
 
 def _claim_next(advance_id: int, now: datetime) -> Claim | None:
     with transaction.atomic():
-        # Lock order everywhere: advance, then payout, then attempt.
-        advance = (
-            Advance.objects.select_for_update(of=("self",))
-            .select_related("company")
-            .filter(pk=advance_id)
-            .first()
-        )
+        # Lock order everywhere: advance, then payout, then attempt. The advance is locked only while it is
+        # still `reserved` (the move to `disbursing` races with a cancel); once disbursing, a cancel is
+        # impossible and claims of one advance's payouts run in parallel (SKIP LOCKED on the payouts).
+        advance = Advance.objects.select_related("company").filter(pk=advance_id).first()
+        if advance is not None and advance.status == AdvanceStatus.RESERVED:
+            advance = (
+                Advance.objects.select_for_update(of=("self",))
+                .select_related("company")
+                .filter(pk=advance_id)
+                .first()
+            )
         if advance is None or advance.status not in (AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING):
             return None
         payout = (

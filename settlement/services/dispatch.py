@@ -14,6 +14,8 @@ def advance_schedule_dispatch(*, advance_id: int) -> None:
     from settlement.tasks import dispatch_advance
 
     try:
-        dispatch_advance.apply_async(args=[advance_id], retry=False)
+        # A few tasks per advance share its payouts (SKIP LOCKED); idle ones end at once.
+        for _ in range(settings.DISBURSEMENT_DISPATCH_FANOUT):
+            dispatch_advance.apply_async(args=[advance_id], retry=False)
     except Exception:  # noqa: BLE001 - the advance is committed; the sweep will pick it up
         logger.exception("could not enqueue dispatch of advance %s; the sweep will retry", advance_id)
