@@ -157,7 +157,12 @@ class PayoutAttempt(FSMModelMixin, models.Model):
                 name="settlement_one_live_attempt_per_payout",
             ),
         ]
-        indexes = [models.Index(fields=["status", "channel"])]
+        indexes = [
+            models.Index(fields=["status", "channel"]),
+            # Sliding-window success rates and the statement's "attempts of the day".
+            models.Index(fields=["resolved_at"], name="settlement_attempt_resolved"),
+            models.Index(fields=["channel", "created_at"], name="settlement_attempt_chan_day"),
+        ]
 
     def __str__(self) -> str:
         return self.serial
