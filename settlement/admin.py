@@ -59,8 +59,51 @@ class ErrorMappingInline(admin.TabularInline):
     extra = 0
 
 
+class ChannelForm(forms.ModelForm):
+    class Meta:
+        model = Channel
+        fields = [
+            "code",
+            "name",
+            "enabled",
+            "healthy",
+            "fee_fixed",
+            "fee_bps",
+            "min_amount",
+            "max_amount",
+            "service_start",
+            "service_end",
+            "runs_on_non_business_days",
+            "bank_codes",
+            "adapter",
+            "adapter_settings",
+        ]
+
+    def clean_adapter(self):
+        from django.utils.module_loading import import_string
+
+        from settlement.adapters.base import ChannelAdapter
+
+        path_ = self.cleaned_data["adapter"]
+        try:
+            cls = import_string(path_)
+        except ImportError as exc:
+            raise ValidationError(f"Cannot import {path_}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, ChannelAdapter)):
+            raise ValidationError(f"{path_} is not a ChannelAdapter subclass.")
+        return path_
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("service_start"), cleaned.get("service_end")
+        if (start is None) != (end is None):
+            raise ValidationError("Give both service start and end, or neither (7x24).")
+        return cleaned
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
     list_display = [
         "code",
         "name",

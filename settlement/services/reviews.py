@@ -4,12 +4,20 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from funding.errors import FourEyesViolation, InvalidState, ValidationFailed
+from funding.errors import FourEyesViolation, InvalidState, NotFound, ValidationFailed
 from funding.services.audit import audit_record
 from settlement.models import ManualReview, ManualReviewOutcome, ManualReviewStatus, PayoutStatus
 
 
 def _locked_review(review_id: int) -> ManualReview:
+    """Lock the payout first, then the review: the same order as the resolution paths (payout, attempt,
+    review), so a staff decision and a concurrent statement line cannot deadlock."""
+    from settlement.models import Payout
+
+    payout_id = ManualReview.objects.filter(pk=review_id).values_list("payout_id", flat=True).first()
+    if payout_id is None:
+        raise NotFound()
+    list(Payout.objects.select_for_update().filter(pk=payout_id).values_list("pk"))
     review = (
         ManualReview.objects.select_for_update(of=("self",))
         .select_related("payout__advance__company")

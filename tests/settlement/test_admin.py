@@ -94,3 +94,32 @@ def test_csv_upload_and_report(client, advance_factory, channels):
     assert (
         staff.get(reverse("admin:settlement_channelstatement_change", args=[statement.pk])).status_code == 200
     )
+
+
+def test_channel_form_refuses_a_bad_adapter_path(client, channels):
+    staff = _client(client, "conf")
+    beps = channels["BEPS"]
+    url = reverse("admin:settlement_channel_change", args=[beps.pk])
+    data = {
+        "code": "BEPS",
+        "name": beps.name,
+        "enabled": "on",
+        "healthy": "on",
+        "fee_fixed": "0.50",
+        "fee_bps": "0",
+        "min_amount": "0.01",
+        "max_amount": "50000.00",
+        "service_start": "",
+        "service_end": "",
+        "bank_codes": "",
+        "adapter": "settlement.models.Channel",
+        "adapter_settings": "{}",
+        "error_mappings-TOTAL_FORMS": "0",
+        "error_mappings-INITIAL_FORMS": "0",
+    }
+    response = staff.post(url, data)
+    assert response.status_code == 200 and "is not a ChannelAdapter subclass" in response.content.decode()
+    beps.refresh_from_db()
+    assert beps.adapter.endswith("SimulatedChannelAdapter")
+    data["adapter"] = beps.adapter
+    assert staff.post(url, data).status_code == 302
