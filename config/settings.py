@@ -310,6 +310,7 @@ CELERY_TASK_ROUTES = {
         ("*disburse*", "disbursement"),
         ("*payout*", "disbursement"),
         ("settlement.tasks.*", "disbursement"),
+        ("settlement.*", "disbursement"),
         ("funding.tasks.*", "events"),
     )
 }
@@ -319,6 +320,28 @@ if _amqp:
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {}
+
+# D0 disbursement (settlement app).
+CELERY_BEAT_SCHEDULE.update({
+    "settlement-dispatch-pending": {"task": "settlement.dispatch_pending", "schedule": 30.0},
+    "settlement-poll-attempts": {"task": "settlement.poll_attempts", "schedule": 10.0},
+    "settlement-reconcile-statements": {
+        "task": "settlement.reconcile_statements", "schedule": crontab(hour=9, minute=0),
+    },
+})
+DISBURSEMENT_MAX_ATTEMPTS = int(env_str("DISBURSEMENT_MAX_ATTEMPTS", "3"))
+# Status queries of an attempt whose outcome is not known: dense first, then every 30 minutes until cut-off.
+DISBURSEMENT_QUERY_BACKOFF_SECONDS = [15, 30, 60, 120, 300, 600]
+DISBURSEMENT_QUERY_INTERVAL_SECONDS = 1800
+# Unresolved this long after it was sent, an attempt goes to manual review (never to failed by itself).
+DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS = int(env_str("DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS", "21600"))
+DISBURSEMENT_WAIT_FOR_CHANNEL_SECONDS = 60
+DISBURSEMENT_SUCCESS_WINDOW_SECONDS = 3600
+DISBURSEMENT_UNHEALTHY_BELOW = 0.5  # recent success rate under which routing skips a channel
+DISBURSEMENT_UNHEALTHY_MIN_SAMPLES = 20
+DISBURSEMENT_ROUTING_CACHE_SECONDS = 5  # per-process cache of channels, success rates, calendar
+DISBURSEMENT_DISPATCH_FANOUT = 2  # dispatch tasks enqueued per new advance
+DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
 
 # Money and business rules.
 MONEY_MAX_DIGITS = 19

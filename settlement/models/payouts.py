@@ -26,7 +26,7 @@ FINAL_PAYOUT_STATES = [PayoutStatus.SUCCEEDED, PayoutStatus.FAILED, PayoutStatus
 
 
 class Payout(FSMModelMixin, models.Model):
-    """One beneficiary payment of an advance. Funded by the company's own funds first, then the credit line."""
+    """One beneficiary payment of an advance: the company's own funds first, then the credit line."""
 
     public_id = models.CharField(max_length=40, unique=True, default=new_payout_id, editable=False)
     advance = models.ForeignKey("funding.Advance", on_delete=models.PROTECT, related_name="payouts")
@@ -43,13 +43,17 @@ class Payout(FSMModelMixin, models.Model):
     failure_code = models.CharField(max_length=48, blank=True, default="")
     # When the funds were handed to a channel (and the receivable posted); cleared when they come back.
     funds_out = models.BooleanField(default=False)
+    # A payout no channel can take right now (service hours, non-business day) waits until then.
+    dispatch_after = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["advance", "external_id"], name="settlement_payout_external_id_unique"),
+            models.UniqueConstraint(
+                fields=["advance", "external_id"], name="settlement_payout_external_id_unique"
+            ),
             models.UniqueConstraint(fields=["advance", "sequence"], name="settlement_payout_sequence_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="settlement_payout_amount_positive"),
             models.CheckConstraint(
@@ -69,7 +73,9 @@ class Payout(FSMModelMixin, models.Model):
     def start_attempt(self) -> None:
         pass
 
-    @transition(field=status, source=[PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN], target=PayoutStatus.PENDING)
+    @transition(
+        field=status, source=[PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN], target=PayoutStatus.PENDING
+    )
     def await_retry(self) -> None:
         """An explicit, retryable failure: the payout waits for a new attempt on another channel."""
 
@@ -83,7 +89,12 @@ class Payout(FSMModelMixin, models.Model):
 
     @transition(
         field=status,
-        source=[PayoutStatus.PENDING, PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN, PayoutStatus.MANUAL_REVIEW],
+        source=[
+            PayoutStatus.PENDING,
+            PayoutStatus.PROCESSING,
+            PayoutStatus.UNKNOWN,
+            PayoutStatus.MANUAL_REVIEW,
+        ],
         target=PayoutStatus.FAILED,
     )
     def mark_failed(self) -> None:
@@ -121,6 +132,7 @@ class PayoutAttempt(FSMModelMixin, models.Model):
     status = FSMField(default=AttemptStatus.PROCESSING, choices=AttemptStatus.choices, protected=True)
     failure_code = models.CharField(max_length=48, blank=True, default="")
     channel_code = models.CharField(max_length=64, blank=True, default="", help_text="the channel's own code")
+    decision = models.CharField(max_length=24, blank=True, default="", help_text="the error map's decision")
     routing = models.JSONField(default=dict, blank=True, help_text="the routing decision and its inputs")
     amount = models.DecimalField(**MONEY)
     fee = models.DecimalField(**MONEY, default=0)
@@ -129,6 +141,12 @@ class PayoutAttempt(FSMModelMixin, models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     next_query_at = models.DateTimeField(null=True, blank=True, db_index=True)
     query_count = models.PositiveSmallIntegerField(default=0)
+    # Past this moment an unresolved attempt goes to manual review (never to failed by itself).
+    review_due_at = models.DateTimeField(null=True, blank=True)
+    last_query = models.CharField(max_length=64, blank=True, default="", help_text="last status query answer")
+    resolved_by = models.CharField(
+        max_length=24, blank=True, default="", help_text="submit, query, statement or manual_review"
+    )
 
     class Meta:
         constraints = [
@@ -139,16 +157,25 @@ class PayoutAttempt(FSMModelMixin, models.Model):
                 name="settlement_one_live_attempt_per_payout",
             ),
         ]
-        indexes = [models.Index(fields=["status", "channel"])]
+        indexes = [
+            models.Index(fields=["status", "channel"]),
+            # Sliding-window success rates and the statement's "attempts of the day".
+            models.Index(fields=["resolved_at"], name="settlement_attempt_resolved"),
+            models.Index(fields=["channel", "created_at"], name="settlement_attempt_chan_day"),
+        ]
 
     def __str__(self) -> str:
         return self.serial
 
-    @transition(field=status, source=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN], target=AttemptStatus.SUCCEEDED)
+    @transition(
+        field=status, source=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN], target=AttemptStatus.SUCCEEDED
+    )
     def mark_succeeded(self) -> None:
         pass
 
-    @transition(field=status, source=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN], target=AttemptStatus.FAILED)
+    @transition(
+        field=status, source=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN], target=AttemptStatus.FAILED
+    )
     def mark_failed(self) -> None:
         pass
 

@@ -69,7 +69,9 @@ def payout_post_funds_out(*, payout: Payout, channel: Channel, serial: str, busi
     payout.funds_out = True
 
 
-def payout_post_confirmed(*, payout: Payout, channel: Channel, serial: str, fee: Decimal, business_date: date) -> None:
+def payout_post_confirmed(
+    *, payout: Payout, channel: Channel, serial: str, fee: Decimal, business_date: date
+) -> None:
     in_transit = channel_account(channel, AccountKind.PAYOUTS_IN_TRANSIT)
     clearing = channel_account(channel, AccountKind.CHANNEL_CLEARING)
     ledger_post(
@@ -89,7 +91,9 @@ def payout_post_confirmed(*, payout: Payout, channel: Channel, serial: str, fee:
         )
 
 
-def payout_post_returned(*, payout: Payout, channel: Channel, serial: str, business_date: date, final: bool) -> None:
+def payout_post_returned(
+    *, payout: Payout, channel: Channel, serial: str, business_date: date, final: bool
+) -> None:
     """Funds of an explicitly failed attempt come back. `final`: release them; else hold them for a retry."""
     advance = payout.advance
     if not payout.funds_out:
@@ -122,8 +126,9 @@ def payout_release_unsent(*, payout: Payout) -> None:
     if payout.funds_out:
         raise PostingError(f"payout {payout.public_id} funds are out; return them first")
     if payout.own_funds_amount:
-        account_release_hold(account=_company_account(advance, AccountKind.SETTLEMENT),
-                             amount=payout.own_funds_amount)
+        account_release_hold(
+            account=_company_account(advance, AccountKind.SETTLEMENT), amount=payout.own_funds_amount
+        )
     line_release(line_id=advance.credit_line_id, amount=payout.advanced_amount)
 
 

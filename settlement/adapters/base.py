@@ -1,0 +1,70 @@
+"""The channel adapter interface. A bank adds a real channel by writing one class and naming it on a Channel.
+
+The engine calls an adapter only outside database transactions. Anything an adapter raises while
+submitting (timeout, reset connection, 5xx, an answer it cannot parse) is read by the engine as `unknown`:
+the payment may or may not have been made.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from settlement.models import Channel, PayoutAttempt
+
+SubmitStatus = Literal["accepted", "succeeded", "failed", "unknown"]
+QueryStatus = Literal["succeeded", "failed", "processing", "not_found"]
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: SubmitStatus
+    code: str = ""  # the channel's own failure code when status == "failed"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    status: QueryStatus
+    code: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    serial: str
+    amount: Decimal
+    status: Literal["succeeded", "failed"]
+    code: str = ""
+    value_date: date | None = None
+
+
+class ChannelError(Exception):
+    """A transport-level failure (timeout, reset, 5xx, unparseable): the outcome is unknown."""
+
+
+class ChannelAdapter:
+    """Base class. `channel` is the configured Channel row; its adapter_settings configure the adapter."""
+
+    def __init__(self, channel: "Channel") -> None:
+        self.channel = channel
+        self.settings: dict[str, Any] = dict(channel.adapter_settings or {})
+
+    def submit(self, attempt: "PayoutAttempt") -> SubmitResult:
+        raise NotImplementedError
+
+    def query(self, serial: str) -> QueryResult:
+        raise NotImplementedError
+
+    def statement(self, statement_date: date) -> list[StatementRow]:
+        raise NotImplementedError
+
+
+def adapter_for(channel: "Channel") -> ChannelAdapter:
+    from django.utils.module_loading import import_string
+
+    cls = import_string(channel.adapter)
+    if not (isinstance(cls, type) and issubclass(cls, ChannelAdapter)):
+        raise TypeError(f"{channel.adapter} is not a ChannelAdapter")
+    return cls(channel)
