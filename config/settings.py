@@ -158,6 +158,27 @@ CELERY_TASK_SOFT_TIME_LIMIT = 3300
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_ROUTES: dict = {}
+CELERY_IMPORTS: list = []
+
+# Nightly jobs (settlement.tasks_nightly): repayment collection at the given Asia/Shanghai times on business
+# days, the end-of-day close at the cut-off. They run on their own `nightly` queue.
+NIGHTLY_COLLECT_TIMES = env_list("NIGHTLY_COLLECT_TIMES", ["10:00", "16:00"])
+NIGHTLY_CLOSE_TIME = env_str("NIGHTLY_CLOSE_TIME", "23:00")
+NIGHTLY_CHUNK_COMPANIES = int(env_str("NIGHTLY_CHUNK_COMPANIES", "20"))
+CELERY_IMPORTS += ["settlement.tasks_nightly"]
+CELERY_TASK_ROUTES["settlement.tasks_nightly.*"] = {"queue": "nightly"}
+for _time in NIGHTLY_COLLECT_TIMES:
+    _hour, _minute = _time.split(":")
+    CELERY_BEAT_SCHEDULE[f"collect-repayments-{_hour}{_minute}"] = {
+        "task": "settlement.tasks_nightly.collect_repayments",
+        "schedule": crontab(hour=int(_hour), minute=int(_minute)),
+    }
+_close_hour, _close_minute = NIGHTLY_CLOSE_TIME.split(":")
+CELERY_BEAT_SCHEDULE["close-business-day"] = {
+    "task": "settlement.tasks_nightly.close_business_day",
+    "schedule": crontab(hour=int(_close_hour), minute=int(_close_minute)),
+}
 
 # Money and business rules.
 MONEY_MAX_DIGITS = 19

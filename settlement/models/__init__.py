@@ -1,4 +1,5 @@
 from settlement.models.channels import Channel
+from settlement.models.jobs import AgingBucket, AgingSnapshot, JobName, JobRun, JobRunStatus
 from settlement.models.payouts import (
     FINAL_PAYOUT_STATES,
     LIVE_ATTEMPT_STATES,
@@ -7,5 +8,27 @@ from settlement.models.payouts import (
     PayoutAttempt,
     PayoutStatus,
 )
+from settlement.models.repayments import PenaltyAccrual, Repayment, RepaymentAllocation, RepaymentSource
+from settlement.models.statements import BankStatementImport, BankStatementLine, StatementDirection
 
-__all__ = ["FINAL_PAYOUT_STATES", "LIVE_ATTEMPT_STATES", "AttemptStatus", "Channel", "Payout", "PayoutAttempt", "PayoutStatus"]
+__all__ = [
+    "FINAL_PAYOUT_STATES",
+    "LIVE_ATTEMPT_STATES",
+    "AgingBucket",
+    "AgingSnapshot",
+    "AttemptStatus",
+    "BankStatementImport",
+    "BankStatementLine",
+    "Channel",
+    "JobName",
+    "JobRun",
+    "JobRunStatus",
+    "Payout",
+    "PayoutAttempt",
+    "PayoutStatus",
+    "PenaltyAccrual",
+    "Repayment",
+    "RepaymentAllocation",
+    "RepaymentSource",
+    "StatementDirection",
+]
