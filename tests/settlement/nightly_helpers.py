@@ -18,10 +18,11 @@ from tests.factories import payout_inputs
 _seq = itertools.count(1)
 
 
-def disbursed_advance(company: Company, *amounts: str, use_own_funds: bool = False) -> Advance:
+def disbursed_advance(company: Company, *amounts: str, use_own_funds: bool = False,
+                      external_id: str = "") -> Advance:
     """An advance whose payouts all succeeded: principal drawn, fee posted, status disbursed."""
     total = sum((Decimal(a) for a in amounts), Decimal(0))
-    advance = advance_request(company=company, external_id=f"ADV{next(_seq)}", amount=total,
+    advance = advance_request(company=company, external_id=external_id or f"ADV{next(_seq)}", amount=total,
                               payouts=payout_inputs(*amounts), use_own_funds=use_own_funds)
     channel, _ = Channel.objects.get_or_create(code="TESTCH", defaults={"name": "Test", "adapter": "tests.fake"})
     business_date = business_date_current()
