@@ -1,4 +1,4 @@
-"""Celery tasks for the nightly jobs (scheduled by beat, see NIGHTLY_* settings). Thin: the work is in services.
+"""Celery tasks for the nightly jobs (scheduled by beat, see NIGHTLY_* settings); the work is in services.
 
 Beat fires on every calendar day; a task runs only when the engine's business date is today (Asia/Shanghai)
 or behind it (a missed close is caught up one date per run), never ahead of the calendar.

@@ -43,10 +43,15 @@ class JobRun(models.Model):
     class Meta:
         ordering = ["-business_date", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "business_date", "sequence"], name="settlement_jobrun_sequence"),
+            models.UniqueConstraint(
+                fields=["job", "business_date", "sequence"], name="settlement_jobrun_sequence"
+            ),
             # A business date is closed exactly once.
-            models.UniqueConstraint(fields=["job", "business_date"], condition=Q(job="close_business_day"),
-                                    name="settlement_close_once_per_date"),
+            models.UniqueConstraint(
+                fields=["job", "business_date"],
+                condition=Q(job="close_business_day"),
+                name="settlement_close_once_per_date",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -72,7 +77,9 @@ class AgingSnapshot(models.Model):
     class Meta:
         ordering = ["business_date", "company", "bucket"]
         constraints = [
-            models.UniqueConstraint(fields=["business_date", "company", "bucket"], name="settlement_aging_once"),
+            models.UniqueConstraint(
+                fields=["business_date", "company", "bucket"], name="settlement_aging_once"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -13,22 +13,24 @@ class RepaymentSource(models.TextChoices):
 
 
 class Repayment(models.Model):
-    """One debit of a company's settlement account by one collection pass; posted as one journal transaction."""
+    """One debit of a company's settlement account by one collection pass; one journal transaction."""
 
     # Idempotency key: repay:<business date>:<pass>:<company code>. A pass never takes twice from a company.
     reference = models.CharField(max_length=120, unique=True)
     company = models.ForeignKey("funding.Company", on_delete=models.PROTECT, related_name="repayments")
     business_date = models.DateField(db_index=True)
-    source = models.CharField(max_length=24, choices=RepaymentSource.choices,
-                              default=RepaymentSource.SETTLEMENT_DEBIT)
+    source = models.CharField(
+        max_length=24, choices=RepaymentSource.choices, default=RepaymentSource.SETTLEMENT_DEBIT
+    )
     currency = models.CharField(max_length=3, default=settings.ENGINE_CURRENCY)
     amount = models.DecimalField(**MONEY)
     penalty = models.DecimalField(**MONEY, default=0)
     fee = models.DecimalField(**MONEY, default=0)
     principal = models.DecimalField(**MONEY, default=0)
     journal = models.OneToOneField("ledger.JournalTransaction", on_delete=models.PROTECT, related_name="+")
-    job_run = models.ForeignKey("settlement.JobRun", null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="repayments")
+    job_run = models.ForeignKey(
+        "settlement.JobRun", null=True, blank=True, on_delete=models.PROTECT, related_name="repayments"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -48,7 +50,9 @@ class Repayment(models.Model):
 
 class RepaymentAllocation(models.Model):
     repayment = models.ForeignKey(Repayment, on_delete=models.PROTECT, related_name="allocations")
-    advance = models.ForeignKey("funding.Advance", on_delete=models.PROTECT, related_name="repayment_allocations")
+    advance = models.ForeignKey(
+        "funding.Advance", on_delete=models.PROTECT, related_name="repayment_allocations"
+    )
     penalty = models.DecimalField(**MONEY, default=0)
     fee = models.DecimalField(**MONEY, default=0)
     principal = models.DecimalField(**MONEY, default=0)
@@ -57,7 +61,9 @@ class RepaymentAllocation(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["repayment", "advance"], name="settlement_allocation_once_per_advance"),
+            models.UniqueConstraint(
+                fields=["repayment", "advance"], name="settlement_allocation_once_per_advance"
+            ),
             models.CheckConstraint(
                 condition=Q(penalty__gte=0) & Q(fee__gte=0) & Q(principal__gte=0),
                 name="settlement_allocation_non_negative",
@@ -86,7 +92,9 @@ class PenaltyAccrual(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["advance", "accrual_date"], name="settlement_penalty_once_per_day"),
+            models.UniqueConstraint(
+                fields=["advance", "accrual_date"], name="settlement_penalty_once_per_day"
+            ),
         ]
         indexes = [models.Index(fields=["accrual_date"])]
 

@@ -52,7 +52,9 @@ class BankStatementLine(models.Model):
         ordering = ["statement", "line_no"]
         indexes = [models.Index(fields=["account", "value_date"])]
         constraints = [
-            models.CheckConstraint(condition=models.Q(amount__gt=0), name="settlement_statement_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="settlement_statement_amount_positive"
+            ),
         ]
 
     def __str__(self) -> str:

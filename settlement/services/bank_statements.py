@@ -79,26 +79,38 @@ def _parse(line_no: int, row: dict) -> ParsedLine:
     if len(reference) > 64:
         raise LineRejected("reference is longer than 64 characters")
     return ParsedLine(
-        line_no=line_no, value_date=value_date, account_no=row["account_no"].strip(), direction=direction,
-        amount=money(amount), reference=reference, counterparty=(row.get("counterparty") or "").strip()[:200],
+        line_no=line_no,
+        value_date=value_date,
+        account_no=row["account_no"].strip(),
+        direction=direction,
+        amount=money(amount),
+        reference=reference,
+        counterparty=(row.get("counterparty") or "").strip()[:200],
         memo=(row.get("memo") or "").strip()[:255],
     )
 
 
 def _same(existing: BankStatementLine, line: ParsedLine) -> bool:
     return (existing.value_date, existing.account_no, existing.direction, existing.amount) == (
-        line.value_date, line.account_no, line.direction, line.amount)
+        line.value_date,
+        line.account_no,
+        line.direction,
+        line.amount,
+    )
 
 
-def _import_line(*, statement: BankStatementImport, line: ParsedLine, clearing: Account,
-                 business_date: date) -> bool:
+def _import_line(
+    *, statement: BankStatementImport, line: ParsedLine, clearing: Account, business_date: date
+) -> bool:
     """Post one line. True if imported, False if it was already imported (same reference, same movement)."""
     existing = BankStatementLine.objects.filter(reference=line.reference).first()
     if existing is not None:
         if _same(existing, line):
             return False
         raise LineRejected(f"reference {line.reference} was already imported with different details")
-    account = Account.objects.filter(external_account_no=line.account_no, kind__in=STATEMENT_ACCOUNT_KINDS).first()
+    account = Account.objects.filter(
+        external_account_no=line.account_no, kind__in=STATEMENT_ACCOUNT_KINDS
+    ).first()
     if account is None:
         raise LineRejected(f"account {line.account_no} is not a company settlement or margin account")
     if line.direction == StatementDirection.CREDIT:
@@ -115,9 +127,17 @@ def _import_line(*, statement: BankStatementImport, line: ParsedLine, clearing: 
                 legs=legs,
             )
             BankStatementLine.objects.create(
-                statement=statement, line_no=line.line_no, reference=line.reference, value_date=line.value_date,
-                account_no=line.account_no, account=account, direction=line.direction, amount=line.amount,
-                counterparty=line.counterparty, memo=line.memo, journal=journal,
+                statement=statement,
+                line_no=line.line_no,
+                reference=line.reference,
+                value_date=line.value_date,
+                account_no=line.account_no,
+                account=account,
+                direction=line.direction,
+                amount=line.amount,
+                counterparty=line.counterparty,
+                memo=line.memo,
+                journal=journal,
             )
     except IntegrityError as exc:
         if "ledger_account_no_overdraft" in str(exc):
@@ -144,7 +164,8 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
     business_date = business_date_current()
     clearing = account_get_or_create(kind=AccountKind.BANK_CLEARING)
     statement = BankStatementImport.objects.create(
-        filename=filename[:255], sha256=hashlib.sha256(raw).hexdigest(), imported_by=imported_by[:150])
+        filename=filename[:255], sha256=hashlib.sha256(raw).hexdigest(), imported_by=imported_by[:150]
+    )
     result = ImportResult(statement=statement)
     credits = debits = Decimal("0.00")
     imported = skipped = total = 0
@@ -166,8 +187,9 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
             else:
                 skipped += 1
         except LineRejected as exc:
-            result.rejections.append({"line": line_no, "reference": (row.get("reference") or "").strip(),
-                                      "error": str(exc)})
+            result.rejections.append(
+                {"line": line_no, "reference": (row.get("reference") or "").strip(), "error": str(exc)}
+            )
     statement.lines_total = total
     statement.lines_imported = imported
     statement.lines_skipped = skipped
@@ -182,5 +204,7 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
 
 def import_summary(result: ImportResult) -> str:
     s = result.statement
-    return (f"import_bank_statement {s.filename}: {s.lines_imported} imported (credits {s.credits_total}, "
-            f"debits {s.debits_total}), {s.lines_skipped} already imported, {s.lines_rejected} rejected")
+    return (
+        f"import_bank_statement {s.filename}: {s.lines_imported} imported (credits {s.credits_total}, "
+        f"debits {s.debits_total}), {s.lines_skipped} already imported, {s.lines_rejected} rejected"
+    )

@@ -88,13 +88,14 @@ def _after_chunk_commit() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# --- steps: each gets a chunk of company ids and the run, works inside the chunk's transaction ---------------
+# --- steps: each gets a chunk of company ids and the run, and works inside the chunk's transaction
 
 
 def _step_repay(ids: list[int], run: JobRun) -> None:
     pass_key = "close" if run.job == JobName.CLOSE_BUSINESS_DAY else f"run{run.sequence}"
-    totals = repayments_collect_chunk(company_ids=ids, business_date=run.business_date, pass_key=pass_key,
-                                      job_run=run)
+    totals = repayments_collect_chunk(
+        company_ids=ids, business_date=run.business_date, pass_key=pass_key, job_run=run
+    )
     _add(run.counts, "repayments", totals.companies)
     _add(run.counts, "advances_paid", totals.advances)
     _add(run.counts, "advances_repaid", totals.advances_repaid)
@@ -113,24 +114,37 @@ def _step_overdue(ids: list[int], run: JobRun) -> None:
             """
             WITH moved AS (
                 UPDATE funding_advance v
-                   SET status = %(overdue)s, overdue_since = %(d)s, version = v.version + 1, updated_at = now()
+                   SET status = %(overdue)s, overdue_since = %(d)s, version = v.version + 1,
+                       updated_at = now()
                  WHERE v.company_id = ANY(%(ids)s) AND v.status = ANY(%(sources)s) AND v.due_date <= %(d)s
              RETURNING v.id)
             INSERT INTO nightly_ids SELECT id FROM moved
             """,
-            {"overdue": AdvanceStatus.OVERDUE.value, "d": run.business_date, "ids": ids,
-             "sources": [str(s) for s in ADVANCE_DUE_STATES]},
+            {
+                "overdue": AdvanceStatus.OVERDUE.value,
+                "d": run.business_date,
+                "ids": ids,
+                "sources": [str(s) for s in ADVANCE_DUE_STATES],
+            },
         )
         moved = cursor.rowcount
         if moved:
-            advance_events_insert(event_type="advance.overdue", ids_sql="SELECT id FROM nightly_ids", params={})
+            advance_events_insert(
+                event_type="advance.overdue", ids_sql="SELECT id FROM nightly_ids", params={}
+            )
         cursor.execute("DROP TABLE nightly_ids")
     _add(run.counts, "advances_overdue", moved)
     overdue = Advance.objects.filter(company_id=OuterRef("company_id"), status=AdvanceStatus.OVERDUE)
-    lines = CreditLine.objects.filter(company_id__in=ids, status=CreditLineStatus.ACTIVE).filter(Exists(overdue))
+    lines = CreditLine.objects.filter(company_id__in=ids, status=CreditLineStatus.ACTIVE).filter(
+        Exists(overdue)
+    )
     for line in lines.order_by("id"):
-        credit_line_freeze(credit_line=line, actor=None, actor_label=JOB_ACTOR,
-                           reason=f"overdue advances at the close of {run.business_date.isoformat()}")
+        credit_line_freeze(
+            credit_line=line,
+            actor=None,
+            actor_label=JOB_ACTOR,
+            reason=f"overdue advances at the close of {run.business_date.isoformat()}",
+        )
         _add(run.counts, "lines_frozen", 1)
 
 
@@ -190,16 +204,19 @@ def _step_penalty(ids: list[int], run: JobRun) -> None:
     if per_company:
         income = account_get_or_create(kind=AccountKind.PENALTY_INCOME)
         receivables = {
-            a.owner: a for a in Account.objects.filter(
-                kind=AccountKind.PENALTY_RECEIVABLE, owner__in=[row[0] for row in per_company],
-                currency=settings.ENGINE_CURRENCY)
+            a.owner: a
+            for a in Account.objects.filter(
+                kind=AccountKind.PENALTY_RECEIVABLE,
+                owner__in=[row[0] for row in per_company],
+                currency=settings.ENGINE_CURRENCY,
+            )
         }
         for code, posted in per_company:
             ledger_post(
                 kind="penalty.accrual",
                 reference=f"penalty:{run.business_date.isoformat()}:{code}",
                 business_date=run.business_date,
-                description=f"penalty interest of {code} for {days} day(s) from {run.business_date.isoformat()}",
+                description=f"penalty of {code}, {days} day(s) from {run.business_date.isoformat()}",
                 legs=[debit(receivables[code], posted), credit(income, posted)],
             )
             _add(run.amounts, "penalty_accrued", posted)
@@ -211,20 +228,23 @@ def _step_unfreeze(ids: list[int], run: JobRun) -> None:
     lines = CreditLine.objects.filter(company_id__in=ids, status=CreditLineStatus.FROZEN, auto_unfreeze=True)
     for line in lines.filter(~Exists(overdue)).order_by("id"):
         credit_line_unfreeze_automatically(
-            credit_line=line, actor_label=JOB_ACTOR,
+            credit_line=line,
+            actor_label=JOB_ACTOR,
             reason=f"nothing overdue at the close of {run.business_date.isoformat()}",
         )
         _add(run.counts, "lines_unfrozen", 1)
 
 
 def _step_limits(ids: list[int], run: JobRun) -> None:
-    changed = credit_limits_recompute_chunk(company_ids=ids, business_date=run.business_date, actor_label=JOB_ACTOR)
+    changed = credit_limits_recompute_chunk(
+        company_ids=ids, business_date=run.business_date, actor_label=JOB_ACTOR
+    )
     _add(run.counts, "limits_changed", changed)
 
 
 def _step_aging(ids: list[int], run: JobRun) -> None:
     with connection.cursor() as cursor:
-        # Days overdue as of the next business date: an advance unpaid at the close of its due date is 1+ days late.
+        # Days overdue as of the next business date: unpaid at the close of its due date = 1+ days late.
         cursor.execute(
             """
             UPDATE funding_advance v
@@ -263,7 +283,8 @@ def _finish(run: JobRun) -> None:
     """The last transaction of a run: for the close, the next business day opens with it."""
     if run.job == JobName.CLOSE_BUSINESS_DAY:
         updated = BusinessDay.objects.filter(current=run.business_date).update(
-            current=run.next_business_date, closing=False, updated_at=timezone.now())
+            current=run.next_business_date, closing=False, updated_at=timezone.now()
+        )
         if updated != 1:
             raise JobError(f"the business date is no longer {run.business_date.isoformat()}")
     run.status = JobRunStatus.SUCCEEDED
@@ -278,8 +299,11 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
         step = run.step
         ids = []
         if step != "finish":
-            ids = list(Company.objects.filter(id__gt=run.cursor).order_by("id")
-                       .values_list("id", flat=True)[:chunk_size])
+            ids = list(
+                Company.objects.filter(id__gt=run.cursor)
+                .order_by("id")
+                .values_list("id", flat=True)[:chunk_size]
+            )
         with transaction.atomic():
             run = JobRun.objects.select_for_update().get(pk=run.pk)
             if run.step != step:
@@ -302,16 +326,18 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
 
 
 def _fail(run: JobRun, exc: BaseException) -> None:
-    JobRun.objects.filter(pk=run.pk).update(status=JobRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000],
-                                            finished_at=timezone.now())
+    JobRun.objects.filter(pk=run.pk).update(
+        status=JobRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now()
+    )
 
 
 def _chunk_size(chunk_size: int | None) -> int:
     return max(1, chunk_size or settings.NIGHTLY_CHUNK_COMPANIES)
 
 
-def business_day_close(*, business_date: date | None = None, chunk_size: int | None = None,
-                       progress: Progress | None = None) -> JobOutcome:
+def business_day_close(
+    *, business_date: date | None = None, chunk_size: int | None = None, progress: Progress | None = None
+) -> JobOutcome:
     """Close the current business date (or resume its interrupted close) and open the next business day.
 
     With `business_date` given: a date already closed returns at once, changing nothing; any other date
@@ -324,20 +350,29 @@ def business_day_close(*, business_date: date | None = None, chunk_size: int | N
         if day is None:
             raise JobError("The business date has not been set.")
         if business_date is not None and business_date != day.current:
-            done = JobRun.objects.filter(job=JobName.CLOSE_BUSINESS_DAY, business_date=business_date,
-                                         status=JobRunStatus.SUCCEEDED).first()
+            done = JobRun.objects.filter(
+                job=JobName.CLOSE_BUSINESS_DAY, business_date=business_date, status=JobRunStatus.SUCCEEDED
+            ).first()
             if done:
                 return JobOutcome(run=done, changed=False)
-            raise JobError(f"The current business date is {day.current.isoformat()}, "
-                           f"not {business_date.isoformat()}.")
+            raise JobError(
+                f"The current business date is {day.current.isoformat()}, not {business_date.isoformat()}."
+            )
         with transaction.atomic():
-            run = JobRun.objects.select_for_update().filter(
-                job=JobName.CLOSE_BUSINESS_DAY, business_date=day.current).first()
+            run = (
+                JobRun.objects.select_for_update()
+                .filter(job=JobName.CLOSE_BUSINESS_DAY, business_date=day.current)
+                .first()
+            )
             if run is None:
                 # Refuses (calendar_unavailable) before anything changes if the next business day is unknown.
                 next_date = next_business_day(day.current)
-                run = JobRun.objects.create(job=JobName.CLOSE_BUSINESS_DAY, business_date=day.current,
-                                            next_business_date=next_date, step=CLOSE_STEPS[0])
+                run = JobRun.objects.create(
+                    job=JobName.CLOSE_BUSINESS_DAY,
+                    business_date=day.current,
+                    next_business_date=next_date,
+                    step=CLOSE_STEPS[0],
+                )
                 # From here new advances are refused with business_day_closed.
                 BusinessDay.objects.filter(pk=day.pk).update(closing=True, updated_at=timezone.now())
             elif run.status == JobRunStatus.SUCCEEDED:
@@ -366,13 +401,22 @@ def repayments_collect_run(*, chunk_size: int | None = None, progress: Progress 
         day = BusinessDay.objects.first()
         if day is None:
             raise JobError("The business date has not been set.")
-        if day.closing or JobRun.objects.filter(job=JobName.CLOSE_BUSINESS_DAY, business_date=day.current).exclude(
-                status=JobRunStatus.SUCCEEDED).exists():
-            raise JobError(f"The close of {day.current.isoformat()} is in progress; run close_business_day to "
-                           "finish it (it makes the last repayment pass).")
+        if (
+            day.closing
+            or JobRun.objects.filter(job=JobName.CLOSE_BUSINESS_DAY, business_date=day.current)
+            .exclude(status=JobRunStatus.SUCCEEDED)
+            .exists()
+        ):
+            raise JobError(
+                f"The close of {day.current.isoformat()} is in progress; run close_business_day to "
+                "finish it (it makes the last repayment pass)."
+            )
         with transaction.atomic():
-            runs = JobRun.objects.select_for_update().filter(job=JobName.COLLECT_REPAYMENTS,
-                                                             business_date=day.current).order_by("-sequence")
+            runs = (
+                JobRun.objects.select_for_update()
+                .filter(job=JobName.COLLECT_REPAYMENTS, business_date=day.current)
+                .order_by("-sequence")
+            )
             last = runs.first()
             if last is not None and last.status != JobRunStatus.SUCCEEDED:
                 run = last
@@ -381,8 +425,12 @@ def repayments_collect_run(*, chunk_size: int | None = None, progress: Progress 
                 run.error = ""
                 run.save(update_fields=["status", "attempts", "error"])
             else:
-                run = JobRun.objects.create(job=JobName.COLLECT_REPAYMENTS, business_date=day.current,
-                                            sequence=(last.sequence + 1) if last else 1, step=COLLECT_STEPS[0])
+                run = JobRun.objects.create(
+                    job=JobName.COLLECT_REPAYMENTS,
+                    business_date=day.current,
+                    sequence=(last.sequence + 1) if last else 1,
+                    step=COLLECT_STEPS[0],
+                )
         try:
             run = _run_steps(run, COLLECT_STEPS, chunk_size=_chunk_size(chunk_size), progress=progress)
         except BaseException as exc:
@@ -395,12 +443,16 @@ def repayments_collect_run(*, chunk_size: int | None = None, progress: Progress 
 
 def job_run_summary(run: JobRun) -> str:
     c, a = run.counts, run.amounts
-    text = (f"{run.job} {run.business_date.isoformat()} #{run.sequence} {run.status}: "
-            f"{c.get('repayments', 0)} repayments of {a.get('repaid', '0.00')} "
-            f"({c.get('advances_repaid', 0)} advances repaid in full, {c.get('advances_paid', 0)} paid)")
+    text = (
+        f"{run.job} {run.business_date.isoformat()} #{run.sequence} {run.status}: "
+        f"{c.get('repayments', 0)} repayments of {a.get('repaid', '0.00')} "
+        f"({c.get('advances_repaid', 0)} advances repaid in full, {c.get('advances_paid', 0)} paid)"
+    )
     if run.job == JobName.CLOSE_BUSINESS_DAY:
-        text += (f"; {c.get('advances_overdue', 0)} overdue, {c.get('lines_frozen', 0)} lines frozen, "
-                 f"penalty {a.get('penalty_accrued', '0.00')} on {c.get('advances_penalised', 0)} advances, "
-                 f"{c.get('lines_unfrozen', 0)} lines unfrozen, {c.get('limits_changed', 0)} limits changed; "
-                 f"next business date {run.next_business_date.isoformat() if run.next_business_date else '-'}")
+        text += (
+            f"; {c.get('advances_overdue', 0)} overdue, {c.get('lines_frozen', 0)} lines frozen, "
+            f"penalty {a.get('penalty_accrued', '0.00')} on {c.get('advances_penalised', 0)} advances, "
+            f"{c.get('lines_unfrozen', 0)} lines unfrozen, {c.get('limits_changed', 0)} limits changed; "
+            f"next business date {run.next_business_date.isoformat() if run.next_business_date else '-'}"
+        )
     return text

@@ -110,7 +110,7 @@ def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int
 
 
 def nightly_lock_try() -> bool:
-    """Session-level advisory lock: held across the job's many chunk transactions, freed if the process dies."""
+    """Session-level advisory lock: held across the job's chunk transactions, freed if the process dies."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [NIGHTLY_LOCK_KEY])
         return bool(cursor.fetchone()[0])

@@ -116,7 +116,12 @@ def repayments_collect_chunk(
         cursor.execute("DROP TABLE IF EXISTS nightly_alloc")
         cursor.execute(
             _ALLOCATE_SQL,
-            {"company_ids": company_ids, "currency": currency, "states": states, "business_date": business_date},
+            {
+                "company_ids": company_ids,
+                "currency": currency,
+                "states": states,
+                "business_date": business_date,
+            },
         )
         cursor.execute(
             """
@@ -141,8 +146,12 @@ def repayments_collect_chunk(
             for a in Account.objects.filter(
                 owner__in=[c.code for c in companies.values()],
                 currency=currency,
-                kind__in=[AccountKind.SETTLEMENT, AccountKind.PENALTY_RECEIVABLE, AccountKind.FEE_RECEIVABLE,
-                          AccountKind.ADVANCE_RECEIVABLE],
+                kind__in=[
+                    AccountKind.SETTLEMENT,
+                    AccountKind.PENALTY_RECEIVABLE,
+                    AccountKind.FEE_RECEIVABLE,
+                    AccountKind.ADVANCE_RECEIVABLE,
+                ],
             )
         }
         repayment_rows: list[tuple[int, int]] = []
@@ -167,8 +176,16 @@ def repayments_collect_chunk(
                 ],
             )
             repayment = Repayment.objects.create(
-                reference=reference, company=company, business_date=business_date, currency=currency,
-                amount=amount, penalty=penalty, fee=fee, principal=principal, journal=journal, job_run=job_run,
+                reference=reference,
+                company=company,
+                business_date=business_date,
+                currency=currency,
+                amount=amount,
+                penalty=penalty,
+                fee=fee,
+                principal=principal,
+                journal=journal,
+                job_run=job_run,
             )
             repayment_rows.append((company_id, repayment.pk))
             totals.repayments.append(repayment.pk)
@@ -195,7 +212,9 @@ def repayments_collect_chunk(
         )
         expected = sum(row[1] for row in per_company)
         if cursor.rowcount != expected:
-            raise RepaymentError(f"{cursor.rowcount} advances updated, {expected} allocated: a concurrent change")
+            raise RepaymentError(
+                f"{cursor.rowcount} advances updated, {expected} allocated: a concurrent change"
+            )
         if repayment_rows:
             cursor.execute(
                 """

@@ -22,14 +22,25 @@ def _import(data: bytes):
 def test_credits_and_debits_post_against_bank_clearing_once_per_reference(business_day):
     company, _ = company_with_line()
     data = statement_csv(
-        ("2026-11-25", company.settlement_account_no, "C", "150045.00", "CLR1", "China UnionPay clearing", "T+1"),
+        (
+            "2026-11-25",
+            company.settlement_account_no,
+            "C",
+            "150045.00",
+            "CLR1",
+            "China UnionPay clearing",
+            "T+1",
+        ),
         ("2026-11-25", company.margin_account_no, "C", "50000.00", "MRG1", "", "margin deposit"),
         ("2026-11-25", company.settlement_account_no, "D", "45.00", "WD1", "", "withdrawal"),
     )
     first = _import(data)
     assert first.ok
     assert (first.statement.lines_imported, first.statement.credits_total, first.statement.debits_total) == (
-        3, Decimal("200045.00"), Decimal("45.00"))
+        3,
+        Decimal("200045.00"),
+        Decimal("45.00"),
+    )
     assert balance(company, AccountKind.SETTLEMENT) == Decimal("150000.00")
     assert balance(company, AccountKind.MARGIN) == Decimal("50000.00")
     clearing = JournalTransaction.objects.get(reference="stmt:CLR1").entries.get(direction="D").account
@@ -49,15 +60,15 @@ def test_bad_lines_are_reported_by_line_number_and_the_good_ones_import(business
     company, _ = company_with_line()
     acc = company.settlement_account_no
     data = statement_csv(
-        ("2026-11-25", acc, "C", "100.00", "OK1", "", ""),             # line 2
+        ("2026-11-25", acc, "C", "100.00", "OK1", "", ""),  # line 2
         ("2026-11-25", "99999999", "C", "100.00", "UNKNOWN1", "", ""),  # line 3: unknown account
-        ("2026-13-01", acc, "C", "100.00", "BADDATE", "", ""),         # line 4
-        ("2026-11-25", acc, "X", "100.00", "BADDIR", "", ""),          # line 5
-        ("2026-11-25", acc, "C", "1.005", "BADAMT", "", ""),           # line 6
-        ("2026-11-25", acc, "C", "-5.00", "NEG", "", ""),              # line 7
-        ("2026-11-25", acc, "C", "100.00", "", "", ""),                # line 8: no reference
-        ("2026-11-25", acc, "D", "500.00", "OVERDRAW", "", ""),        # line 9: more than the balance
-        ("2026-11-25", acc, "C", "200.00", "OK2", "", ""),             # line 10
+        ("2026-13-01", acc, "C", "100.00", "BADDATE", "", ""),  # line 4
+        ("2026-11-25", acc, "X", "100.00", "BADDIR", "", ""),  # line 5
+        ("2026-11-25", acc, "C", "1.005", "BADAMT", "", ""),  # line 6
+        ("2026-11-25", acc, "C", "-5.00", "NEG", "", ""),  # line 7
+        ("2026-11-25", acc, "C", "100.00", "", "", ""),  # line 8: no reference
+        ("2026-11-25", acc, "D", "500.00", "OVERDRAW", "", ""),  # line 9: more than the balance
+        ("2026-11-25", acc, "C", "200.00", "OK2", "", ""),  # line 10
     )
     result = _import(data)
 
@@ -74,7 +85,9 @@ def test_bad_lines_are_reported_by_line_number_and_the_good_ones_import(business
 def test_same_reference_with_other_details_is_rejected(business_day):
     company, _ = company_with_line()
     _import(statement_csv(("2026-11-25", company.settlement_account_no, "C", "100.00", "R1", "", "")))
-    result = _import(statement_csv(("2026-11-25", company.settlement_account_no, "C", "999.00", "R1", "", "")))
+    result = _import(
+        statement_csv(("2026-11-25", company.settlement_account_no, "C", "999.00", "R1", "", ""))
+    )
     assert [r["line"] for r in result.rejections] == [2]
     assert balance(company, AccountKind.SETTLEMENT) == Decimal("100.00")
 

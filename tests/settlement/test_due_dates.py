@@ -15,9 +15,9 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.parametrize(
     ("business_date", "due_date", "fee"),
     [
-        (date(2026, 11, 27), date(2026, 11, 30), Decimal("90.00")),   # Friday -> Monday, 3 days
-        (date(2026, 9, 30), date(2026, 10, 8), Decimal("240.00")),    # before National Day -> after it, 8 days
-        (date(2026, 2, 13), date(2026, 2, 14), Decimal("30.00")),     # Friday -> make-up working Saturday (调休)
+        (date(2026, 11, 27), date(2026, 11, 30), Decimal("90.00")),  # Friday -> Monday, 3 days
+        (date(2026, 9, 30), date(2026, 10, 8), Decimal("240.00")),  # before National Day -> after it, 8 days
+        (date(2026, 2, 13), date(2026, 2, 14), Decimal("30.00")),  # Friday -> make-up working Saturday (调休)
     ],
 )
 def test_due_date_and_fee(business_day, business_date, due_date, fee):

@@ -5,7 +5,14 @@ from decimal import Decimal
 import pytest
 
 from funding.errors import BusinessDayClosed, CreditLineFrozen, InsufficientLimit
-from funding.models import AdvanceStatus, AuditEvent, BusinessDay, ChangeRequestKind, CreditLineStatus, WebhookEvent
+from funding.models import (
+    AdvanceStatus,
+    AuditEvent,
+    BusinessDay,
+    ChangeRequestKind,
+    CreditLineStatus,
+    WebhookEvent,
+)
 from funding.services.advances import advance_request
 from funding.services.credit_lines import change_request_approve, change_request_propose
 from ledger.models import Account, AccountKind, JournalTransaction
@@ -26,8 +33,13 @@ from tests.settlement.nightly_helpers import (
 
 pytestmark = pytest.mark.django_db
 
-WED, THU, FRI, MON, TUE = (date(2026, 11, 25), date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 30),
-                           date(2026, 12, 1))
+WED, THU, FRI, MON, TUE = (
+    date(2026, 11, 25),
+    date(2026, 11, 26),
+    date(2026, 11, 27),
+    date(2026, 11, 30),
+    date(2026, 12, 1),
+)
 
 
 def current() -> date:
@@ -62,8 +74,12 @@ def test_overdue_freeze_refuse_repay_then_unfreeze_with_four_eyes(business_day):
 
     outstanding_before = line.outstanding
     with pytest.raises(CreditLineFrozen):
-        advance_request(company=company, external_id="AFTER-FREEZE", amount=Decimal("10.00"),
-                        payouts=payout_inputs("10.00"))
+        advance_request(
+            company=company,
+            external_id="AFTER-FREEZE",
+            amount=Decimal("10.00"),
+            payouts=payout_inputs("10.00"),
+        )
     line.refresh_from_db()
     assert (line.reserved, line.outstanding) == (Decimal("0.00"), outstanding_before)
 
@@ -76,7 +92,10 @@ def test_overdue_freeze_refuse_repay_then_unfreeze_with_four_eyes(business_day):
     line.refresh_from_db()
     assert advance.status == AdvanceStatus.REPAID
     assert (advance.penalty_repaid, advance.fee_repaid, advance.principal_repaid) == (
-        Decimal("50.02"), Decimal("30.00"), Decimal("100000.00"))
+        Decimal("50.02"),
+        Decimal("30.00"),
+        Decimal("100000.00"),
+    )
     assert available(company) == Decimal("0.00")
     assert balance(company, AccountKind.PENALTY_RECEIVABLE) == Decimal("0.00")
     assert line.status == CreditLineStatus.FROZEN  # not configured to unfreeze itself
@@ -85,13 +104,15 @@ def test_overdue_freeze_refuse_repay_then_unfreeze_with_four_eyes(business_day):
     line.refresh_from_db()
     assert line.status == CreditLineStatus.FROZEN
 
-    request = change_request_propose(credit_line=line, kind=ChangeRequestKind.UNFREEZE, proposed={},
-                                     maker=maker, reason="repaid in full")
+    request = change_request_propose(
+        credit_line=line, kind=ChangeRequestKind.UNFREEZE, proposed={}, maker=maker, reason="repaid in full"
+    )
     change_request_approve(request=request, checker=checker, reason="checked")
     line.refresh_from_db()
     assert line.status == CreditLineStatus.ACTIVE
-    new = advance_request(company=company, external_id="AFTER-UNFREEZE", amount=Decimal("10.00"),
-                          payouts=payout_inputs("10.00"))
+    new = advance_request(
+        company=company, external_id="AFTER-UNFREEZE", amount=Decimal("10.00"), payouts=payout_inputs("10.00")
+    )
     assert new.due_date == date(2026, 12, 1)  # requested Monday
     assert trial_balance() == {"CNY": Decimal("0.00")}
     assert account_totals_drift() == []
@@ -118,7 +139,9 @@ def test_penalty_accrues_daily_at_the_higher_scale_over_a_weekend(business_day):
     assert balance(company, AccountKind.PENALTY_RECEIVABLE) == Decimal("250.08")
     assert Account.objects.get(kind=AccountKind.PENALTY_INCOME, owner="").balance == Decimal("250.08")
     journals = JournalTransaction.objects.filter(kind="penalty.accrual").order_by("business_date")
-    assert [j.reference for j in journals] == [f"penalty:{d.isoformat()}:{company.code}" for d in (THU, FRI, MON)]
+    assert [j.reference for j in journals] == [
+        f"penalty:{d.isoformat()}:{company.code}" for d in (THU, FRI, MON)
+    ]
     assert advance.aging_bucket == "4-7"  # Tuesday is 5 days after Thursday
 
     # Partial repayment pays penalty first, then fee, then principal.
@@ -126,7 +149,10 @@ def test_penalty_accrues_daily_at_the_higher_scale_over_a_weekend(business_day):
     repayments_collect_run()
     advance.refresh_from_db()
     assert (advance.penalty_repaid, advance.fee_repaid, advance.principal_repaid) == (
-        Decimal("250.08"), Decimal("30.00"), Decimal("19.92"))
+        Decimal("250.08"),
+        Decimal("30.00"),
+        Decimal("19.92"),
+    )
     assert advance.status == AdvanceStatus.OVERDUE
     assert trial_balance() == {"CNY": Decimal("0.00")}
 
@@ -171,13 +197,18 @@ def test_auto_unfreeze_once_cleared(business_day):
 
 
 def test_effective_limit_is_the_smallest_factor_and_blocks_new_advances_only(business_day):
-    company, line = company_with_line(limit="1000000.00", flow_multiple="2", flow_window_days=5,
-                                      margin_multiple="10")
+    company, line = company_with_line(
+        limit="1000000.00", flow_multiple="2", flow_window_days=5, margin_multiple="10"
+    )
     disbursed_advance(company, "100000.00")
     credit_settlement(company, "100000.00")  # value date Wednesday
-    bank_statement_import(stream=io.BytesIO(statement_csv(
-        ("2026-11-25", company.margin_account_no, "C", "3000.00", "MRG1", "", "margin"))),
-        filename="m.csv", imported_by="test")
+    bank_statement_import(
+        stream=io.BytesIO(
+            statement_csv(("2026-11-25", company.margin_account_no, "C", "3000.00", "MRG1", "", "margin"))
+        ),
+        filename="m.csv",
+        imported_by="test",
+    )
     events_before = WebhookEvent.objects.filter(type="credit_line.limit_changed", company=company).count()
 
     outcome = business_day_close()
@@ -188,14 +219,25 @@ def test_effective_limit_is_the_smallest_factor_and_blocks_new_advances_only(bus
     assert line.approved_limit == Decimal("1000000.00")
     assert line.limit_factors_date == WED
     assert [(f["factor"], f["value"]) for f in line.limit_factors] == [
-        ("approved_limit", "1000000.00"), ("flow", "40000.00"), ("margin", "30000.00")]
+        ("approved_limit", "1000000.00"),
+        ("flow", "40000.00"),
+        ("margin", "30000.00"),
+    ]
     assert outcome.run.counts["limits_changed"] == 1
-    assert WebhookEvent.objects.filter(type="credit_line.limit_changed", company=company).count() == events_before + 1
+    assert (
+        WebhookEvent.objects.filter(type="credit_line.limit_changed", company=company).count()
+        == events_before + 1
+    )
     # Already drawn: untouched. New advances: refused while usage exceeds the limit.
     assert line.outstanding == Decimal("100000.00")
     with pytest.raises(InsufficientLimit):
-        advance_request(company=company, external_id="OVER", amount=Decimal("10.00"), payouts=payout_inputs("10.00"),
-                        use_own_funds=False)
+        advance_request(
+            company=company,
+            external_id="OVER",
+            amount=Decimal("10.00"),
+            payouts=payout_inputs("10.00"),
+            use_own_funds=False,
+        )
 
 
 def test_failed_close_keeps_the_day_closing_and_resumes(business_day, monkeypatch):
@@ -214,7 +256,9 @@ def test_failed_close_keeps_the_day_closing_and_resumes(business_day, monkeypatc
     assert "disk full" in run.error
     assert BusinessDay.objects.get().closing is True
     with pytest.raises(BusinessDayClosed):
-        advance_request(company=company, external_id="DURING", amount=Decimal("1.00"), payouts=payout_inputs("1.00"))
+        advance_request(
+            company=company, external_id="DURING", amount=Decimal("1.00"), payouts=payout_inputs("1.00")
+        )
     with pytest.raises(JobError):
         repayments_collect_run()
 

@@ -36,10 +36,17 @@ def test_full_repayment_allocates_fee_then_principal_and_repays(business_day):
     assert (advance.principal_repaid, advance.fee_repaid) == (Decimal("100000.00"), Decimal("30.00"))
     repayment = Repayment.objects.get()
     assert (repayment.amount, repayment.penalty, repayment.fee, repayment.principal) == (
-        Decimal("100030.00"), Decimal("0.00"), Decimal("30.00"), Decimal("100000.00"))
+        Decimal("100030.00"),
+        Decimal("0.00"),
+        Decimal("30.00"),
+        Decimal("100000.00"),
+    )
     allocation = RepaymentAllocation.objects.get()
     assert (allocation.fee, allocation.principal, allocation.settles_advance) == (
-        Decimal("30.00"), Decimal("100000.00"), True)
+        Decimal("30.00"),
+        Decimal("100000.00"),
+        True,
+    )
     line.refresh_from_db()
     assert line.outstanding == Decimal("0.00")
     assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == Decimal("0.00")

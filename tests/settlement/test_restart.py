@@ -1,6 +1,6 @@
-"""A close killed with SIGKILL in the middle and started again ends with exactly the ledger of an uninterrupted
-close. The command runs in a subprocess against the test database; a test-only hook SIGKILLs it after N
-committed chunks (one company per chunk)."""
+"""A close killed with SIGKILL in the middle and started again ends with exactly the ledger of an
+uninterrupted close. The command runs in a subprocess against the test database; a test-only hook
+SIGKILLs it after N committed chunks (one company per chunk)."""
 
 import os
 import signal
@@ -24,10 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _build() -> None:
     calendar_and_business_date()
-    plans = [("RS-A", "30000.00"), ("RS-B", "1500.00"), ("RS-C", None), ("RS-D", "999999.00"), ("RS-E", "10.00")]
+    plans = [
+        ("RS-A", "30000.00"),
+        ("RS-B", "1500.00"),
+        ("RS-C", None),
+        ("RS-D", "999999.00"),
+        ("RS-E", "10.00"),
+    ]
     for code, _ in plans:
-        company, _ = company_with_line(code=code, auto_unfreeze=(code == "RS-D"), flow_multiple="3",
-                                       flow_window_days=2)
+        company, _ = company_with_line(
+            code=code, auto_unfreeze=(code == "RS-D"), flow_multiple="3", flow_window_days=2
+        )
         disbursed_advance(company, "10000.00", external_id=f"{code}-1")
         disbursed_advance(company, "2000.00", "3000.00", external_id=f"{code}-2")
     business_day_close()  # Wednesday: nothing due yet
@@ -50,23 +57,55 @@ def _run_close(kill_after: int | None = None) -> subprocess.CompletedProcess:
     env.pop("NIGHTLY_TEST_SIGKILL_AFTER_CHUNKS", None)
     if kill_after is not None:
         env["NIGHTLY_TEST_SIGKILL_AFTER_CHUNKS"] = str(kill_after)
-    return subprocess.run([sys.executable, "manage.py", "close_business_day"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", "close_business_day"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _fingerprint() -> dict:
     return {
-        "entries": sorted(Entry.objects.exclude(transaction__kind__in=["advance.fee", "payout.funds_out"])
-                          .values_list("transaction__reference", "account__code", "direction", "amount")),
-        "balances": sorted(Account.objects.values_list("code", "debits_posted", "credits_posted", "debits_pending")),
-        "advances": sorted(Advance.objects.values_list(
-            "external_id", "status", "principal_repaid", "fee_repaid", "penalty_repaid", "penalty_accrued_exact",
-            "aging_bucket")),
-        "lines": sorted(CreditLine.objects.values_list(
-            "company__code", "status", "outstanding", "effective_limit", "limit_factors")),
-        "repayments": sorted(Repayment.objects.values_list("reference", "amount", "penalty", "fee", "principal")),
-        "allocations": sorted(RepaymentAllocation.objects.values_list(
-            "repayment__reference", "advance__external_id", "penalty", "fee", "principal", "settles_advance")),
+        "entries": sorted(
+            Entry.objects.exclude(transaction__kind__in=["advance.fee", "payout.funds_out"]).values_list(
+                "transaction__reference", "account__code", "direction", "amount"
+            )
+        ),
+        "balances": sorted(
+            Account.objects.values_list("code", "debits_posted", "credits_posted", "debits_pending")
+        ),
+        "advances": sorted(
+            Advance.objects.values_list(
+                "external_id",
+                "status",
+                "principal_repaid",
+                "fee_repaid",
+                "penalty_repaid",
+                "penalty_accrued_exact",
+                "aging_bucket",
+            )
+        ),
+        "lines": sorted(
+            CreditLine.objects.values_list(
+                "company__code", "status", "outstanding", "effective_limit", "limit_factors"
+            )
+        ),
+        "repayments": sorted(
+            Repayment.objects.values_list("reference", "amount", "penalty", "fee", "principal")
+        ),
+        "allocations": sorted(
+            RepaymentAllocation.objects.values_list(
+                "repayment__reference",
+                "advance__external_id",
+                "penalty",
+                "fee",
+                "principal",
+                "settles_advance",
+            )
+        ),
         "events": sorted(Advance.objects.values_list("company__code", "company__webhook_events__type")),
         "business_day": list(BusinessDay.objects.values_list("current", "closing")),
     }

@@ -18,7 +18,9 @@ class Command(BaseCommand):
             raise CommandError(f"import_bank_statement failed: no such file {path}")
         try:
             with path.open("rb") as stream:
-                result = bank_statement_import(stream=stream, filename=path.name, imported_by="import_bank_statement")
+                result = bank_statement_import(
+                    stream=stream, filename=path.name, imported_by="import_bank_statement"
+                )
         except (StatementFileError, EngineError) as exc:
             raise CommandError(f"import_bank_statement failed: {exc}") from exc
         for rejection in result.rejections:
