@@ -342,7 +342,7 @@ class Advance(FSMModelMixin, models.Model):
     fee_repaid = models.DecimalField(**MONEY, default=0)
     penalty_accrued = models.DecimalField(**MONEY, default=0)
     penalty_repaid = models.DecimalField(**MONEY, default=0)
-    # Penalty interest at the accrual scale; penalty_accrued is this quantized half-up (set by the nightly job).
+    # Penalty interest at the accrual scale; penalty_accrued is its quantized running total (nightly job).
     penalty_accrued_exact = models.DecimalField(max_digits=24, decimal_places=settings.ACCRUAL_DECIMAL_PLACES,
                                                 default=0)
     overdue_since = models.DateField(null=True, blank=True)

@@ -4,8 +4,6 @@ import django.db.models.deletion
 import django.db.models.expressions
 from django.db import migrations, models
 
-from settlement.services.nightly_sql import ULID_FUNCTION_SQL
-
 
 class Migration(migrations.Migration):
 
@@ -16,7 +14,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunSQL(ULID_FUNCTION_SQL, "DROP FUNCTION IF EXISTS settlement_new_ulid();"),
         migrations.CreateModel(
             name='BankStatementImport',
             fields=[

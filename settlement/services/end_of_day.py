@@ -128,6 +128,7 @@ def _step_overdue(ids: list[int], run: JobRun) -> None:
             },
         )
         moved = cursor.rowcount
+        cursor.execute("ANALYZE nightly_ids")
         if moved:
             advance_events_insert(
                 event_type="advance.overdue", ids_sql="SELECT id FROM nightly_ids", params={}
@@ -172,6 +173,7 @@ def _step_penalty(ids: list[int], run: JobRun) -> None:
             """,
             {"days": days, "ids": ids, "overdue": AdvanceStatus.OVERDUE.value},
         )
+        cursor.execute("ANALYZE nightly_pen")
         cursor.execute(
             """
             INSERT INTO settlement_penaltyaccrual

@@ -5,38 +5,24 @@ so a million repaid advances become one INSERT ... SELECT instead of a million O
 """
 
 from django.db import connection
+from ulid import ULID
 
 # One lock for collect_repayments and close_business_day: they must never run at the same time.
 NIGHTLY_LOCK_KEY = 0x4E494748  # "NIGH"
 
-# Installed by migration settlement/0002_nightly_jobs: a ULID (Crockford base32) like python-ulid's.
-ULID_FUNCTION_SQL = r"""
-CREATE OR REPLACE FUNCTION settlement_new_ulid() RETURNS text LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    alphabet constant text := '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-    ts bigint := floor(extract(epoch FROM clock_timestamp()) * 1000);
-    b bytea := uuid_send(gen_random_uuid());
-    r1 bigint;
-    r2 bigint;
-    out text := '';
-BEGIN
-    -- bytes 6 and 8 of a v4 UUID carry version/variant bits: take the random bits from the others.
-    r1 := (get_byte(b, 0)::bigint << 32) | (get_byte(b, 1)::bigint << 24) | (get_byte(b, 2)::bigint << 16)
-          | (get_byte(b, 3)::bigint << 8) | get_byte(b, 4)::bigint;
-    r2 := (get_byte(b, 9)::bigint << 32) | (get_byte(b, 10)::bigint << 24) | (get_byte(b, 11)::bigint << 16)
-          | (get_byte(b, 12)::bigint << 8) | get_byte(b, 13)::bigint;
-    FOR i IN REVERSE 9..0 LOOP
-        out := out || substr(alphabet, ((ts >> (i * 5)) & 31)::int + 1, 1);
-    END LOOP;
-    FOR i IN REVERSE 7..0 LOOP
-        out := out || substr(alphabet, ((r1 >> (i * 5)) & 31)::int + 1, 1);
-    END LOOP;
-    FOR i IN REVERSE 7..0 LOOP
-        out := out || substr(alphabet, ((r2 >> (i * 5)) & 31)::int + 1, 1);
-    END LOOP;
-    RETURN out;
-END $$;
-"""
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_40_BITS = "floor(random() * 1099511627776)::bigint"
+
+
+def _base32(column: str, chars: int) -> str:
+    return " || ".join(
+        f"substr('{CROCKFORD}', (({column} >> {5 * i}) & 31)::int + 1, 1)" for i in reversed(range(chars))
+    )
+
+
+# A ULID per row without a PL/pgSQL call per row: the statement's timestamp part (from python-ulid) and
+# 80 random bits (two 40-bit draws) in Crockford base32. The outbox's unique public_id backs it.
+_EVENT_ID_SQL = f"'evt_' || %(ulid_time)s || {_base32('w.r1', 8)} || {_base32('w.r2', 8)}"
 
 _TS = "to_char({col} AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD\"T\"HH24:MI:SS') || '+08:00'"
 
@@ -101,10 +87,11 @@ def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int
                                      'created_at', {_TS.format(col="now()")},
                                      'data', {ADVANCE_DATA_SQL}),
                    'pending', 0, now(), '', now()
-              FROM (SELECT a.*, 'evt_' || settlement_new_ulid() AS evt_id
-                      FROM funding_advance a WHERE a.id IN ({ids_sql})) v
+              FROM (SELECT w.*, {_EVENT_ID_SQL} AS evt_id
+                      FROM (SELECT a.*, {_RANDOM_40_BITS} AS r1, {_RANDOM_40_BITS} AS r2
+                              FROM funding_advance a WHERE a.id IN ({ids_sql})) w) v
             """,
-            {**params, "event_type": event_type},
+            {**params, "event_type": event_type, "ulid_time": str(ULID())[:10]},
         )
         return cursor.rowcount
 

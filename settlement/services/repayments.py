@@ -123,6 +123,8 @@ def repayments_collect_chunk(
                 "business_date": business_date,
             },
         )
+        # Without statistics the planner guesses badly on the temporary table's joins.
+        cursor.execute("ANALYZE nightly_alloc")
         cursor.execute(
             """
             SELECT company_id, count(*), count(*) FILTER (WHERE settles),

@@ -1,6 +1,8 @@
+import re
 from decimal import Decimal
 
 import pytest
+from ulid import ULID
 
 from funding.models import AdvanceStatus
 from ledger.models import AccountKind
@@ -54,6 +56,9 @@ def test_full_repayment_allocates_fee_then_principal_and_repays(business_day):
     assert available(company) == Decimal("49970.00")
     assert company.webhook_events.filter(type="advance.repaid", resource_id=advance.public_id).count() == 1
     event = company.webhook_events.get(type="advance.repaid")
+    assert re.fullmatch(r"evt_[0-9A-HJKMNP-TV-Z]{26}", event.public_id)
+    assert event.payload["id"] == event.public_id
+    assert str(ULID.from_str(event.public_id[4:]).datetime.date()) >= "2026-01-01"
     assert event.payload["data"]["status"] == "repaid"
     assert event.payload["data"]["outstanding_amount"] == "0.00"
     assert event.payload["data"]["version"] == advance.version
