@@ -41,12 +41,16 @@ def _recreate_database(url: str, name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1_000_000, help="due advances (default 1,000,000)")
     parser.add_argument("--companies", type=int, default=200)
     parser.add_argument("--short-every", type=int, default=5, help="every k-th company is short of funds")
     parser.add_argument("--chunk-size", type=int, default=None, help="companies per transaction")
-    parser.add_argument("--profile", action="store_true", help="print the slowest SQL statements of the engine")
+    parser.add_argument(
+        "--profile", action="store_true", help="print the slowest SQL statements of the engine"
+    )
     args = parser.parse_args()
 
     url, name = _bench_database_url()
@@ -62,9 +66,12 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     _build(n=args.n, companies=args.companies, short_every=args.short_every)
-    print(f"built {args.n:,} due advances over {args.companies} companies in {time.perf_counter() - started:.1f}s")
+    print(
+        f"built {args.n:,} due advances over {args.companies} companies in {time.perf_counter() - started:.1f}s"
+    )
 
     baseline = _baseline()
+    baseline_same_rows = _baseline(same_rows=True)
     from settlement.services.end_of_day import business_day_close, job_run_summary, repayments_collect_run
 
     from contextlib import nullcontext
@@ -103,7 +110,11 @@ def main() -> None:
     print(f"baseline (plain SQL repayment)  {baseline:8.2f}s  {args.n / baseline:>12,.0f} advances/s")
     print(f"engine collect_repayments       {t_collect:8.2f}s  {args.n / t_collect:>12,.0f} advances/s")
     print(f"engine close_business_day       {t_close:8.2f}s  {args.n / t_close:>12,.0f} advances/s")
+    print(
+        f"baseline writing the same rows  {baseline_same_rows:8.2f}s  {args.n / baseline_same_rows:>12,.0f} advances/s"
+    )
     print(f"ratio collect / baseline        {t_collect / baseline:8.2f}x")
+    print(f"ratio collect / same-rows base  {t_collect / baseline_same_rows:8.2f}x")
     print(f"peak memory (this process)      {peak_mb:8.1f} MB")
     _check()
 
@@ -125,11 +136,23 @@ def _build(*, n: int, companies: int, short_every: int) -> None:
     maker = User.objects.create_user("bench-maker", is_staff=True)
     checker = User.objects.create_user("bench-checker", is_staff=True)
     for i in range(1, companies + 1):
-        company = company_create(code=f"B{i:04d}", legal_name=f"Bench {i}", settlement_account_no=f"31{i:012d}",
-                                 margin_account_no=f"32{i:012d}")
-        line = credit_line_create(company=company, actor=maker, terms={
-            "approved_limit": "900000000000.00", "daily_fee_rate": "0.000300", "penalty_rate": "0.000500",
-            "valid_from": "2026-01-01", "valid_to": "2027-12-31"})
+        company = company_create(
+            code=f"B{i:04d}",
+            legal_name=f"Bench {i}",
+            settlement_account_no=f"31{i:012d}",
+            margin_account_no=f"32{i:012d}",
+        )
+        line = credit_line_create(
+            company=company,
+            actor=maker,
+            terms={
+                "approved_limit": "900000000000.00",
+                "daily_fee_rate": "0.000300",
+                "penalty_rate": "0.000500",
+                "valid_from": "2026-01-01",
+                "valid_to": "2027-12-31",
+            },
+        )
         change_request_approve(request=line.change_requests.get(), checker=checker)
     with connection.cursor() as cursor:
         # Advances of Wednesday 2026-11-25, disbursed, due Thursday: amount 1000.00 + (i mod 997) / 100.
@@ -171,28 +194,49 @@ def _build(*, n: int, companies: int, short_every: int) -> None:
     for index, (code, principal, fee) in enumerate(totals, start=1):
         with transaction.atomic():
             # What disbursement would have posted (funds out, fee), condensed into one journal per company.
-            ledger_post(kind="bench.seed", reference=f"bench:{code}", business_date=business_date, legs=[
-                debit(accounts[(code, AccountKind.ADVANCE_RECEIVABLE)], principal),
-                debit(accounts[(code, AccountKind.FEE_RECEIVABLE)], fee),
-                credit(clearing, principal), credit(fee_income, fee)])
+            ledger_post(
+                kind="bench.seed",
+                reference=f"bench:{code}",
+                business_date=business_date,
+                legs=[
+                    debit(accounts[(code, AccountKind.ADVANCE_RECEIVABLE)], principal),
+                    debit(accounts[(code, AccountKind.FEE_RECEIVABLE)], fee),
+                    credit(clearing, principal),
+                    credit(fee_income, fee),
+                ],
+            )
             # T+1 clearing funds: enough, except for every k-th company which gets half of what is due.
             funds = (principal + fee) / 2 if index % short_every == 0 else principal + fee + 1000
-            ledger_post(kind="bench.funds", reference=f"bench:funds:{code}", business_date=business_date, legs=[
-                debit(clearing, funds), credit(accounts[(code, AccountKind.SETTLEMENT)], funds)])
+            ledger_post(
+                kind="bench.funds",
+                reference=f"bench:funds:{code}",
+                business_date=business_date,
+                legs=[debit(clearing, funds), credit(accounts[(code, AccountKind.SETTLEMENT)], funds)],
+            )
     BusinessDay.objects.update(current=date(2026, 11, 26))
     print(f"{len(Company.objects.all())} companies; every {short_every}th short of funds")
 
 
-def _baseline() -> float:
-    """The equivalent repayment in plain SQL on copies of the tables; returns its time in seconds."""
+def _baseline(*, same_rows: bool = False) -> float:
+    """The equivalent repayment in plain SQL on copies of the tables; returns its time in seconds.
+
+    same_rows: also write what the engine writes per advance besides the UPDATE (one allocation row and,
+    for each advance repaid in full, one outbox event with the advance's JSON), into plain copies.
+    """
     from django.db import connection, transaction
 
+    from settlement.services.nightly_sql import ADVANCE_DATA_SQL
+
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS bench_advance, bench_journal, bench_entry")
+        cursor.execute(
+            "DROP TABLE IF EXISTS bench_advance, bench_journal, bench_entry, bench_alloc_rows, bench_event"
+        )
         cursor.execute("CREATE TABLE bench_advance (LIKE funding_advance INCLUDING ALL)")
         cursor.execute("INSERT INTO bench_advance SELECT * FROM funding_advance")
         cursor.execute("CREATE TABLE bench_journal (LIKE ledger_journaltransaction INCLUDING ALL)")
         cursor.execute("CREATE TABLE bench_entry (LIKE ledger_entry INCLUDING ALL)")
+        cursor.execute("CREATE TABLE bench_alloc_rows (LIKE settlement_repaymentallocation INCLUDING ALL)")
+        cursor.execute("CREATE TABLE bench_event (LIKE funding_webhookevent INCLUDING ALL)")
         cursor.execute("ANALYZE bench_advance")
     t0 = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -251,12 +295,31 @@ def _baseline() -> float:
              WHERE e.amt > 0
             """
         )
+        if same_rows:
+            cursor.execute(
+                """
+                INSERT INTO bench_alloc_rows (repayment_id, advance_id, penalty, fee, principal, settles_advance)
+                SELECT b.company_id, b.id, coalesce(b.pen, 0), coalesce(b.fee, 0), coalesce(b.prin, 0),
+                       coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) = b.due
+                  FROM bench_alloc b WHERE coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) > 0
+                """
+            )
+            cursor.execute(
+                f"""
+                INSERT INTO bench_event (public_id, company_id, type, resource_type, resource_id, resource_version,
+                                         payload, status, attempt_count, next_attempt_at, last_error, created_at)
+                SELECT 'evt_' || v.id, v.company_id, 'advance.repaid', 'advance', v.public_id, v.version,
+                       json_build_object('id', 'evt_' || v.id, 'data', {ADVANCE_DATA_SQL}),
+                       'pending', 0, now(), '', now()
+                  FROM bench_advance v WHERE v.status = 'repaid'
+                """
+            )
     elapsed = time.perf_counter() - t0
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FILTER (WHERE status = 'repaid') FROM bench_advance")
         repaid = cursor.fetchone()[0]
-        cursor.execute("DROP TABLE bench_advance, bench_journal, bench_entry")
-    print(f"baseline repaid {repaid:,} advances")
+        cursor.execute("DROP TABLE bench_advance, bench_journal, bench_entry, bench_alloc_rows, bench_event")
+    print(f"baseline{' (same rows)' if same_rows else ''} repaid {repaid:,} advances in {elapsed:.2f}s")
     return elapsed
 
 

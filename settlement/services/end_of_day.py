@@ -249,11 +249,13 @@ def _step_aging(ids: list[int], run: JobRun) -> None:
         # Days overdue as of the next business date: unpaid at the close of its due date = 1+ days late.
         cursor.execute(
             """
-            UPDATE funding_advance v
-               SET aging_bucket = CASE WHEN %(next)s - v.due_date <= 3 THEN '1-3'
-                                       WHEN %(next)s - v.due_date <= 7 THEN '4-7'
-                                       WHEN %(next)s - v.due_date <= 30 THEN '8-30' ELSE '>30' END
-             WHERE v.company_id = ANY(%(ids)s) AND v.status = %(overdue)s
+            UPDATE funding_advance v SET aging_bucket = b.bucket
+              FROM (SELECT a.id, CASE WHEN %(next)s - a.due_date <= 3 THEN '1-3'
+                                      WHEN %(next)s - a.due_date <= 7 THEN '4-7'
+                                      WHEN %(next)s - a.due_date <= 30 THEN '8-30' ELSE '>30' END AS bucket
+                      FROM funding_advance a
+                     WHERE a.company_id = ANY(%(ids)s) AND a.status = %(overdue)s) b
+             WHERE v.id = b.id AND v.aging_bucket <> b.bucket
             """,
             {"next": run.next_business_date, "ids": ids, "overdue": AdvanceStatus.OVERDUE.value},
         )

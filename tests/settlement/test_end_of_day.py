@@ -273,3 +273,16 @@ def test_failed_close_keeps_the_day_closing_and_resumes(business_day, monkeypatc
     assert advance.status == AdvanceStatus.OVERDUE
     assert advance.penalty_accrued == Decimal("0.50")  # 1000.30 x 0.0005 = 0.50015
     assert JournalTransaction.objects.filter(kind="penalty.accrual").count() == 1
+
+
+def test_close_refuses_when_the_next_business_day_is_unknown(business_day):
+    from funding.errors import CalendarUnavailable
+
+    BusinessDay.objects.update(current=date(2026, 12, 31))  # 2027 is not seeded in the tests
+    company, _ = company_with_line()
+    runs_before = JobRun.objects.count()
+    with pytest.raises(CalendarUnavailable):
+        business_day_close()
+    assert JobRun.objects.count() == runs_before
+    assert BusinessDay.objects.get().closing is False
+    assert current() == date(2026, 12, 31)
