@@ -67,16 +67,17 @@ def main() -> None:
     started = time.perf_counter()
     _build(n=args.n, companies=args.companies, short_every=args.short_every)
     print(
-        f"built {args.n:,} due advances over {args.companies} companies in {time.perf_counter() - started:.1f}s"
+        f"built {args.n:,} due advances over {args.companies} companies "
+        f"in {time.perf_counter() - started:.1f}s"
     )
 
     baseline = _baseline()
     baseline_same_rows = _baseline(same_rows=True)
-    from settlement.services.end_of_day import business_day_close, job_run_summary, repayments_collect_run
-
     from contextlib import nullcontext
 
     from django.db import connection
+
+    from settlement.services.end_of_day import business_day_close, job_run_summary, repayments_collect_run
 
     profile: dict[str, list[float]] = {}
 
@@ -111,7 +112,8 @@ def main() -> None:
     print(f"engine collect_repayments       {t_collect:8.2f}s  {args.n / t_collect:>12,.0f} advances/s")
     print(f"engine close_business_day       {t_close:8.2f}s  {args.n / t_close:>12,.0f} advances/s")
     print(
-        f"baseline writing the same rows  {baseline_same_rows:8.2f}s  {args.n / baseline_same_rows:>12,.0f} advances/s"
+        f"baseline writing the same rows  {baseline_same_rows:8.2f}s  "
+        f"{args.n / baseline_same_rows:>12,.0f} advances/s"
     )
     print(f"ratio collect / baseline        {t_collect / baseline:8.2f}x")
     print(f"ratio collect / same-rows base  {t_collect / baseline_same_rows:8.2f}x")
@@ -159,11 +161,13 @@ def _build(*, n: int, companies: int, short_every: int) -> None:
         cursor.execute(
             """
             INSERT INTO funding_advance
-                   (public_id, company_id, credit_line_id, external_id, status, currency, amount, own_funds_amount,
-                    advanced_amount, disbursed_amount, advanced_disbursed, fee, daily_fee_rate, business_date,
-                    due_date, principal_repaid, fee_repaid, penalty_accrued, penalty_repaid, penalty_accrued_exact,
-                    overdue_since, aging_bucket, version, created_at, updated_at)
-            SELECT 'adv_bench' || g, c.id, l.id, 'BENCH' || g, 'disbursed', 'CNY', a.amt, 0, a.amt, a.amt, a.amt,
+                   (public_id, company_id, credit_line_id, external_id, status, currency, amount,
+                    own_funds_amount, advanced_amount, disbursed_amount, advanced_disbursed, fee,
+                    daily_fee_rate, business_date, due_date, principal_repaid, fee_repaid, penalty_accrued,
+                    penalty_repaid, penalty_accrued_exact, overdue_since, aging_bucket, version, created_at,
+                    updated_at)
+            SELECT 'adv_bench' || g, c.id, l.id, 'BENCH' || g, 'disbursed', 'CNY', a.amt,
+                   0, a.amt, a.amt, a.amt,
                    round(a.amt * 0.0003, 2), 0.0003, '2026-11-25', '2026-11-26', 0, 0, 0, 0, 0,
                    NULL, '', 2, now(), now()
               FROM generate_series(1, %s) g
@@ -251,9 +255,11 @@ def _baseline(*, same_rows: bool = False) -> float:
                        sum(p.amt) OVER (PARTITION BY v.company_id ORDER BY v.due_date, v.id, p.ord
                                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto
                   FROM bench_advance v
-                 CROSS JOIN LATERAL (VALUES (1, v.penalty_accrued - v.penalty_repaid), (2, v.fee - v.fee_repaid),
+                 CROSS JOIN LATERAL (VALUES (1, v.penalty_accrued - v.penalty_repaid),
+                                            (2, v.fee - v.fee_repaid),
                                             (3, v.advanced_disbursed - v.principal_repaid)) AS p(ord, amt)
-                 WHERE v.status IN ('disbursed', 'partially_disbursed', 'overdue') AND v.due_date <= '2026-11-26'
+                 WHERE v.status IN ('disbursed', 'partially_disbursed', 'overdue')
+                   AND v.due_date <= '2026-11-26'
                    AND p.amt > 0)
             SELECT p.id, p.company_id,
                    sum(least(p.amt, greatest(av.avail - (p.upto - p.amt), 0))) FILTER (WHERE ord = 1) AS pen,
@@ -266,12 +272,14 @@ def _baseline(*, same_rows: bool = False) -> float:
         cursor.execute(
             """
             UPDATE bench_advance v
-               SET penalty_repaid = v.penalty_repaid + coalesce(b.pen, 0), fee_repaid = v.fee_repaid + coalesce(b.fee, 0),
+               SET penalty_repaid = v.penalty_repaid + coalesce(b.pen, 0),
+                   fee_repaid = v.fee_repaid + coalesce(b.fee, 0),
                    principal_repaid = v.principal_repaid + coalesce(b.prin, 0),
                    status = CASE WHEN coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) = b.due
                                  THEN 'repaid' ELSE v.status END,
                    version = v.version + 1, updated_at = now()
-              FROM bench_alloc b WHERE v.id = b.id AND coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) > 0
+              FROM bench_alloc b
+             WHERE v.id = b.id AND coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) > 0
             """
         )
         cursor.execute(
@@ -279,7 +287,8 @@ def _baseline(*, same_rows: bool = False) -> float:
             WITH per_company AS (
                 SELECT b.company_id, c.code, sum(coalesce(b.pen, 0)) AS pen, sum(coalesce(b.fee, 0)) AS fee,
                        sum(coalesce(b.prin, 0)) AS prin
-                  FROM bench_alloc b JOIN funding_company c ON c.id = b.company_id GROUP BY b.company_id, c.code),
+                  FROM bench_alloc b JOIN funding_company c ON c.id = b.company_id
+                 GROUP BY b.company_id, c.code),
             journals AS (
                 INSERT INTO bench_journal (id, kind, description, business_date, reference, created_at)
                 SELECT nextval('ledger_journaltransaction_id_seq'), 'repayment', '', '2026-11-26',
@@ -288,7 +297,8 @@ def _baseline(*, same_rows: bool = False) -> float:
             INSERT INTO bench_entry (transaction_id, account_id, direction, amount, currency)
             SELECT j.id, a.id, e.dir, e.amt, 'CNY'
               FROM per_company p JOIN journals j ON j.reference = 'baseline:' || p.code
-             CROSS JOIN LATERAL (VALUES ('settlement', 'D', p.pen + p.fee + p.prin), ('penalty_receivable', 'C', p.pen),
+             CROSS JOIN LATERAL (VALUES ('settlement', 'D', p.pen + p.fee + p.prin),
+                                        ('penalty_receivable', 'C', p.pen),
                                         ('fee_receivable', 'C', p.fee), ('advance_receivable', 'C', p.prin))
                    AS e(kind, dir, amt)
               JOIN ledger_account a ON a.owner = p.code AND a.kind = e.kind
@@ -298,7 +308,8 @@ def _baseline(*, same_rows: bool = False) -> float:
         if same_rows:
             cursor.execute(
                 """
-                INSERT INTO bench_alloc_rows (repayment_id, advance_id, penalty, fee, principal, settles_advance)
+                INSERT INTO bench_alloc_rows
+                       (repayment_id, advance_id, penalty, fee, principal, settles_advance)
                 SELECT b.company_id, b.id, coalesce(b.pen, 0), coalesce(b.fee, 0), coalesce(b.prin, 0),
                        coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) = b.due
                   FROM bench_alloc b WHERE coalesce(b.pen, 0) + coalesce(b.fee, 0) + coalesce(b.prin, 0) > 0
@@ -306,8 +317,9 @@ def _baseline(*, same_rows: bool = False) -> float:
             )
             cursor.execute(
                 f"""
-                INSERT INTO bench_event (public_id, company_id, type, resource_type, resource_id, resource_version,
-                                         payload, status, attempt_count, next_attempt_at, last_error, created_at)
+                INSERT INTO bench_event
+                       (public_id, company_id, type, resource_type, resource_id, resource_version, payload,
+                        status, attempt_count, next_attempt_at, last_error, created_at)
                 SELECT 'evt_' || v.id, v.company_id, 'advance.repaid', 'advance', v.public_id, v.version,
                        json_build_object('id', 'evt_' || v.id, 'data', {ADVANCE_DATA_SQL}),
                        'pending', 0, now(), '', now()
