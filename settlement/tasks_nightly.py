@@ -20,9 +20,14 @@ from settlement.services.end_of_day import (
 logger = logging.getLogger(__name__)
 
 
+def _today():
+    """The calendar date in Asia/Shanghai (TIME_ZONE); one place, so tests can set the clock."""
+    return timezone.localdate()
+
+
 @shared_task(name="settlement.tasks_nightly.collect_repayments", acks_late=True)
 def collect_repayments() -> str:
-    if business_date_current() != timezone.localdate():
+    if business_date_current() != _today():
         return "skipped: today is not the current business date"
     try:
         outcome = repayments_collect_run()
@@ -35,7 +40,7 @@ def collect_repayments() -> str:
 
 @shared_task(name="settlement.tasks_nightly.close_business_day", acks_late=True)
 def close_business_day() -> str:
-    if business_date_current() > timezone.localdate():
+    if business_date_current() > _today():
         return "skipped: the current business date is ahead of the calendar"
     try:
         outcome = business_day_close()

@@ -23,7 +23,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import CharField, Exists, OuterRef, Subquery
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from funding.errors import EngineError
@@ -31,6 +32,7 @@ from funding.models import (
     ADVANCE_DUE_STATES,
     Advance,
     AdvanceStatus,
+    AuditEvent,
     BusinessDay,
     Company,
     CreditLine,
@@ -227,8 +229,19 @@ def _step_penalty(ids: list[int], run: JobRun) -> None:
 
 def _step_unfreeze(ids: list[int], run: JobRun) -> None:
     overdue = Advance.objects.filter(company_id=OuterRef("company_id"), status=AdvanceStatus.OVERDUE)
+    # Only a freeze this job made is undone by it: a line staff froze for another reason stays frozen.
+    last_freeze_by = (
+        AuditEvent.objects.filter(
+            action="credit_line.frozen",
+            object_type="funding.creditline",
+            object_id=Cast(OuterRef("pk"), CharField()),
+        )
+        .order_by("-id")
+        .values("actor_label")[:1]
+    )
     lines = CreditLine.objects.filter(company_id__in=ids, status=CreditLineStatus.FROZEN, auto_unfreeze=True)
-    for line in lines.filter(~Exists(overdue)).order_by("id"):
+    lines = lines.annotate(frozen_by=Subquery(last_freeze_by)).filter(~Exists(overdue), frozen_by=JOB_ACTOR)
+    for line in lines.order_by("id"):
         credit_line_unfreeze_automatically(
             credit_line=line,
             actor_label=JOB_ACTOR,

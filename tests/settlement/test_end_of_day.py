@@ -286,3 +286,16 @@ def test_close_refuses_when_the_next_business_day_is_unknown(business_day):
     assert JobRun.objects.count() == runs_before
     assert BusinessDay.objects.get().closing is False
     assert current() == date(2026, 12, 31)
+
+
+def test_auto_unfreeze_leaves_a_staff_freeze_alone(business_day):
+    from funding.services.credit_lines import credit_line_freeze
+
+    company, line = company_with_line(auto_unfreeze=True)
+    credit_line_freeze(credit_line=line, actor=staff_user(), reason="KYC review")
+
+    outcome = business_day_close()
+
+    line.refresh_from_db()
+    assert line.status == CreditLineStatus.FROZEN
+    assert outcome.run.counts.get("lines_unfrozen", 0) == 0
