@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from funding.models import ADVANCE_REPAYABLE_STATES, AdvanceStatus, Company
+from funding.services.audit import audit_record
 from funding.services.line_counters import line_reduce_outstanding
 from ledger.models import Account, AccountKind
 from ledger.services import credit, debit, ledger_post
@@ -188,6 +189,20 @@ def repayments_collect_chunk(
                 principal=principal,
                 journal=journal,
                 job_run=job_run,
+            )
+            audit_record(
+                action="repayment.collected",
+                obj=repayment,
+                actor_label=f"job:{job_run.job}" if job_run else "repayments",
+                company=company,
+                after={
+                    "amount": str(amount),
+                    "penalty": str(penalty),
+                    "fee": str(fee),
+                    "principal": str(principal),
+                    "advances": n_adv,
+                    "advances_repaid": n_settled,
+                },
             )
             repayment_rows.append((company_id, repayment.pk))
             totals.repayments.append(repayment.pk)
