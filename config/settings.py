@@ -343,6 +343,26 @@ DISBURSEMENT_ROUTING_CACHE_SECONDS = 5  # per-process cache of channels, success
 DISBURSEMENT_DISPATCH_FANOUT = 2  # dispatch tasks enqueued per new advance
 DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
 
+CELERY_IMPORTS: list = []
+
+# Nightly jobs (settlement.tasks_nightly): repayment collection at the given Asia/Shanghai times on business
+# days, the end-of-day close at the cut-off. They run on their own `nightly` queue.
+NIGHTLY_COLLECT_TIMES = env_list("NIGHTLY_COLLECT_TIMES", ["10:00", "16:00"])
+NIGHTLY_CLOSE_TIME = env_str("NIGHTLY_CLOSE_TIME", "23:00")
+NIGHTLY_CHUNK_COMPANIES = int(env_str("NIGHTLY_CHUNK_COMPANIES", "20"))
+CELERY_IMPORTS += ["settlement.tasks_nightly"]
+for _time in NIGHTLY_COLLECT_TIMES:
+    _hour, _minute = _time.split(":")
+    CELERY_BEAT_SCHEDULE[f"collect-repayments-{_hour}{_minute}"] = {
+        "task": "settlement.tasks_nightly.collect_repayments",
+        "schedule": crontab(hour=int(_hour), minute=int(_minute)),
+    }
+_close_hour, _close_minute = NIGHTLY_CLOSE_TIME.split(":")
+CELERY_BEAT_SCHEDULE["close-business-day"] = {
+    "task": "settlement.tasks_nightly.close_business_day",
+    "schedule": crontab(hour=int(_close_hour), minute=int(_close_minute)),
+}
+
 # Money and business rules.
 MONEY_MAX_DIGITS = 19
 MONEY_DECIMAL_PLACES = 2

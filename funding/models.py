@@ -342,6 +342,12 @@ class Advance(FSMModelMixin, models.Model):
     fee_repaid = models.DecimalField(**MONEY, default=0)
     penalty_accrued = models.DecimalField(**MONEY, default=0)
     penalty_repaid = models.DecimalField(**MONEY, default=0)
+    # Penalty interest at the accrual scale; penalty_accrued is its quantized running total (nightly job).
+    penalty_accrued_exact = models.DecimalField(max_digits=24, decimal_places=settings.ACCRUAL_DECIMAL_PLACES,
+                                                default=0)
+    overdue_since = models.DateField(null=True, blank=True)
+    # Aging bucket of an overdue advance as of the last close ("1-3", "4-7", "8-30", ">30"), for reports.
+    aging_bucket = models.CharField(max_length=8, blank=True, default="")
     # Increases with every change a webhook receiver could see, so stale events can be dropped.
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -363,7 +369,12 @@ class Advance(FSMModelMixin, models.Model):
                 name="funding_advance_amounts_consistent",
             ),
         ]
-        indexes = [models.Index(fields=["company", "-created_at"]), models.Index(fields=["status", "due_date"])]
+        indexes = [
+            models.Index(fields=["company", "-created_at"]),
+            models.Index(fields=["status", "due_date"]),
+            # The nightly jobs work per chunk of companies on their due or overdue advances.
+            models.Index(fields=["company", "status", "due_date"], name="funding_adv_company_status_due"),
+        ]
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from funding.errors import EngineError
+from settlement.services.bank_statements import StatementFileError, bank_statement_import, import_summary
+
+
+class Command(BaseCommand):
+    help = "Import the bank's statement file (CSV, contract 2.1). Exits non-zero if any line was rejected."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+
+    def handle(self, *args, **options):
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"import_bank_statement failed: no such file {path}")
+        try:
+            with path.open("rb") as stream:
+                result = bank_statement_import(
+                    stream=stream, filename=path.name, imported_by="import_bank_statement"
+                )
+        except (StatementFileError, EngineError) as exc:
+            raise CommandError(f"import_bank_statement failed: {exc}") from exc
+        for rejection in result.rejections:
+            self.stderr.write(f"line {rejection['line']}: {rejection['error']}")
+        self.stdout.write(import_summary(result))
+        if not result.ok:
+            raise CommandError(f"{len(result.rejections)} line(s) rejected")

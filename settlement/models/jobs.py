@@ -1,0 +1,86 @@
+"""Runs of the nightly jobs, with their progress cursor, and the aging report they keep."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
+
+
+class JobName(models.TextChoices):
+    COLLECT_REPAYMENTS = "collect_repayments", "Collect repayments"
+    CLOSE_BUSINESS_DAY = "close_business_day", "Close business day"
+
+
+class JobRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class JobRun(models.Model):
+    """One run of a job for one business date. A killed run is resumed from (`step`, `cursor`).
+
+    The cursor is moved in the same transaction as the chunk's work, so a chunk is done exactly once.
+    """
+
+    job = models.CharField(max_length=32, choices=JobName.choices)
+    business_date = models.DateField()
+    sequence = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=JobRunStatus.choices, default=JobRunStatus.RUNNING)
+    # Fixed when the run starts, so that a resumed run ends on the same date even if the calendar was edited.
+    next_business_date = models.DateField(null=True, blank=True)
+    step = models.CharField(max_length=32, blank=True, default="")
+    cursor = models.BigIntegerField(default=0, help_text="last company id done in the current step")
+    counts = models.JSONField(default=dict, blank=True)
+    amounts = models.JSONField(default=dict, blank=True)
+    chunks_done = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1, help_text="starts, including resumptions")
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-business_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "business_date", "sequence"], name="settlement_jobrun_sequence"
+            ),
+            # A business date is closed exactly once.
+            models.UniqueConstraint(
+                fields=["job", "business_date"],
+                condition=Q(job="close_business_day"),
+                name="settlement_close_once_per_date",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.business_date} #{self.sequence} {self.status}"
+
+
+class AgingBucket(models.TextChoices):
+    D1_3 = "1-3", "1-3 days"
+    D4_7 = "4-7", "4-7 days"
+    D8_30 = "8-30", "8-30 days"
+    OVER_30 = ">30", "over 30 days"
+
+
+class AgingSnapshot(models.Model):
+    """Overdue advances per company and aging bucket as of the end of a business date (for reports)."""
+
+    business_date = models.DateField()
+    company = models.ForeignKey("funding.Company", on_delete=models.PROTECT, related_name="+")
+    bucket = models.CharField(max_length=8, choices=AgingBucket.choices)
+    advances = models.PositiveIntegerField()
+    outstanding = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["business_date", "company", "bucket"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["business_date", "company", "bucket"], name="settlement_aging_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.business_date} {self.company_id} {self.bucket}"

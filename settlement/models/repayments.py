@@ -1,0 +1,102 @@
+"""Repayments taken from settlement accounts, their allocation per advance, and daily penalty accruals."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
+ACCRUAL = {"max_digits": 24, "decimal_places": settings.ACCRUAL_DECIMAL_PLACES}
+
+
+class RepaymentSource(models.TextChoices):
+    SETTLEMENT_DEBIT = "settlement_debit", "Settlement-account debit"
+
+
+class Repayment(models.Model):
+    """One debit of a company's settlement account by one collection pass; one journal transaction."""
+
+    # Idempotency key: repay:<business date>:<pass>:<company code>. A pass never takes twice from a company.
+    reference = models.CharField(max_length=120, unique=True)
+    company = models.ForeignKey("funding.Company", on_delete=models.PROTECT, related_name="repayments")
+    business_date = models.DateField(db_index=True)
+    source = models.CharField(
+        max_length=24, choices=RepaymentSource.choices, default=RepaymentSource.SETTLEMENT_DEBIT
+    )
+    currency = models.CharField(max_length=3, default=settings.ENGINE_CURRENCY)
+    amount = models.DecimalField(**MONEY)
+    penalty = models.DecimalField(**MONEY, default=0)
+    fee = models.DecimalField(**MONEY, default=0)
+    principal = models.DecimalField(**MONEY, default=0)
+    journal = models.OneToOneField("ledger.JournalTransaction", on_delete=models.PROTECT, related_name="+")
+    job_run = models.ForeignKey(
+        "settlement.JobRun", null=True, blank=True, on_delete=models.PROTECT, related_name="repayments"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-business_date", "-id"]
+        indexes = [models.Index(fields=["company", "business_date"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="settlement_repayment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount=models.F("penalty") + models.F("fee") + models.F("principal")),
+                name="settlement_repayment_parts_add_up",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class RepaymentAllocation(models.Model):
+    repayment = models.ForeignKey(Repayment, on_delete=models.PROTECT, related_name="allocations")
+    advance = models.ForeignKey(
+        "funding.Advance", on_delete=models.PROTECT, related_name="repayment_allocations"
+    )
+    penalty = models.DecimalField(**MONEY, default=0)
+    fee = models.DecimalField(**MONEY, default=0)
+    principal = models.DecimalField(**MONEY, default=0)
+    # The advance was repaid in full by this allocation.
+    settles_advance = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repayment", "advance"], name="settlement_allocation_once_per_advance"
+            ),
+            models.CheckConstraint(
+                condition=Q(penalty__gte=0) & Q(fee__gte=0) & Q(principal__gte=0),
+                name="settlement_allocation_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repayment_id} -> {self.advance_id}"
+
+
+class PenaltyAccrual(models.Model):
+    """Penalty interest of one overdue advance for one closed business date (covering `days` calendar days).
+
+    `amount_exact` keeps the accrual at the higher scale; `posted` is what the ledger got: the quantized
+    running total less what was posted before, so rounding never drifts over many days.
+    """
+
+    advance = models.ForeignKey("funding.Advance", on_delete=models.PROTECT, related_name="penalty_accruals")
+    accrual_date = models.DateField()
+    days = models.PositiveSmallIntegerField()
+    base = models.DecimalField(**MONEY)
+    penalty_rate = models.DecimalField(max_digits=12, decimal_places=settings.RATE_DECIMAL_PLACES)
+    amount_exact = models.DecimalField(**ACCRUAL)
+    posted = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["advance", "accrual_date"], name="settlement_penalty_once_per_day"
+            ),
+        ]
+        indexes = [models.Index(fields=["accrual_date"])]
+
+    def __str__(self) -> str:
+        return f"{self.advance_id} {self.accrual_date} {self.amount_exact}"
