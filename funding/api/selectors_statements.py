@@ -1,47 +1,113 @@
 """Repayments and daily statements as the API shows them.
 
-Interim: the repayment models are being built separately. Until they land, `repayment_list` returns nothing
-and the statement is computed from the advances alone (no repayment lines, repaid/penalties from the
-advances' current counters). The shapes are final; only the sources will change.
+Totals of the statement come from the ledger (the company's advance, fee and penalty receivables), so the
+statement always agrees with the books: closing = opening + advanced + fees + penalties - repaid.
 """
 
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q
+from django.db import connection
+from django.db.models import Prefetch, Q
 
 from funding.models import Advance, AdvanceStatus, Company
-from funding.representations import amount_str
+from funding.representations import amount_str, timestamp_str
+from ledger.models import AccountKind
+from settlement.models import Repayment, RepaymentAllocation
 
 ZERO = Decimal("0.00")
-DRAWN_STATES = [
-    AdvanceStatus.DISBURSED,
-    AdvanceStatus.PARTIALLY_DISBURSED,
-    AdvanceStatus.OVERDUE,
-    AdvanceStatus.REPAID,
-]
+RECEIVABLE_KINDS = [AccountKind.ADVANCE_RECEIVABLE, AccountKind.FEE_RECEIVABLE, AccountKind.PENALTY_RECEIVABLE]
+
+
+def _repayments(company: Company, business_date: date | None):
+    allocations = RepaymentAllocation.objects.select_related("advance").order_by("id")
+    repayments = Repayment.objects.filter(company=company).prefetch_related(
+        Prefetch("allocations", queryset=allocations)
+    )
+    if business_date is not None:
+        repayments = repayments.filter(business_date=business_date)
+    return repayments.order_by("-business_date", "-id")
 
 
 def repayment_list(*, company: Company, business_date: date | None = None) -> list[dict[str, Any]]:
-    return []
+    return [
+        {
+            "id": repayment.reference,
+            "business_date": repayment.business_date.isoformat(),
+            "source": repayment.source,
+            "amount": amount_str(repayment.amount),
+            "allocations": [
+                {
+                    "advance_id": allocation.advance.public_id,
+                    "penalty": amount_str(allocation.penalty),
+                    "fee": amount_str(allocation.fee),
+                    "principal": amount_str(allocation.principal),
+                }
+                for allocation in repayment.allocations.all()
+            ],
+            "created_at": timestamp_str(repayment.created_at),
+        }
+        for repayment in _repayments(company, business_date)
+    ]
+
+
+def _ledger_totals(company: Company, business_date: date) -> dict[str, Decimal]:
+    """Movements on the company's receivables: before the day (opening) and on the day, by nature."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT
+              coalesce(sum(CASE WHEN j.business_date < %(d)s
+                                THEN CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END END), 0),
+              coalesce(sum(CASE WHEN j.business_date = %(d)s AND a.kind = %(principal)s
+                                 AND j.kind IN ('payout.funds_out', 'payout.returned')
+                                THEN CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END END), 0),
+              coalesce(sum(CASE WHEN j.business_date = %(d)s AND a.kind = %(fee)s AND e.direction = 'D'
+                                THEN e.amount END), 0),
+              coalesce(sum(CASE WHEN j.business_date = %(d)s AND a.kind = %(penalty)s AND e.direction = 'D'
+                                THEN e.amount END), 0),
+              coalesce(sum(CASE WHEN j.business_date = %(d)s AND j.kind = 'repayment' AND e.direction = 'C'
+                                THEN e.amount END), 0),
+              coalesce(sum(CASE WHEN j.business_date <= %(d)s
+                                THEN CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END END), 0)
+              FROM ledger_entry e
+              JOIN ledger_account a ON a.id = e.account_id
+              JOIN ledger_journaltransaction j ON j.id = e.transaction_id
+             WHERE a.owner = %(owner)s AND a.kind = ANY(%(kinds)s)
+            """,
+            {
+                "d": business_date,
+                "owner": company.code,
+                "kinds": [str(k) for k in RECEIVABLE_KINDS],
+                "principal": str(AccountKind.ADVANCE_RECEIVABLE),
+                "fee": str(AccountKind.FEE_RECEIVABLE),
+                "penalty": str(AccountKind.PENALTY_RECEIVABLE),
+            },
+        )
+        opening, advanced, fees, penalties, repaid, closing = cursor.fetchone()
+    return {
+        "opening_outstanding": opening,
+        "advanced": advanced,
+        "fees": fees,
+        "penalties": penalties,
+        "repaid": repaid,
+        "closing_outstanding": closing,
+    }
 
 
 def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
-    before = Advance.objects.filter(company=company, business_date__lt=business_date, status__in=DRAWN_STATES)
-    opening = sum((a.principal_outstanding for a in before), ZERO)
+    totals = _ledger_totals(company, business_date)
     todays = list(
         Advance.objects.filter(company=company, business_date=business_date)
         .filter(~Q(status=AdvanceStatus.CANCELLED))
         .order_by("created_at", "id")
     )
-    advanced = sum((a.advanced_disbursed for a in todays), ZERO)
-    fees = sum((a.fee for a in todays), ZERO)
     overdue = sum(
         (
-            a.principal_outstanding
+            a.outstanding_amount
             for a in Advance.objects.filter(
-                company=company, status=AdvanceStatus.OVERDUE, business_date__lte=business_date
+                company=company, status=AdvanceStatus.OVERDUE, due_date__lte=business_date
             )
         ),
         ZERO,
@@ -60,18 +126,25 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
         }
         for a in todays
     ]
-    repaid = ZERO
-    penalties = ZERO
+    lines += [
+        {
+            "type": "repayment",
+            "id": r.reference,
+            "external_id": None,
+            "status": None,
+            "advanced": amount_str(ZERO),
+            "fee": amount_str(r.fee),
+            "penalty": amount_str(r.penalty),
+            "repaid": amount_str(r.amount),
+            "outstanding": amount_str(ZERO),
+        }
+        for r in reversed(list(_repayments(company, business_date)))
+    ]
     return {
         "company": company.code,
         "business_date": business_date.isoformat(),
         "currency": "CNY",
-        "opening_outstanding": amount_str(opening),
-        "advanced": amount_str(advanced),
-        "fees": amount_str(fees),
-        "repaid": amount_str(repaid),
-        "penalties": amount_str(penalties),
-        "closing_outstanding": amount_str(opening + advanced - repaid),
+        **{name: amount_str(value) for name, value in totals.items()},
         "overdue": amount_str(overdue),
         "lines": lines,
     }

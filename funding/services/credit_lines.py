@@ -19,6 +19,7 @@ from funding.models import (
     CreditLineStatus,
 )
 from funding.representations import amount_str
+from funding.selectors import credit_line_view
 from funding.services.audit import audit_record
 from funding.services.events import event_emit
 from funding.services.line_counters import line_set_limits
@@ -361,22 +362,10 @@ def credit_line_expire(*, credit_line: CreditLine, actor_label: str, reason: str
     return line
 
 
-def credit_line_representation(line: CreditLine) -> dict[str, Any]:
-    return {
-        "company": line.company.code,
-        "status": line.status,
-        "approved_limit": amount_str(line.approved_limit),
-        "effective_limit": amount_str(line.effective_limit),
-        "reserved": amount_str(line.reserved),
-        "outstanding": amount_str(line.outstanding),
-        "available": amount_str(line.available),
-        "limit_factors": line.limit_factors,
-    }
-
-
 def credit_line_emit_event(*, line: CreditLine, type: str) -> None:
     """Bump the line's version and write the event, inside the caller's transaction."""
     CreditLine.objects.filter(pk=line.pk).update(version=F("version") + 1)
-    line.refresh_from_db(fields=["version", "reserved", "outstanding", "approved_limit", "effective_limit"])
+    line.refresh_from_db(fields=["version"])
+    # The data is the credit line as GET /api/v1/credit-line renders it at the time of the event.
     event_emit(company=line.company, type=type, resource_type="credit_line", resource_id=str(line.pk),
-               version=line.version, data=credit_line_representation(line))
+               version=line.version, data=credit_line_view(company=line.company))

@@ -54,10 +54,38 @@ def test_advance_detail_and_list_with_cursor_pagination(api):
     assert api.get("/api/v1/advances?created_after=2099-01-01T00:00:00Z").json()["results"] == []
 
 
-def test_repayments_are_listed(api):
-    # Interim: the repayment models are built separately; the endpoint answers an empty list until then.
+def test_repayments_are_listed_with_their_allocations(api, company_line):
+    from django.core.management import call_command as run
+
+    from tests.settlement.nightly_helpers import credit_settlement, disbursed_advance
+
+    company = company_line[0]
     assert api.get("/api/v1/repayments").json() == {"results": []}
+    advance = disbursed_advance(company, "1000.00")  # fee 1000.00 x 0.0003 x 1 day = 0.30
+    run("close_business_day", stdout=io.StringIO())  # 2026-11-25 closed; now 2026-11-26, the due date
+    credit_settlement(company, "1000.30")
+    run("collect_repayments", stdout=io.StringIO())
+
+    results = api.get("/api/v1/repayments").json()["results"]
+    assert [(r["business_date"], r["source"], r["amount"]) for r in results] == [
+        ("2026-11-26", "settlement_debit", "1000.30")
+    ]
+    assert results[0]["allocations"] == [
+        {"advance_id": advance.public_id, "penalty": "0.00", "fee": "0.30", "principal": "1000.00"}
+    ]
     assert api.get("/api/v1/repayments?business_date=2026-11-25").json() == {"results": []}
+
+    day_one = api.get("/api/v1/statements/2026-11-25").json()
+    assert {k: day_one[k] for k in ("opening_outstanding", "advanced", "fees", "penalties", "repaid",
+                                      "closing_outstanding")} == {
+        "opening_outstanding": "0.00", "advanced": "1000.00", "fees": "0.30", "penalties": "0.00",
+        "repaid": "0.00", "closing_outstanding": "1000.30",
+    }
+    day_two = api.get("/api/v1/statements/2026-11-26").json()
+    assert (day_two["opening_outstanding"], day_two["repaid"], day_two["closing_outstanding"]) == (
+        "1000.30", "1000.30", "0.00"
+    )
+    assert [(line["type"], line["repaid"]) for line in day_two["lines"]] == [("repayment", "1000.30")]
 
 
 def test_statement_json_and_csv(api):

@@ -204,6 +204,13 @@ def test_freeze_is_immediate_and_unfreeze_needs_four_eyes():
     assert list(WebhookEvent.objects.filter(type__startswith="credit_line.").order_by("id")
                 .values_list("type", flat=True)) == [
         "credit_line.limit_changed", "credit_line.frozen", "credit_line.unfrozen"]  # the first: line approved
+    frozen_event = WebhookEvent.objects.get(type="credit_line.frozen")
+    # The event carries the line as GET /api/v1/credit-line renders it, with an increasing version.
+    data = frozen_event.payload["data"]
+    assert (data["company"], data["status"], data["effective_limit"], data["available"]) == (
+        company.code, "frozen", "1000000.00", "1000000.00")
+    assert {"own_funds_available", "business_date", "next_business_date", "limit_factors"} <= set(data)
+    assert data["version"] < WebhookEvent.objects.get(type="credit_line.unfrozen").payload["data"]["version"]
 
 
 def test_unfreeze_request_for_an_active_line_is_refused():
