@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.ops import metrics
 from funding.api.crypto import secret_decrypt
 from funding.api.models import WebhookDeliveryAttempt, WebhookEndpoint
 from funding.errors import ValidationFailed
@@ -149,4 +150,5 @@ def webhook_deliver(*, event_id: int) -> WebhookEvent | None:
     outcome = _post(event)  # outside any transaction: no row lock is held while waiting on the network
     if not outcome.ok:
         logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
+    metrics.webhook_delivery("delivered" if outcome.ok else "failed")
     return webhook_record(event_id=event.pk, outcome=outcome)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from config.ops import metrics
 from funding.models import Advance, AdvanceStatus, CalendarDay
 from funding.representations import payout_representation
 from funding.services.audit import audit_record
@@ -345,7 +346,11 @@ def attempt_apply(
     status: succeeded | failed | unknown | accepted | processing | not_found | error
     """
     now = now or timezone.now()
-    return _retrying(lambda: _apply(attempt_id, status, code, source, now, queried))
+    applied = _retrying(lambda: _apply(attempt_id, status, code, source, now, queried))
+    if applied.changed:
+        attempt = PayoutAttempt.objects.select_related("channel").only("status", "channel__code").get(pk=attempt_id)
+        metrics.payout_attempt(attempt.channel.code, attempt.status)
+    return applied
 
 
 def _apply(attempt_id: int, status: str, code: str, source: str, now: datetime, queried: bool) -> Applied:

@@ -27,6 +27,7 @@ from django.db.models import CharField, Exists, OuterRef, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from config.ops import metrics
 from funding.errors import EngineError
 from funding.models import (
     ADVANCE_DUE_STATES,
@@ -339,6 +340,9 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
             done = Company.objects.filter(id__lte=run.cursor).count() if run.step == step else total
             progress(step, done, total)
         _after_chunk_commit()
+    if run.finished_at:
+        rows = sum(v for v in (run.counts or {}).values() if isinstance(v, int))
+        metrics.job_observe(str(run.job), (run.finished_at - run.started_at).total_seconds(), rows=rows)
     return run
 
 
