@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from funding.api.services import api_key_issue, webhook_secret_rotate
+from funding.console.roles import roles_sync
 from funding.models import BusinessDay, Company, CreditLine, CreditLineStatus
 from funding.services.calendar import (
     business_date_initialize,
@@ -26,6 +27,7 @@ from funding.services.calendar import (
 from funding.services.credit_lines import change_request_approve, company_create, credit_line_create
 from ledger.models import AccountKind, JournalTransaction
 from ledger.services import account_get_or_create, credit, debit, ledger_post
+from settlement.services.channels import channel_seed_simulated
 
 STAFF_ROLES = ["credit_officer", "credit_approver", "operations", "finance", "auditor"]
 
@@ -76,6 +78,10 @@ class Command(BaseCommand):
             current = today if is_business_day(today) else next_business_day(today)
             business_date_initialize(current=current)
         business_date = BusinessDay.objects.get().current
+        # Advances are disbursed through a channel: without one every payout would wait for staff.
+        channels = channel_seed_simulated()
+        # The groups normally exist after `migrate` (post_migrate); sync again in case roles changed since.
+        roles_sync()
 
         staff = []
         users = {}
@@ -85,8 +91,7 @@ class Command(BaseCommand):
             user.is_staff = True
             user.set_password(password)
             user.save()
-            group, _ = Group.objects.get_or_create(name=role)
-            user.groups.add(group)
+            user.groups.set([Group.objects.get(name=role)])
             users[role] = user
             staff.append({"username": user.username, "password": password, "role": role})
 
@@ -152,9 +157,12 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return
+        admin_url = f"{settings.API_BASE_URL.rstrip('/')}/{settings.ADMIN_URL}"
         self.stdout.write(
             f"Demo data ready; business date {business_date.isoformat()}; API {result['base_url']}"
         )
+        self.stdout.write(f"  staff console: {admin_url} (dashboard {admin_url}console/)")
+        self.stdout.write(f"  channels: {', '.join(c.code for c in channels)}")
         for c in companies:
             self.stdout.write(
                 f"  {c['code']}: api_key={c['api_key']} api_secret={c['api_secret']} "
