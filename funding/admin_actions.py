@@ -39,8 +39,17 @@ def action_with_form(
     form_class: type[forms.Form],
     perform: Callable[[Any, dict[str, Any]], object],
     done: str,
+    permission: str | None = None,
 ) -> HttpResponse | None:
-    """Show `form_class` for the selected objects; on a valid POST call `perform(obj, cleaned_data)`."""
+    """Show `form_class` for the selected objects; on a valid POST call `perform(obj, cleaned_data)`.
+
+    `permission`: the console permission (roles.py) the user's role must hold, checked before anything else.
+    """
+    if permission is not None:
+        from funding.console.admin_permissions import action_refused
+
+        if action_refused(modeladmin, request, permission):
+            return None
     action = request.POST.get("action")
     if "apply" in request.POST:
         form = form_class(request.POST)

@@ -8,6 +8,7 @@ import json
 import secrets
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -69,6 +70,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+        parser.add_argument(
+            "--json-file",
+            help="also write the JSON object to this file (mode 600), for scripts run from another shell",
+        )
 
     def handle(self, *args, **options):
         today = _today_shanghai()
@@ -154,6 +159,11 @@ class Command(BaseCommand):
             "companies": companies,
             "staff": staff,
         }
+        if options["json_file"]:
+            path = Path(options["json_file"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(result, indent=2))
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return
@@ -162,7 +172,7 @@ class Command(BaseCommand):
             f"Demo data ready; business date {business_date.isoformat()}; API {result['base_url']}"
         )
         self.stdout.write(f"  staff console: {admin_url} (dashboard {admin_url}console/)")
-        self.stdout.write(f"  channels: {', '.join(c.code for c in channels)}")
+        self.stdout.write(f"  channels: {', '.join(sorted(c.code for c in channels))}")
         for c in companies:
             self.stdout.write(
                 f"  {c['code']}: api_key={c['api_key']} api_secret={c['api_secret']} "
