@@ -11,8 +11,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from funding.errors import EngineError
 
@@ -28,6 +29,15 @@ class OptionalReasonForm(forms.Form):
 def engine_error_text(exc: EngineError) -> str:
     details = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.details.items())
     return f"{exc.message} ({exc.code}{': ' + details if details else ''})"
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where to go after the action (the console's work queue posts `next`); only a path on this site."""
+    url = request.POST.get("next", "")
+    ok = url.startswith("/") and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return url if ok else ""
 
 
 def action_with_form(
@@ -64,7 +74,8 @@ def action_with_form(
                     succeeded += 1
             if succeeded:
                 modeladmin.message_user(request, f"{done}: {succeeded}.", messages.SUCCESS)
-            return None
+            back = _next_url(request)
+            return HttpResponseRedirect(back) if back else None
     else:
         form = form_class()
     context = {
@@ -75,5 +86,6 @@ def action_with_form(
         "form": form,
         "action": action,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "next": _next_url(request),
     }
     return TemplateResponse(request, "admin/funding/action_form.html", context)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connections
 
 from funding.models import ChangeRequestStatus, CreditLine
 from tests.factories import company_with_line
@@ -56,6 +57,9 @@ def browser(chromium, monkeypatch):
             yield browser
         finally:
             browser.close()
+            # ORM calls made while Playwright runs may hold their own connection: close it here, or the
+            # test database cannot be dropped at the end of the session.
+            connections.close_all()
 
 
 def _staff(username: str, *roles: str) -> User:

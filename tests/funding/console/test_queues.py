@@ -119,3 +119,18 @@ def test_auditor_sees_last_logins_and_failed_attempts(user_in_role):
         user = user_in_role(role, username=f"{role}-2")
         assert _client(user).get(reverse("console:sign_ins")).status_code == 403
         assert _client(user).get(reverse("admin:console_loginfailure_changelist")).status_code == 403
+
+
+def test_an_action_started_from_the_queue_returns_to_the_queue(queue_objects, user_in_role):
+    checker = _client(user_in_role("credit_approver"))
+    changelist = reverse("admin:funding_creditlinechangerequest_changelist")
+    pk = queue_objects["change"].pk
+    queue = "/admin/console/queues/"
+    form = checker.post(changelist, {"action": "reject", "_selected_action": [pk], "next": queue})
+    assert b'name="next" value="/admin/console/queues/"' in form.content
+    done = checker.post(changelist, {"action": "reject", "_selected_action": [pk], "apply": "1",
+                                     "reason": "no", "next": queue})
+    assert done.status_code == 302 and done["Location"] == "/admin/console/queues/"
+    elsewhere = checker.post(changelist, {"action": "reject", "_selected_action": [pk], "apply": "1",
+                                          "reason": "no", "next": "https://evil.example/"})
+    assert elsewhere.status_code == 302 and elsewhere["Location"] == changelist  # the admin's own default
