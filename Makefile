@@ -21,7 +21,7 @@ run: venv
 	@eval "$$($(PY) scripts/pick_services.py run)"; \
 	export DJANGO_ENV=local DJANGO_DEBUG=true; \
 	$(PY) manage.py migrate --noinput && \
-	$(PY) manage.py seed_demo && \
+	$(PY) manage.py seed_demo --json-file var/demo.json && \
 	exec $(PY) scripts/run_all.py
 
 test: venv

@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form, engine_error_text
+from funding.console.admin_permissions import ConsoleActionPermissions
 from funding.errors import EngineError
 from funding.models import (
     Advance,
@@ -74,7 +75,7 @@ def _terms(cleaned: dict) -> dict:
 
 @_no_delete
 @admin.register(Company)
-class CompanyAdmin(admin.ModelAdmin):
+class CompanyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
     list_display = ("code", "legal_name", "status", "settlement_account_no", "margin_account_no",
                     "created_at")
     list_filter = ("status",)
@@ -105,13 +106,13 @@ class CompanyAdmin(admin.ModelAdmin):
         obj._state.adding = False
 
     @admin.action(description="Propose a new credit line (a second person approves it)",
-                  permissions=["change"])
+                  permissions=["propose_credit_change"])
     def propose_credit_line(self, request, queryset):
         return action_with_form(
             self, request, queryset, title="Propose a new credit line", form_class=CreditLineTermsForm,
             perform=lambda company, data: credit_line_create(company=company, terms=_terms(data),
                                                              actor=request.user),
-            done="Credit lines proposed",
+            done="Credit lines proposed", permission="propose_credit_change",
         )
 
 
@@ -149,7 +150,7 @@ class ChangeRequestInline(admin.TabularInline):
 
 
 @admin.register(CreditLine)
-class CreditLineAdmin(ReadOnlyAdmin):
+class CreditLineAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
     list_display = ("__str__", "company", "status", "approved_limit", "effective_limit", "reserved",
                     "outstanding", "available_display", "valid_from", "valid_to", "version")
     list_filter = ("status",)
@@ -182,29 +183,31 @@ class CreditLineAdmin(ReadOnlyAdmin):
         return action_with_form(
             self, request, queryset, title="Approve the new line" if approve else "Reject the new line",
             form_class=OptionalReasonForm if approve else ReasonForm, perform=perform,
-            done="Lines approved" if approve else "Lines rejected",
+            done="Lines approved" if approve else "Lines rejected", permission="approve_credit_change",
         )
 
-    @admin.action(description="Approve new line (checker)", permissions=["change"])
+    @admin.action(description="Approve new line (checker)", permissions=["approve_credit_change"])
     def approve_line(self, request, queryset):
         return self._decide_new_line(request, queryset, approve=True)
 
-    @admin.action(description="Reject new line (checker)", permissions=["change"])
+    @admin.action(description="Reject new line (checker)", permissions=["approve_credit_change"])
     def reject_line(self, request, queryset):
         return self._decide_new_line(request, queryset, approve=False)
 
-    @admin.action(description="Freeze now", permissions=["change"])
+    @admin.action(description="Freeze now", permissions=["freeze_credit_line"])
     def freeze(self, request, queryset):
         return action_with_form(
             self, request, queryset, title="Freeze", form_class=ReasonForm, done="Lines frozen",
+            permission="freeze_credit_line",
             perform=lambda line, data: credit_line_freeze(credit_line=line, actor=request.user,
                                                           reason=data["reason"]),
         )
 
-    @admin.action(description="Suspend now", permissions=["change"])
+    @admin.action(description="Suspend now", permissions=["freeze_credit_line"])
     def suspend(self, request, queryset):
         return action_with_form(
             self, request, queryset, title="Suspend", form_class=ReasonForm, done="Lines suspended",
+            permission="freeze_credit_line",
             perform=lambda line, data: credit_line_suspend(credit_line=line, actor=request.user,
                                                            reason=data["reason"]),
         )
@@ -212,29 +215,31 @@ class CreditLineAdmin(ReadOnlyAdmin):
     def _propose(self, request, queryset, *, kind: str, title: str, form_class):
         return action_with_form(
             self, request, queryset, title=title, form_class=form_class, done="Requests proposed",
+            permission="propose_credit_change",
             perform=lambda line, data: change_request_propose(
                 credit_line=line, kind=kind, proposed=_terms(data) if kind == ChangeRequestKind.CHANGE_TERMS
                 else {}, maker=request.user, reason=data["reason"]),
         )
 
-    @admin.action(description="Propose a change of limit or terms (maker)", permissions=["change"])
+    @admin.action(description="Propose a change of limit or terms (maker)",
+                  permissions=["propose_credit_change"])
     def propose_change(self, request, queryset):
         return self._propose(request, queryset, kind=ChangeRequestKind.CHANGE_TERMS,
                              title="Propose a change of terms", form_class=ChangeTermsForm)
 
-    @admin.action(description="Propose unfreeze (maker)", permissions=["change"])
+    @admin.action(description="Propose unfreeze (maker)", permissions=["propose_credit_change"])
     def propose_unfreeze(self, request, queryset):
         return self._propose(request, queryset, kind=ChangeRequestKind.UNFREEZE, title="Propose unfreeze",
                              form_class=ReasonForm)
 
-    @admin.action(description="Propose resume (maker)", permissions=["change"])
+    @admin.action(description="Propose resume (maker)", permissions=["propose_credit_change"])
     def propose_resume(self, request, queryset):
         return self._propose(request, queryset, kind=ChangeRequestKind.RESUME, title="Propose resume",
                              form_class=ReasonForm)
 
 
 @admin.register(CreditLineChangeRequest)
-class CreditLineChangeRequestAdmin(ReadOnlyAdmin):
+class CreditLineChangeRequestAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
     list_display = ("id", "credit_line", "kind", "status", "maker", "checker", "created_at", "decided_at")
     list_filter = ("status", "kind")
     list_select_related = ("credit_line__company", "maker", "checker")
@@ -248,18 +253,20 @@ class CreditLineChangeRequestAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
 
-    @admin.action(description="Approve (checker; never the maker)", permissions=["change"])
+    @admin.action(description="Approve (checker; never the maker)", permissions=["approve_credit_change"])
     def approve(self, request, queryset):
         return action_with_form(
             self, request, queryset, title="Approve", form_class=OptionalReasonForm, done="Requests approved",
+            permission="approve_credit_change",
             perform=lambda change, data: change_request_approve(request=change, checker=request.user,
                                                                 reason=data["reason"]),
         )
 
-    @admin.action(description="Reject (checker; never the maker)", permissions=["change"])
+    @admin.action(description="Reject (checker; never the maker)", permissions=["approve_credit_change"])
     def reject(self, request, queryset):
         return action_with_form(
             self, request, queryset, title="Reject", form_class=ReasonForm, done="Requests rejected",
+            permission="approve_credit_change",
             perform=lambda change, data: change_request_reject(request=change, checker=request.user,
                                                                reason=data["reason"]),
         )

@@ -11,8 +11,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from funding.errors import EngineError
 
@@ -30,6 +31,15 @@ def engine_error_text(exc: EngineError) -> str:
     return f"{exc.message} ({exc.code}{': ' + details if details else ''})"
 
 
+def _next_url(request: HttpRequest) -> str:
+    """Where to go after the action (the console's work queue posts `next`); only a path on this site."""
+    url = request.POST.get("next", "")
+    ok = url.startswith("/") and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return url if ok else ""
+
+
 def action_with_form(
     modeladmin: admin.ModelAdmin,
     request: HttpRequest,
@@ -39,8 +49,17 @@ def action_with_form(
     form_class: type[forms.Form],
     perform: Callable[[Any, dict[str, Any]], object],
     done: str,
+    permission: str | None = None,
 ) -> HttpResponse | None:
-    """Show `form_class` for the selected objects; on a valid POST call `perform(obj, cleaned_data)`."""
+    """Show `form_class` for the selected objects; on a valid POST call `perform(obj, cleaned_data)`.
+
+    `permission`: the console permission (roles.py) the user's role must hold, checked before anything else.
+    """
+    if permission is not None:
+        from funding.console.admin_permissions import action_refused
+
+        if action_refused(modeladmin, request, permission):
+            return None
     action = request.POST.get("action")
     if "apply" in request.POST:
         form = form_class(request.POST)
@@ -55,7 +74,8 @@ def action_with_form(
                     succeeded += 1
             if succeeded:
                 modeladmin.message_user(request, f"{done}: {succeeded}.", messages.SUCCESS)
-            return None
+            back = _next_url(request)
+            return HttpResponseRedirect(back) if back else None
     else:
         form = form_class()
     context = {
@@ -66,5 +86,6 @@ def action_with_form(
         "form": form,
         "action": action,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "next": _next_url(request),
     }
     return TemplateResponse(request, "admin/funding/action_form.html", context)

@@ -12,6 +12,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from funding.console.admin_permissions import ConsoleActionPermissions, action_refused
+from funding.console.errors import PermissionDenied
+from funding.console.roles import require_permission
 from funding.errors import EngineError
 from settlement.models import (
     Channel,
@@ -102,7 +105,7 @@ class ChannelForm(forms.ModelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ConsoleActionPermissions, admin.ModelAdmin):
     form = ChannelForm
     list_display = [
         "code",
@@ -147,6 +150,8 @@ class ChannelAdmin(admin.ModelAdmin):
         return obj.live
 
     def _import(self, request, queryset, day: date):
+        if action_refused(self, request, "upload_statement"):
+            return
         for channel in queryset:
             try:
                 statement = statement_fetch_and_import(channel=channel, statement_date=day)
@@ -154,11 +159,11 @@ class ChannelAdmin(admin.ModelAdmin):
             except Exception as exc:  # noqa: BLE001 - shown to staff
                 self.message_user(request, f"{channel.code}: {exc}", level=messages.ERROR)
 
-    @admin.action(description="Import and reconcile today's statement")
+    @admin.action(description="Import and reconcile today's statement", permissions=["upload_statement"])
     def import_statement_today(self, request, queryset):
         self._import(request, queryset, timezone.localdate())
 
-    @admin.action(description="Import and reconcile yesterday's statement")
+    @admin.action(description="Import and reconcile yesterday's statement", permissions=["upload_statement"])
     def import_statement_yesterday(self, request, queryset):
         self._import(request, queryset, timezone.localdate() - timedelta(days=1))
 
@@ -256,6 +261,7 @@ class ManualReviewForm(forms.ModelForm):
         cleaned = super().clean()
         action, reason, user = cleaned.get("action"), cleaned.get("reason", ""), self.request.user
         try:
+            require_permission(user, "resolve_manual_review")
             if action in ("propose_succeeded", "propose_failed"):
                 manual_review_propose(
                     review_id=self.instance.pk, outcome=action.split("_", 1)[1], reason=reason, maker=user
@@ -264,6 +270,8 @@ class ManualReviewForm(forms.ModelForm):
                 manual_review_approve(review_id=self.instance.pk, checker=user, reason=reason)
             elif action == "reject":
                 manual_review_reject(review_id=self.instance.pk, checker=user, reason=reason)
+        except PermissionDenied as exc:
+            raise ValidationError(f"{exc.message} ({exc.code}: console.resolve_manual_review)") from exc
         except EngineError as exc:
             raise ValidationError(f"{exc.message} {exc.details or ''}".strip()) from exc
         return cleaned
@@ -378,7 +386,9 @@ class ChannelStatementAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def upload_view(self, request):
-        if not request.user.has_perm("settlement.add_channelstatement"):
+        try:
+            require_permission(request.user, "upload_statement")
+        except PermissionDenied:
             messages.error(request, "You may not import statements.")
             return redirect("admin:settlement_channelstatement_changelist")
         form = StatementUploadForm(request.POST or None, request.FILES or None)

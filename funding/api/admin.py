@@ -4,10 +4,11 @@ from django.contrib import admin, messages
 
 from funding.api.models import ApiKey, WebhookDeliveryAttempt, WebhookEndpoint, WebhookOutboxEvent
 from funding.api.services import api_key_revoke, webhook_event_redeliver
+from funding.console.admin_permissions import ConsoleActionPermissions, action_refused
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
     list_display = ["key_id", "company", "label", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["key_id", "company__code"]
@@ -21,8 +22,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Revoke the selected keys now")
+    @admin.action(description="Revoke the selected keys now", permissions=["revoke_api_key"])
     def revoke(self, request, queryset):
+        if action_refused(self, request, "revoke_api_key"):
+            return
         for key in queryset:
             api_key_revoke(key=key, actor=request.user, reason="revoked in the admin")
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
@@ -53,7 +56,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookOutboxEvent)
-class WebhookOutboxEventAdmin(admin.ModelAdmin):
+class WebhookOutboxEventAdmin(ConsoleActionPermissions, admin.ModelAdmin):
     list_display = [
         "public_id",
         "company",
@@ -92,8 +95,10 @@ class WebhookOutboxEventAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Redeliver the selected failed events")
+    @admin.action(description="Redeliver the selected failed events", permissions=["redeliver_webhook"])
     def redeliver(self, request, queryset):
+        if action_refused(self, request, "redeliver_webhook"):
+            return
         done = sum(webhook_event_redeliver(event=e, actor=request.user) for e in queryset)
         skipped = queryset.count() - done
         self.message_user(

@@ -24,6 +24,7 @@ class ConsolePermissions(models.Model):
             ("rerun_job", "Can rerun a failed job for a date"),
             ("upload_statement", "Can upload bank and channel statements"),
             ("reconcile_statement", "Can resolve reconciliation exceptions"),
+            ("revoke_api_key", "Can revoke a payment company's API key"),
         ]
 
     def __str__(self) -> str:

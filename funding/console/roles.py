@@ -41,8 +41,18 @@ ENGINE_MODELS = [
     "ledger.journaltransaction",
     "ledger.entry",
     "settlement.channel",
+    "settlement.channelerrormapping",
     "settlement.payout",
     "settlement.payoutattempt",
+    "settlement.manualreview",
+    "settlement.channelstatement",
+    "settlement.reconciliationitem",
+    "settlement.simulatedchanneltransfer",
+    # API keys and webhook endpoints: their admin shows metadata only, never the secret or its ciphertext.
+    "api.apikey",
+    "api.webhookendpoint",
+    "api.webhookoutboxevent",
+    "api.webhookdeliveryattempt",
 ]
 STAFF_DIRECTORY = ["auth.user", "auth.group", "auth.permission", "console.loginfailure"]
 
@@ -80,9 +90,20 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.calendaryear": ["view"],
         "funding.calendarday": ["view", "change"],
         "settlement.channel": ["view", "change"],
+        "settlement.channelerrormapping": ["view", "add", "change"],
         "settlement.payout": ["view"],
         "settlement.payoutattempt": ["view"],
-        CONSOLE: ["view_dashboard", "resolve_manual_review", "redeliver_webhook", "rerun_job"],
+        # The review form is the only way to change a review; it calls the four-eyes services.
+        "settlement.manualreview": ["view", "change"],
+        "settlement.channelstatement": ["view"],
+        "settlement.reconciliationitem": ["view"],
+        "settlement.simulatedchanneltransfer": ["view"],
+        "api.apikey": ["view"],
+        "api.webhookendpoint": ["view"],
+        "api.webhookoutboxevent": ["view"],
+        "api.webhookdeliveryattempt": ["view"],
+        CONSOLE: ["view_dashboard", "resolve_manual_review", "redeliver_webhook", "rerun_job",
+                  "revoke_api_key"],
     },
     FINANCE: {
         "funding.company": ["view"],
@@ -93,8 +114,11 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "ledger.journaltransaction": ["view"],
         "ledger.entry": ["view"],
         "settlement.channel": ["view"],
+        "settlement.channelerrormapping": ["view"],
         "settlement.payout": ["view"],
         "settlement.payoutattempt": ["view"],
+        "settlement.channelstatement": ["view"],
+        "settlement.reconciliationitem": ["view"],
         CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement"],
     },
     AUDITOR: {

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min, Q, Sum
 from django.utils import timezone
 
 from funding.console.reports import percent, receivable_movements
@@ -262,3 +262,75 @@ def daily_disbursed_and_repaid(*, until: date, count: int = 30) -> list[dict[str
                 totals[day]["repaid"] += categories["repaid"]
     return [{"date": day, "disbursed": money(v["advanced"]), "repaid": money(v["repaid"])}
             for day, v in totals.items()]
+
+
+# --- work queues and staff sign-ins ----------------------------------------------------------------------
+
+def credit_lines_for_queue(*, limit: int = 200) -> list[CreditLine]:
+    """Live lines (active, frozen, suspended, pending approval), the objects of freeze/unfreeze/propose."""
+    return list(
+        CreditLine.objects.filter(status__in=LIVE_LINE_STATES).select_related("company")
+        .order_by("company__code", "id")[:limit]
+    )
+
+
+def manual_reviews_open(*, limit: int = 100) -> list[Any]:
+    from settlement.models import ManualReview, ManualReviewStatus
+
+    return list(
+        ManualReview.objects.exclude(status=ManualReviewStatus.RESOLVED)
+        .select_related("payout__advance__company", "attempt__channel", "proposed_by")
+        .order_by("opened_at", "id")[:limit]
+    )
+
+
+def webhooks_failed(*, limit: int = 100) -> list[WebhookEvent]:
+    return list(
+        WebhookEvent.objects.filter(status=WebhookEventStatus.FAILED).select_related("company")
+        .order_by("created_at", "id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class StaffSignIn:
+    user_id: int
+    username: str
+    full_name: str
+    groups: list[str]
+    is_active: bool
+    is_superuser: bool
+    last_login: datetime | None
+    failures_recent: int
+    last_failure: datetime | None
+
+
+def staff_sign_ins(*, now: datetime | None = None, days: int = 30) -> list[StaffSignIn]:
+    """Every staff user with their last successful login and failed attempts in the last `days` days."""
+    from django.contrib.auth import get_user_model
+
+    from funding.console.models import LoginFailure
+
+    since = (now or timezone.now()) - timedelta(days=days)
+    failures = {
+        row["username"]: row
+        for row in LoginFailure.objects.filter(occurred_at__gte=since).values("username")
+        .annotate(n=Count("id"), last=Max("occurred_at"))
+    }
+    users = get_user_model().objects.filter(is_staff=True).prefetch_related("groups").order_by("username")
+    result = []
+    for user in users:
+        failed = failures.get(user.get_username(), {})
+        result.append(StaffSignIn(
+            user_id=user.pk, username=user.get_username(), full_name=user.get_full_name(),
+            groups=sorted(g.name for g in user.groups.all()), is_active=user.is_active,
+            is_superuser=user.is_superuser, last_login=user.last_login,
+            failures_recent=failed.get("n", 0), last_failure=failed.get("last"),
+        ))
+    return result
+
+
+def login_failures_latest(*, limit: int = 100) -> list[Any]:
+    """The latest failed logins, unknown usernames included (someone guessing names shows up here)."""
+    from funding.console.models import LoginFailure
+
+    return list(LoginFailure.objects.order_by("-occurred_at", "-id")[:limit])

@@ -12,4 +12,6 @@ urlpatterns = [
     path("reports/account-balances/", views.report_account_balances, name="report_account_balances"),
     path("reports/channels/", views.report_channels, name="report_channels"),
     path("audit/", views.audit, name="audit"),
+    path("queues/", views.work_queues, name="queues"),
+    path("sign-ins/", views.sign_ins, name="sign_ins"),
 ]

@@ -171,3 +171,34 @@ def audit(request: HttpRequest) -> HttpResponse:
     context = _context(request, report.title, report=report,
                        text_fields=[(name, labels[name], value) for name, value in filters.items()])
     return TemplateResponse(request, "console/report.html", context)
+
+
+@console_view("view_dashboard")
+def work_queues(request: HttpRequest) -> HttpResponse:
+    """What is waiting for staff, each row with buttons into the admin actions that do the work.
+
+    The buttons post to the admin's own actions (reason form, four-eyes services, require_permission),
+    so the queue page adds no second way to change anything; buttons show only to roles that may use them.
+    """
+    context = _context(
+        request,
+        _("Work queues"),
+        pending_approvals=selectors.pending_approvals(),
+        credit_lines=selectors.credit_lines_for_queue(),
+        manual_reviews=selectors.manual_reviews_open(),
+        failed_webhooks=selectors.webhooks_failed(),
+    )
+    return TemplateResponse(request, "console/queues.html", context)
+
+
+@console_view("view_audit")
+def sign_ins(request: HttpRequest) -> HttpResponse:
+    """For auditors: each staff user's last login and failed login attempts (from the login throttle)."""
+    context = _context(
+        request,
+        _("Staff sign-ins"),
+        staff=selectors.staff_sign_ins(),
+        failures=selectors.login_failures_latest(),
+        days=30,
+    )
+    return TemplateResponse(request, "console/sign_ins.html", context)

@@ -37,3 +37,13 @@ def test_every_console_label_has_a_chinese_translation():
     assert "#, fuzzy" not in text
     entries = text.split('msgid "')[2:]  # the first is the header
     assert entries and all('msgstr ""' not in entry for entry in entries)
+
+
+@pytest.mark.django_db
+def test_work_queues_and_sign_ins_in_chinese(business_day, client, user_in_role):
+    client.force_login(user_in_role("auditor"))
+    client.post(reverse("set_language"), {"language": "zh-hans"})
+    queues = client.get(reverse("console:queues")).content.decode()
+    assert "工作队列" in queues and "人工复核的代付" in queues and "Work queues" not in queues
+    sign_ins = client.get(reverse("console:sign_ins")).content.decode()
+    assert "员工登录记录" in sign_ins and "登录失败（30 天）" in sign_ins and "Last login" not in sign_ins

@@ -8,6 +8,7 @@ import json
 import secrets
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from funding.api.services import api_key_issue, webhook_secret_rotate
+from funding.console.roles import roles_sync
 from funding.models import BusinessDay, Company, CreditLine, CreditLineStatus
 from funding.services.calendar import (
     business_date_initialize,
@@ -26,6 +28,7 @@ from funding.services.calendar import (
 from funding.services.credit_lines import change_request_approve, company_create, credit_line_create
 from ledger.models import AccountKind, JournalTransaction
 from ledger.services import account_get_or_create, credit, debit, ledger_post
+from settlement.services.channels import channel_seed_simulated
 
 STAFF_ROLES = ["credit_officer", "credit_approver", "operations", "finance", "auditor"]
 
@@ -67,6 +70,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+        parser.add_argument(
+            "--json-file",
+            help="also write the JSON object to this file (mode 600), for scripts run from another shell",
+        )
 
     def handle(self, *args, **options):
         today = _today_shanghai()
@@ -76,6 +83,10 @@ class Command(BaseCommand):
             current = today if is_business_day(today) else next_business_day(today)
             business_date_initialize(current=current)
         business_date = BusinessDay.objects.get().current
+        # Advances are disbursed through a channel: without one every payout would wait for staff.
+        channels = channel_seed_simulated()
+        # The groups normally exist after `migrate` (post_migrate); sync again in case roles changed since.
+        roles_sync()
 
         staff = []
         users = {}
@@ -85,8 +96,7 @@ class Command(BaseCommand):
             user.is_staff = True
             user.set_password(password)
             user.save()
-            group, _ = Group.objects.get_or_create(name=role)
-            user.groups.add(group)
+            user.groups.set([Group.objects.get(name=role)])
             users[role] = user
             staff.append({"username": user.username, "password": password, "role": role})
 
@@ -149,12 +159,20 @@ class Command(BaseCommand):
             "companies": companies,
             "staff": staff,
         }
+        if options["json_file"]:
+            path = Path(options["json_file"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(result, indent=2))
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return
+        admin_url = f"{settings.API_BASE_URL.rstrip('/')}/{settings.ADMIN_URL}"
         self.stdout.write(
             f"Demo data ready; business date {business_date.isoformat()}; API {result['base_url']}"
         )
+        self.stdout.write(f"  staff console: {admin_url} (dashboard {admin_url}console/)")
+        self.stdout.write(f"  channels: {', '.join(sorted(c.code for c in channels))}")
         for c in companies:
             self.stdout.write(
                 f"  {c['code']}: api_key={c['api_key']} api_secret={c['api_secret']} "
