@@ -11,6 +11,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from funding.console.errors import PermissionDenied as ConsolePermissionDenied
+from funding.console.roles import require_permission
 from funding.errors import EngineError
 from settlement.models import (
     AgingSnapshot,
@@ -22,6 +24,7 @@ from settlement.models import (
     RepaymentAllocation,
 )
 from settlement.services.bank_statements import StatementFileError, bank_statement_import, import_summary
+from settlement.services.end_of_day import JobError, job_run_resume
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -106,8 +109,10 @@ class BankStatementImportAdmin(ReadOnlyAdmin):
         return [upload, *super().get_urls()]
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("settlement.add_bankstatementimport"):
-            raise PermissionDenied
+        try:
+            require_permission(request.user, "upload_statement")
+        except ConsolePermissionDenied as exc:
+            raise PermissionDenied from exc
         form = StatementUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
@@ -166,6 +171,19 @@ class JobRunAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
+    actions = ["rerun_failed"]
+
+    @admin.action(description="Rerun the selected failed runs (resumes where they stopped)")
+    def rerun_failed(self, request: HttpRequest, queryset) -> None:
+        try:
+            require_permission(request.user, "rerun_job")
+        except ConsolePermissionDenied as exc:
+            raise PermissionDenied from exc
+        for run in queryset.order_by("id"):
+            try:
+                messages.success(request, job_run_resume(run_id=run.pk, actor=request.user))
+            except JobError as exc:
+                messages.error(request, f"{run}: {exc}")
 
 
 class RepaymentAllocationInline(admin.TabularInline):

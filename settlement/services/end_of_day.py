@@ -477,3 +477,29 @@ def job_run_summary(run: JobRun) -> str:
             f"next business date {run.next_business_date.isoformat() if run.next_business_date else '-'}"
         )
     return text
+
+
+def job_run_resume(*, run_id: int, actor) -> str:
+    """Staff rerun of a failed run: audited, then handed to the nightly worker once this commits.
+
+    The worker resumes the run where it stopped (its chunks are recorded), so a rerun never repeats work.
+    """
+    from funding.services.audit import audit_record
+    from settlement import tasks_nightly
+
+    with transaction.atomic():
+        run = JobRun.objects.select_for_update().get(pk=run_id)
+        if run.status != JobRunStatus.FAILED:
+            raise JobError(f"Only a failed run can be rerun; this one is {run.status}.")
+        day = BusinessDay.objects.first()
+        if day is None or run.business_date != day.current:
+            raise JobError("Only a run of the current business date can be rerun.")
+        task = (
+            tasks_nightly.close_business_day
+            if run.job == JobName.CLOSE_BUSINESS_DAY
+            else tasks_nightly.collect_repayments
+        )
+        audit_record(action="job_run.rerun_requested", obj=run, actor=actor,
+                     before={"status": run.status, "step": run.step, "error": run.error[:500]})
+        transaction.on_commit(task.delay)
+    return f"{run.job} of {run.business_date.isoformat()} handed to the nightly worker"
