@@ -224,15 +224,21 @@ def channel_success_rates(*, now: datetime | None = None, days: int | None = Non
 
 
 def job_runs_latest(*, limit: int = 10) -> list[Any]:
-    """Hook: the latest nightly job runs. Returns [] until the nightly-jobs issue adds its JobRun model;
-    then select its latest rows here (the dashboard template already lists whatever this returns)."""
-    return []
+    """The latest nightly job runs, newest first."""
+    from settlement.models import JobRun
+
+    return list(JobRun.objects.order_by("-started_at", "-id")[:limit])
 
 
 def reconciliation_exceptions_open(*, limit: int = 20) -> list[Any]:
-    """Hook: open reconciliation exceptions. Returns [] until the disbursement issue adds reconciliation;
-    then select its open exceptions here."""
-    return []
+    """Statement lines that did not match our attempts (every class but `matched`), newest first."""
+    from settlement.models import ReconciliationItem, ReconClass
+
+    return list(
+        ReconciliationItem.objects.exclude(classification=ReconClass.MATCHED)
+        .select_related("statement__channel")
+        .order_by("-created_at", "-id")[:limit]
+    )
 
 
 def recent_business_days(*, until: date, count: int = 30) -> list[date]:

@@ -181,3 +181,23 @@ def test_admin_index_links_to_the_console(business_day, client, user_in_role):
     assert reverse("console:dashboard") in html and reverse("console:reports") in html
     client.force_login(user_in_role(None, username="roleless"))
     assert reverse("console:dashboard") not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_dashboard_lists_job_runs_and_open_reconciliation_exceptions(business_day, client, user_in_role):
+    from datetime import date
+
+    from settlement.models import ChannelStatement, JobName, JobRun, JobRunStatus, ReconciliationItem, ReconClass
+    from settlement.services.channels import channel_seed_simulated
+
+    channel = channel_seed_simulated()[0]
+    JobRun.objects.create(job=JobName.CLOSE_BUSINESS_DAY, business_date=date(2026, 11, 24),
+                          next_business_date=date(2026, 11, 25), step="done", status=JobRunStatus.SUCCEEDED)
+    statement = ChannelStatement.objects.create(channel=channel, statement_date=date(2026, 11, 24))
+    ReconciliationItem.objects.create(statement=statement, serial="po_X-1", classification=ReconClass.MATCHED)
+    ReconciliationItem.objects.create(statement=statement, serial="po_Y-1",
+                                      classification=ReconClass.MISSING_ON_OUR_SIDE)
+    client.force_login(user_in_role("operations"))
+    body = client.get(reverse("console:dashboard")).content.decode()
+    assert f"{JobName.CLOSE_BUSINESS_DAY} 2026-11-24 #1 succeeded" in body
+    assert "po_Y-1 missing_on_our_side" in body
+    assert "po_X-1" not in body
