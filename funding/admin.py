@@ -5,8 +5,8 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
 
+from config.admin import ReadOnlyAdmin
 from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form, engine_error_text
 from funding.console.admin_permissions import ConsoleActionPermissions
 from funding.errors import EngineError
@@ -36,19 +36,6 @@ from funding.services.credit_lines import (
     credit_line_freeze,
     credit_line_suspend,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View-only: no add, change or delete for anyone."""
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 def _no_delete(cls):

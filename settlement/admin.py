@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from config.admin import ReadOnlyAdmin
 from funding.console.admin_permissions import ConsoleActionPermissions, action_refused
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
@@ -44,17 +45,6 @@ def _alert_open_reviews(request) -> None:
     if open_count:
         url = reverse("admin:settlement_manualreview_changelist")
         messages.warning(request, f"{open_count} payout(s) need manual review: {url}")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ErrorMappingInline(admin.TabularInline):

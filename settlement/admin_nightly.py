@@ -11,6 +11,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from config.admin import ReadOnlyAdmin
 from funding.console.errors import PermissionDenied as ConsolePermissionDenied
 from funding.console.roles import require_permission
 from funding.errors import EngineError
@@ -27,19 +28,6 @@ from settlement.services.bank_statements import StatementFileError, bank_stateme
 from settlement.services.end_of_day import JobError, job_run_resume
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the jobs are evidence: staff look, nobody edits."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class StatementUploadForm(forms.Form):
