@@ -407,6 +407,13 @@ READINESS_BROKER_TIMEOUT = float(env_str("READINESS_BROKER_TIMEOUT", "2"))
 # Rows that outlive their use are archived (when a directory is set) and deleted by a nightly task.
 RETENTION_ARCHIVE_DIR = env_str("RETENTION_ARCHIVE_DIR", "")
 RETENTION_RULES = [
+    # Attempts first: they reference their event (PROTECT), so an event goes only once its attempts have.
+    {
+        "model": "api.WebhookDeliveryAttempt",
+        "field": "event__delivered_at",
+        "filter": {"event__status": "delivered"},
+        "days": env_int("RETENTION_WEBHOOK_DAYS", 90),
+    },
     {
         "model": "funding.WebhookEvent",
         "field": "delivered_at",

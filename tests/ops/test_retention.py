@@ -33,13 +33,21 @@ def test_retention_archives_then_deletes_only_delivered_events_past_retention(tm
     WebhookEvent.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(days=400))
     journals, entries = JournalTransaction.objects.count(), Entry.objects.count()
 
+    from funding.api.models import WebhookDeliveryAttempt
+
+    for event in (old, recent):
+        WebhookDeliveryAttempt.objects.create(event=event, number=1, attempted_at=event.delivered_at,
+                                              status_code=200, succeeded=True)
     with override_settings(RETENTION_ARCHIVE_DIR=str(tmp_path)):
-        assert retention_purge() == {"funding.WebhookEvent": 1}
-        assert retention_purge() == {"funding.WebhookEvent": 0}  # a second run changes nothing
+        assert retention_purge() == {"api.WebhookDeliveryAttempt": 1, "funding.WebhookEvent": 1}
+        # a second run changes nothing
+        assert retention_purge() == {"api.WebhookDeliveryAttempt": 0, "funding.WebhookEvent": 0}
+    assert list(WebhookDeliveryAttempt.objects.values_list("event_id", flat=True)) == [recent.pk]
 
     assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {recent.pk, pending.pk}
     assert WebhookEvent.objects.get(pk=pending.pk).status == WebhookEventStatus.PENDING
     archived = [json.loads(line) for f in tmp_path.iterdir() for line in f.read_text().splitlines()]
+    archived = [row for row in archived if row["model"] == "funding.webhookevent"]
     assert [row["pk"] for row in archived] == [old.pk]
     assert archived[0]["fields"]["public_id"] == old.public_id
     assert (JournalTransaction.objects.count(), Entry.objects.count()) == (journals, entries)
