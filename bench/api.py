@@ -109,10 +109,11 @@ class Bench:
         if spy is None:
             return ["(py-spy not installed: pip install py-spy)"]
         h.closed_loop(self.server.port, self.companies, clients, seconds + 2, "profiled")
-        deadline = time.monotonic() + 20
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.5)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
         return h.profile_summary(out)
 
 

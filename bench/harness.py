@@ -490,7 +490,7 @@ BUCKETS = [
 ]
 
 
-def profile_worker(pid: int, seconds: int, out_path: Path) -> str | None:
+def profile_worker(pid: int, seconds: int, out_path: Path) -> subprocess.Popen | None:
     """py-spy on one gunicorn worker (incl. idle time, so database waits show up); None without py-spy."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.path.exists(spy):
@@ -501,7 +501,7 @@ def profile_worker(pid: int, seconds: int, out_path: Path) -> str | None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return str(proc.pid)
+    return proc
 
 
 def profile_summary(path: Path) -> list[str]:
