@@ -68,7 +68,12 @@ def parse_args(argv=None, *, default_db: str = "bench_api") -> argparse.Namespac
     p.add_argument("--companies", type=int, default=100)
     p.add_argument("--db", default=default_db, help="name of the database to (re)create")
     p.add_argument("--keep-db", action="store_true")
-    p.add_argument("--broker", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    p.add_argument(
+        "--broker",
+        default=os.environ.get("BENCH_REDIS_URL")
+        or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
+        help="Redis for the throttle counters (and the broker, idle here: dispatch is off)",
+    )
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", help="write the figures to this file")

@@ -87,13 +87,14 @@ def engine_env(db_url: str, broker_url: str, **extra: str) -> dict[str, str]:
         "DJANGO_DEBUG": "false",
         "DATABASE_URL": db_url,
         "CELERY_BROKER_URL": broker_url,
-        "CACHE_URL": broker_url,  # throttle counters in Redis, not in a PostgreSQL table
         "API_THROTTLE_RATE": "1000000/s",  # the bench measures the engine, not the per-key throttle
         "DISBURSEMENT_DISPATCH_ON_COMMIT": "false",  # measure the API path, not the payout workers
         "WEBHOOK_ENQUEUE_ON_COMMIT": "false",
         "DATABASE_CONN_MAX_AGE": "600",  # persistent connections (docs/deployment.md)
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
+        # Throttle counters in Redis when there is one, not in a PostgreSQL table.
+        **({"CACHE_URL": broker_url} if broker_url.startswith("redis://") else {}),
         **extra,
     }
 
