@@ -92,10 +92,11 @@ def _assert_paid_once_and_balanced(*, exact_counters: bool = True) -> None:
 def test_sigkill_api_worker_mid_request_then_retry_with_same_key(broker_url):
     calendar_and_business_date()
     _, line, issued = _company()
-    # No Celery worker here: dispatch messages wait in the queue; this test is about the API path.
-    server = Gunicorn(
-        engine_env(broker_url, API_IDEMPOTENCY_LEASE_SECONDS=str(LEASE_SECONDS)), workers=1, timeout=60
+    # No payouts here (dispatch off): this test is about the API path.
+    env = engine_env(
+        broker_url, API_IDEMPOTENCY_LEASE_SECONDS=str(LEASE_SECONDS), DISBURSEMENT_DISPATCH_ON_COMMIT="false"
     )
+    server = Gunicorn(env, workers=1, timeout=60)
     outcomes = []
     try:
         api = Api(server.port, issued.key_id, issued.secret)
@@ -165,7 +166,7 @@ def test_sigkill_celery_worker_mid_dispatch_then_new_worker(broker_url, settings
         at_kill = dict(Payout.objects.values_list("status").annotate(n=Count("id")))
         assert at_kill.get("pending", 0) > 0, at_kill  # killed in the middle of dispatching
         rescue = CeleryWorker(env, name="rescue", concurrency=4)
-        settle_everything(timeout=90, clock_ahead=700)
+        settle_everything(timeout=120, clock_ahead=700)
     finally:
         if rescue:
             rescue.stop()
@@ -241,7 +242,7 @@ def test_postgres_connections_terminated_during_load(broker_url, settings):
             assert final[0] in (201, 422), final
             replay = api.post("/api/v1/advances", body, key)
             assert replay[:2] == final[:2] and replay[2], (final, replay)
-        settle_everything(timeout=90, clock_ahead=700)
+        settle_everything(timeout=120, clock_ahead=700)
     finally:
         stop.set()
         worker.stop()

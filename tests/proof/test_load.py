@@ -111,7 +111,7 @@ def test_64_clients_replays_cancellations_payouts_webhooks(broker_url):
             t.join(timeout=120)
         load_seconds = time.monotonic() - started
         print(f"load done in {load_seconds:.1f}s", flush=True)
-        settle_everything(timeout=60)
+        settle_everything(timeout=120)
     finally:
         sampler.stop()
         worker.stop()
