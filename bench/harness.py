@@ -16,7 +16,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -537,7 +536,3 @@ def profile_summary(path: Path) -> list[str]:
     lines.append("  top self time:")
     lines += [f"  {n / total * 100:5.1f}%  {name[:100]}" for name, n in selfs.most_common(6)]
     return lines
-
-
-def summary_stats(values: list[float]) -> str:
-    return f"mean {statistics.fmean(values):.1f}" if values else "n/a"
