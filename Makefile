@@ -35,6 +35,14 @@ lint: venv
 bench-nightly: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; export DJANGO_ENV=test; $(PY) bench/nightly.py
 
+.PHONY: bench-api bench-hot
+# API benchmarks (docs/benchmarks.md): a fresh database each, a few minutes each. py-spy adds the profile.
+bench-api: venv
+	@eval "$$($(PY) scripts/pick_services.py test)"; $(PY) bench/api.py $(BENCH_ARGS)
+
+bench-hot: venv
+	@eval "$$($(PY) scripts/pick_services.py test)"; $(PY) bench/hot_company.py $(BENCH_ARGS)
+
 clean:
 	-$(PY) scripts/embedded_pg.py stop
 	rm -rf $(VENV) var .pytest_cache .hypothesis

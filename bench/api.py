@@ -1,0 +1,171 @@
+"""API throughput and latency: POST /api/v1/advances (3 payouts each) spread over 100 companies.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/api.py [--seconds 10]
+
+Creates a fresh database (--db, dropped at the end unless --keep-db), migrates it, seeds 100 companies with
+active lines and API keys through the services, starts gunicorn (--workers, default 2 x cores + 1) and drives
+it from this process: closed loop at several client counts to find the peak, then open loop at fixed rates
+(half the peak and --open-rates). Then pgbench runs the same essential SQL per advance at the peak's
+concurrency, and the ratio engine/baseline is printed. --profile samples one worker with py-spy during an
+extra closed-loop run and prints where the time goes. Dispatch on commit is off: this measures the API path.
+--json PATH writes the figures for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as h  # noqa: E402
+
+
+def machine() -> dict:
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for row in f:
+            if row.startswith("MemTotal:"):
+                mem_kb = int(row.split()[1])
+    _, url = h.database_urls("postgres")
+    try:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            pg = conn.execute("SHOW server_version").fetchone()[0]
+    except Exception:  # noqa: BLE001
+        pg = "?"
+    cpu = "?"
+    try:
+        cpu = next(
+            row.split(":", 1)[1].strip() for row in open("/proc/cpuinfo") if row.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "postgresql": pg,
+        "python": platform.python_version(),
+        # Other work on the machine skews the figures: say how busy it was when the run started.
+        "loadavg_at_start": open("/proc/loadavg").read().split()[0],
+    }
+
+
+def parse_args(argv=None, *, default_db: str = "bench_api") -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10, help="length of each measurement (default 10)")
+    p.add_argument("--clients", default="4,8,16,32", help="closed-loop client counts (default 4,8,16,32)")
+    p.add_argument("--open-rates", default="0.8", help="extra open-loop rates as fractions of the peak")
+    p.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
+    p.add_argument("--companies", type=int, default=100)
+    p.add_argument("--db", default=default_db, help="name of the database to (re)create")
+    p.add_argument("--keep-db", action="store_true")
+    p.add_argument(
+        "--broker",
+        default=os.environ.get("BENCH_REDIS_URL")
+        or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
+        help="Redis for the throttle counters (and the broker, idle here: dispatch is off)",
+    )
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--json", help="write the figures to this file")
+    return p.parse_args(argv)
+
+
+class Bench:
+    """Fresh database + seeded companies + gunicorn; stop() cleans everything up."""
+
+    def __init__(self, args: argparse.Namespace, companies: list[dict]):
+        self.args = args
+        print(f"creating database {args.db} ...", flush=True)
+        self.db_url = h.database_recreate(args.db)
+        self.env = h.engine_env(self.db_url, args.broker)
+        started = time.monotonic()
+        self.companies = h.engine_prepare(self.env, companies)
+        print(f"migrated and seeded {len(self.companies)} companies in {time.monotonic() - started:.1f}s")
+        (h.ROOT / "var").mkdir(exist_ok=True)
+        self.server = h.Gunicorn(self.env, args.workers, h.ROOT / "var" / f"{args.db}-gunicorn.log")
+        self.server.wait_ready()
+        print(f"gunicorn: {args.workers} sync workers on port {self.server.port}", flush=True)
+        # Warm up: imports, connections, caches of every worker.
+        warm = [c for c in self.companies if c["code"].startswith("BENCH-")]
+        h.closed_loop(self.server.port, warm, args.workers * 2, 2.0, "warm-up")
+
+    def stop(self) -> None:
+        self.server.stop()
+        if not self.args.keep_db:
+            h.database_drop(self.args.db)
+
+    def profile(self, clients: int) -> list[str]:
+        """py-spy on one worker while `clients` closed-loop clients run."""
+        out = h.ROOT / "var" / f"{self.args.db}-profile.txt"
+        out.unlink(missing_ok=True)
+        pid = self.server.worker_pids()[0]
+        seconds = max(5, int(self.args.seconds))
+        spy = h.profile_worker(pid, seconds, out)
+        if spy is None:
+            return ["(py-spy not installed: pip install py-spy)"]
+        h.closed_loop(self.server.port, self.companies, clients, seconds + 2, "profiled")
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+        return h.profile_summary(out)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    levels = [int(x) for x in args.clients.split(",")]
+    specs = [{"code": f"BENCH-{i:03d}", "limit": "1000000000000.00"} for i in range(args.companies)]
+    info = machine()
+    print(f"machine: {info}")
+    bench = Bench(args, specs)
+    figures: dict = {"machine": info, "workers": args.workers, "seconds": args.seconds}
+    try:
+        port, companies = bench.server.port, bench.companies
+        print("\n-- closed loop (find the peak)")
+        peak, peak_clients = h.find_peak(port, companies, levels, args.seconds, print)
+        figures["closed"] = peak.as_dict() | {"clients": peak_clients}
+        print(f"peak: {peak.rate:.1f} advances/s at {peak_clients} clients")
+        print("\n-- open loop (fixed arrival rates; latency from the scheduled start)")
+        fractions = [0.5] + [float(x) for x in args.open_rates.split(",") if x]
+        figures["open"] = []
+        for fraction in fractions:
+            rate = peak.rate * fraction
+            r = h.open_loop(port, companies, rate, args.seconds, f"open loop {fraction:.0%} = {rate:.0f}/s")
+            print(r.line())
+            figures["open"].append(r.as_dict() | {"fraction": fraction, "offered": round(rate, 1)})
+        if not args.no_baseline:
+            print(f"\n-- raw-SQL baseline: pgbench, same essential SQL per advance, {peak_clients} clients")
+            base = h.baseline_run(bench.db_url, peak_clients, args.seconds, args.companies, "pgbench baseline")
+            print(base.line())
+            ratio = peak.rate / base.rate if base.rate else float("nan")
+            figures["baseline"] = base.as_dict() | {"clients": peak_clients, "ratio": round(ratio, 3)}
+            print(f"ratio engine/baseline: {ratio:.1%}  (target >= 20%)")
+        half = figures["open"][0]
+        print(f"p99 at half the peak: {half['p99_ms']} ms  (target < 50 ms)")
+        if args.profile:
+            print(f"\n-- where the time goes: py-spy on one worker, {peak_clients} clients, share of samples")
+            figures["profile"] = bench.profile(peak_clients)
+            print("\n".join(figures["profile"]))
+    finally:
+        bench.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"failed: {exc}")

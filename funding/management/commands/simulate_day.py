@@ -1,0 +1,352 @@
+"""A realistic business day on the engine, in this process, through the services: `manage.py simulate_day`.
+
+Five payment companies with different limits, fee rates and limit factors; hundreds of advances (some
+refused for lack of limit, some cancelled); payouts sent through the simulated channels with failures and
+timeouts (failover, status queries, manual review); an extra holiday in the calendar that pushes the due
+date; a company that cannot repay and is frozen; then end of day and T+1 repayment through
+`close_business_day` and `collect_repayments` when those commands are installed.
+Prints progress and a final report.
+
+It writes to the configured database (new SIM-... companies, one calendar day changed to a holiday, the
+simulated channels' settings): use the demo database of `make run`, never production (refused there).
+"""
+
+import random
+import time
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from funding.errors import EngineError
+from funding.models import Advance, BusinessDay, CalendarDay, Company, CreditLine, WebhookEvent
+from funding.services.advances import PayoutInput, advance_cancel, advance_request
+from funding.services.calendar import (
+    business_date_initialize,
+    calendar_day_update,
+    calendar_seed_year,
+    is_business_day,
+    next_business_day,
+)
+from funding.services.credit_lines import (
+    change_request_approve,
+    company_create,
+    credit_line_create,
+    credit_line_freeze,
+)
+from ledger.models import Account, AccountKind
+from ledger.money import money
+from ledger.selectors import account_totals_drift, trial_balance
+from ledger.services import account_get_or_create, credit, debit, ledger_post
+
+# code suffix, limit, daily fee rate, flow multiple, margin multiple, own funds, share of the traffic
+PROFILES = [
+    ("LARGE", "3000000.00", "0.000250", "3.0", "10.0", "150000.00", 0.35),
+    ("MID", "1200000.00", "0.000300", "2.5", "8.0", "20000.00", 0.25),
+    ("SMALL", "400000.00", "0.000350", "2.0", None, "0.00", 0.15),
+    ("TIGHT", "150000.00", "0.000400", None, None, "0.00", 0.15),  # runs out of limit during the day
+    ("WEAK", "300000.00", "0.000500", "1.5", "5.0", "0.00", 0.10),  # cannot repay: frozen
+]
+BANKS = ["ICBC", "ICBC", "CCB", "ABC", "BOC", "SELF"]
+HOLIDAY_NAME = "simulate_day extra holiday"
+FINAL_PAYOUT = {"succeeded", "failed", "cancelled", "manual_review"}
+
+
+class Command(BaseCommand):
+    help = "Run a realistic business day on the engine (in this process) and print a report."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--advances", type=int, default=400, help="advance requests to send (400)")
+        parser.add_argument("--seed", type=int, default=2026)
+        parser.add_argument("--failure-rate", type=float, default=0.08, help="channel rejection rate")
+        parser.add_argument("--timeout-rate", type=float, default=0.03, help="channel no-answer rate")
+        parser.add_argument("--no-holiday", action="store_true", help="leave the calendar as it is")
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def handle(self, *args, **opts):
+        if settings.DJANGO_ENV == "production":
+            raise CommandError("simulate_day writes demo data; it is refused with DJANGO_ENV=production.")
+        started = time.monotonic()
+        rng = random.Random(opts["seed"])
+        run = timezone.now().strftime("%H%M%S")
+        maker, _ = User.objects.get_or_create(username="sim_credit_officer", defaults={"is_staff": True})
+        checker, _ = User.objects.get_or_create(username="sim_credit_approver", defaults={"is_staff": True})
+
+        business_date = self._calendar()
+        self.say(f"== simulate_day run {run}: business date {business_date}")
+        due = self._holiday(business_date, maker, skip=opts["no_holiday"])
+        self._channels(opts["failure_rate"], opts["timeout_rate"])
+        companies = self._companies(run, business_date, maker, checker)
+
+        self.say(f"\n== {opts['advances']} advance requests through funding.services.advances")
+        outcomes = self._advances(companies, opts["advances"], rng)
+        self.say("\n== disbursement: simulated channels, called synchronously (failover, status queries)")
+        self._disburse([c.code for c, _, _ in companies.values()])
+
+        self.say("\n== end of day and T+1 repayment")
+        weak = companies["WEAK"][0]
+        self._fund_repayments(companies, business_date, exclude=weak)
+        self._nightly(weak, maker)
+        self._report(companies, outcomes, business_date, due, time.monotonic() - started)
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def _calendar(self) -> date:
+        today = timezone.localdate()
+        for year in (today.year, today.year + 1):
+            calendar_seed_year(year=year)
+        if not BusinessDay.objects.exists():
+            business_date_initialize(current=today if is_business_day(today) else next_business_day(today))
+        day = BusinessDay.objects.get()
+        if day.closing:
+            raise CommandError("End of day is running; try again when it has finished.")
+        return day.current
+
+    def _holiday(self, business_date: date, actor: User, *, skip: bool) -> date:
+        due_before = next_business_day(business_date)
+        if skip:
+            self.say(f"calendar unchanged; advances fall due on {due_before}")
+            return due_before
+        earlier = CalendarDay.objects.filter(date__gt=business_date, name=HOLIDAY_NAME).first()
+        if earlier:  # a previous run already added one: do not pile up holidays
+            self.say(f"calendar: {earlier.date} is already a simulated holiday; due {due_before}")
+            return due_before
+        entry = CalendarDay.objects.get(date=due_before)
+        if entry.source != "staff":
+            calendar_day_update(
+                day=due_before, kind="holiday", is_business_day=False, name=HOLIDAY_NAME,
+                actor=actor, reason="simulate_day: a holiday announced late",
+            )
+        due = next_business_day(business_date)
+        self.say(f"calendar: {due_before} made a holiday (announced late); advances now fall due on {due}")
+        return due
+
+    def _channels(self, failure_rate: float, timeout_rate: float) -> None:
+        from settlement.models import Channel
+        from settlement.services.channels import SIMULATED_ERROR_CODES, channel_seed_simulated
+
+        channel_seed_simulated()
+        for channel in Channel.objects.filter(code__in=list(SIMULATED_ERROR_CODES)):
+            channel.adapter_settings = {
+                **channel.adapter_settings,
+                "latency_ms": 0,
+                "failure_rate": failure_rate,
+                "timeout_rate": timeout_rate,
+                "late_success_rate": 0.3,
+                "late_seconds": 0,
+                "failure_codes": [c for c, _, _ in SIMULATED_ERROR_CODES[channel.code]],
+            }
+            # Open around the clock, so the simulation runs whatever the time of day.
+            channel.service_start = channel.service_end = None
+            channel.runs_on_non_business_days = True
+            channel.save()
+        self.say(
+            f"channels: {', '.join(Channel.objects.values_list('code', flat=True))} "
+            f"(simulated; {failure_rate:.0%} rejected, {timeout_rate:.0%} no answer)"
+        )
+
+    def _companies(self, run: str, business_date: date, maker: User, checker: User) -> dict:
+        companies = {}
+        for n, (name, limit, fee, flow, margin, own, share) in enumerate(PROFILES):
+            code = f"SIM-{run}-{name}"
+            company = company_create(
+                code=code,
+                legal_name=f"Simulated {name.title()} Payments Co., Ltd.",
+                settlement_account_no=f"31{run}{n:06d}",
+                margin_account_no=f"32{run}{n:06d}",
+            )
+            terms = {
+                "approved_limit": limit,
+                "daily_fee_rate": fee,
+                "penalty_rate": "0.000500",
+                "valid_from": date(business_date.year, 1, 1).isoformat(),
+                "valid_to": date(business_date.year + 1, 12, 31).isoformat(),
+            }
+            if flow:
+                terms["flow_multiple"] = flow
+            if margin:
+                terms["margin_multiple"] = margin
+            line = credit_line_create(company=company, terms=terms, actor=maker)
+            change_request_approve(request=line.change_requests.get(), checker=checker, reason="simulate_day")
+            if Decimal(own) > 0:
+                _money_in(company, Decimal(own), business_date, f"SIM-OWN-{code}")
+            companies[name] = (company, line, share)
+            factors = ", ".join(
+                f"{k} {v}" for k, v in (("flow x", flow), ("margin x", margin)) if v
+            ) or "no factors"
+            self.say(f"company {code}: limit {limit}, fee {fee}/day, {factors}, own funds {own}")
+        return companies
+
+    # ------------------------------------------------------------------------------------------- day
+
+    def _advances(self, companies: dict, count: int, rng: random.Random) -> dict:
+        names = list(companies)
+        weights = [companies[n][2] for n in names]
+        outcomes: dict[str, Counter] = {n: Counter() for n in names}
+        accepted: list[tuple[str, Advance]] = []
+        for i in range(count):
+            name = rng.choices(names, weights)[0]
+            company = companies[name][0]
+            payouts = [
+                PayoutInput(
+                    external_id=f"M{i}-{j}",
+                    beneficiary_name=f"Merchant {rng.randint(1, 900)} Trading Co.",
+                    account_no=f"6222{rng.randint(10**11, 10**12 - 1)}",
+                    bank_code=rng.choice(BANKS),
+                    amount=money(Decimal(rng.randint(10000, 800000)) / 100),
+                )
+                for j in range(rng.randint(1, 5))
+            ]
+            try:
+                advance = advance_request(
+                    company=company,
+                    external_id=f"SIM-ADV-{i:05d}",
+                    amount=sum((p.amount for p in payouts), Decimal("0.00")),
+                    payouts=payouts,
+                )
+                outcomes[name]["accepted"] += 1
+                accepted.append((name, advance))
+            except EngineError as exc:
+                outcomes[name][exc.code] += 1
+            # A few companies change their mind before the payouts go out.
+            if accepted and rng.random() < 0.03:
+                cname, victim = accepted.pop(rng.randrange(len(accepted)))
+                try:
+                    advance_cancel(
+                        company=victim.company, public_id=victim.public_id, actor_label="simulate_day"
+                    )
+                    outcomes[cname]["cancelled"] += 1
+                except EngineError as exc:
+                    outcomes[cname][f"cancel_{exc.code}"] += 1
+            if (i + 1) % 100 == 0:
+                total = Counter()
+                for c in outcomes.values():
+                    total.update(c)
+                self.say(f"  {i + 1} requests: {dict(total)}")
+        return outcomes
+
+    def _disburse(self, codes: list[str]) -> None:
+        from settlement.models import Payout
+        from settlement.services.disbursement import (
+            advance_dispatch,
+            advances_dispatch_due,
+            advances_finish_sweep,
+            attempts_poll_due,
+        )
+
+        # Unresolved attempts go to manual review after hours in production; here after a simulated hour.
+        review_after = settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS
+        settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS = 3600
+        try:
+            clock = timezone.now()
+            for round_ in range(1, 20):
+                due = advances_dispatch_due(now=clock)
+                sent = sum(advance_dispatch(advance_id=a, now=clock) for a in due)
+                clock += timedelta(minutes=20)  # the day goes on: status queries fall due
+                polled = attempts_poll_due(now=clock)
+                advances_finish_sweep()
+                states = dict(Payout.objects.filter(advance__company__code__in=codes)
+                              .values_list("status").annotate(n=Count("id")))
+                self.say(f"  round {round_}: {sent} sent, {polled} status queries; payouts {states}")
+                if set(states) <= FINAL_PAYOUT and not due:
+                    break
+        finally:
+            settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS = review_after
+
+    def _fund_repayments(self, companies: dict, business_date: date, *, exclude: Company) -> None:
+        """Money arrives on each settlement account for the collection, except on the weak company's."""
+        for company, line, _ in companies.values():
+            if company.pk == exclude.pk:
+                self.say(f"  {company.code}: no money arrives for repayment")
+                continue
+            line.refresh_from_db()
+            needed = money(line.outstanding * Decimal("1.01"))  # principal plus a margin for fees
+            if needed > 0:
+                _money_in(company, needed, business_date, f"SIM-REPAY-{company.code}")
+                self.say(f"  {company.code}: {needed} arrives on the settlement account")
+
+    def _nightly(self, weak: Company, actor: User) -> None:
+        available = get_commands()
+        for name in ("close_business_day", "collect_repayments"):
+            if name in available:
+                self.say(f"  running {name} ...")
+                try:
+                    call_command(name, stdout=self.stdout, stderr=self.stderr)
+                except Exception as exc:  # noqa: BLE001 - a demo reports the failure and shows the rest
+                    self.say(f"  {name} did not complete: {type(exc).__name__}: {exc}")
+            else:
+                self.say(f"  note: `{name}` is not installed in this build; skipped")
+        line = CreditLine.objects.filter(company=weak).first()
+        if line.status == "active":
+            # Without the nightly jobs (or before the overdue rule fires), staff freeze the line by hand.
+            credit_line_freeze(credit_line=line, actor=actor, reason="simulate_day: the company cannot repay")
+            self.say(f"  {weak.code}: cannot repay; line frozen by staff")
+        else:
+            self.say(f"  {weak.code}: line {line.status} by the nightly jobs")
+
+    # ------------------------------------------------------------------------------------------ report
+
+    def _report(
+        self, companies: dict, outcomes: dict, business_date: date, due: date, seconds: float
+    ) -> None:
+        from settlement.models import Payout, PayoutAttempt
+
+        self.say(f"\n== report (business date {business_date}, due {due}, {seconds:.0f}s)")
+        self.say(f"{'company':<24}{'limit':>14}{'reserved':>13}{'outstanding':>14}  status   requests")
+        for name, (company, line, _) in companies.items():
+            line.refresh_from_db()
+            self.say(
+                f"{company.code:<24}{line.effective_limit:>14}{line.reserved:>13}{line.outstanding:>14}  "
+                f"{line.status:<8} {dict(outcomes[name])}"
+            )
+        codes = [c.code for c, _, _ in companies.values()]
+        advances = Advance.objects.filter(company__code__in=codes)
+        self.say(f"advances by status: {dict(advances.values_list('status').annotate(n=Count('id')))}")
+        totals = advances.aggregate(
+            amount=Sum("amount"), own=Sum("own_funds_amount"), line=Sum("advanced_amount")
+        )
+        self.say(
+            f"accepted {totals['amount']}: from own funds {totals['own']}, from the lines {totals['line']}"
+        )
+        payouts = Payout.objects.filter(advance__in=advances)
+        self.say(f"payouts by status: {dict(payouts.values_list('status').annotate(n=Count('id')))}")
+        attempts = (
+            PayoutAttempt.objects.filter(payout__in=payouts)
+            .values_list("channel__code", "status")
+            .annotate(n=Count("id"))
+            .order_by("channel__code", "status")
+        )
+        per_channel: dict[str, dict] = {}
+        for channel, status, n in attempts:
+            per_channel.setdefault(channel, {})[status] = n
+        for channel, states in per_channel.items():
+            self.say(f"  channel {channel}: attempts {states}")
+        events = WebhookEvent.objects.filter(company__code__in=codes)
+        self.say(f"webhook events in the outbox: {dict(events.values_list('type').annotate(n=Count('id')))}")
+        self.say(f"ledger: trial balance {trial_balance()}, account drift {account_totals_drift() or 'none'}")
+        in_transit = Account.objects.filter(kind=AccountKind.PAYOUTS_IN_TRANSIT)
+        self.say(f"payouts in transit: {sum((a.balance for a in in_transit), Decimal('0.00'))}")
+
+
+def _money_in(company: Company, amount: Decimal, business_date: date, reference: str) -> None:
+    """Money arrives on the company's settlement account at the bank from outside (stable reference)."""
+    clearing = account_get_or_create(kind=AccountKind.BANK_CLEARING)
+    settlement_account = account_get_or_create(
+        kind=AccountKind.SETTLEMENT, owner=company.code, external_account_no=company.settlement_account_no
+    )
+    ledger_post(
+        kind="demo.funding",
+        reference=reference,
+        business_date=business_date,
+        legs=[debit(clearing, amount), credit(settlement_account, amount)],
+        description="simulate_day: money in",
+    )
