@@ -1,5 +1,5 @@
 """simulate_day: a short day runs end to end, moves money only through balanced journals, freezes the weak
-company, pushes the due date past the added holiday, and leaves no counter over its limit."""
+company, pushes the due date past the added holiday, and leaves no line over a limit it was granted at."""
 
 from datetime import date
 from decimal import Decimal
@@ -27,7 +27,10 @@ def test_simulate_day_short_run(settings):
     lines = CreditLine.objects.filter(company__code__startswith="SIM-")
     assert lines.count() == 5
     assert lines.get(company__code__endswith="-WEAK").status == "frozen"
-    assert not lines.filter(reserved__gt=F("effective_limit") - F("outstanding")).exists()
+    # End of day recomputes the limits from flow and margin: a line may end above a lowered limit (that blocks
+    # new advances and touches nothing drawn), but only when a factor cut the limit below its approved value.
+    for line in lines.filter(reserved__gt=F("effective_limit") - F("outstanding")):
+        assert line.effective_limit < line.approved_limit and line.available == 0, line.limit_factors
     holiday = CalendarDay.objects.get(name="simulate_day extra holiday")
     assert not holiday.is_business_day
     advances = Advance.objects.all()
