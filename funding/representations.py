@@ -40,7 +40,8 @@ def payout_representation(payout, attempts=None) -> dict[str, Any]:
     }
 
 
-def advance_representation(advance, payouts=None) -> dict[str, Any]:
+def advance_representation(advance, payouts=None, *, fresh: bool = False) -> dict[str, Any]:
+    """`fresh`: the advance was created in this transaction, so its payouts have no attempts (no query)."""
     if payouts is None:
         payouts = list(advance.payouts.prefetch_related("attempts__channel").order_by("sequence"))
     return {
@@ -61,5 +62,5 @@ def advance_representation(advance, payouts=None) -> dict[str, Any]:
         "version": advance.version,
         "created_at": timestamp_str(advance.created_at),
         "updated_at": timestamp_str(advance.updated_at),
-        "payouts": [payout_representation(p) for p in payouts],
+        "payouts": [payout_representation(p, [] if fresh else None) for p in payouts],
     }

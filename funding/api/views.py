@@ -156,8 +156,8 @@ class AdvanceListCreateView(ApiView):
                 use_own_funds=data.get("use_own_funds", True),
                 payouts=[PayoutInput(**p) for p in data["payouts"]],
             )
-            advance = selectors.advance_get(company=self.company, public_id=advance.public_id)
-            return Response(_advance_body(advance), status=201)
+            # Built from what advance_request just created: the same body GET answers, without re-reading.
+            return Response(advance_representation(advance, advance.created_payouts, fresh=True), status=201)
 
         return idempotent(request, operation)
 

@@ -17,7 +17,7 @@ from funding.errors import (
     NotFound,
     ValidationFailed,
 )
-from funding.models import Advance, AdvanceStatus, BusinessDay, Company, CreditLine, CreditLineStatus
+from funding.models import Advance, AdvanceStatus, Company, CreditLine, CreditLineStatus
 from funding.representations import amount_str
 from funding.services.audit import audit_record
 from funding.services.calendar import next_business_day
@@ -70,23 +70,18 @@ def advance_request(
     _validate_input(external_id, amount, payouts)
     amount = money(amount)
 
-    business_day = BusinessDay.objects.first()
-    if business_day is None or business_day.closing:
-        raise BusinessDayClosed()
-    business_date = business_day.current
-    line = (
-        CreditLine.objects.filter(company=company, status__in=[
-            CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED,
-        ]).first()
-    )
-    _refuse_unless_active(line, business_date)
-    due_date = next_business_day(business_date)
-    if Advance.objects.filter(company=company, external_id=external_id).exists():
-        raise DuplicateExternalId()
-
     try:
         with transaction.atomic():
-            _share_lock_business_day(business_date)
+            # One read of the business day, FOR SHARE until COMMIT: end of day cannot begin under us.
+            business_date = _share_lock_business_day()
+            line = (
+                CreditLine.objects.filter(company=company, status__in=[
+                    CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED,
+                ]).first()
+            )
+            _refuse_unless_active(line, business_date)
+            due_date = next_business_day(business_date)
+            # No pre-check for a duplicate external_id: the unique constraint answers it (IntegrityError below).
             own = _hold_settlement_funds(company=company, wanted=amount) if use_own_funds else Decimal("0.00")
             advanced = amount - own
             advance = Advance.objects.create(
@@ -101,7 +96,7 @@ def advance_request(
                 business_date=business_date,
                 due_date=due_date,
             )
-            Payout.objects.bulk_create(
+            created_payouts = Payout.objects.bulk_create(
                 [
                     Payout(
                         advance=advance,
@@ -126,6 +121,8 @@ def advance_request(
         if "funding_advance_external_id_unique" in str(exc):
             raise DuplicateExternalId() from exc
         raise
+    # The response can be built from these (they have no attempts yet) instead of reading them back.
+    advance.created_payouts = created_payouts
     transaction.on_commit(lambda: _schedule_dispatch(advance.pk))
     return advance
 
@@ -179,8 +176,8 @@ def _validate_input(external_id: str, amount: Decimal, payouts: list[PayoutInput
         raise ValidationFailed(details=errors)
 
 
-def _share_lock_business_day(business_date) -> None:
-    """Hold the business day row FOR SHARE until COMMIT, and check it is still open on the same date.
+def _share_lock_business_day():
+    """Read the business day FOR SHARE (held until COMMIT) and refuse if it is closing; returns its date.
 
     Requests share the lock (they never wait for each other); the end-of-day job's UPDATE (closing, or the
     next date) waits until every request in flight has committed, and requests arriving after it see the
@@ -189,8 +186,9 @@ def _share_lock_business_day(business_date) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current, closing FROM funding_businessday WHERE singleton FOR SHARE")
         row = cursor.fetchone()
-    if row is None or row[1] or row[0] != business_date:
+    if row is None or row[1]:
         raise BusinessDayClosed()
+    return row[0]
 
 
 def _hold_settlement_funds(*, company: Company, wanted: Decimal) -> Decimal:

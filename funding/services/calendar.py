@@ -95,15 +95,18 @@ def calendar_day_update(
 
 def next_business_day(day: date) -> date:
     """The first business day after `day`, from the stored calendar. Refuses to guess past published years."""
-    published = set(CalendarYear.objects.filter(published=True).values_list("year", flat=True))
-    stored = {
-        d.date: d.is_business_day
-        for d in CalendarDay.objects.filter(date__gt=day, date__lte=day + timedelta(days=40))
-    }
+    # One query: only days of published years come back, so a missing day means "not published".
+    stored = dict(
+        CalendarDay.objects.filter(
+            date__gt=day,
+            date__lte=day + timedelta(days=40),
+            date__year__in=CalendarYear.objects.filter(published=True).values("year"),
+        ).values_list("date", "is_business_day")
+    )
     candidate = day
     for _ in range(40):
         candidate += timedelta(days=1)
-        if candidate.year not in published or candidate not in stored:
+        if candidate not in stored:
             raise CalendarUnavailable(
                 f"The business calendar for {candidate.year} is not published: the next business day "
                 f"after {day.isoformat()} cannot be determined."

@@ -177,3 +177,28 @@ def test_seed_demo_is_safe_to_run_again():
     c = data["companies"][0]
     body = SignedClient(c["api_key"], c["api_secret"]).get("/api/v1/credit-line").json()
     assert (body["status"], body["own_funds_available"]) == ("active", "200000.00")
+
+
+@pytest.mark.parametrize("own_funds", [None, "1000.00"])
+def test_create_answers_the_same_bytes_as_get_right_after(api, company_line, own_funds):
+    """POST builds its 201 from the objects it created; it must be exactly what GET then reads back."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.settlement.nightly_helpers import credit_settlement
+
+    if own_funds:
+        credit_settlement(company_line[0], own_funds)
+    with CaptureQueriesContext(connection) as queries:
+        created = api.post("/api/v1/advances", advance_body(("600.00", "700.00", "0.01")))
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["own_funds_amount"] == (own_funds or "0.00")
+    assert [p["attempts"] for p in body["payouts"]] == [[], [], []]
+    fetched = api.get(f"/api/v1/advances/{body['id']}")
+    assert fetched.status_code == 200
+    assert created.content == fetched.content
+    # Nothing is read back after the advance and its payouts were written.
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert not any("settlement_payoutattempt" in s for s in sql), sql
+    assert sum(s.startswith('SELECT') and 'FROM "funding_advance"' in s for s in sql) == 0, sql
