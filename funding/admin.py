@@ -6,7 +6,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 
-from config.admin import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form, engine_error_text
 from funding.console.admin_permissions import ConsoleActionPermissions
 from funding.errors import EngineError
@@ -119,18 +119,12 @@ class ChangeTermsForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
 
 
-class ChangeRequestInline(admin.TabularInline):
+class ChangeRequestInline(ReadOnlyInline):
     model = CreditLineChangeRequest
     fields = ("kind", "status", "proposed", "maker", "maker_reason", "checker", "checker_reason",
               "decided_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
     ordering = ("-created_at",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("maker", "checker")

@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from config.admin import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from funding.console.admin_permissions import ConsoleActionPermissions, action_refused
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
@@ -165,10 +165,8 @@ class ChannelErrorMappingAdmin(admin.ModelAdmin):
     search_fields = ["channel_code", "unified_code"]
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyInline):
     model = PayoutAttempt
-    extra = 0
-    can_delete = False
     fields = [
         "number",
         "serial",
@@ -185,10 +183,6 @@ class AttemptInline(admin.TabularInline):
         "next_query_at",
         "routing",
     ]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Payout)
@@ -319,10 +313,8 @@ class StatementUploadForm(forms.Form):
     file = forms.FileField(help_text="CSV with header serial,amount,status[,code]")
 
 
-class ItemInline(admin.TabularInline):
+class ItemInline(ReadOnlyInline):
     model = ReconciliationItem
-    extra = 0
-    can_delete = False
     fields = [
         "serial",
         "classification",
@@ -333,10 +325,6 @@ class ItemInline(admin.TabularInline):
         "statement_code",
         "resolved_attempt",
     ]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ChannelStatement)

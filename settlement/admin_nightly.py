@@ -11,7 +11,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from config.admin import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from funding.console.errors import PermissionDenied as ConsolePermissionDenied
 from funding.console.roles import require_permission
 from funding.errors import EngineError
@@ -40,7 +40,7 @@ class StatementUploadForm(forms.Form):
         return upload
 
 
-class BankStatementLineInline(admin.TabularInline):
+class BankStatementLineInline(ReadOnlyInline):
     model = BankStatementLine
     fields = [
         "line_no",
@@ -52,12 +52,6 @@ class BankStatementLineInline(admin.TabularInline):
         "counterparty",
         "memo",
     ]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(BankStatementImport)
@@ -174,15 +168,9 @@ class JobRunAdmin(ReadOnlyAdmin):
                 messages.error(request, f"{run}: {exc}")
 
 
-class RepaymentAllocationInline(admin.TabularInline):
+class RepaymentAllocationInline(ReadOnlyInline):
     model = RepaymentAllocation
     fields = ["advance", "penalty", "fee", "principal", "settles_advance"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Repayment)

@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 
+from config.admin import ReadOnlyInline
 from funding.api.models import ApiKey, WebhookDeliveryAttempt, WebhookEndpoint, WebhookOutboxEvent
 from funding.api.services import api_key_revoke, webhook_event_redeliver
 from funding.console.admin_permissions import ConsoleActionPermissions, action_refused
@@ -44,15 +45,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return False
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyInline):
     model = WebhookDeliveryAttempt
     fields = ["number", "attempted_at", "url", "status_code", "latency_ms", "succeeded", "error"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookOutboxEvent)
