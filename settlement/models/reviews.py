@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django_fsm import FSMField, FSMModelMixin, transition
 
 
 class ManualReviewStatus(models.TextChoices):
@@ -14,7 +15,7 @@ class ManualReviewOutcome(models.TextChoices):
     FAILED = "failed", "The channel did not pay"
 
 
-class ManualReview(models.Model):
+class ManualReview(FSMModelMixin, models.Model):
     """An attempt whose outcome stayed unknown past its deadline: an alert until staff resolve it.
 
     Four eyes: a maker proposes the outcome with a reason, a different staff member approves it.
@@ -24,8 +25,8 @@ class ManualReview(models.Model):
         "settlement.PayoutAttempt", on_delete=models.PROTECT, related_name="review"
     )
     payout = models.ForeignKey("settlement.Payout", on_delete=models.PROTECT, related_name="reviews")
-    status = models.CharField(
-        max_length=16, choices=ManualReviewStatus.choices, default=ManualReviewStatus.OPEN
+    status = FSMField(
+        max_length=16, choices=ManualReviewStatus.choices, default=ManualReviewStatus.OPEN, protected=True
     )
     opened_at = models.DateTimeField(auto_now_add=True)
     opened_reason = models.CharField(max_length=200, blank=True, default="")
@@ -56,3 +57,17 @@ class ManualReview(models.Model):
 
     def __str__(self) -> str:
         return f"review of {self.attempt_id} ({self.status})"
+
+    @transition(field=status, source=ManualReviewStatus.OPEN, target=ManualReviewStatus.PROPOSED)
+    def propose(self) -> None:
+        pass
+
+    @transition(field=status, source=ManualReviewStatus.PROPOSED, target=ManualReviewStatus.OPEN)
+    def reopen(self) -> None:
+        """The checker disagreed with the proposal."""
+
+    @transition(
+        field=status, source=[ManualReviewStatus.OPEN, ManualReviewStatus.PROPOSED], target=ManualReviewStatus.RESOLVED
+    )
+    def resolve(self) -> None:
+        pass

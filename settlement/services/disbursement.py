@@ -424,7 +424,7 @@ def _apply(attempt_id: int, status: str, code: str, source: str, now: datetime, 
 def _close_review(attempt: PayoutAttempt, *, resolution: str, by: str) -> None:
     review = ManualReview.objects.select_for_update().filter(attempt=attempt).first()
     if review is not None and review.status != ManualReviewStatus.RESOLVED:
-        review.status = ManualReviewStatus.RESOLVED
+        review.resolve()
         review.resolution = resolution
         review.resolved_by_label = by
         review.resolved_at = timezone.now()

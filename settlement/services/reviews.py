@@ -38,7 +38,7 @@ def manual_review_propose(
         review = _locked_review(review_id)
         if review.status != ManualReviewStatus.OPEN:
             raise InvalidState(f"The review is {review.status}; only an open review takes a proposal.")
-        review.status = ManualReviewStatus.PROPOSED
+        review.propose()
         review.proposed_outcome = outcome
         review.proposed_by = maker
         review.proposal_reason = reason.strip()
@@ -66,7 +66,7 @@ def manual_review_reject(*, review_id: int, checker: AbstractBaseUser, reason: s
         if review.proposed_by_id == checker.pk:
             raise FourEyesViolation()
         before = {"outcome": review.proposed_outcome, "maker": review.proposed_by_id}
-        review.status = ManualReviewStatus.OPEN
+        review.reopen()
         review.proposed_outcome = ""
         review.proposed_by = None
         review.proposal_reason = ""
@@ -103,7 +103,8 @@ def manual_review_approve(*, review_id: int, checker: AbstractBaseUser, reason: 
         # A staff-confirmed failure is final: no automatic re-send after a human decision.
         applied = _apply_staff_outcome(review, outcome, attempt_apply)
         review.refresh_from_db()
-        review.status = ManualReviewStatus.RESOLVED
+        if review.status != ManualReviewStatus.RESOLVED:  # applying the outcome may already have closed it
+            review.resolve()
         review.resolution = outcome
         review.resolved_by_label = checker.get_username()
         review.resolved_at = timezone.now()
