@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django_fsm import FSMField, FSMModelMixin, transition
 
 MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
 
@@ -18,7 +19,7 @@ class JobRunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class JobRun(models.Model):
+class JobRun(FSMModelMixin, models.Model):
     """One run of a job for one business date. A killed run is resumed from (`step`, `cursor`).
 
     The cursor is moved in the same transaction as the chunk's work, so a chunk is done exactly once.
@@ -27,7 +28,7 @@ class JobRun(models.Model):
     job = models.CharField(max_length=32, choices=JobName.choices)
     business_date = models.DateField()
     sequence = models.PositiveSmallIntegerField(default=1)
-    status = models.CharField(max_length=16, choices=JobRunStatus.choices, default=JobRunStatus.RUNNING)
+    status = FSMField(max_length=16, choices=JobRunStatus.choices, default=JobRunStatus.RUNNING, protected=True)
     # Fixed when the run starts, so that a resumed run ends on the same date even if the calendar was edited.
     next_business_date = models.DateField(null=True, blank=True)
     step = models.CharField(max_length=32, blank=True, default="")
@@ -56,6 +57,18 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.business_date} #{self.sequence} {self.status}"
+
+    @transition(field=status, source=JobRunStatus.RUNNING, target=JobRunStatus.SUCCEEDED)
+    def succeed(self) -> None:
+        pass
+
+    @transition(field=status, source=[JobRunStatus.RUNNING, JobRunStatus.FAILED], target=JobRunStatus.RUNNING)
+    def resume(self) -> None:
+        """Start again where it stopped: after a failure, or after the process running it was killed."""
+
+
+# The set-based failure mark names the FSM's source state (JobRun.fail would be running -> failed).
+JOB_RUN_FAILABLE_STATES = [JobRunStatus.RUNNING]
 
 
 class AgingBucket(models.TextChoices):

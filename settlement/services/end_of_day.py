@@ -44,6 +44,7 @@ from funding.services.credit_lines import credit_line_freeze, credit_line_unfree
 from ledger.models import Account, AccountKind
 from ledger.services import account_get_or_create, credit, debit, ledger_post
 from settlement.models import JobName, JobRun, JobRunStatus
+from settlement.models.jobs import JOB_RUN_FAILABLE_STATES
 from settlement.services.limits import credit_limits_recompute_chunk
 from settlement.services.nightly_sql import advance_events_insert, nightly_lock_release, nightly_lock_try
 from settlement.services.repayments import repayments_collect_chunk
@@ -305,7 +306,7 @@ def _finish(run: JobRun) -> None:
         )
         if updated != 1:
             raise JobError(f"the business date is no longer {run.business_date.isoformat()}")
-    run.status = JobRunStatus.SUCCEEDED
+    run.succeed()
     run.step = "done"
     run.cursor = 0
     run.finished_at = timezone.now()
@@ -347,7 +348,7 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
 
 
 def _fail(run: JobRun, exc: BaseException) -> None:
-    JobRun.objects.filter(pk=run.pk).update(
+    JobRun.objects.filter(pk=run.pk, status__in=JOB_RUN_FAILABLE_STATES).update(
         status=JobRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now()
     )
 
@@ -399,7 +400,7 @@ def business_day_close(
             elif run.status == JobRunStatus.SUCCEEDED:
                 return JobOutcome(run=run, changed=False)
             else:
-                run.status = JobRunStatus.RUNNING
+                run.resume()
                 run.attempts += 1
                 run.error = ""
                 run.finished_at = None
@@ -441,7 +442,7 @@ def repayments_collect_run(*, chunk_size: int | None = None, progress: Progress 
             last = runs.first()
             if last is not None and last.status != JobRunStatus.SUCCEEDED:
                 run = last
-                run.status = JobRunStatus.RUNNING
+                run.resume()
                 run.attempts += 1
                 run.error = ""
                 run.save(update_fields=["status", "attempts", "error"])
