@@ -1,0 +1,128 @@
+"""Where one accepted POST /api/v1/advances spends its time, in-process (no HTTP, no load generator).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/profile_request.py
+        [--n 2000] [--cprofile 40] [--sql]
+
+Fresh database `bench_profile` (dropped at the end), one seeded company, then N signed requests through
+Django's WSGI handler exactly as gunicorn calls it (same settings as bench/api.py). Prints the Python CPU
+and wall time per request, the SQL statements of one request, and optionally the top cProfile entries.
+PostgreSQL's own CPU is not in these figures: it runs in its own processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import secrets
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402
+
+from advance_client import sign_request  # noqa: E402
+
+
+def environ_for(company: dict, body: bytes) -> dict:
+    path = "/api/v1/advances"
+    timestamp = str(int(time.time()))
+    nonce = secrets.token_urlsafe(18)
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_TYPE": "application/json; charset=utf-8",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_ACCEPT": "application/json",
+        "HTTP_X_API_KEY": company["key"],
+        "HTTP_X_TIMESTAMP": timestamp,
+        "HTTP_X_NONCE": nonce,
+        "HTTP_X_SIGNATURE": sign_request(company["secret"], "POST", path, timestamp, nonce, body),
+        "HTTP_IDEMPOTENCY_KEY": uuid.uuid4().hex,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--cprofile", type=int, default=0, help="print the top K cProfile entries")
+    parser.add_argument("--sql", action="store_true", help="print the SQL of one request")
+    parser.add_argument("--db", default="bench_profile")
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+
+    db_url = h.database_recreate(args.db)
+    broker = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    env = h.engine_env(db_url, broker)
+    companies = h.engine_prepare(env, [{"code": "PROF01", "limit": "900000000.00"}])
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    app = get_wsgi_application()
+    company = companies[0]
+    statuses: dict[str, int] = {}
+
+    def one() -> None:
+        def start_response(status, headers):
+            statuses[status] = statuses.get(status, 0) + 1
+
+        b"".join(app(environ_for(company, h.advance_body()), start_response))
+
+    for _ in range(50):  # warm up: imports, connection, caches
+        one()
+    statements: list[str] = []
+
+    def capture(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        one()
+    print(f"SQL statements in one request: {len(statements)}")
+    if args.sql:
+        for sql in statements:
+            print("  ", " ".join(sql.split())[:160])
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(args.n):
+        one()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    print(f"{args.n} requests: {wall / args.n * 1000:.2f} ms wall, {cpu / args.n * 1000:.2f} ms Python CPU each; "
+          f"statuses {statuses}")
+    if args.cprofile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(min(args.n, 500)):
+            one()
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.cprofile)
+        print(out.getvalue())
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.cprofile)
+        print(out.getvalue())
+    connection.close()
+    if not args.keep:
+        h.database_drop(args.db)
+
+
+if __name__ == "__main__":
+    main()
