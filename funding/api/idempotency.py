@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from funding.api.errors import ApiError, exception_to_response
 from funding.api.models import IdempotencyStatus
-from funding.api.services import idempotency_claim, idempotency_complete, idempotency_release
+from funding.api.services import idempotency_claim, idempotency_complete
 
 KEY_RE = re.compile(r"[\x20-\x7e]{1,64}")
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -35,43 +35,43 @@ def idempotency_key(request: Request) -> str:
 
 
 def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
-    """Claim the key, run `operation` in one transaction with storing its response, or replay/refuse."""
+    """Claim the key, run `operation` and store its response in one transaction; or replay / refuse.
+
+    One transaction (and one COMMIT) for all three: a request that fails or dies leaves nothing behind, so a
+    retry with the same key simply runs again; a concurrent duplicate is told request_in_progress.
+    """
     key = idempotency_key(request)
     parsed_body = request.data  # parse errors surface here, before the key is taken
     method = request._request.method
     path = request._request.get_full_path()
     request_hash = hashlib.sha256(f"{method}\n{path}\n{_dumps(parsed_body)}".encode()).hexdigest()
     company = request.user.company
-    claim = idempotency_claim(company=company, key=key, method=method, path=path, request_hash=request_hash)
-    record = claim.record
-    if not claim.fresh:
-        if record.request_hash != request_hash:
-            raise ApiError(
-                409,
-                "idempotency_key_reused",
-                "This Idempotency-Key was used with a different request (method, path or body).",
+    with transaction.atomic():
+        claim = idempotency_claim(company=company, key=key, method=method, path=path, request_hash=request_hash)
+        record = claim.record
+        if not claim.fresh:
+            if record is not None and record.request_hash != request_hash:
+                raise ApiError(
+                    409,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request (method, path or body).",
+                )
+            if record is None or record.status == IdempotencyStatus.IN_PROGRESS:
+                raise ApiError(
+                    409,
+                    "request_in_progress",
+                    "A request with this Idempotency-Key is still being processed; retry shortly.",
+                )
+            return Response(
+                json.loads(record.response_body), status=record.response_status, headers={REPLAYED_HEADER: "true"}
             )
-        if record.status == IdempotencyStatus.IN_PROGRESS:
-            raise ApiError(
-                409,
-                "request_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            )
-        return Response(
-            json.loads(record.response_body), status=record.response_status, headers={REPLAYED_HEADER: "true"}
-        )
-    try:
-        with transaction.atomic():
-            try:
-                response = operation()
-            except Exception as exc:  # noqa: BLE001 - business rejections are stored and replayed too
-                response = exception_to_response(exc)
-                if response is None:
-                    raise
-            if response.status_code >= 500:
-                raise RuntimeError(f"operation answered {response.status_code}")
-            idempotency_complete(record=record, status=response.status_code, body_json=_dumps(response.data))
-    except BaseException:
-        idempotency_release(record=record)
-        raise
+        try:
+            response = operation()
+        except Exception as exc:  # noqa: BLE001 - business rejections are stored and replayed too
+            response = exception_to_response(exc)
+            if response is None:
+                raise
+        if response.status_code >= 500:
+            raise RuntimeError(f"operation answered {response.status_code}")
+        idempotency_complete(record=record, status=response.status_code, body_json=_dumps(response.data))
     return response

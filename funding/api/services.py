@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -134,29 +134,55 @@ def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
 
 @dataclass(frozen=True)
 class Claim:
-    record: IdempotencyRecord
+    record: IdempotencyRecord | None  # None: another request holds the key right now
     fresh: bool  # True: this request owns the key and must run the operation
 
 
+# pg_try_advisory_xact_lock(namespace, hash): the namespace keeps these locks apart from the engine's others.
+IDEMPOTENCY_LOCK_NAMESPACE = 0x1DE0
+
+
 def idempotency_claim(*, company: Company, key: str, method: str, path: str, request_hash: str) -> Claim:
-    """Take the key (committed at once so concurrent requests see it) or return the existing record."""
+    """Take the key inside the caller's transaction, or return the record that already holds it.
+
+    Must run inside the transaction that also runs the operation and stores its response: the record is
+    committed only together with them, so a request that dies leaves no trace and its retry runs afresh. A
+    transaction-scoped advisory lock on the key tells a concurrent duplicate at once (request_in_progress)
+    instead of making it wait; INSERT ... ON CONFLICT sees records committed after this statement began.
+    """
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(
-                company=company,
-                key=key,
-                method=method,
-                path=path[:2000],
-                request_hash=request_hash,
-                claimed_at=now,
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH lock AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s || ':' || %s)) AS got),
+            claimed AS (
+                INSERT INTO api_idempotencyrecord
+                       (company_id, key, method, path, request_hash, status, response_body, claimed_at, created_at)
+                SELECT %s, %s, %s, %s, %s, %s, '', %s, %s FROM lock WHERE lock.got
+                ON CONFLICT (company_id, key) DO NOTHING
+                RETURNING id
             )
+            SELECT lock.got, (SELECT id FROM claimed) FROM lock
+            """,
+            [
+                IDEMPOTENCY_LOCK_NAMESPACE, str(company.pk), key,
+                company.pk, key, method, path[:2000], request_hash, IdempotencyStatus.IN_PROGRESS, now, now,
+            ],
+        )
+        got_lock, record_id = cursor.fetchone()
+    if not got_lock:
+        return Claim(record=None, fresh=False)
+    if record_id is not None:
+        record = IdempotencyRecord(
+            id=record_id, company=company, key=key, method=method, path=path[:2000], request_hash=request_hash,
+            status=IdempotencyStatus.IN_PROGRESS, claimed_at=now, created_at=now,
+        )
+        record._state.adding, record._state.db = False, connection.alias
         return Claim(record=record, fresh=True)
-    except IntegrityError:
-        pass
     record = IdempotencyRecord.objects.get(company=company, key=key)
     if record.status == IdempotencyStatus.IN_PROGRESS and record.request_hash == request_hash:
-        # A request that died with its process left no response: after the lease a retry may take over.
+        # Left by a request of an earlier version, which committed its claim on its own: after the lease, a
+        # retry may take over (nothing holds the advisory lock, so no live request owns it).
         stale_before = now - timedelta(seconds=settings.API_IDEMPOTENCY_LEASE_SECONDS)
         taken = IdempotencyRecord.objects.filter(
             pk=record.pk, status=IdempotencyStatus.IN_PROGRESS, claimed_at__lt=stale_before
@@ -175,11 +201,6 @@ def idempotency_complete(*, record: IdempotencyRecord, status: int, body_json: s
         response_body=body_json,
         completed_at=timezone.now(),
     )
-
-
-def idempotency_release(*, record: IdempotencyRecord) -> None:
-    """Free the key after an unexpected failure, so that a retry with the same key runs again."""
-    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyStatus.IN_PROGRESS).delete()
 
 
 def api_prune() -> tuple[int, int]:

@@ -4,11 +4,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
     BusinessDayClosed,
+    CalendarUnavailable,
     CreditLineFrozen,
     CreditLineInactive,
     DuplicateExternalId,
@@ -17,11 +19,10 @@ from funding.errors import (
     NotFound,
     ValidationFailed,
 )
-from funding.models import Advance, AdvanceStatus, Company, CreditLine, CreditLineStatus
+from funding.models import Advance, AdvanceStatus, Company, new_advance_id
 from funding.representations import amount_str
 from funding.services.audit import audit_record
-from funding.services.calendar import next_business_day
-from funding.services.line_counters import line_hold, line_release
+from funding.services.line_counters import line_release
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold
@@ -64,67 +65,79 @@ def advance_request(
     Raises a funding.errors.EngineError on rejection; a rejection leaves every balance and counter as it was.
     """
     from settlement.models import Payout
+    from settlement.models.payouts import new_payout_id
 
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
     _validate_input(external_id, amount, payouts)
     amount = money(amount)
+    payout_amounts = [money(p.amount) for p in payouts]
+    public_id = new_advance_id()
+    payout_ids = [new_payout_id() for _ in payouts]
+    created_at = timezone.now()
 
-    try:
-        with transaction.atomic():
-            # One read of the business day, FOR SHARE until COMMIT: end of day cannot begin under us.
-            business_date = _share_lock_business_day()
-            line = (
-                CreditLine.objects.filter(company=company, status__in=[
-                    CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED,
-                ]).first()
-            )
-            _refuse_unless_active(line, business_date)
-            due_date = next_business_day(business_date)
-            # No pre-check for a duplicate external_id: the unique constraint answers it (IntegrityError below).
-            own = _hold_settlement_funds(company=company, wanted=amount) if use_own_funds else Decimal("0.00")
-            advanced = amount - own
-            advance = Advance.objects.create(
-                company=company,
-                credit_line=line,
-                external_id=external_id,
-                currency=currency,
-                amount=amount,
-                own_funds_amount=own,
-                advanced_amount=advanced,
-                daily_fee_rate=line.daily_fee_rate,
-                business_date=business_date,
-                due_date=due_date,
-            )
-            created_payouts = Payout.objects.bulk_create(
-                [
-                    Payout(
-                        advance=advance,
-                        sequence=index,
-                        external_id=p.external_id,
-                        beneficiary_name=p.beneficiary_name,
-                        account_no=p.account_no,
-                        bank_code=p.bank_code,
-                        amount=money(p.amount),
-                        own_funds_amount=own_part,
-                        advanced_amount=advanced_part,
-                    )
-                    for index, (p, (own_part, advanced_part)) in enumerate(
-                        zip(payouts, _split_own_funds(payouts, own), strict=True), start=1
-                    )
-                ]
-            )
-            # Hold last: the line's row stays locked only from here to COMMIT.
-            if not line_hold(line_id=line.pk, amount=advanced):
-                _raise_hold_refused(line.pk, advanced)
-    except IntegrityError as exc:
-        if "funding_advance_external_id_unique" in str(exc):
-            raise DuplicateExternalId() from exc
-        raise
-    # The response can be built from these (they have no attempts yet) instead of reading them back.
+    # One round trip: the business day FOR SHARE, the line's state, the due date, own funds held first, the
+    # advance and its payouts inserted, the line held last (funding/sql/advance_reserve.py). A refusal
+    # comes back as a code with every hold of the call undone.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM advance_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                company.pk, company.code, AccountKind.SETTLEMENT, currency, public_id, external_id, amount,
+                use_own_funds, created_at, payout_ids, [p.external_id for p in payouts],
+                [p.beneficiary_name for p in payouts], [p.account_no for p in payouts],
+                [p.bank_code for p in payouts], payout_amounts,
+            ],
+        )
+        (code, advance_id, line_id, business_date, due_date, own, daily_fee_rate, available,
+         unpublished_year) = cursor.fetchone()
+    if code != "ok":
+        _raise_refusal(code, available=available, requested=amount - money(own or 0),
+                       business_date=business_date, unpublished_year=unpublished_year)
+    own = money(own)
+    advance = Advance(
+        id=advance_id, public_id=public_id, company=company, credit_line_id=line_id, external_id=external_id,
+        status=AdvanceStatus.RESERVED, currency=currency, amount=amount, own_funds_amount=own,
+        advanced_amount=amount - own, daily_fee_rate=daily_fee_rate, business_date=business_date,
+        due_date=due_date, created_at=created_at, updated_at=created_at,
+    )
+    advance._state.adding, advance._state.db = False, connection.alias
+    created_payouts = []
+    for index, (p, payout_amount, (own_part, advanced_part)) in enumerate(
+        zip(payouts, payout_amounts, _split_own_funds(payouts, own), strict=True), start=1
+    ):
+        payout = Payout(
+            public_id=payout_ids[index - 1], advance=advance, sequence=index, external_id=p.external_id,
+            beneficiary_name=p.beneficiary_name, account_no=p.account_no, bank_code=p.bank_code,
+            amount=payout_amount, own_funds_amount=own_part, advanced_amount=advanced_part,
+            created_at=created_at, updated_at=created_at,
+        )
+        payout._state.adding, payout._state.db = False, connection.alias
+        created_payouts.append(payout)
+    # The response is built from these (no attempts exist yet) instead of reading them back.
     advance.created_payouts = created_payouts
     transaction.on_commit(lambda: _schedule_dispatch(advance.pk))
     return advance
+
+
+def _raise_refusal(code: str, *, available, requested: Decimal, business_date, unpublished_year) -> None:
+    if code == "insufficient_limit":
+        raise InsufficientLimit(details={"available": amount_str(money(available)),
+                                         "requested": amount_str(requested)})
+    if code == "calendar_unavailable":
+        if unpublished_year is None or business_date is None or unpublished_year > business_date.year + 1:
+            raise CalendarUnavailable(f"No business day within 40 days after {business_date.isoformat()}.")
+        raise CalendarUnavailable(
+            f"The business calendar for {unpublished_year} is not published: the next business day "
+            f"after {business_date.isoformat()} cannot be determined."
+        )
+    refusals = {
+        "business_day_closed": BusinessDayClosed,
+        "credit_line_inactive": CreditLineInactive,
+        "credit_line_frozen": CreditLineFrozen,
+        "duplicate_external_id": DuplicateExternalId,
+    }
+    raise refusals[code]()
 
 
 def _amount_errors(value: Decimal) -> list[str]:
@@ -174,63 +187,6 @@ def _validate_input(external_id: str, amount: Decimal, payouts: list[PayoutInput
         errors["payouts"] = ["The payout amounts must add up exactly to amount."]
     if errors:
         raise ValidationFailed(details=errors)
-
-
-def _share_lock_business_day():
-    """Read the business day FOR SHARE (held until COMMIT) and refuse if it is closing; returns its date.
-
-    Requests share the lock (they never wait for each other); the end-of-day job's UPDATE (closing, or the
-    next date) waits until every request in flight has committed, and requests arriving after it see the
-    new row. Without it, an advance could commit on a date whose end of day had already begun.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current, closing FROM funding_businessday WHERE singleton FOR SHARE")
-        row = cursor.fetchone()
-    if row is None or row[1]:
-        raise BusinessDayClosed()
-    return row[0]
-
-
-def _hold_settlement_funds(*, company: Company, wanted: Decimal) -> Decimal:
-    """Hold up to `wanted` of the company's own settlement balance with one UPDATE; returns what it held."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH target AS (
-                SELECT id, LEAST(%s, credits_posted - debits_posted - debits_pending) AS take
-                  FROM ledger_account
-                 WHERE kind = %s AND owner = %s AND currency = %s
-                   AND credits_posted - debits_posted - debits_pending > 0
-                 FOR NO KEY UPDATE
-            )
-            UPDATE ledger_account a SET debits_pending = a.debits_pending + t.take
-              FROM target t WHERE a.id = t.id
-            RETURNING t.take
-            """,
-            [wanted, AccountKind.SETTLEMENT, company.code, settings.ENGINE_CURRENCY],
-        )
-        row = cursor.fetchone()
-    return money(row[0]) if row else Decimal("0.00")
-
-
-def _refuse_unless_active(line: CreditLine | None, business_date) -> None:
-    if line is None:
-        raise CreditLineInactive()
-    if line.status == CreditLineStatus.FROZEN:
-        raise CreditLineFrozen()
-    if line.status != CreditLineStatus.ACTIVE or not (line.valid_from <= business_date <= line.valid_to):
-        raise CreditLineInactive()
-
-
-def _raise_hold_refused(line_id: int, requested: Decimal) -> None:
-    line = CreditLine.objects.get(pk=line_id)
-    if line.status == CreditLineStatus.FROZEN:
-        raise CreditLineFrozen()
-    if line.status != CreditLineStatus.ACTIVE:
-        raise CreditLineInactive()
-    raise InsufficientLimit(
-        details={"available": amount_str(line.available), "requested": amount_str(requested)}
-    )
 
 
 def _schedule_dispatch(advance_id: int) -> None:

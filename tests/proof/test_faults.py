@@ -16,7 +16,6 @@ import pytest
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
-from funding.api.models import IdempotencyRecord
 from funding.api.services import api_key_issue, webhook_endpoint_set
 from funding.models import Advance, CreditLine, WebhookEvent
 from ledger.selectors import account_totals_drift, trial_balance
@@ -89,6 +88,16 @@ def _assert_paid_once_and_balanced(*, exact_counters: bool = True) -> None:
             assert line.reserved == (held["s"] or Decimal("0.00"))
 
 
+def _engine_transaction_open() -> bool:
+    """An engine connection (not this test's) inside a transaction on the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND state <> 'idle'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def test_sigkill_api_worker_mid_request_then_retry_with_same_key(broker_url):
     calendar_and_business_date()
     _, line, issued = _company()
@@ -115,9 +124,10 @@ def test_sigkill_api_worker_mid_request_then_retry_with_same_key(broker_url):
             sender = threading.Thread(target=send)
             sender.start()
             deadline = time.monotonic() + 30
-            while not IdempotencyRecord.objects.filter(key=key).exists():
-                assert time.monotonic() < deadline, "the request never claimed its key"
-                time.sleep(0.005)
+            # The key's claim commits only with the advance: wait for the worker's transaction to begin.
+            while not _engine_transaction_open():
+                assert time.monotonic() < deadline, "the request never began its transaction"
+                time.sleep(0.002)
             time.sleep(delay)
             victims = server.children()
             for pid in victims:

@@ -130,6 +130,15 @@ def test_cancel_then_cancel_again(api, company_line):
     assert error_of(again)["code"] == "invalid_state"
 
 
+def _waiting_on_a_lock(query_fragment: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%{query_fragment}%"],
+        )
+        return cursor.fetchone()[0] > 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_request_in_progress_with_two_concurrent_requests(business_day):
     company, line = company_with_line()
@@ -159,9 +168,11 @@ def test_request_in_progress_with_two_concurrent_requests(business_day):
     first = threading.Thread(target=first_request)
     first.start()
     deadline = time.monotonic() + 10
-    while not IdempotencyRecord.objects.filter(key="concurrent").exists():
-        assert time.monotonic() < deadline, "the first request never claimed the key"
+    # The claim commits only with the advance, so look for the first request waiting on the line's row.
+    while not _waiting_on_a_lock("advance_reserve"):
+        assert time.monotonic() < deadline, "the first request never reached the line's row"
         time.sleep(0.02)
+    assert not IdempotencyRecord.objects.filter(key="concurrent").exists()  # not visible before its COMMIT
     try:
         second = api.post("/api/v1/advances", advance_body(), idem="concurrent")
         assert second.status_code == 409
