@@ -195,12 +195,15 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
 
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body_json: str) -> None:
     """Store the response; runs inside the transaction of the operation itself, so both commit or neither."""
-    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyStatus.IN_PROGRESS).update(
-        status=IdempotencyStatus.DONE,
-        response_status=status,
-        response_body=body_json,
-        completed_at=timezone.now(),
-    )
+    # Raw SQL: this runs on every POST, and the ORM's compilation of it cost more than the statement.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE api_idempotencyrecord SET status = %s, response_status = %s, response_body = %s, "
+            "completed_at = %s WHERE id = %s AND status = %s",
+            [IdempotencyStatus.DONE, status, body_json, timezone.now(), record.pk, IdempotencyStatus.IN_PROGRESS],
+        )
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"idempotency record {record.pk} was not in progress")
 
 
 def api_prune() -> tuple[int, int]:
