@@ -89,10 +89,10 @@ def advance_request(
                 [p.bank_code for p in payouts], payout_amounts,
             ],
         )
-        (code, advance_id, line_id, business_date, due_date, own, daily_fee_rate, available,
+        (code, advance_id, line_id, business_date, due_date, own, daily_fee_rate, available, requested,
          unpublished_year) = cursor.fetchone()
     if code != "ok":
-        _raise_refusal(code, available=available, requested=amount - money(own or 0),
+        _raise_refusal(code, available=available, requested=requested,
                        business_date=business_date, unpublished_year=unpublished_year)
     own = money(own)
     advance = Advance(
@@ -123,7 +123,7 @@ def advance_request(
 def _raise_refusal(code: str, *, available, requested: Decimal, business_date, unpublished_year) -> None:
     if code == "insufficient_limit":
         raise InsufficientLimit(details={"available": amount_str(money(available)),
-                                         "requested": amount_str(requested)})
+                                         "requested": amount_str(money(requested))})
     if code == "calendar_unavailable":
         if unpublished_year is None or business_date is None or unpublished_year > business_date.year + 1:
             raise CalendarUnavailable(f"No business day within 40 days after {business_date.isoformat()}.")

@@ -42,6 +42,7 @@ CREATE OR REPLACE FUNCTION advance_reserve(
     OUT own_funds numeric,
     OUT daily_fee_rate numeric,
     OUT available numeric,
+    OUT requested numeric,
     OUT unpublished_year integer
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -165,7 +166,8 @@ BEGIN
             END IF;
             RAISE;
         WHEN SQLSTATE 'AE001' THEN
-            -- Everything of this block is undone; say why the line refused.
+            -- Everything of this block is undone; say why the line refused, and what was asked of it.
+            requested := v_advanced;
             advance_id := NULL;
             own_funds := 0;
             SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0)

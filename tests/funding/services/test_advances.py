@@ -110,6 +110,19 @@ def _assert_rejected(exc_type, code, **kwargs):
     return info.value
 
 
+def test_refusal_after_own_funds_were_held_undoes_the_hold_and_names_the_line_part(business_day):
+    company, line = company_with_line(limit="1000.00")
+    settlement_deposit(company=company, amount="250.00", business_date=date(2026, 11, 25))
+
+    # 250.00 of own funds would pay first; the line is asked for the other 1,000.01 and refuses.
+    error = _assert_rejected(InsufficientLimit, "insufficient_limit", company=company, external_id="ORD-1",
+                             amount=D("1250.01"), payouts=payout_inputs("1000.00", "250.01"))
+    assert error.details == {"available": "1000.00", "requested": "1000.01"}
+    assert _settlement(company).debits_pending == D("0.00")
+    line.refresh_from_db()
+    assert line.reserved == D("0.00")
+
+
 def test_insufficient_limit_changes_nothing(business_day):
     company, line = company_with_line(limit="1000.00")
     settlement_deposit(company=company, amount="100.00", business_date=date(2026, 11, 25))
