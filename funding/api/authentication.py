@@ -1,13 +1,16 @@
 """Signed requests (contract 1.1): HMAC-SHA256 over method, path+query, timestamp, nonce and body hash."""
 
+import functools
 import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DEFAULT_DB_ALIAS, connections
 from rest_framework.authentication import BaseAuthentication
 
 from funding.api.errors import WWW_AUTHENTICATE, ApiError
@@ -46,6 +49,87 @@ def _failed(message: str = "Authentication failed.") -> ApiError:
     return ApiError(401, "authentication_failed", message)
 
 
+# The key lookup runs on every request, so it skips the ORM's query compilation: one fixed statement
+# (built once per process from the models' metadata) reads the active key and its company, and the rows
+# become model instances the way the ORM itself builds them (Model.from_db). Revocation stays immediate:
+# the row is read on every request.
+@dataclass(frozen=True)
+class _KeyLookup:
+    sql: str
+    key_fields: tuple[str, ...]
+    company_fields: tuple[str, ...]
+    converters: tuple[tuple[int, tuple[Callable, ...], object], ...]  # (column, converters, expression)
+
+
+@functools.cache
+def _key_lookup() -> _KeyLookup:
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    key_meta, company_meta = ApiKey._meta, Company._meta
+    key_columns = [f.get_col(key_meta.db_table) for f in key_meta.concrete_fields]
+    company_columns = [f.get_col(company_meta.db_table) for f in company_meta.concrete_fields]
+    select = ", ".join(f"{quote(col.alias)}.{quote(col.target.column)}" for col in key_columns + company_columns)
+    key_table, company_table = quote(key_meta.db_table), quote(company_meta.db_table)
+
+    def key_column(name: str) -> str:
+        return f"{key_table}.{quote(key_meta.get_field(name).column)}"
+
+    sql = (
+        f"SELECT {select} FROM {key_table} INNER JOIN {company_table}"
+        f" ON {company_table}.{quote(company_meta.pk.column)} = {key_column('company')}"
+        f" WHERE {key_column('key_id')} = %s AND {key_column('revoked_at')} IS NULL"
+    )
+    converters = []
+    for index, col in enumerate(key_columns + company_columns):
+        found = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+        if found:
+            converters.append((index, found, col))
+    return _KeyLookup(
+        sql=sql,
+        key_fields=tuple(f.attname for f in key_meta.concrete_fields),
+        company_fields=tuple(f.attname for f in company_meta.concrete_fields),
+        converters=tuple(converters),
+    )
+
+
+def api_key_active(*, key_id: str) -> ApiKey | None:
+    """The active (not revoked) key `key_id` with its company loaded, or None: one SELECT, every call."""
+    lookup = _key_lookup()
+    connection = connections[DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(lookup.sql, [key_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if lookup.converters:
+        row = list(row)
+        for index, converters, expression in lookup.converters:
+            for converter in converters:
+                row[index] = converter(row[index], expression, connection)
+    split = len(lookup.key_fields)
+    api_key = ApiKey.from_db(DEFAULT_DB_ALIAS, lookup.key_fields, row[:split])
+    company = Company.from_db(DEFAULT_DB_ALIAS, lookup.company_fields, row[split:])
+    ApiKey.company.field.set_cached_value(api_key, company)
+    return api_key
+
+
+# Decrypted secrets per process. The key includes the row's ciphertext (a new secret is a new entry) and
+# the configured decryption keys; the row read on every request still decides whether the key is active.
+_secrets: dict[tuple[int, str, tuple[str, ...]], str] = {}
+_SECRETS_MAX = 1024
+
+
+def _secret_of(api_key: ApiKey) -> str:
+    cache_key = (api_key.pk, api_key.secret_encrypted, tuple(settings.API_SECRET_ENCRYPTION_KEYS))
+    secret = _secrets.get(cache_key)
+    if secret is None:
+        secret = api_key_secret(api_key)
+        if len(_secrets) >= _SECRETS_MAX:
+            _secrets.clear()
+        _secrets[cache_key] = secret
+    return secret
+
+
 class SignatureAuthentication(BaseAuthentication):
     """Deny by default: a request without a valid signature never reaches a view."""
 
@@ -63,9 +147,7 @@ class SignatureAuthentication(BaseAuthentication):
             or not NONCE_RE.fullmatch(nonce)
         ):
             raise _failed()
-        api_key = (
-            ApiKey.objects.select_related("company").filter(key_id=key_id, revoked_at__isnull=True).first()
-        )
+        api_key = api_key_active(key_id=key_id)
         if api_key is None:
             raise _failed()
         try:
@@ -78,7 +160,7 @@ class SignatureAuthentication(BaseAuthentication):
                 {"body": ["The body is too large."]},
             ) from exc
         path = request._request.get_full_path()
-        expected = sign(api_key_secret(api_key), request._request.method, path, timestamp, nonce, body)
+        expected = sign(_secret_of(api_key), request._request.method, path, timestamp, nonce, body)
         if not hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace")):
             raise _failed()
         if abs(time.time() - int(timestamp)) > settings.API_SIGNATURE_MAX_SKEW_SECONDS:

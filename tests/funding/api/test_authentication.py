@@ -3,11 +3,16 @@
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from funding.api.authentication import api_key_active
+from funding.api.crypto import secret_encrypt
 from funding.api.models import ApiKey, NonceSeen
 from funding.api.services import api_key_issue, api_key_revoke
 from funding.errors import InvalidState
+from funding.models import Company
 from tests.funding.api.conftest import SignedClient, error_of, signed_client_for
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +125,37 @@ def test_revoked_key_fails_at_once_and_the_other_key_keeps_working(company_line)
     assert response.status_code == 401
     assert error_of(response)["code"] == "authentication_failed"
     assert new.get("/api/v1/credit-line").status_code == 200
+
+
+def test_key_lookup_loads_the_same_rows_as_the_orm(company_line):
+    company = company_line[0]
+    issued = api_key_issue(company=company, actor_label="test", label="ops")
+    orm = ApiKey.objects.select_related("company").get(key_id=issued.key_id)
+    with CaptureQueriesContext(connection) as queries:
+        found = api_key_active(key_id=issued.key_id)
+        assert found.company.code == company.code
+    assert len(queries) == 1  # the company comes with the key
+    key_fields = [f.attname for f in ApiKey._meta.concrete_fields]
+    company_fields = [f.attname for f in Company._meta.concrete_fields]
+    assert [getattr(found, f) for f in key_fields] == [getattr(orm, f) for f in key_fields]
+    assert [getattr(found.company, f) for f in company_fields] == [getattr(orm.company, f) for f in company_fields]
+    assert (found._state.adding, found._state.db, found.company._state.adding) == (False, "default", False)
+    assert api_key_active(key_id="ak_doesnotexist0") is None
+    api_key_revoke(key=orm, actor_label="test", reason="test")
+    assert api_key_active(key_id=issued.key_id) is None
+
+
+def test_a_new_secret_on_the_same_key_row_is_used_at_once(company_line):
+    """The per-process secret cache is keyed by the ciphertext: a replaced secret is never served stale."""
+    issued = api_key_issue(company=company_line[0], actor_label="test")
+    client = SignedClient(issued.key_id, issued.secret)
+    assert client.get("/api/v1/credit-line").status_code == 200
+    new_secret = "sk_replaced_secret_for_the_test_0123456789"
+    ApiKey.objects.filter(key_id=issued.key_id).update(secret_encrypted=secret_encrypt(new_secret))
+    response = client.get("/api/v1/credit-line")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+    assert SignedClient(issued.key_id, new_secret).get("/api/v1/credit-line").status_code == 200
 
 
 def test_at_most_two_active_keys(company_line):
