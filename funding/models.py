@@ -322,8 +322,10 @@ class AdvanceStatus(models.TextChoices):
 
 
 class Advance(FSMModelMixin, models.Model):
-    public_id = models.CharField(max_length=40, unique=True, default=new_advance_id, editable=False)
-    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="advances")
+    # Unique by a constraint, not unique=True: the latter adds a LIKE index no query uses (one more per insert).
+    public_id = models.CharField(max_length=40, default=new_advance_id, editable=False)
+    # No index of its own: the (company, ...) indexes below lead with it.
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="advances", db_index=False)
     credit_line = models.ForeignKey(CreditLine, on_delete=models.PROTECT, related_name="advances")
     external_id = models.CharField(max_length=64)
     status = FSMField(default=AdvanceStatus.RESERVED, choices=AdvanceStatus.choices, protected=True)
@@ -355,6 +357,7 @@ class Advance(FSMModelMixin, models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="funding_advance_public_id_unique"),
             models.UniqueConstraint(fields=["company", "external_id"], name="funding_advance_external_id_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="funding_advance_amount_positive"),
             models.CheckConstraint(

@@ -76,9 +76,9 @@ def advance_request(
     payout_ids = [new_payout_id() for _ in payouts]
     created_at = timezone.now()
 
-    # One round trip: the business day FOR SHARE, the line's state, the due date, own funds held first, the
-    # advance and its payouts inserted, the line held last (funding/sql/advance_reserve.py). A refusal
-    # comes back as a code with every hold of the call undone.
+    # One round trip: the day's lock (shared), the business date, the line's state, the due date, own funds
+    # held first, the advance and its payouts inserted, the line held last (funding/sql/advance_reserve.py).
+    # A refusal comes back as a code with every hold of the call undone.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT * FROM advance_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from funding.errors import CalendarUnavailable, NotFound, ValidationFailed
 from funding.models import BusinessDay, CalendarDay, CalendarDayKind, CalendarYear
@@ -16,6 +17,26 @@ def business_date_current() -> date:
     if day is None:
         raise CalendarUnavailable("The business date has not been set (run seed_demo or business_date_initialize).")
     return day.current
+
+
+# The "day is open" lock: every advance request holds it SHARED until its COMMIT (advance_reserve()); marking
+# the day closing takes it EXCLUSIVE, so end of day waits for the requests in flight and requests arriving
+# meanwhile wait for it, then see `closing`. An advisory lock and not FOR SHARE on the business day's row:
+# many concurrent sharers of one row make PostgreSQL write a MultiXact per combination, which cost more than
+# any other statement of a request (docs/benchmarks.md). Keep in step with funding/sql/advance_reserve.py.
+BUSINESS_DAY_LOCK = (0x1DE1, 1)
+
+
+def business_day_mark_closing(*, day: BusinessDay) -> None:
+    """Refuse new advances from now on; returns once every request in flight has committed or rolled back.
+
+    Must run in the transaction that starts end of day: the lock is held until it commits.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("business_day_mark_closing must run inside a transaction")
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(BUSINESS_DAY_LOCK))
+    BusinessDay.objects.filter(pk=day.pk).update(closing=True, updated_at=timezone.now())
 
 
 def business_date_initialize(*, current: date) -> BusinessDay:

@@ -7,11 +7,11 @@ of the connection and runs them without leaving the server. Python still validat
 public ids and builds the response; the rules that decide (closing day, line state, limit) live here and in
 the CHECK constraints, where they already were.
 
-Order matters and is the same as before: the business day FOR SHARE (end of day waits for requests in
-flight), own funds held first, the credit line held LAST by one conditional UPDATE so its row is locked only
-from there to COMMIT. A refusal after a hold returns through the EXCEPTION block, which rolls the holds and
-rows of this call back (a subtransaction), and answers a code instead of raising: the caller's transaction
-stays usable (the idempotency record of the refusal is written in it).
+Order matters: the day's lock shared (end of day waits for requests in flight), own funds held first, the
+credit line held LAST by one conditional UPDATE so its row is locked only from there to COMMIT. A refusal
+after a hold returns through the EXCEPTION block, which rolls the holds and rows of this call back (a
+subtransaction), and answers a code instead of raising: the caller's transaction stays usable (the
+idempotency record of the refusal is written in it).
 
 Result codes: ok, business_day_closed, credit_line_inactive, credit_line_frozen, calendar_unavailable,
 duplicate_external_id, insufficient_limit.
@@ -56,8 +56,11 @@ DECLARE
     v_constraint text;
 BEGIN
     own_funds := 0;
-    -- Held until COMMIT: the end-of-day job's UPDATE of this row waits for every request in flight.
-    SELECT d.current, d.closing INTO business_date, v_closing FROM funding_businessday d WHERE d.singleton FOR SHARE;
+    -- The day's lock, shared until COMMIT: marking the day closing waits for every request in flight
+    -- (funding.services.calendar.BUSINESS_DAY_LOCK). Its own statement, so that the read below takes its
+    -- snapshot after the wait and sees `closing` set by an end of day that began meanwhile.
+    PERFORM pg_advisory_xact_lock_shared(7649, 1);
+    SELECT d.current, d.closing INTO business_date, v_closing FROM funding_businessday d WHERE d.singleton;
     IF NOT FOUND OR v_closing THEN
         code := 'business_day_closed';
         RETURN;

@@ -28,8 +28,10 @@ FINAL_PAYOUT_STATES = [PayoutStatus.SUCCEEDED, PayoutStatus.FAILED, PayoutStatus
 class Payout(FSMModelMixin, models.Model):
     """One beneficiary payment of an advance: the company's own funds first, then the credit line."""
 
-    public_id = models.CharField(max_length=40, unique=True, default=new_payout_id, editable=False)
-    advance = models.ForeignKey("funding.Advance", on_delete=models.PROTECT, related_name="payouts")
+    # Unique by a constraint, not unique=True: the latter adds a LIKE index no query uses.
+    public_id = models.CharField(max_length=40, default=new_payout_id, editable=False)
+    # No index of its own: the unique (advance, external_id) and (advance, sequence) indexes lead with it.
+    advance = models.ForeignKey("funding.Advance", on_delete=models.PROTECT, related_name="payouts", db_index=False)
     sequence = models.PositiveIntegerField()
     external_id = models.CharField(max_length=64)
     beneficiary_name = models.CharField(max_length=100)
@@ -51,6 +53,7 @@ class Payout(FSMModelMixin, models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="settlement_payout_public_id_unique"),
             models.UniqueConstraint(
                 fields=["advance", "external_id"], name="settlement_payout_external_id_unique"
             ),

@@ -39,7 +39,7 @@ from funding.models import (
     CreditLine,
     CreditLineStatus,
 )
-from funding.services.calendar import next_business_day
+from funding.services.calendar import business_day_mark_closing, next_business_day
 from funding.services.credit_lines import credit_line_freeze, credit_line_unfreeze_automatically
 from ledger.models import Account, AccountKind
 from ledger.services import account_get_or_create, credit, debit, ledger_post
@@ -395,8 +395,8 @@ def business_day_close(
                     next_business_date=next_date,
                     step=CLOSE_STEPS[0],
                 )
-                # From here new advances are refused with business_day_closed.
-                BusinessDay.objects.filter(pk=day.pk).update(closing=True, updated_at=timezone.now())
+                # From here new advances are refused with business_day_closed (once those in flight are done).
+                business_day_mark_closing(day=day)
             elif run.status == JobRunStatus.SUCCEEDED:
                 return JobOutcome(run=run, changed=False)
             else:

@@ -199,7 +199,7 @@ def test_postgres_connections_terminated_during_load(broker_url, settings):
     calendar_and_business_date()
     configure_channels(latency_ms=2, failure_rate=0.05, timeout_rate=0.0)
     receiver = WebhookReceiver()
-    companies = [_company(limit="6000.00", receiver=receiver) for _ in range(4)]
+    companies = [_company(limit="30000.00", receiver=receiver) for _ in range(4)]
     env = engine_env(
         broker_url,
         API_IDEMPOTENCY_LEASE_SECONDS=str(LEASE_SECONDS),
@@ -209,6 +209,7 @@ def test_postgres_connections_terminated_during_load(broker_url, settings):
     worker = CeleryWorker(env, concurrency=6)
     db_name = connection.settings_dict["NAME"]
     stop = threading.Event()
+    enough_kills = threading.Event()  # the load goes on until this many connections were terminated under it
     terminated = []
 
     def killer():
@@ -221,6 +222,8 @@ def test_postgres_connections_terminated_during_load(broker_url, settings):
                     [db_name, own_pid],
                 ).fetchall()
                 terminated.append(len(rows))
+                if sum(terminated) > 20:
+                    enough_kills.set()
 
     own_pid = connection.cursor().connection.info.backend_pid
     results: dict = {}
@@ -228,7 +231,9 @@ def test_postgres_connections_terminated_during_load(broker_url, settings):
 
     def client(seed: int):
         rng = random.Random(seed)
-        for n in range(6):
+        n = 0
+        while n < 6 or (not enough_kills.is_set() and n < 100):
+            n += 1
             _, _, issued = companies[rng.randrange(len(companies))]
             api = Api(server.port, issued.key_id, issued.secret)
             body = advance_body(f"T{seed}-{n}", [f"{rng.randint(50, 150)}.00" for _ in range(3)])
@@ -258,9 +263,9 @@ def test_postgres_connections_terminated_during_load(broker_url, settings):
         worker.stop()
         server.stop()
         receiver.stop()
-    assert sum(terminated) > 10, terminated
+    assert sum(terminated) > 20, terminated
     accepted = {ext for ext, r in results.items() if r[3][0] == 201}
-    assert len(results) == 96 and accepted
+    assert len(results) >= 96 and accepted
     stored = dict(Advance.objects.values_list("external_id", "public_id"))
     assert set(stored) == accepted  # nothing lost, nothing created by a request the client saw refused
     assert all(stored[ext] == results[ext][3][1]["id"] for ext in accepted)

@@ -6,6 +6,7 @@ a barrier releases them together so that the conditional UPDATEs really race.
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -138,6 +139,7 @@ def test_a_request_waits_for_end_of_day_to_start_and_is_then_refused():
 
     from funding.errors import BusinessDayClosed
     from funding.models import BusinessDay
+    from funding.services.calendar import business_day_mark_closing
 
     calendar_and_business_date()
     company, line = company_with_line(limit="1000.00")
@@ -146,7 +148,7 @@ def test_a_request_waits_for_end_of_day_to_start_and_is_then_refused():
     def end_of_day() -> None:
         try:
             with transaction.atomic():
-                BusinessDay.objects.update(closing=True)
+                business_day_mark_closing(day=BusinessDay.objects.get())
                 closing_started.set()
                 commit_closing.wait(timeout=30)
         finally:
@@ -176,3 +178,73 @@ def test_a_request_waits_for_end_of_day_to_start_and_is_then_refused():
     assert len(outcome) == 1 and isinstance(outcome[0], BusinessDayClosed)
     assert Advance.objects.count() == 0
     assert CreditLine.objects.get(pk=line.pk).reserved == D("0.00")
+
+
+def test_end_of_day_waits_for_a_request_in_flight_which_keeps_its_date():
+    """A request that began before end of day finishes on the old date; closing begins only after its COMMIT."""
+    from django.db import transaction
+
+    from funding.models import BusinessDay
+    from funding.services.calendar import business_day_mark_closing
+
+    calendar_and_business_date()
+    company, line = company_with_line(limit="1000.00")
+    line_locked, release_line = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def hold_the_line() -> None:
+        # Another transaction holds the line's row: the request blocks on its hold, inside its transaction.
+        try:
+            with transaction.atomic():
+                CreditLine.objects.select_for_update().get(pk=line.pk)
+                line_locked.set()
+                release_line.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def request() -> None:
+        try:
+            advance = _request(company, "IN-FLIGHT", D("10.00"))()
+            events.append(f"request committed on {advance.business_date.isoformat()}")
+        finally:
+            connection.close()
+
+    def end_of_day() -> None:
+        try:
+            with transaction.atomic():
+                business_day_mark_closing(day=BusinessDay.objects.get())
+                events.append("closing marked")
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_line)
+    holder.start()
+    assert line_locked.wait(timeout=10)
+    requester = threading.Thread(target=request)
+    requester.start()
+    deadline = time.monotonic() + 10
+    while not _waiting_on_a_lock("advance_reserve"):
+        assert time.monotonic() < deadline, "the request never reached the line's row"
+        time.sleep(0.02)
+    eod = threading.Thread(target=end_of_day)
+    eod.start()
+    eod.join(timeout=1)
+    assert eod.is_alive(), "end of day must wait for the request in flight"
+    release_line.set()
+    for thread in (holder, requester, eod):
+        thread.join(timeout=30)
+
+    # Both went through (the order of the two appends after the COMMIT is a race of threads, not asserted).
+    assert sorted(events) == ["closing marked", "request committed on 2026-11-25"]
+    assert Advance.objects.get(external_id="IN-FLIGHT").business_date == date(2026, 11, 25)
+    assert BusinessDay.objects.get().closing is True
+    assert CreditLine.objects.get(pk=line.pk).reserved == D("10.00")
+
+
+def _waiting_on_a_lock(query_fragment: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%{query_fragment}%"],
+        )
+        return cursor.fetchone()[0] > 0
