@@ -120,6 +120,13 @@ else:
     # connection. Off: one round trip less per request, but the first request on a connection that died
     # (database restart or failover) fails with a 5xx before Django drops it; retries are safe (idempotency).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
+# The API's hot statements as server-side prepared statements (config/db.py). Off behind PgBouncer in
+# transaction pooling mode unless it has max_prepared_statements.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASE_PREPARED_STATEMENTS:
+    # Django turns psycopg's preparation off (None). A threshold no statement reaches keeps Django's own
+    # statements unprepared and lets prepared_cursor()'s explicit prepare=True through.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 # Optional read replica for reports and exports (never for anything that moves money).
 if env_str("DATABASE_REPLICA_URL"):
     DATABASES["replica"] = dj_database_url.parse(env_str("DATABASE_REPLICA_URL"), conn_max_age=0)

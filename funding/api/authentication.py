@@ -13,6 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DEFAULT_DB_ALIAS, connections
 from rest_framework.authentication import BaseAuthentication
 
+from config.db import prepared_cursor
 from funding.api.errors import WWW_AUTHENTICATE, ApiError
 from funding.api.models import ApiKey
 from funding.api.services import api_key_secret, api_key_touch, nonce_register
@@ -96,7 +97,7 @@ def api_key_active(*, key_id: str) -> ApiKey | None:
     """The active (not revoked) key `key_id` with its company loaded, or None: one SELECT, every call."""
     lookup = _key_lookup()
     connection = connections[DEFAULT_DB_ALIAS]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(lookup.sql, [key_id])
         row = cursor.fetchone()
     if row is None:

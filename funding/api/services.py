@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.db import prepared_cursor
 from funding.api.crypto import secret_decrypt, secret_encrypt, secret_generate
 from funding.api.models import (
     ApiKey,
@@ -116,12 +117,12 @@ def api_key_touch(*, api_key: ApiKey) -> None:
 
 def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
     """Record a nonce; False if this key already used it within the window. One statement, so race-free."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO api_nonceseen (key_id, nonce, seen_at) VALUES (%s, %s, now())
+            INSERT INTO api_nonceseen (key_id, nonce, seen_at) VALUES (%s::bigint, %s::text, now())
             ON CONFLICT (key_id, nonce) DO UPDATE SET seen_at = now()
-             WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s)
+             WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s::int)
             RETURNING id
             """,
             [api_key.pk, nonce, settings.API_NONCE_WINDOW_SECONDS],
@@ -151,14 +152,16 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
     instead of making it wait; INSERT ... ON CONFLICT sees records committed after this statement began.
     """
     now = timezone.now()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """
-            WITH lock AS (SELECT pg_try_advisory_xact_lock(%s, hashtext(%s || ':' || %s)) AS got),
+            WITH lock AS (SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s::text || ':' || %s::text)) AS got),
             claimed AS (
                 INSERT INTO api_idempotencyrecord
                        (company_id, key, method, path, request_hash, status, response_body, claimed_at, created_at)
-                SELECT %s, %s, %s, %s, %s, %s, '', %s, %s FROM lock WHERE lock.got
+                SELECT %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, '', %s::timestamptz,
+                       %s::timestamptz
+                  FROM lock WHERE lock.got
                 ON CONFLICT (company_id, key) DO NOTHING
                 RETURNING id
             )
@@ -196,7 +199,7 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body_json: str) -> None:
     """Store the response; runs inside the transaction of the operation itself, so both commit or neither."""
     # Raw SQL: this runs on every POST, and the ORM's compilation of it cost more than the statement.
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "UPDATE api_idempotencyrecord SET status = %s, response_status = %s, response_body = %s, "
             "completed_at = %s WHERE id = %s AND status = %s",

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.db import prepared_cursor
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
     BusinessDayClosed,
@@ -79,9 +80,11 @@ def advance_request(
     # One round trip: the day's lock (shared), the business date, the line's state, the due date, own funds
     # held first, the advance and its payouts inserted, the line held last (funding/sql/advance_reserve.py).
     # A refusal comes back as a code with every hold of the call undone.
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
-            "SELECT * FROM advance_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "SELECT * FROM advance_reserve(%s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text,"
+            " %s::numeric, %s::boolean, %s::timestamptz, %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::numeric[])",
             [
                 company.pk, company.code, AccountKind.SETTLEMENT, currency, public_id, external_id, amount,
                 use_own_funds, created_at, payout_ids, [p.external_id for p in payouts],
