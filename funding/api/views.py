@@ -145,9 +145,11 @@ class AdvanceListCreateView(ApiView):
     )
     def post(self, request):
         def operation():
-            serializer = s.AdvanceCreateSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            data = serializer.validated_data
+            data = s.advance_create_fast(request.data)
+            if data is None:  # anything not plainly valid: the serializer decides and explains
+                serializer = s.AdvanceCreateSerializer(data=request.data)
+                serializer.is_valid(raise_exception=True)
+                data = serializer.validated_data
             advance = advance_request(
                 company=self.company,
                 external_id=data["external_id"],
