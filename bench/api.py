@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/api.py [--seconds 10]
 
 Creates a fresh database (--db, dropped at the end unless --keep-db), migrates it, seeds 100 companies with
-active lines and API keys through the services, starts gunicorn (--workers, default 2 x cores + 1) and drives
+active lines and API keys through the services, starts gunicorn (--workers, default cores + 1) and drives
 it from this process: closed loop at several client counts to find the peak, then open loop at fixed rates
 (half the peak and --open-rates). Then pgbench runs the same essential SQL per advance at the peak's
 concurrency, and the ratio engine/baseline is printed. --profile samples one worker with py-spy during an
@@ -64,7 +64,11 @@ def parse_args(argv=None, *, default_db: str = "bench_api") -> argparse.Namespac
     p.add_argument("--seconds", type=float, default=10, help="length of each measurement (default 10)")
     p.add_argument("--clients", default="4,8,16,32", help="closed-loop client counts (default 4,8,16,32)")
     p.add_argument("--open-rates", default="0.8", help="extra open-loop rates as fractions of the peak")
-    p.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
+    # cores + 1: a request keeps its worker's core busy most of its time (the database answers in well under a
+    # millisecond), so more processes only add context switches. Measured on 2 cores: 3 workers 567 adv/s at
+    # 4 clients, 5 workers 508 at 16 (docs/benchmarks.md). Production's default stays 2 x cores + 1
+    # (config/gunicorn.py), for a database across a network.
+    p.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
     p.add_argument("--companies", type=int, default=100)
     p.add_argument("--db", default=default_db, help="name of the database to (re)create")
     p.add_argument("--keep-db", action="store_true")
