@@ -22,6 +22,7 @@ preload_app = False
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # The app writes one JSON line per request itself; gunicorn's own access log would only duplicate it.
 accesslog = None
+logger_class = "config.ops.logs.GunicornLogger"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # gunicorn's own lines (start, worker timeouts, crashes) in the same JSON shape as the app's.

@@ -18,8 +18,14 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def _dumps(data) -> str:
-    # ensure_ascii: the stored text never holds NUL or lone surrogates PostgreSQL would refuse.
+    """Canonical JSON of a request body (for its hash): key order does not make two bodies different."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _stored(data) -> str:
+    """A response as stored: in its own key order, so that a replay renders byte for byte like the original.
+    ensure_ascii: the stored text never holds NUL or lone surrogates PostgreSQL would refuse."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
 
 
 def idempotency_key(request: Request) -> str:
@@ -48,7 +54,7 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
     company = request.user.company
     with transaction.atomic():
         claim = idempotency_claim(company=company, key=key, method=method, path=path, request_hash=request_hash)
-        record = claim.record
+        record = claim.existing
         if not claim.fresh:
             if record is not None and record.request_hash != request_hash:
                 raise ApiError(
@@ -73,5 +79,5 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
                 raise
         if response.status_code >= 500:
             raise RuntimeError(f"operation answered {response.status_code}")
-        idempotency_complete(record=record, status=response.status_code, body_json=_dumps(response.data))
+        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_stored(response.data))
     return response

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -135,8 +135,9 @@ def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
 
 @dataclass(frozen=True)
 class Claim:
-    record: IdempotencyRecord | None  # None: another request holds the key right now
-    fresh: bool  # True: this request owns the key and must run the operation
+    fresh: bool  # True: this request owns the key and must run the operation, then complete `record_id`
+    record_id: int | None = None
+    existing: IdempotencyRecord | None = None  # not fresh: the record holding the key; None while in progress
 
 
 # pg_try_advisory_xact_lock(namespace, hash): the namespace keeps these locks apart from the engine's others.
@@ -174,14 +175,9 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
         )
         got_lock, record_id = cursor.fetchone()
     if not got_lock:
-        return Claim(record=None, fresh=False)
+        return Claim(fresh=False)
     if record_id is not None:
-        record = IdempotencyRecord(
-            id=record_id, company=company, key=key, method=method, path=path[:2000], request_hash=request_hash,
-            status=IdempotencyStatus.IN_PROGRESS, claimed_at=now, created_at=now,
-        )
-        record._state.adding, record._state.db = False, connection.alias
-        return Claim(record=record, fresh=True)
+        return Claim(fresh=True, record_id=record_id)
     record = IdempotencyRecord.objects.get(company=company, key=key)
     if record.status == IdempotencyStatus.IN_PROGRESS and record.request_hash == request_hash:
         # Left by a request of an earlier version, which committed its claim on its own: after the lease, a
@@ -191,22 +187,21 @@ def idempotency_claim(*, company: Company, key: str, method: str, path: str, req
             pk=record.pk, status=IdempotencyStatus.IN_PROGRESS, claimed_at__lt=stale_before
         ).update(claimed_at=now)
         if taken:
-            record.claimed_at = now
-            return Claim(record=record, fresh=True)
-    return Claim(record=record, fresh=False)
+            return Claim(fresh=True, record_id=record.pk)
+    return Claim(fresh=False, existing=record)
 
 
-def idempotency_complete(*, record: IdempotencyRecord, status: int, body_json: str) -> None:
+def idempotency_complete(*, record_id: int, status: int, body_json: str) -> None:
     """Store the response; runs inside the transaction of the operation itself, so both commit or neither."""
     # Raw SQL: this runs on every POST, and the ORM's compilation of it cost more than the statement.
     with prepared_cursor() as cursor:
         cursor.execute(
             "UPDATE api_idempotencyrecord SET status = %s, response_status = %s, response_body = %s, "
             "completed_at = %s WHERE id = %s AND status = %s",
-            [IdempotencyStatus.DONE, status, body_json, timezone.now(), record.pk, IdempotencyStatus.IN_PROGRESS],
+            [IdempotencyStatus.DONE, status, body_json, timezone.now(), record_id, IdempotencyStatus.IN_PROGRESS],
         )
         if cursor.rowcount != 1:
-            raise RuntimeError(f"idempotency record {record.pk} was not in progress")
+            raise RuntimeError(f"idempotency record {record_id} was not in progress")
 
 
 def api_prune() -> tuple[int, int]:

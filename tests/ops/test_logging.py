@@ -96,3 +96,16 @@ def test_job_steps_are_one_json_line_each(json_logs):
     assert (line["job"], line["step"], line["rows"], line["business_date"]) == (
         "close_business_day", "accrue_fees", 120, "2026-11-25",
     )
+
+
+def test_gunicorn_builds_no_access_log_line_unless_asked():
+    """With a logging config (ours, for JSON) gunicorn would build every request's access-log fields."""
+    from gunicorn.config import Config
+
+    from config.ops.logs import GunicornLogger
+
+    cfg = Config()
+    cfg.set("logconfig_dict", {"version": 1, "disable_existing_loggers": False})
+    assert GunicornLogger(cfg).access_log_enabled is False
+    cfg.set("accesslog", "-")
+    assert GunicornLogger(cfg).access_log_enabled is True

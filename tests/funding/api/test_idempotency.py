@@ -20,7 +20,7 @@ def test_success_is_replayed_with_the_same_body(api, company_line):
     again = api.post("/api/v1/advances", advance_body(), idem="key-1")
     assert again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert again.json() == first.json()
+    assert again.content == first.content  # byte for byte, not only the same JSON
     assert Advance.objects.count() == 1
     line = CreditLine.objects.get(pk=company_line[1].pk)
     assert line.reserved == 150000
