@@ -157,6 +157,9 @@ def main(argv=None) -> dict:
             print(f"ratio engine/baseline: {ratio:.1%}  (target >= 20%)")
         half = figures["open"][0]
         print(f"p99 at half the peak: {half['p99_ms']} ms  (target < 50 ms)")
+        print(f"\n-- where the CPU goes (all processes on this machine, from /proc), {peak_clients} clients")
+        figures["cpu"] = h.cpu_per_advance(port, companies, peak_clients, args.seconds)
+        print("\n".join(figures["cpu"]))
         if args.profile:
             print(f"\n-- where the time goes: py-spy on one worker, {peak_clients} clients, share of samples")
             figures["profile"] = bench.profile(peak_clients)

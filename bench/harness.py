@@ -479,18 +479,67 @@ def baseline_run(db_url: str, clients: int, seconds: float, companies: int, labe
     return result
 
 
+# ------------------------------------------------------------------------------------------- CPU
+
+
+def _process_cpu() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, by role (gunicorn, PostgreSQL, this process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    roles: Counter = Counter()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry) == me:
+            role = "load generator (this process)"
+        elif b"gunicorn" in cmdline:
+            role = "gunicorn workers"
+        elif stat.split("(", 1)[1].startswith("postgres"):
+            role = "PostgreSQL"
+        elif b"redis" in cmdline:
+            role = "Redis (throttle counters)"
+        else:
+            role = "everything else"
+        roles[role] += seconds
+    busy = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    roles["(all cores busy, incl. kernel)"] = (sum(busy) - busy[3] - busy[4] - busy[7]) / tick
+    return dict(roles)
+
+
+def cpu_per_advance(port: int, companies: list[dict], clients: int, seconds: float) -> list[str]:
+    """A closed-loop run at `clients`, with the CPU each role spent per accepted advance (from /proc)."""
+    before = _process_cpu()
+    result = closed_loop(port, companies, clients, seconds, "cpu")
+    after = _process_cpu()
+    accepted = max(result.accepted, 1)
+    lines = [f"  {result.rate:.1f} adv/s at {clients} clients; CPU per accepted advance:"]
+    for role in sorted(after, key=lambda r: -(after[r] - before.get(r, 0.0))):
+        ms = (after[role] - before.get(role, 0.0)) / accepted * 1000
+        if ms >= 0.01:
+            lines.append(f"  {ms:6.2f} ms  {role}")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------- profile
 
 
 # Phases of one request (inclusive: a sample counts for every phase whose frame is on its stack).
 BUCKETS = [
-    ("signature check + nonce INSERT + key touch", ("funding/api/authentication.py",)),
+    ("connection health check (SELECT 1)", ("is_usable (",)),
+    ("signature check: key lookup, HMAC, nonce INSERT", ("funding/api/authentication.py",)),
     ("throttle (Redis)", ("funding/api/throttling.py",)),
-    ("idempotency claim (own transaction)", ("idempotency_claim (",)),
+    ("input validation (fast path, else DRF serializer)", ("advance_create_fast (", "is_valid (")),
+    ("idempotency claim (in the request's transaction)", ("idempotency_claim (",)),
     ("advance_request service", ("advance_request (",)),
-    ("  of which the line hold UPDATE", ("line_hold (",)),
-    ("re-read advance + representation", ("advance_representation (", "advance_get (")),
-    ("DRF input validation", ("is_valid (",)),
+    ("  of which the advance_reserve() round trip", ("PreparedCursor.execute (",)),
+    ("response representation", ("advance_representation (",)),
     ("idempotency: store the response", ("idempotency_complete (",)),
     ("COMMIT", ("commit (",)),
 ]
@@ -515,6 +564,7 @@ def profile_summary(path: Path) -> list[str]:
     if not path.exists():
         return ["(no profile: py-spy not available or not permitted)"]
     total = in_db = 0
+    previous = ""
     buckets = Counter()
     selfs = Counter()
     for row in path.read_text().splitlines():
@@ -526,9 +576,16 @@ def profile_summary(path: Path) -> list[str]:
         frames = stack.split(";")
         if any("psycopg/" in f for f in frames):
             in_db += n
+        matched = set()
         for name, needles in BUCKETS:
+            # "  of which ..." counts only samples that are also in the phase above it.
+            if name.startswith("  of which") and previous not in matched:
+                continue
             if any(needle in f for f in frames for needle in needles):
                 buckets[name] += n
+                matched.add(name)
+            if not name.startswith("  "):
+                previous = name
         leaf = frames[-1]
         selfs[re.sub(r" \(.*?([a-z_]+/[a-z_]+\.py):\d+\)", r" (\1)", leaf)] += n
     if not total:
