@@ -15,8 +15,9 @@ from rest_framework.authentication import BaseAuthentication
 
 from config.db import prepared_cursor
 from funding.api.errors import WWW_AUTHENTICATE, ApiError
+from funding.api.idempotency import PENDING_NONCE_ATTR
 from funding.api.models import ApiKey
-from funding.api.services import api_key_secret, api_key_touch, nonce_register
+from funding.api.services import PendingNonce, api_key_secret, api_key_touch, nonce_register
 from funding.models import Company
 
 KEY_ID_RE = re.compile(r"^ak_[A-Za-z0-9]{8,36}$")
@@ -168,8 +169,12 @@ class SignatureAuthentication(BaseAuthentication):
             raise ApiError(
                 401, "stale_timestamp", "X-Timestamp is more than 300 seconds from the server's time."
             )
-        # Only after the signature checks out: otherwise anyone could burn a client's nonces.
-        if not nonce_register(api_key=api_key, nonce=nonce):
+        # Only after the signature checks out: otherwise anyone could burn a client's nonces. A write to a view
+        # that claims idempotency keys records it with the claim (one statement and one COMMIT less).
+        view = (request.parser_context or {}).get("view")
+        if request._request.method == "POST" and getattr(view, "nonce_with_idempotency_claim", False):
+            setattr(request._request, PENDING_NONCE_ATTR, PendingNonce(api_key_id=api_key.pk, nonce=nonce))
+        elif not nonce_register(api_key=api_key, nonce=nonce):
             raise ApiError(401, "replayed_request", "This nonce was already used with this key.")
         # The row was just read: skip the (conditional) UPDATE's round trip while it is under a minute old.
         if api_key.last_used_at is None or time.time() - api_key.last_used_at.timestamp() >= 60:

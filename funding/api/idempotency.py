@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from funding.api.errors import ApiError, exception_to_response
 from funding.api.models import IdempotencyStatus
-from funding.api.services import idempotency_claim, idempotency_complete
+from funding.api.services import NonceReplayed, PendingNonce, idempotency_claim, idempotency_complete
 
 KEY_RE = re.compile(r"[\x20-\x7e]{1,64}")
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -26,6 +26,17 @@ def _stored(data) -> str:
     """A response as stored: in its own key order, so that a replay renders byte for byte like the original.
     ensure_ascii: the stored text never holds NUL or lone surrogates PostgreSQL would refuse."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+
+
+PENDING_NONCE_ATTR = "api_pending_nonce"
+
+
+def pending_nonce_take(request: Request) -> PendingNonce | None:
+    """The verified nonce authentication left for the claim to record (once), if any."""
+    http_request = request._request
+    nonce = getattr(http_request, PENDING_NONCE_ATTR, None)
+    setattr(http_request, PENDING_NONCE_ATTR, None)
+    return nonce
 
 
 def idempotency_key(request: Request) -> str:
@@ -52,8 +63,14 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
     path = request._request.get_full_path()
     request_hash = hashlib.sha256(f"{method}\n{path}\n{_dumps(parsed_body)}".encode()).hexdigest()
     company = request.user.company
+    nonce = pending_nonce_take(request)
     with transaction.atomic():
-        claim = idempotency_claim(company=company, key=key, method=method, path=path, request_hash=request_hash)
+        try:
+            claim = idempotency_claim(
+                company=company, key=key, method=method, path=path, request_hash=request_hash, nonce=nonce
+            )
+        except NonceReplayed:
+            raise ApiError(401, "replayed_request", "This nonce was already used with this key.") from None
         record = claim.existing
         if not claim.fresh:
             if record is not None and record.request_hash != request_hash:

@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,10 +20,10 @@ from funding.api import selectors, selectors_statements
 from funding.api import serializers as s
 from funding.api.authentication import SignatureAuthentication
 from funding.api.errors import ApiError, error_body
-from funding.api.idempotency import idempotent
+from funding.api.idempotency import idempotent, pending_nonce_take
 from funding.api.models import WebhookEndpoint
 from funding.api.parsers import SafeJSONParser
-from funding.api.services import webhook_endpoint_set
+from funding.api.services import nonce_register_by_id, webhook_endpoint_set
 from funding.api.throttling import ApiKeyRateThrottle
 from funding.errors import NotFound
 from funding.models import Advance, BusinessDay
@@ -48,6 +49,14 @@ class ApiView(APIView):
     permission_classes = [IsAuthenticated]
     throttle_classes = [ApiKeyRateThrottle]
     parser_classes = [SafeJSONParser]
+    # True on views whose POST goes through idempotent(): the nonce is recorded by the claim's statement.
+    nonce_with_idempotency_claim = False
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A nonce left for a claim that never ran (the request was refused before it) is recorded now.
+        if isinstance(request, Request) and (nonce := pending_nonce_take(request)) is not None:
+            nonce_register_by_id(api_key_id=nonce.api_key_id, nonce=nonce.nonce)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @property
     def company(self):
@@ -100,6 +109,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 class AdvanceListCreateView(ApiView):
+    nonce_with_idempotency_claim = True
     @extend_schema(
         operation_id="advances_list",
         summary="The caller's advances, newest first (cursor-paginated)",
@@ -180,6 +190,7 @@ class AdvanceDetailView(ApiView):
 
 
 class AdvanceCancelView(ApiView):
+    nonce_with_idempotency_claim = True
     @extend_schema(
         operation_id="advances_cancel",
         summary="Cancel an advance before any payout was handed to a channel",

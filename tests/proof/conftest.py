@@ -278,13 +278,21 @@ def advance_body(tag: str, amounts: list[str], bank: str = "ICBC") -> dict:
     return {"external_id": tag, "amount": f"{total:.2f}", "currency": "CNY", "payouts": payouts}
 
 
-def configure_channels(*, latency_ms: int, failure_rate: float, timeout_rate: float) -> None:
+def configure_channels(
+    *, latency_ms: int, failure_rate: float, timeout_rate: float, unknown_codes: bool = True
+) -> None:
+    """`unknown_codes=False`: no failure code the channel's error map treats as an unknown outcome (HVPS's
+    channel_error), so that every payout reaches a final state by itself, without manual review."""
     from settlement.models import Channel
+    from settlement.models.channels import ErrorDecision
     from settlement.services.channels import SIMULATED_ERROR_CODES, channel_seed_simulated
 
     channel_seed_simulated()
     for channel in Channel.objects.all():
-        codes = [c for c, _, _ in SIMULATED_ERROR_CODES[channel.code]]
+        codes = [
+            c for c, _, decision in SIMULATED_ERROR_CODES[channel.code]
+            if unknown_codes or decision != ErrorDecision.TREAT_AS_UNKNOWN
+        ]
         channel.adapter_settings = {
             **channel.adapter_settings,
             "seed": 11,

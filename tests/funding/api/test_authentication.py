@@ -233,3 +233,59 @@ def test_signed_client_matches_the_python_client():
     args = ("secret", "POST", "/api/v1/advances?x=1", "1700000000", "n" * 16, b'{"a":1}')
     assert sign_request(*args) == signature(*args)
     assert SignedClient  # imported for the helper's own sake
+
+
+# A POST that claims an idempotency key records its nonce in the claim's statement (one round trip and one
+# COMMIT less); the replay protection must be exactly the same.
+
+
+def test_a_nonce_replayed_on_post_is_refused_and_creates_nothing(api):
+    from funding.models import Advance
+    from tests.funding.api.conftest import advance_body
+
+    nonce = "nonce_post_0123456789"
+    first = api.post("/api/v1/advances", advance_body(), nonce=nonce)
+    assert first.status_code == 201, first.content
+    # Another idempotency key and another external_id: only the nonce repeats.
+    again = api.post("/api/v1/advances", advance_body(external_id="OTHER"), nonce=nonce)
+    assert again.status_code == 401
+    assert error_of(again)["code"] == "replayed_request"
+    assert again.headers["WWW-Authenticate"]
+    assert list(Advance.objects.values_list("external_id", flat=True)) == ["SETTLE-20261125-0001"]
+    assert NonceSeen.objects.filter(nonce=nonce).count() == 1
+
+
+def test_a_nonce_is_shared_between_get_and_post(api):
+    from tests.funding.api.conftest import advance_body
+
+    assert api.get("/api/v1/credit-line", nonce="nonce_shared_0123456").status_code == 200
+    refused = api.post("/api/v1/advances", advance_body(), nonce="nonce_shared_0123456")
+    assert error_of(refused)["code"] == "replayed_request"
+    assert api.post("/api/v1/advances", advance_body(), nonce="nonce_fresh_01234567").status_code == 201
+    assert api.get("/api/v1/credit-line", nonce="nonce_fresh_01234567").status_code == 401
+
+
+def test_a_post_refused_before_its_claim_still_uses_up_its_nonce(api):
+    from tests.funding.api.conftest import advance_body
+
+    bad = api.post("/api/v1/advances", advance_body(amounts=("1.001",)), nonce="nonce_badbody_012345")
+    assert error_of(bad)["code"] == "validation_error"
+    no_key = api.post("/api/v1/advances", advance_body(), idem=None, nonce="nonce_nokey_01234567")
+    assert error_of(no_key)["code"] == "validation_error"
+    assert set(NonceSeen.objects.values_list("nonce", flat=True)) == {"nonce_badbody_012345", "nonce_nokey_01234567"}
+    assert error_of(api.post("/api/v1/advances", advance_body(), nonce="nonce_nokey_01234567"))["code"] == (
+        "replayed_request"
+    )
+
+
+def test_an_advance_post_records_its_nonce_with_the_claim(api):
+    from tests.funding.api.conftest import advance_body
+
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("/api/v1/advances", advance_body()).status_code == 201
+    heads = [" ".join(q["sql"].split()[:4]) for q in queries]
+    # (The test database's cache table, savepoints and the key's last-use note are other statements.)
+    assert not any(h.startswith("INSERT INTO api_nonceseen") for h in heads), heads
+    assert sum(h.startswith("WITH nonce AS (") for h in heads) == 1, heads
+    assert sum("advance_reserve(" in q["sql"] for q in queries) == 1
+    assert sum(h.startswith("UPDATE api_idempotencyrecord SET") for h in heads) == 1, heads
