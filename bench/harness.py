@@ -533,10 +533,10 @@ def cpu_per_advance(port: int, companies: list[dict], clients: int, seconds: flo
 # Phases of one request (inclusive: a sample counts for every phase whose frame is on its stack).
 BUCKETS = [
     ("connection health check (SELECT 1)", ("is_usable (",)),
-    ("signature check: key lookup, HMAC, nonce INSERT", ("funding/api/authentication.py",)),
+    ("signature check: key lookup, HMAC", ("funding/api/authentication.py",)),
     ("throttle (Redis)", ("funding/api/throttling.py",)),
     ("input validation (fast path, else DRF serializer)", ("advance_create_fast (", "is_valid (")),
-    ("idempotency claim (in the request's transaction)", ("idempotency_claim (",)),
+    ("nonce + idempotency claim (one statement)", ("idempotency_claim (",)),
     ("advance_request service", ("advance_request (",)),
     ("  of which the advance_reserve() round trip", ("PreparedCursor.execute (",)),
     ("response representation", ("advance_representation (",)),
