@@ -120,17 +120,21 @@ def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
     return nonce_register_by_id(api_key_id=api_key.pk, nonce=nonce)
 
 
+# Records (key, nonce) unless the key used the nonce within the window; returns a row only if it recorded it.
+# Parameters: key id, nonce, key id again (a NULL key records nothing), window in seconds. One statement, so
+# race-free; also the first part of the idempotency claim's statement.
+_NONCE_UPSERT = """
+    INSERT INTO api_nonceseen (key_id, nonce, seen_at)
+    SELECT %s::bigint, %s::text, now() WHERE %s::bigint IS NOT NULL
+    ON CONFLICT (key_id, nonce) DO UPDATE SET seen_at = now()
+     WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s::int)
+    RETURNING id
+"""
+
+
 def nonce_register_by_id(*, api_key_id: int, nonce: str) -> bool:
     with prepared_cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO api_nonceseen (key_id, nonce, seen_at) VALUES (%s::bigint, %s::text, now())
-            ON CONFLICT (key_id, nonce) DO UPDATE SET seen_at = now()
-             WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s::int)
-            RETURNING id
-            """,
-            [api_key_id, nonce, settings.API_NONCE_WINDOW_SECONDS],
-        )
+        cursor.execute(_NONCE_UPSERT, [api_key_id, nonce, api_key_id, settings.API_NONCE_WINDOW_SECONDS])
         return cursor.fetchone() is not None
 
 
@@ -181,14 +185,8 @@ def idempotency_claim(
     now = timezone.now()
     with prepared_cursor() as cursor:
         cursor.execute(
+            f"WITH nonce AS ({_NONCE_UPSERT}),"
             """
-            WITH nonce AS (
-                INSERT INTO api_nonceseen (key_id, nonce, seen_at)
-                SELECT %s::bigint, %s::text, now() WHERE %s::bigint IS NOT NULL
-                ON CONFLICT (key_id, nonce) DO UPDATE SET seen_at = now()
-                 WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s::int)
-                RETURNING id
-            ),
             lock AS (SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s::text || ':' || %s::text)) AS got),
             claimed AS (
                 INSERT INTO api_idempotencyrecord
