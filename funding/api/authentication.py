@@ -174,7 +174,7 @@ class SignatureAuthentication(BaseAuthentication):
         view = (request.parser_context or {}).get("view")
         if request._request.method == "POST" and getattr(view, "nonce_with_idempotency_claim", False):
             setattr(request._request, PENDING_NONCE_ATTR, PendingNonce(api_key_id=api_key.pk, nonce=nonce))
-        elif not nonce_register(api_key=api_key, nonce=nonce):
+        elif not nonce_register(api_key_id=api_key.pk, nonce=nonce):
             raise ApiError(401, "replayed_request", "This nonce was already used with this key.")
         # The row was just read: skip the (conditional) UPDATE's round trip while it is under a minute old.
         if api_key.last_used_at is None or time.time() - api_key.last_used_at.timestamp() >= 60:

@@ -115,11 +115,6 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     ).update(last_used_at=now)
 
 
-def nonce_register(*, api_key: ApiKey, nonce: str) -> bool:
-    """Record a nonce; False if this key already used it within the window. One statement, so race-free."""
-    return nonce_register_by_id(api_key_id=api_key.pk, nonce=nonce)
-
-
 # Records (key, nonce) unless the key used the nonce within the window; returns a row only if it recorded it.
 # Parameters: key id, nonce, key id again (a NULL key records nothing), window in seconds. One statement, so
 # race-free; also the first part of the idempotency claim's statement.
@@ -132,7 +127,8 @@ _NONCE_UPSERT = """
 """
 
 
-def nonce_register_by_id(*, api_key_id: int, nonce: str) -> bool:
+def nonce_register(*, api_key_id: int, nonce: str) -> bool:
+    """Record a nonce; False if this key already used it within the window."""
     with prepared_cursor() as cursor:
         cursor.execute(_NONCE_UPSERT, [api_key_id, nonce, api_key_id, settings.API_NONCE_WINDOW_SECONDS])
         return cursor.fetchone() is not None

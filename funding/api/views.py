@@ -23,7 +23,7 @@ from funding.api.errors import ApiError, error_body
 from funding.api.idempotency import idempotent, pending_nonce_take
 from funding.api.models import WebhookEndpoint
 from funding.api.parsers import SafeJSONParser
-from funding.api.services import nonce_register_by_id, webhook_endpoint_set
+from funding.api.services import nonce_register, webhook_endpoint_set
 from funding.api.throttling import ApiKeyRateThrottle
 from funding.errors import NotFound
 from funding.models import Advance, BusinessDay
@@ -55,7 +55,7 @@ class ApiView(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         # A nonce left for a claim that never ran (the request was refused before it) is recorded now.
         if isinstance(request, Request) and (nonce := pending_nonce_take(request)) is not None:
-            nonce_register_by_id(api_key_id=nonce.api_key_id, nonce=nonce.nonce)
+            nonce_register(api_key_id=nonce.api_key_id, nonce=nonce.nonce)
         return super().finalize_response(request, response, *args, **kwargs)
 
     @property

@@ -11,7 +11,6 @@ from config.db import prepared_cursor
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
     BusinessDayClosed,
-    CalendarUnavailable,
     CreditLineFrozen,
     CreditLineInactive,
     DuplicateExternalId,
@@ -23,6 +22,7 @@ from funding.errors import (
 from funding.models import Advance, AdvanceStatus, Company, new_advance_id
 from funding.representations import amount_str
 from funding.services.audit import audit_record
+from funding.services.calendar import calendar_unavailable
 from funding.services.line_counters import line_release
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
@@ -38,17 +38,6 @@ class PayoutInput:
     account_no: str
     bank_code: str
     amount: Decimal
-
-
-def _split_own_funds(payouts: list[PayoutInput], own: Decimal) -> list[tuple[Decimal, Decimal]]:
-    """Own funds pay the first payouts in order; the credit line funds the rest."""
-    split = []
-    remaining = own
-    for payout in payouts:
-        own_part = min(payout.amount, remaining)
-        remaining -= own_part
-        split.append((own_part, payout.amount - own_part))
-    return split
 
 
 @count_advance_requests
@@ -92,11 +81,11 @@ def advance_request(
                 [p.bank_code for p in payouts], payout_amounts,
             ],
         )
-        (code, advance_id, line_id, business_date, due_date, own, daily_fee_rate, available, requested,
-         unpublished_year) = cursor.fetchone()
+        (code, advance_id, line_id, business_date, due_date, own, own_parts, daily_fee_rate, available, requested,
+         first_missing) = cursor.fetchone()
     if code != "ok":
         _raise_refusal(code, available=available, requested=requested,
-                       business_date=business_date, unpublished_year=unpublished_year)
+                       business_date=business_date, first_missing=first_missing)
     own = money(own)
     advance = _as_loaded(Advance, {
         "id": advance_id, "public_id": public_id, "company_id": company.pk, "credit_line_id": line_id,
@@ -106,14 +95,13 @@ def advance_request(
     })
     Advance.company.field.set_cached_value(advance, company)
     created_payouts = []
-    for index, (p, payout_amount, (own_part, advanced_part)) in enumerate(
-        zip(payouts, payout_amounts, _split_own_funds(payouts, own), strict=True), start=1
-    ):
+    # Own funds paid the first payouts in order (the split advance_reserve() wrote); the line funds the rest.
+    for index, (p, payout_amount, own_part) in enumerate(zip(payouts, payout_amounts, own_parts, strict=True), 1):
         payout = _as_loaded(Payout, {
             "public_id": payout_ids[index - 1], "advance_id": advance_id, "sequence": index,
             "external_id": p.external_id, "beneficiary_name": p.beneficiary_name, "account_no": p.account_no,
-            "bank_code": p.bank_code, "amount": payout_amount, "own_funds_amount": own_part,
-            "advanced_amount": advanced_part, "created_at": created_at, "updated_at": created_at,
+            "bank_code": p.bank_code, "amount": payout_amount, "own_funds_amount": money(own_part),
+            "advanced_amount": payout_amount - money(own_part), "created_at": created_at, "updated_at": created_at,
         })
         Payout.advance.field.set_cached_value(payout, advance)
         created_payouts.append(payout)
@@ -133,17 +121,12 @@ def _as_loaded(model, values: dict):
     )
 
 
-def _raise_refusal(code: str, *, available, requested: Decimal, business_date, unpublished_year) -> None:
+def _raise_refusal(code: str, *, available, requested: Decimal, business_date, first_missing) -> None:
     if code == "insufficient_limit":
         raise InsufficientLimit(details={"available": amount_str(money(available)),
                                          "requested": amount_str(money(requested))})
     if code == "calendar_unavailable":
-        if unpublished_year is None or business_date is None or unpublished_year > business_date.year + 1:
-            raise CalendarUnavailable(f"No business day within 40 days after {business_date.isoformat()}.")
-        raise CalendarUnavailable(
-            f"The business calendar for {unpublished_year} is not published: the next business day "
-            f"after {business_date.isoformat()} cannot be determined."
-        )
+        raise calendar_unavailable(day=business_date, first_missing=first_missing)
     refusals = {
         "business_day_closed": BusinessDayClosed,
         "credit_line_inactive": CreditLineInactive,

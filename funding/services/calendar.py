@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from funding.errors import CalendarUnavailable, NotFound, ValidationFailed
@@ -116,25 +116,24 @@ def calendar_day_update(
 
 def next_business_day(day: date) -> date:
     """The first business day after `day`, from the stored calendar. Refuses to guess past published years."""
-    # One query: only days of published years come back, so a missing day means "not published".
-    stored = dict(
-        CalendarDay.objects.filter(
-            date__gt=day,
-            date__lte=day + timedelta(days=40),
-            date__year__in=CalendarYear.objects.filter(published=True).values("year"),
-        ).values_list("date", "is_business_day")
+    # The rule lives in SQL (calendar_next_business_day, funding/sql/advance_reserve.py): advance_reserve()
+    # uses it too, so an advance's due date and every other next business day agree by construction.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT next_day, first_missing FROM calendar_next_business_day(%s)", [day])
+        next_day, first_missing = cursor.fetchone()
+    if next_day is None:
+        raise calendar_unavailable(day=day, first_missing=first_missing)
+    return next_day
+
+
+def calendar_unavailable(*, day: date, first_missing: date | None) -> CalendarUnavailable:
+    """The refusal when no next business day after `day` can be known (first_missing: not published)."""
+    if first_missing is None:
+        return CalendarUnavailable(f"No business day within 40 days after {day.isoformat()}.")
+    return CalendarUnavailable(
+        f"The business calendar for {first_missing.year} is not published: the next business day "
+        f"after {day.isoformat()} cannot be determined."
     )
-    candidate = day
-    for _ in range(40):
-        candidate += timedelta(days=1)
-        if candidate not in stored:
-            raise CalendarUnavailable(
-                f"The business calendar for {candidate.year} is not published: the next business day "
-                f"after {day.isoformat()} cannot be determined."
-            )
-        if stored[candidate]:
-            return candidate
-    raise CalendarUnavailable(f"No business day within 40 days after {day.isoformat()}.")
 
 
 def is_business_day(day: date) -> bool:

@@ -18,6 +18,48 @@ duplicate_external_id, insufficient_limit.
 """
 
 CREATE = r"""
+-- The first business day after p_day from the stored calendar, never guessed: every day up to it must be
+-- stored in a published year. next_day NULL: unknown; first_missing: the first day not published (NULL when
+-- 40 stored days hold no business day). The one definition: funding.services.calendar.next_business_day and
+-- advance_reserve() both call it.
+CREATE OR REPLACE FUNCTION calendar_next_business_day(p_day date, OUT next_day date, OUT first_missing date)
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_day record;
+    v_expected date := p_day + 1;
+BEGIN
+    FOR v_day IN
+        SELECT c.date, c.is_business_day
+          FROM funding_calendarday c
+         WHERE c.date > p_day AND c.date <= p_day + 40
+           AND EXTRACT(YEAR FROM c.date)::int IN (SELECT y.year FROM funding_calendaryear y WHERE y.published)
+         ORDER BY c.date
+    LOOP
+        EXIT WHEN v_day.date <> v_expected;
+        IF v_day.is_business_day THEN
+            next_day := v_day.date;
+            RETURN;
+        END IF;
+        v_expected := v_expected + 1;
+    END LOOP;
+    IF v_expected <= p_day + 40 THEN
+        first_missing := v_expected;
+    END IF;
+END
+$fn$;
+
+-- Hold p_amount of the line if it is active and reserved + outstanding stays within the effective limit: one
+-- conditional UPDATE, nothing read before it. The one definition: funding.services.line_counters.line_hold and
+-- advance_reserve() both call it; the CHECK on limit_ceiling is the backstop.
+CREATE OR REPLACE FUNCTION credit_line_hold(p_line_id bigint, p_amount numeric) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE funding_creditline l SET reserved = l.reserved + p_amount
+     WHERE l.id = p_line_id AND l.status = 'active' AND l.reserved <= l.effective_limit - l.outstanding - p_amount;
+    RETURN FOUND;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION advance_reserve(
     p_company_id bigint,
     p_company_code text,
@@ -40,18 +82,17 @@ CREATE OR REPLACE FUNCTION advance_reserve(
     OUT business_date date,
     OUT due_date date,
     OUT own_funds numeric,
+    OUT own_parts numeric[],
     OUT daily_fee_rate numeric,
     OUT available numeric,
     OUT requested numeric,
-    OUT unpublished_year integer
+    OUT first_missing date
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     v_closing boolean;
     v_status text;
     v_valid_from date;
     v_valid_to date;
-    v_day record;
-    v_expected date;
     v_advanced numeric;
     v_constraint text;
 BEGIN
@@ -82,26 +123,10 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The next business day from the stored calendar, never guessed: every day up to it must be stored in
-    -- a published year, otherwise calendar_unavailable (as funding.services.calendar.next_business_day).
-    v_expected := business_date + 1;
-    FOR v_day IN
-        SELECT c.date, c.is_business_day
-          FROM funding_calendarday c
-         WHERE c.date > business_date AND c.date <= business_date + 40
-           AND EXTRACT(YEAR FROM c.date)::int IN (SELECT y.year FROM funding_calendaryear y WHERE y.published)
-         ORDER BY c.date
-    LOOP
-        EXIT WHEN v_day.date <> v_expected;
-        IF v_day.is_business_day THEN
-            due_date := v_day.date;
-            EXIT;
-        END IF;
-        v_expected := v_expected + 1;
-    END LOOP;
+    SELECT c.next_day, c.first_missing INTO due_date, first_missing
+      FROM calendar_next_business_day(business_date) c;
     IF due_date IS NULL THEN
         code := 'calendar_unavailable';
-        unpublished_year := EXTRACT(YEAR FROM v_expected)::int;
         RETURN;
     END IF;
 
@@ -135,6 +160,9 @@ BEGIN
         ) RETURNING id INTO advance_id;
 
         -- Own funds pay the first payouts in order; the credit line funds the rest.
+        SELECT array_agg(LEAST(u.amount, GREATEST(own_funds - (u.before_this), 0)) ORDER BY u.seq) INTO own_parts
+          FROM (SELECT a.amount, a.seq, SUM(a.amount) OVER (ORDER BY a.seq) - a.amount AS before_this
+                  FROM unnest(p_payout_amounts) WITH ORDINALITY AS a(amount, seq)) u;
         INSERT INTO settlement_payout (
             public_id, advance_id, sequence, external_id, beneficiary_name, account_no, bank_code, amount,
             own_funds_amount, advanced_amount, status, attempt_count, failure_code, funds_out, dispatch_after,
@@ -143,19 +171,14 @@ BEGIN
         SELECT p.public_id, advance_id, p.seq, p.external_id, p.beneficiary_name, p.account_no, p.bank_code,
                p.amount, p.own_part, p.amount - p.own_part, 'pending', 0, '', false, NULL,
                1, p_created_at, p_created_at
-          FROM (
-            SELECT u.*, LEAST(u.amount, GREATEST(own_funds - (SUM(u.amount) OVER (ORDER BY u.seq) - u.amount), 0))
-                        AS own_part
-              FROM unnest(p_payout_public_ids, p_payout_external_ids, p_payout_names, p_payout_account_nos,
-                          p_payout_bank_codes, p_payout_amounts)
-                   WITH ORDINALITY AS u(public_id, external_id, beneficiary_name, account_no, bank_code, amount, seq)
-          ) p
+          FROM unnest(p_payout_public_ids, p_payout_external_ids, p_payout_names, p_payout_account_nos,
+                      p_payout_bank_codes, p_payout_amounts, own_parts)
+               WITH ORDINALITY AS p(public_id, external_id, beneficiary_name, account_no, bank_code, amount, own_part,
+                                    seq)
          ORDER BY p.seq;
 
         -- Hold last: the line's row stays locked only from here to COMMIT.
-        UPDATE funding_creditline l SET reserved = l.reserved + v_advanced
-         WHERE l.id = line_id AND l.status = 'active' AND l.reserved <= l.effective_limit - l.outstanding - v_advanced;
-        IF NOT FOUND THEN
+        IF NOT credit_line_hold(line_id, v_advanced) THEN
             RAISE EXCEPTION USING ERRCODE = 'AE001', MESSAGE = 'advance_reserve: hold refused';
         END IF;
     EXCEPTION
@@ -165,6 +188,7 @@ BEGIN
                 code := 'duplicate_external_id';
                 advance_id := NULL;
                 own_funds := 0;
+                own_parts := NULL;
                 RETURN;
             END IF;
             RAISE;
@@ -173,6 +197,7 @@ BEGIN
             requested := v_advanced;
             advance_id := NULL;
             own_funds := 0;
+            own_parts := NULL;
             SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0)
               INTO v_status, available FROM funding_creditline l WHERE l.id = line_id;
             code := CASE v_status WHEN 'frozen' THEN 'credit_line_frozen'
@@ -186,6 +211,8 @@ $fn$;
 """
 
 DROP = (
-    "DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
+    "DROP FUNCTION IF EXISTS credit_line_hold(bigint, numeric);"
+    " DROP FUNCTION IF EXISTS calendar_next_business_day(date);"
+    " DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
     " text[], text[], text[], text[], text[], numeric[]);"
 )

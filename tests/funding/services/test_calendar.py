@@ -26,6 +26,26 @@ def test_unpublished_year_is_refused_not_guessed(business_day):
         is_business_day(date(2027, 1, 4))
 
 
+def test_a_day_missing_inside_a_published_year_is_refused_not_skipped(business_day):
+    CalendarDay.objects.filter(date=date(2026, 11, 28)).delete()  # Saturday before Monday the 30th
+    with pytest.raises(CalendarUnavailable) as info:
+        next_business_day(date(2026, 11, 27))
+    assert info.value.message == (
+        "The business calendar for 2026 is not published: the next business day after 2026-11-27 "
+        "cannot be determined."
+    )
+
+
+def test_forty_stored_days_without_a_business_day_are_refused(business_day):
+    CalendarDay.objects.filter(date__gt=date(2026, 11, 1), date__lte=date(2026, 12, 11)).update(
+        is_business_day=False
+    )
+    with pytest.raises(CalendarUnavailable) as info:
+        next_business_day(date(2026, 11, 1))
+    assert info.value.message == "No business day within 40 days after 2026-11-01."
+    assert next_business_day(date(2026, 11, 4)) == date(2026, 12, 14)  # the 40th day after it, a Monday
+
+
 def test_staff_edit_changes_the_next_business_day_and_is_audited(business_day):
     staff = staff_user("ops")
     calendar_day_update(day=date(2026, 11, 26), kind="holiday", is_business_day=False, name="Typhoon closure",
