@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 sys.path.insert(0, str(ROOT))
 
-from advance_client import sign_request  # noqa: E402
+from advance_client import signed_headers  # noqa: E402
 
 PAYOUTS_PER_ADVANCE = 3
 PAYOUT_AMOUNT = "100.00"
@@ -235,14 +234,10 @@ def post_advance(port: int, company: dict, body: bytes | None = None, key: str |
     """
     body = body or advance_body()
     path = "/api/v1/advances"
-    timestamp = str(int(time.time()))
-    nonce = secrets.token_urlsafe(18)
-    signature = sign_request(company["secret"], "POST", path, timestamp, nonce, body)
+    headers = signed_headers(company["key"], company["secret"], "POST", path, body, key or uuid.uuid4().hex)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
-        f"X-Api-Key: {company['key']}\r\nX-Timestamp: {timestamp}\r\nX-Nonce: {nonce}\r\n"
-        f"X-Signature: {signature}\r\nContent-Type: application/json; charset=utf-8\r\n"
-        f"Accept: application/json\r\nIdempotency-Key: {key or uuid.uuid4().hex}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{lines}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:

@@ -46,6 +46,26 @@ def sign_request(
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+def signed_headers(
+    api_key: str, secret: str, method: str, path_with_query: str, raw: bytes, idempotency_key: str | None = None
+) -> dict[str, str]:
+    """The headers of one signed request; a new timestamp and nonce on every call (a nonce is used once)."""
+    timestamp = str(int(time.time()))
+    nonce = secrets.token_urlsafe(24)
+    headers = {
+        "X-Api-Key": api_key,
+        "X-Timestamp": timestamp,
+        "X-Nonce": nonce,
+        "X-Signature": sign_request(secret, method, path_with_query, timestamp, nonce, raw),
+        "Accept": "application/json",
+    }
+    if raw:
+        headers["Content-Type"] = "application/json; charset=utf-8"
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
 def verify_webhook(
     secret: str, headers: dict[str, str], raw_body: bytes, *, tolerance: int = 300, now: float | None = None
 ) -> dict[str, Any]:
@@ -135,19 +155,7 @@ class AdvanceClient:
 
     def _send(self, method: str, path: str, raw: bytes, idempotency_key: str | None) -> requests.Response:
         # A new timestamp and nonce for each try: the server refuses a reused nonce.
-        timestamp = str(int(time.time()))
-        nonce = secrets.token_urlsafe(24)
-        headers = {
-            "X-Api-Key": self.api_key,
-            "X-Timestamp": timestamp,
-            "X-Nonce": nonce,
-            "X-Signature": sign_request(self.api_secret, method, path, timestamp, nonce, raw),
-            "Accept": "application/json",
-        }
-        if raw:
-            headers["Content-Type"] = "application/json; charset=utf-8"
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
+        headers = signed_headers(self.api_key, self.api_secret, method, path, raw, idempotency_key)
         return self.session.request(
             method,
             self.base_url + path,

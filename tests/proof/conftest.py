@@ -4,7 +4,6 @@ loopback webhook receiver, signed HTTP requests, and a sampler watching the cred
 import http.client
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 
-from advance_client import sign_request, verify_webhook  # noqa: E402
+from advance_client import signed_headers, verify_webhook  # noqa: E402
 
 FINAL_PAYOUT_STATES = ["succeeded", "failed", "cancelled", "manual_review"]
 QUEUE_PREFIX = f"proof{os.getpid()}_"
@@ -239,19 +238,7 @@ class Api:
         return self.send("GET", path, b"", None, 30)
 
     def send(self, method: str, path: str, raw: bytes, idem: str | None, timeout: float) -> tuple:
-        timestamp = str(int(time.time()))
-        nonce = secrets.token_urlsafe(18)
-        headers = {
-            "X-Api-Key": self.key,
-            "X-Timestamp": timestamp,
-            "X-Nonce": nonce,
-            "X-Signature": sign_request(self.secret, method, path, timestamp, nonce, raw),
-            "Accept": "application/json",
-        }
-        if raw:
-            headers["Content-Type"] = "application/json; charset=utf-8"
-        if idem:
-            headers["Idempotency-Key"] = idem
+        headers = signed_headers(self.key, self.secret, method, path, raw, idem)
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=raw or None, headers=headers)
