@@ -27,6 +27,7 @@ run: venv
 test: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; \
 	export DJANGO_ENV=test; \
+	$(VENV)/bin/lint-imports --no-cache --no-logo && \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -77,7 +77,7 @@ def main() -> None:
 
     from django.db import connection
 
-    from settlement.services.end_of_day import business_day_close, job_run_summary, repayments_collect_run
+    from settlement.services.nightly import business_day_close, job_run_summary, repayments_collect_run
 
     profile: dict[str, list[float]] = {}
 
@@ -229,7 +229,7 @@ def _baseline(*, same_rows: bool = False) -> float:
     """
     from django.db import connection, transaction
 
-    from settlement.services.nightly_sql import ADVANCE_DATA_SQL
+    from funding.sql.advance_json import ADVANCE_DATA_SQL
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -15,7 +15,8 @@ def timestamp_str(value) -> str:
 
 
 def payout_representation(payout, attempts=None) -> dict[str, Any]:
-    attempts = attempts if attempts is not None else list(payout.attempts.all())
+    """`attempts`: the payout's PayoutAttemptView rows when already loaded (else one query)."""
+    attempts = attempts if attempts is not None else list(payout.attempt_views.all())
     return {
         "id": payout.public_id,
         "external_id": payout.external_id,
@@ -31,7 +32,7 @@ def payout_representation(payout, attempts=None) -> dict[str, Any]:
         "attempts": [
             {
                 "serial": attempt.serial,
-                "channel": attempt.channel.code,
+                "channel": attempt.channel,
                 "status": attempt.status,
                 "failure_code": attempt.failure_code or None,
             }
@@ -43,7 +44,7 @@ def payout_representation(payout, attempts=None) -> dict[str, Any]:
 def advance_representation(advance, payouts=None, *, fresh: bool = False) -> dict[str, Any]:
     """`fresh`: the advance was created in this transaction, so its payouts have no attempts (no query)."""
     if payouts is None:
-        payouts = list(advance.payouts.prefetch_related("attempts__channel").order_by("sequence"))
+        payouts = list(advance.payouts.prefetch_related("attempt_views").order_by("sequence"))
     return {
         "id": advance.public_id,
         "external_id": advance.external_id,

@@ -7,5 +7,8 @@ class SettlementConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The nightly jobs' admin lives apart from settlement/admin.py (payouts and channels).
-        from settlement import admin_nightly  # noqa: F401
+        # Settlement executes what funding decides: it listens to funding's signals (funding never imports it).
+        from funding.signals import advance_reserved
+        from settlement.receivers import on_advance_reserved
+
+        advance_reserved.connect(on_advance_reserved, dispatch_uid="settlement.on_advance_reserved")

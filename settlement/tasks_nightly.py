@@ -10,7 +10,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from funding.services.calendar import business_date_current
-from settlement.services.end_of_day import (
+from settlement.services.nightly import (
     JobBusy,
     business_day_close,
     job_run_summary,

@@ -13,11 +13,11 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Sum
 
-from funding.models import Advance, AdvanceStatus, AuditEvent, Company, CreditLine, WebhookEvent
+from funding.models import Advance, AdvanceStatus, AuditEvent, Company, CreditLine, Payout, PayoutStatus, WebhookEvent
 from funding.services.line_counters import line_reduce_outstanding
 from ledger.models import Account, AccountKind, Entry, JournalTransaction
 from ledger.services import account_get_or_create, credit, debit, ledger_post
-from settlement.models import Channel, Payout, PayoutAttempt, PayoutStatus
+from settlement.models import Channel, PayoutAttempt
 from settlement.services.postings import (
     payout_post_confirmed,
     payout_post_funds_out,

@@ -190,7 +190,7 @@ def _database_families(cursor) -> Iterator[GaugeMetricFamily]:
 
     cursor.execute(
         "SELECT count(*), EXTRACT(EPOCH FROM now() - min(updated_at))"
-        " FROM settlement_payout WHERE status = %s",
+        " FROM funding_payout WHERE status = %s",
         ["unknown"],
     )
     count, oldest = cursor.fetchone()

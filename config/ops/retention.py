@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Books and audit trail are kept for good; their tables also refuse DELETE at the database.
 PROTECTED_APPS = {"ledger"}
-PROTECTED_MODELS = {"funding.auditevent", "funding.advance", "settlement.payout", "settlement.payoutattempt"}
+PROTECTED_MODELS = {"funding.auditevent", "funding.advance", "funding.payout", "settlement.payoutattempt"}
 
 
 def _model_for(rule: dict):

@@ -11,7 +11,7 @@ __all__ = ["advance_list", "credit_line_view", "settlement_available"]
 
 
 def advance_list(*, company: Company, filters: dict[str, Any]) -> QuerySet[Advance]:
-    qs = Advance.objects.filter(company=company).prefetch_related("payouts__attempts__channel")
+    qs = Advance.objects.filter(company=company).prefetch_related("payouts__attempt_views")
     if "status" in filters:
         qs = qs.filter(status=filters["status"])
     if "business_date" in filters:
@@ -28,7 +28,7 @@ def advance_list(*, company: Company, filters: dict[str, Any]) -> QuerySet[Advan
 def advance_get(*, company: Company, public_id: str) -> Advance | None:
     return (
         Advance.objects.filter(company=company, public_id=public_id)
-        .prefetch_related("payouts__attempts__channel")
+        .prefetch_related("payouts__attempt_views")
         .first()
     )
 

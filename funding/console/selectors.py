@@ -22,11 +22,13 @@ from funding.models import (
     Company,
     CreditLine,
     CreditLineChangeRequest,
+    Payout,
+    PayoutStatus,
     WebhookEvent,
     WebhookEventStatus,
 )
 from ledger.money import ZERO, money
-from settlement.models import AttemptStatus, Payout, PayoutAttempt, PayoutStatus
+from settlement.models import AttemptStatus, PayoutAttempt
 
 MONEY_OUTPUT = DecimalField(
     max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES

@@ -3,7 +3,7 @@
 import django.db.models.deletion
 import django.db.models.expressions
 import django_fsm
-import funding.models
+import funding.models.advances
 from django.conf import settings
 from django.db import migrations, models
 
@@ -106,7 +106,7 @@ class Migration(migrations.Migration):
             name='Advance',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=funding.models.new_advance_id, editable=False, max_length=40, unique=True)),
+                ('public_id', models.CharField(default=funding.models.advances.new_advance_id, editable=False, max_length=40, unique=True)),
                 ('external_id', models.CharField(max_length=64)),
                 ('status', django_fsm.FSMField(choices=[('reserved', 'Reserved'), ('disbursing', 'Disbursing'), ('disbursed', 'Disbursed'), ('partially_disbursed', 'Partially disbursed'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('repaid', 'Repaid'), ('overdue', 'Overdue')], default='reserved', max_length=50, protected=True)),
                 ('currency', models.CharField(default='CNY', max_length=3)),

@@ -19,11 +19,25 @@ from funding.errors import (
     NotFound,
     ValidationFailed,
 )
-from funding.models import Advance, AdvanceStatus, Company, new_advance_id
-from funding.representations import amount_str
+from funding.models import (
+    ADVANCE_REPAYABLE_STATES,
+    FINAL_PAYOUT_STATES,
+    Advance,
+    AdvanceStatus,
+    Company,
+    Payout,
+    PayoutStatus,
+    new_advance_id,
+    new_payout_id,
+)
+from funding.representations import advance_representation, amount_str
 from funding.services.audit import audit_record
 from funding.services.calendar import calendar_unavailable
+from funding.services.events import event_emit
 from funding.services.line_counters import line_release
+from funding.services.postings import advance_post_fee
+from funding.signals import advance_reserved
+from funding.sql.advance_json import advance_events_insert
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold
@@ -54,9 +68,6 @@ def advance_request(
 
     Raises a funding.errors.EngineError on rejection; a rejection leaves every balance and counter as it was.
     """
-    from settlement.models import Payout
-    from settlement.models.payouts import new_payout_id
-
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
     _validate_input(external_id, amount, payouts)
@@ -107,7 +118,7 @@ def advance_request(
         created_payouts.append(payout)
     # The response is built from these (no attempts exist yet) instead of reading them back.
     advance.created_payouts = created_payouts
-    transaction.on_commit(lambda: _schedule_dispatch(advance.pk))
+    advance_reserved.send(sender=Advance, advance=advance)
     return advance
 
 
@@ -185,16 +196,8 @@ def _validate_input(external_id: str, amount: Decimal, payouts: list[PayoutInput
         raise ValidationFailed(details=errors)
 
 
-def _schedule_dispatch(advance_id: int) -> None:
-    from settlement.services.dispatch import advance_schedule_dispatch
-
-    advance_schedule_dispatch(advance_id=advance_id)
-
-
 def advance_cancel(*, company: Company, public_id: str, actor_label: str) -> Advance:
     """Cancel an advance none of whose payouts has been handed to a channel; release its holds."""
-    from settlement.models import Payout, PayoutStatus
-
     with transaction.atomic():
         advance = Advance.objects.select_for_update().filter(company=company, public_id=public_id).first()
         if advance is None:
@@ -232,9 +235,6 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
 
     Returns None (and changes nothing) while a payout is still open. Safe to call again.
     """
-    from settlement.models import FINAL_PAYOUT_STATES, Payout, PayoutStatus
-    from settlement.services.postings import advance_post_fee
-
     with transaction.atomic():
         advance = Advance.objects.select_for_update().select_related("company").get(pk=advance_id)
         if advance.status != AdvanceStatus.DISBURSING:
@@ -264,10 +264,50 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
         audit_record(action=f"advance.{advance.status}", obj=advance, actor_label="disbursement",
                      company=advance.company, before={"status": "disbursing"},
                      after={"status": advance.status, "fee": amount_str(advance.fee)})
-        from funding.representations import advance_representation
-        from funding.services.events import event_emit
-
         event_emit(company=advance.company, type=f"advance.{advance.status}", resource_type="advance",
                    resource_id=advance.public_id, version=advance.version,
                    data=advance_representation(advance))
     return advance
+
+
+def advances_apply_repayments(*, allocations_sql: str, params: dict | None = None) -> int:
+    """Apply repayment allocations to their advances, set-based; an advance paid in full becomes `repaid`
+    (one `advance.repaid` event each). Runs inside the repayment's transaction.
+
+    `allocations_sql` is a query returning (advance_id, penalty, fee, principal, settles), one row per advance.
+    Returns the number of advances updated; raises if it differs from the allocations (a concurrent change).
+    """
+    states = [str(s) for s in ADVANCE_REPAYABLE_STATES]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({allocations_sql}) n", params or {})
+        expected = cursor.fetchone()[0]
+        # A set-based transition disbursed|partially_disbursed|overdue -> repaid (the FSM's mark_repaid sources).
+        cursor.execute(
+            f"""
+            UPDATE funding_advance v
+               SET penalty_repaid = v.penalty_repaid + n.penalty,
+                   fee_repaid = v.fee_repaid + n.fee,
+                   principal_repaid = v.principal_repaid + n.principal,
+                   status = CASE WHEN n.settles THEN %(repaid)s ELSE v.status END,
+                   aging_bucket = CASE WHEN n.settles THEN '' ELSE v.aging_bucket END,
+                   version = v.version + 1,
+                   updated_at = now()
+              FROM ({allocations_sql}) n (advance_id, penalty, fee, principal, settles)
+             WHERE v.id = n.advance_id AND v.status = ANY(%(states)s)
+            """,
+            {**(params or {}), "repaid": AdvanceStatus.REPAID.value, "states": states},
+        )
+        updated = cursor.rowcount
+    if updated != expected:
+        raise RepaymentConflict(f"{updated} advances updated, {expected} allocated: a concurrent change")
+    advance_events_insert(
+        event_type="advance.repaid",
+        ids_sql=f"SELECT n.advance_id FROM ({allocations_sql}) n (advance_id, penalty, fee, principal, settles)"
+        " WHERE n.settles",
+        params=params or {},
+    )
+    return updated
+
+
+class RepaymentConflict(Exception):
+    """Allocations and the advances they apply to disagree: a concurrent change, never a business outcome."""

@@ -163,7 +163,7 @@ BEGIN
         SELECT array_agg(LEAST(u.amount, GREATEST(own_funds - (u.before_this), 0)) ORDER BY u.seq) INTO own_parts
           FROM (SELECT a.amount, a.seq, SUM(a.amount) OVER (ORDER BY a.seq) - a.amount AS before_this
                   FROM unnest(p_payout_amounts) WITH ORDINALITY AS a(amount, seq)) u;
-        INSERT INTO settlement_payout (
+        INSERT INTO funding_payout (
             public_id, advance_id, sequence, external_id, beneficiary_name, account_no, bank_code, amount,
             own_funds_amount, advanced_amount, status, attempt_count, failure_code, funds_out, dispatch_after,
             version, created_at, updated_at

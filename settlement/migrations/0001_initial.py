@@ -3,7 +3,7 @@
 import django.db.models.deletion
 import django.db.models.expressions
 import django_fsm
-import settlement.models.payouts
+import funding.models.payouts
 from django.db import migrations, models
 
 
@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
             name='Payout',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=settlement.models.payouts.new_payout_id, editable=False, max_length=40, unique=True)),
+                ('public_id', models.CharField(default=funding.models.payouts.new_payout_id, editable=False, max_length=40, unique=True)),
                 ('sequence', models.PositiveIntegerField()),
                 ('external_id', models.CharField(max_length=64)),
                 ('beneficiary_name', models.CharField(max_length=100)),

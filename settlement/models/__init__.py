@@ -1,41 +1,28 @@
+"""Settlement's models: channels, payout attempts and their manual reviews, channel statements and
+reconciliation, repayments, nightly job runs, and the simulated channels' bank side."""
+
 from settlement.models.channels import Channel, ChannelErrorMapping, ErrorDecision
-from settlement.models.jobs import AgingBucket, AgingSnapshot, JobName, JobRun, JobRunStatus
-from settlement.models.payouts import (
-    FINAL_PAYOUT_STATES,
-    LIVE_ATTEMPT_STATES,
-    AttemptStatus,
-    Payout,
-    PayoutAttempt,
-    PayoutStatus,
-)
+from settlement.models.jobs import JobName, JobRun, JobRunStatus
+from settlement.models.payouts import LIVE_ATTEMPT_STATES, AttemptStatus, PayoutAttempt
 from settlement.models.reconciliation import ChannelStatement, ReconciliationItem, ReconClass, StatementSource
-from settlement.models.repayments import PenaltyAccrual, Repayment, RepaymentAllocation, RepaymentSource
+from settlement.models.repayments import Repayment, RepaymentAllocation, RepaymentSource
 from settlement.models.reviews import ManualReview, ManualReviewOutcome, ManualReviewStatus
 from settlement.models.simulator import SimulatedChannelTransfer, SimulatedTransferStatus
-from settlement.models.statements import BankStatementImport, BankStatementLine, StatementDirection
 
 __all__ = [
-    "AgingBucket",
-    "AgingSnapshot",
+    "LIVE_ATTEMPT_STATES",
     "AttemptStatus",
-    "BankStatementImport",
-    "BankStatementLine",
     "Channel",
     "ChannelErrorMapping",
     "ChannelStatement",
     "ErrorDecision",
-    "FINAL_PAYOUT_STATES",
     "JobName",
     "JobRun",
     "JobRunStatus",
-    "LIVE_ATTEMPT_STATES",
     "ManualReview",
     "ManualReviewOutcome",
     "ManualReviewStatus",
-    "Payout",
     "PayoutAttempt",
-    "PayoutStatus",
-    "PenaltyAccrual",
     "ReconClass",
     "ReconciliationItem",
     "Repayment",
@@ -43,6 +30,5 @@ __all__ = [
     "RepaymentSource",
     "SimulatedChannelTransfer",
     "SimulatedTransferStatus",
-    "StatementDirection",
     "StatementSource",
 ]

@@ -1,4 +1,4 @@
-"""Runs of the nightly jobs, with their progress cursor, and the aging report they keep."""
+"""Runs of the nightly jobs, with their progress cursor."""
 
 from django.conf import settings
 from django.db import models
@@ -69,31 +69,3 @@ class JobRun(FSMModelMixin, models.Model):
 
 # The set-based failure mark names the FSM's source state (JobRun.fail would be running -> failed).
 JOB_RUN_FAILABLE_STATES = [JobRunStatus.RUNNING]
-
-
-class AgingBucket(models.TextChoices):
-    D1_3 = "1-3", "1-3 days"
-    D4_7 = "4-7", "4-7 days"
-    D8_30 = "8-30", "8-30 days"
-    OVER_30 = ">30", "over 30 days"
-
-
-class AgingSnapshot(models.Model):
-    """Overdue advances per company and aging bucket as of the end of a business date (for reports)."""
-
-    business_date = models.DateField()
-    company = models.ForeignKey("funding.Company", on_delete=models.PROTECT, related_name="+")
-    bucket = models.CharField(max_length=8, choices=AgingBucket.choices)
-    advances = models.PositiveIntegerField()
-    outstanding = models.DecimalField(**MONEY)
-
-    class Meta:
-        ordering = ["business_date", "company", "bucket"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["business_date", "company", "bucket"], name="settlement_aging_once"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.business_date} {self.company_id} {self.bucket}"

@@ -1,11 +1,10 @@
-"""Repayments taken from settlement accounts, their allocation per advance, and daily penalty accruals."""
+"""Repayments taken from settlement accounts and their allocation per advance."""
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
-ACCRUAL = {"max_digits": 24, "decimal_places": settings.ACCRUAL_DECIMAL_PLACES}
 
 
 class RepaymentSource(models.TextChoices):
@@ -72,31 +71,3 @@ class RepaymentAllocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repayment_id} -> {self.advance_id}"
-
-
-class PenaltyAccrual(models.Model):
-    """Penalty interest of one overdue advance for one closed business date (covering `days` calendar days).
-
-    `amount_exact` keeps the accrual at the higher scale; `posted` is what the ledger got: the quantized
-    running total less what was posted before, so rounding never drifts over many days.
-    """
-
-    advance = models.ForeignKey("funding.Advance", on_delete=models.PROTECT, related_name="penalty_accruals")
-    accrual_date = models.DateField()
-    days = models.PositiveSmallIntegerField()
-    base = models.DecimalField(**MONEY)
-    penalty_rate = models.DecimalField(max_digits=12, decimal_places=settings.RATE_DECIMAL_PLACES)
-    amount_exact = models.DecimalField(**ACCRUAL)
-    posted = models.DecimalField(**MONEY)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["advance", "accrual_date"], name="settlement_penalty_once_per_day"
-            ),
-        ]
-        indexes = [models.Index(fields=["accrual_date"])]
-
-    def __str__(self) -> str:
-        return f"{self.advance_id} {self.accrual_date} {self.amount_exact}"

@@ -24,7 +24,7 @@ class ManualReview(FSMModelMixin, models.Model):
     attempt = models.OneToOneField(
         "settlement.PayoutAttempt", on_delete=models.PROTECT, related_name="review"
     )
-    payout = models.ForeignKey("settlement.Payout", on_delete=models.PROTECT, related_name="reviews")
+    payout = models.ForeignKey("funding.Payout", on_delete=models.PROTECT, related_name="reviews")
     status = FSMField(
         max_length=16, choices=ManualReviewStatus.choices, default=ManualReviewStatus.OPEN, protected=True
     )

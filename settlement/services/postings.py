@@ -8,14 +8,15 @@ FSM, so that the state change and its journal commit together.
 - confirmed: Dr payouts in transit; Cr channel clearing.  Channel fee: Dr channel cost; Cr channel clearing.
 - returned (explicit failure): the mirror of funds out. Before a retry the holds are taken again; after a
   final failure they are released to the company and the credit line.
-- advance fee (all payouts final): Dr fee receivable; Cr fee income.
+The advance's fee (all payouts final) is funding's posting: funding.services.postings.advance_post_fee.
 """
 
 from datetime import date
 from decimal import Decimal
 
-from funding.models import Advance
+from funding.models import Advance, Payout
 from funding.services.line_counters import line_draw, line_reduce_outstanding, line_release, line_undraw
+from funding.services.postings import company_account
 from ledger.models import Account, AccountKind
 from ledger.services import (
     account_get_or_create,
@@ -26,7 +27,7 @@ from ledger.services import (
     debit,
     ledger_post,
 )
-from settlement.models import Channel, Payout
+from settlement.models import Channel
 
 
 class PostingError(Exception):
@@ -34,7 +35,7 @@ class PostingError(Exception):
 
 
 def _company_account(advance: Advance, kind: str) -> Account:
-    return Account.objects.get(kind=kind, owner=advance.company.code, currency=advance.currency)
+    return company_account(advance=advance, kind=kind)
 
 
 def channel_account(channel: Channel, kind: str) -> Account:
@@ -130,18 +131,3 @@ def payout_release_unsent(*, payout: Payout) -> None:
             account=_company_account(advance, AccountKind.SETTLEMENT), amount=payout.own_funds_amount
         )
     line_release(line_id=advance.credit_line_id, amount=payout.advanced_amount)
-
-
-def advance_post_fee(*, advance: Advance, fee: Decimal, business_date: date) -> None:
-    if fee <= 0:
-        return
-    ledger_post(
-        kind="advance.fee",
-        reference=f"{advance.public_id}:fee",
-        business_date=business_date,
-        description=f"fee on {advance.public_id}",
-        legs=[
-            debit(_company_account(advance, AccountKind.FEE_RECEIVABLE), fee),
-            credit(account_get_or_create(kind=AccountKind.FEE_INCOME), fee),
-        ],
-    )

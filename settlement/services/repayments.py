@@ -2,10 +2,11 @@
 
 Within a chunk of companies, one SQL statement computes every allocation with window functions: advances
 oldest due first, and within an advance penalty, then fee, then principal, until the company's available
-settlement balance (credits - debits - pending holds) runs out. Then, in the same transaction: one UPDATE of
-the advances (a set-based transition naming the FSM's source states), one INSERT of the allocations, one
-journal transaction per company (Dr settlement; Cr penalty, fee and advance receivables), the credit
-lines' outstanding lowered, and one `advance.repaid` outbox event per advance repaid in full.
+settlement balance (credits - debits - pending holds) runs out. Then, in the same transaction: one journal
+transaction per company (Dr settlement; Cr penalty, fee and advance receivables), the allocations applied to
+the advances by funding (a set-based transition naming the FSM's source states, with one `advance.repaid`
+outbox event per advance repaid in full), one INSERT of the allocation rows, and the credit lines'
+outstanding lowered.
 """
 
 from dataclasses import dataclass, field
@@ -15,19 +16,15 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
-from funding.models import ADVANCE_REPAYABLE_STATES, AdvanceStatus, Company
+from funding.models import ADVANCE_REPAYABLE_STATES, Company
+from funding.services.advances import advances_apply_repayments
 from funding.services.audit import audit_record
 from funding.services.line_counters import line_reduce_outstanding
 from ledger.models import Account, AccountKind
 from ledger.services import credit, debit, ledger_post
 from settlement.models import JobRun, Repayment
-from settlement.services.nightly_sql import advance_events_insert
 
 ZERO = Decimal("0.00")
-
-
-class RepaymentError(Exception):
-    pass
 
 
 @dataclass
@@ -212,26 +209,10 @@ def repayments_collect_chunk(
             totals.fee += fee
             totals.principal += principal
 
-        cursor.execute(
-            """
-            UPDATE funding_advance v
-               SET penalty_repaid = v.penalty_repaid + n.penalty,
-                   fee_repaid = v.fee_repaid + n.fee,
-                   principal_repaid = v.principal_repaid + n.principal,
-                   status = CASE WHEN n.settles THEN %(repaid)s ELSE v.status END,
-                   aging_bucket = CASE WHEN n.settles THEN '' ELSE v.aging_bucket END,
-                   version = v.version + 1,
-                   updated_at = now()
-              FROM nightly_alloc n
-             WHERE v.id = n.advance_id AND v.status = ANY(%(states)s)
-            """,
-            {"repaid": AdvanceStatus.REPAID.value, "states": states},
+        # The advances take their allocations (funding's set-based transition) in this same transaction.
+        advances_apply_repayments(
+            allocations_sql="SELECT advance_id, penalty, fee, principal, settles FROM nightly_alloc"
         )
-        expected = sum(row[1] for row in per_company)
-        if cursor.rowcount != expected:
-            raise RepaymentError(
-                f"{cursor.rowcount} advances updated, {expected} allocated: a concurrent change"
-            )
         if repayment_rows:
             cursor.execute(
                 """
@@ -247,10 +228,5 @@ def repayments_collect_chunk(
             )
         for line_id, principal in per_line:
             line_reduce_outstanding(line_id=line_id, amount=principal)
-        advance_events_insert(
-            event_type="advance.repaid",
-            ids_sql="SELECT advance_id FROM nightly_alloc WHERE settles",
-            params={},
-        )
         cursor.execute("DROP TABLE nightly_alloc")
     return totals

@@ -5,15 +5,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from funding.errors import FourEyesViolation, InvalidState, NotFound, ValidationFailed
+from funding.models import Payout, PayoutStatus
 from funding.services.audit import audit_record
-from settlement.models import ManualReview, ManualReviewOutcome, ManualReviewStatus, PayoutStatus
+from settlement.models import ManualReview, ManualReviewOutcome, ManualReviewStatus
 
 
 def _locked_review(review_id: int) -> ManualReview:
     """Lock the payout first, then the review: the same order as the resolution paths (payout, attempt,
     review), so a staff decision and a concurrent statement line cannot deadlock."""
-    from settlement.models import Payout
-
     payout_id = ManualReview.objects.filter(pk=review_id).values_list("payout_id", flat=True).first()
     if payout_id is None:
         raise NotFound()

@@ -68,7 +68,7 @@ CHANGELISTS = [
     "funding_company", "funding_creditline", "funding_creditlinechangerequest", "funding_advance",
     "funding_webhookevent", "funding_auditevent", "funding_businessday", "funding_calendaryear",
     "funding_calendarday", "ledger_account", "ledger_journaltransaction", "ledger_entry",
-    "settlement_payout", "settlement_payoutattempt",
+    "funding_payout", "settlement_payoutattempt",
 ]
 
 

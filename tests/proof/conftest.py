@@ -305,8 +305,7 @@ def settle_everything(timeout: float, clock_ahead: int = 40) -> None:
     from django.utils import timezone
 
     from funding.api.webhooks import webhook_deliver
-    from funding.models import WebhookEvent
-    from settlement.models import Payout
+    from funding.models import Payout, WebhookEvent
     from settlement.services.disbursement import advances_finish_sweep, attempts_poll_due
 
     deadline = time.monotonic() + timeout

@@ -13,9 +13,9 @@ import pytest
 from django.db.models import Count, Sum
 
 from funding.api.services import api_key_issue, webhook_endpoint_set
-from funding.models import Advance, CreditLine, WebhookEvent
+from funding.models import Advance, CreditLine, Payout, WebhookEvent
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import Payout, PayoutAttempt, SimulatedChannelTransfer
+from settlement.models import PayoutAttempt, SimulatedChannelTransfer
 from tests.factories import calendar_and_business_date, company_with_line
 from tests.proof.conftest import (
     Api,

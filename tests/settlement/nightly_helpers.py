@@ -8,10 +8,10 @@ from django.db import transaction
 
 from funding.models import Advance, Company
 from funding.services.advances import advance_finish_disbursement, advance_request
+from funding.services.bank_statements import bank_statement_import
 from funding.services.calendar import business_date_current
 from ledger.models import Account, AccountKind, Entry
 from settlement.models import Channel
-from settlement.services.bank_statements import bank_statement_import
 from settlement.services.postings import payout_post_funds_out
 from tests.factories import payout_inputs
 

@@ -30,16 +30,16 @@ def test_screens_render_and_review_needs_two_people(client, advance_factory, cha
     review = ManualReview.objects.get()
     maker = _client(client, "maker")
     for name in [
-        "channel",
-        "channelerrormapping",
-        "payout",
-        "payoutattempt",
-        "manualreview",
-        "channelstatement",
-        "reconciliationitem",
-        "simulatedchanneltransfer",
+        "settlement_channel",
+        "settlement_channelerrormapping",
+        "funding_payout",
+        "settlement_payoutattempt",
+        "settlement_manualreview",
+        "settlement_channelstatement",
+        "settlement_reconciliationitem",
+        "settlement_simulatedchanneltransfer",
     ]:
-        response = maker.get(reverse(f"admin:settlement_{name}_changelist"))
+        response = maker.get(reverse(f"admin:{name}_changelist"))
         assert response.status_code == 200, name
     assert "need manual review" in maker.get(reverse("admin:settlement_channel_changelist")).content.decode()
     url = reverse("admin:settlement_manualreview_change", args=[review.pk])

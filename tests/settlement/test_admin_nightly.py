@@ -4,8 +4,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from funding.models import BankStatementImport
 from ledger.models import AccountKind
-from settlement.models import BankStatementImport
 from tests.factories import company_with_line
 from tests.settlement.nightly_helpers import balance, statement_csv
 
@@ -21,10 +21,10 @@ def test_staff_upload_imports_the_statement(business_day, client):
         ("2026-11-25", "nope", "C", "1.00", "UP2", "", ""),
     )
 
-    page = client.get("/admin/settlement/bankstatementimport/upload/")
+    page = client.get("/admin/funding/bankstatementimport/upload/")
     assert page.status_code == 200
     response = client.post(
-        "/admin/settlement/bankstatementimport/upload/",
+        "/admin/funding/bankstatementimport/upload/",
         {"file": SimpleUploadedFile("s.csv", data, content_type="text/csv")},
     )
 
@@ -32,14 +32,14 @@ def test_staff_upload_imports_the_statement(business_day, client):
     assert response.status_code == 302
     assert (statement.lines_imported, statement.lines_rejected, statement.imported_by) == (1, 1, "ops")
     assert balance(company, AccountKind.SETTLEMENT) == Decimal("88.00")
-    assert client.get(f"/admin/settlement/bankstatementimport/{statement.pk}/change/").status_code == 200
+    assert client.get(f"/admin/funding/bankstatementimport/{statement.pk}/change/").status_code == 200
     assert client.get("/admin/settlement/jobrun/").status_code == 200
 
 
 def test_upload_needs_permission(business_day, client):
     user = User.objects.create_user("viewer", password="a-long-password-1", is_staff=True)
     client.force_login(user)
-    assert client.get("/admin/settlement/bankstatementimport/upload/").status_code == 403
+    assert client.get("/admin/funding/bankstatementimport/upload/").status_code == 403
 
 
 def _staff(username: str, role: str) -> User:
@@ -79,7 +79,7 @@ def test_finance_cannot_rerun_and_a_finished_run_is_refused(business_day, client
     from funding.models import AuditEvent
     from funding.services.calendar import business_date_current
     from settlement.models import JobRun, JobRunStatus
-    from settlement.services.end_of_day import JobError, job_run_resume
+    from settlement.services.nightly import JobError, job_run_resume
 
     run = _failed_close(business_date_current())
     client.force_login(_staff("fin1", "finance"))

@@ -5,10 +5,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from funding.models import BankStatementImport, BankStatementLine
+from funding.services.bank_statements import StatementFileError, bank_statement_import
 from ledger.models import AccountKind, JournalTransaction
 from ledger.selectors import trial_balance
-from settlement.models import BankStatementImport, BankStatementLine
-from settlement.services.bank_statements import StatementFileError, bank_statement_import
 from tests.factories import company_with_line
 from tests.settlement.nightly_helpers import balance, statement_csv
 

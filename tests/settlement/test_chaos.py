@@ -19,15 +19,11 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from funding.models import Payout
 from funding.services.advances import PayoutInput, advance_request
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import (
-    Channel,
-    Payout,
-    PayoutAttempt,
-    SimulatedChannelTransfer,
-)
+from settlement.models import Channel, PayoutAttempt, SimulatedChannelTransfer
 from settlement.services.channels import SIMULATED_ERROR_CODES
 from settlement.services.disbursement import advances_finish_sweep, attempts_poll_due
 from tests.factories import company_with_line

@@ -7,15 +7,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from funding.models import Advance, AuditEvent, CreditLine, WebhookEvent
+from funding.models import Advance, AuditEvent, CreditLine, Payout, WebhookEvent
 from ledger.models import AccountKind
 from ledger.selectors import account_balance, account_totals_drift, trial_balance
-from settlement.models import (
-    ManualReview,
-    Payout,
-    PayoutAttempt,
-    SimulatedChannelTransfer,
-)
+from settlement.models import ManualReview, PayoutAttempt, SimulatedChannelTransfer
 from settlement.services.disbursement import advance_dispatch, attempts_poll_due
 from tests.settlement.conftest import channel_configure
 

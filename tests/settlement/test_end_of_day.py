@@ -7,20 +7,21 @@ import pytest
 from funding.errors import BusinessDayClosed, CreditLineFrozen, InsufficientLimit
 from funding.models import (
     AdvanceStatus,
+    AgingSnapshot,
     AuditEvent,
     BusinessDay,
     ChangeRequestKind,
     CreditLineStatus,
+    PenaltyAccrual,
     WebhookEvent,
 )
 from funding.services.advances import advance_request
+from funding.services.bank_statements import bank_statement_import
 from funding.services.credit_lines import change_request_approve, change_request_propose
 from ledger.models import Account, AccountKind, JournalTransaction
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import AgingSnapshot, JobRun, JobRunStatus, PenaltyAccrual
-from settlement.services import end_of_day
-from settlement.services.bank_statements import bank_statement_import
-from settlement.services.end_of_day import JobError, business_day_close, repayments_collect_run
+from settlement.models import JobRun, JobRunStatus
+from settlement.services.nightly import JobError, business_day_close, repayments_collect_run, steps
 from tests.factories import company_with_line, payout_inputs, staff_user
 from tests.settlement.nightly_helpers import (
     available,
@@ -248,7 +249,7 @@ def test_failed_close_keeps_the_day_closing_and_resumes(business_day, monkeypatc
     def broken(ids, run):
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(end_of_day.STEP_FUNCTIONS, "penalty", broken)
+    monkeypatch.setitem(steps.STEP_FUNCTIONS, "penalty", broken)
     with pytest.raises(RuntimeError):
         business_day_close()
     run = JobRun.objects.get(job="close_business_day", business_date=THU)

@@ -8,7 +8,7 @@ from funding.models import AdvanceStatus
 from ledger.models import AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
 from settlement.models import Repayment, RepaymentAllocation
-from settlement.services.end_of_day import repayments_collect_run
+from settlement.services.nightly import repayments_collect_run
 from tests.factories import company_with_line
 from tests.settlement.nightly_helpers import available, balance, credit_settlement, disbursed_advance
 

@@ -1,21 +1,28 @@
 """A close killed with SIGKILL in the middle and started again ends with exactly the ledger of an
-uninterrupted close. The command runs in a subprocess against the test database; a test-only hook
-SIGKILLs it after N committed chunks (one company per chunk)."""
+uninterrupted close. The command runs in a subprocess against the test database (one company per chunk).
+
+Where it dies is set from outside, as a real fault would be, with no hook in the engine: another connection
+holds a lock the chosen chunk needs; once the command has committed the chunks before it and waits on that
+lock, it is SIGKILLed in the middle of the chunk's transaction, and the lock is let go.
+"""
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 
 from funding.models import Advance, BusinessDay, CreditLine
 from ledger.models import Account, Entry
 from settlement.models import JobRun, JobRunStatus, Repayment, RepaymentAllocation
-from settlement.services.end_of_day import business_day_close
+from settlement.services.nightly import business_day_close
 from tests.factories import calendar_and_business_date, company_with_line
 from tests.settlement.nightly_helpers import credit_settlement, disbursed_advance
 
@@ -45,26 +52,54 @@ def _build() -> None:
             credit_settlement(Company.objects.get(code=code), amount, reference=f"CLR-{code}")
 
 
-def _run_close(kill_after: int | None = None) -> subprocess.CompletedProcess:
+def _database_url() -> str:
     db = settings.DATABASES["default"]
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    env = {
-        **os.environ,
-        "DJANGO_ENV": "test",
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "NIGHTLY_CHUNK_COMPANIES": "1",
-    }
-    env.pop("NIGHTLY_TEST_SIGKILL_AFTER_CHUNKS", None)
-    if kill_after is not None:
-        env["NIGHTLY_TEST_SIGKILL_AFTER_CHUNKS"] = str(kill_after)
-    return subprocess.run(
-        [sys.executable, "manage.py", "close_business_day"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _close_command() -> list[str]:
+    return [sys.executable, "manage.py", "close_business_day"]
+
+
+def _env() -> dict:
+    return {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url(), "NIGHTLY_CHUNK_COMPANIES": "1"}
+
+
+def _run_close() -> subprocess.CompletedProcess:
+    return subprocess.run(_close_command(), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+
+
+def _run_close_killed_at(lock_sql: str, params: list) -> subprocess.CompletedProcess:
+    """Run the close while another connection holds the lock of `lock_sql`; SIGKILL it once it waits there."""
+    with psycopg.connect(_database_url()) as blocker:
+        blocker.execute(lock_sql, params)  # psycopg opened a transaction: the lock is held until rollback
+        process = subprocess.Popen(
+            _close_command(), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        waiting = 0
+        while not waiting and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            # Asked on the test's own connection: a transaction sees pg_stat_activity as of its first look.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND pid <> %s",
+                    [blocker.info.backend_pid],
+                )
+                waiting = cursor.fetchone()[0]
+        if waiting:
+            process.send_signal(signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=60)
+        blocker.rollback()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+# The repayment pass locks each company's settlement account: holding RS-D's stops it at the 4th chunk.
+_SETTLEMENT_ACCOUNT_OF_RS_D = "SELECT id FROM ledger_account WHERE kind = 'settlement' AND owner = %s FOR UPDATE"
+# The penalty step inserts accruals: holding their table stops it inside its first chunk.
+_PENALTY_TABLE = "LOCK TABLE funding_penaltyaccrual IN SHARE MODE"
 
 
 def _fingerprint() -> dict:
@@ -114,13 +149,15 @@ def _fingerprint() -> dict:
 @pytest.mark.django_db(transaction=True)
 def test_killed_close_resumes_to_the_ledger_of_an_uninterrupted_close():
     _build()
-    killed = _run_close(kill_after=3)  # after 3 chunks: in the middle of the repayment pass
+    killed = _run_close_killed_at(_SETTLEMENT_ACCOUNT_OF_RS_D, ["RS-D"])  # in the 4th chunk of the repayments
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = JobRun.objects.get(job="close_business_day", status=JobRunStatus.RUNNING)
     assert (run.step, run.chunks_done) == ("repay", 3)
     assert BusinessDay.objects.get().closing is True
-    killed = _run_close(kill_after=9)  # again, further on (in the overdue/penalty steps)
+    killed = _run_close_killed_at(_PENALTY_TABLE, [])  # again, further on: in the penalty step's first chunk
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run.refresh_from_db()
+    assert (run.step, run.cursor) == ("penalty", 0)
     resumed = _run_close()
     assert resumed.returncode == 0, resumed.stderr
     assert "close_business_day 2026-11-26" in resumed.stdout

@@ -235,7 +235,7 @@ class Command(BaseCommand):
         return outcomes
 
     def _disburse(self, codes: list[str]) -> None:
-        from settlement.models import Payout
+        from funding.models import Payout
         from settlement.services.disbursement import (
             advance_dispatch,
             advances_dispatch_due,
@@ -298,7 +298,8 @@ class Command(BaseCommand):
     def _report(
         self, companies: dict, outcomes: dict, business_date: date, due: date, seconds: float
     ) -> None:
-        from settlement.models import Payout, PayoutAttempt
+        from funding.models import Payout
+        from settlement.models import PayoutAttempt
 
         self.say(f"\n== report (business date {business_date}, due {due}, {seconds:.0f}s)")
         self.say(f"{'company':<24}{'limit':>14}{'reserved':>13}{'outstanding':>14}  status   requests")

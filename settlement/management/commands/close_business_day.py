@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from funding.errors import EngineError
 from settlement.management.commands._nightly import terminal_progress
-from settlement.services.end_of_day import business_day_close, job_run_summary
+from settlement.services.nightly import business_day_close, job_run_summary
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from funding.errors import EngineError
 from settlement.management.commands._nightly import terminal_progress
-from settlement.services.end_of_day import job_run_summary, repayments_collect_run
+from settlement.services.nightly import job_run_summary, repayments_collect_run
 
 
 class Command(BaseCommand):

@@ -8,11 +8,11 @@ from django.test import override_settings
 from django.urls import reverse
 
 from funding.console import selectors
-from funding.models import Advance, ChangeRequestKind
+from funding.models import Advance, ChangeRequestKind, Payout, PayoutStatus
 from funding.services.advances import advance_request
 from funding.services.credit_lines import change_request_propose
 from funding.services.events import event_emit
-from settlement.models import AttemptStatus, Channel, Payout, PayoutAttempt, PayoutStatus
+from settlement.models import AttemptStatus, Channel, PayoutAttempt
 from settlement.services.postings import payout_post_funds_out
 from tests.factories import BUSINESS_DATE, company_with_line, payout_inputs
 

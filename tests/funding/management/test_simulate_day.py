@@ -9,9 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.db.models import F
 
-from funding.models import Advance, CalendarDay, CreditLine
+from funding.models import Advance, CalendarDay, CreditLine, Payout
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import Payout
 
 # transaction=True: the disbursement services refuse to call a channel inside a transaction.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,7 +15,7 @@ from funding.errors import (
     InvalidState,
     ValidationFailed,
 )
-from funding.models import AdvanceStatus, AuditEvent, BusinessDay, CreditLine
+from funding.models import AdvanceStatus, AuditEvent, BusinessDay, CreditLine, Payout, PayoutStatus
 from funding.services.advances import (
     advance_cancel,
     advance_fee,
@@ -26,7 +26,6 @@ from funding.services.calendar import calendar_seed_year
 from funding.services.credit_lines import company_create, credit_line_freeze, credit_line_suspend
 from ledger.models import Account, AccountKind, JournalTransaction
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import Payout, PayoutStatus
 from tests.factories import company_with_line, payout_inputs, staff_user
 from tests.money_helpers import (
     advance_start_disbursing,

@@ -16,11 +16,10 @@ from django.db import connection
 from django.db.models import Sum
 
 from funding.errors import EngineError, InsufficientLimit
-from funding.models import Advance, AdvanceStatus, CreditLine
+from funding.models import Advance, AdvanceStatus, CreditLine, Payout
 from funding.services.advances import advance_request
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import Payout
 from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
 from tests.money_helpers import settlement_deposit
 

@@ -20,12 +20,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from funding.errors import CreditLineFrozen, EngineError, InsufficientLimit
-from funding.models import Advance, AdvanceStatus, ChangeRequestKind, CreditLine, CreditLineStatus
+from funding.models import Advance, AdvanceStatus, ChangeRequestKind, CreditLine, CreditLineStatus, Payout, PayoutStatus
 from funding.services.advances import advance_cancel, advance_finish_disbursement, advance_request
 from funding.services.credit_lines import change_request_approve, change_request_propose, credit_line_freeze
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import Payout, PayoutStatus
 from tests.factories import BUSINESS_DATE, company_with_line, payout_inputs, staff_user
 from tests.money_helpers import (
     advance_repay_in_full,

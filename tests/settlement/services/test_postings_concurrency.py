@@ -14,11 +14,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from funding.models import AdvanceStatus, CreditLine
+from funding.models import AdvanceStatus, CreditLine, Payout
 from funding.services.advances import advance_finish_disbursement, advance_request
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import Payout
 from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
 from tests.money_helpers import (
     advance_repay_in_full,

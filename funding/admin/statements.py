@@ -1,7 +1,4 @@
-"""Staff views of the nightly work: statement imports (with upload), job runs, repayments, penalties, aging.
-
-Imported from SettlementConfig.ready(), so that settlement/admin.py (payouts, channels) stays separate.
-"""
+"""The companies' bank statements (with upload), and what end of day records about overdue advances."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,17 +12,8 @@ from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from funding.console.errors import PermissionDenied as ConsolePermissionDenied
 from funding.console.roles import require_permission
 from funding.errors import EngineError
-from settlement.models import (
-    AgingSnapshot,
-    BankStatementImport,
-    BankStatementLine,
-    JobRun,
-    PenaltyAccrual,
-    Repayment,
-    RepaymentAllocation,
-)
-from settlement.services.bank_statements import StatementFileError, bank_statement_import, import_summary
-from settlement.services.end_of_day import JobError, job_run_resume
+from funding.models import AgingSnapshot, BankStatementImport, BankStatementLine, PenaltyAccrual
+from funding.services.bank_statements import StatementFileError, bank_statement_import, import_summary
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -86,7 +74,7 @@ class BankStatementImportAdmin(ReadOnlyAdmin):
         upload = path(
             "upload/",
             self.admin_site.admin_view(self.upload_view),
-            name="settlement_bankstatementimport_upload",
+            name="funding_bankstatementimport_upload",
         )
         return [upload, *super().get_urls()]
 
@@ -109,90 +97,18 @@ class BankStatementImportAdmin(ReadOnlyAdmin):
                 messages.add_message(request, level, import_summary(result))
                 for rejection in result.rejections[:50]:
                     messages.warning(request, f"line {rejection['line']}: {rejection['error']}")
-                return redirect("admin:settlement_bankstatementimport_change", result.statement.pk)
+                return redirect("admin:funding_bankstatementimport_change", result.statement.pk)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "form": form,
             "title": "Upload a bank statement",
         }
-        return TemplateResponse(request, "admin/settlement/bankstatementimport/upload.html", context)
+        return TemplateResponse(request, "admin/funding/bankstatementimport/upload.html", context)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "title": "Bank statement imports (upload: ./upload/)"}
         return super().changelist_view(request, extra_context)
-
-
-@admin.register(JobRun)
-class JobRunAdmin(ReadOnlyAdmin):
-    list_display = [
-        "job",
-        "business_date",
-        "sequence",
-        "status",
-        "step",
-        "chunks_done",
-        "attempts",
-        "started_at",
-        "finished_at",
-    ]
-    list_filter = ["job", "status"]
-    readonly_fields = [
-        "job",
-        "business_date",
-        "sequence",
-        "status",
-        "next_business_date",
-        "step",
-        "cursor",
-        "counts",
-        "amounts",
-        "chunks_done",
-        "attempts",
-        "error",
-        "started_at",
-        "finished_at",
-    ]
-    actions = ["rerun_failed"]
-
-    @admin.action(description="Rerun the selected failed runs (resumes where they stopped)")
-    def rerun_failed(self, request: HttpRequest, queryset) -> None:
-        try:
-            require_permission(request.user, "rerun_job")
-        except ConsolePermissionDenied as exc:
-            raise PermissionDenied from exc
-        for run in queryset.order_by("id"):
-            try:
-                messages.success(request, job_run_resume(run_id=run.pk, actor=request.user))
-            except JobError as exc:
-                messages.error(request, f"{run}: {exc}")
-
-
-class RepaymentAllocationInline(ReadOnlyInline):
-    model = RepaymentAllocation
-    fields = ["advance", "penalty", "fee", "principal", "settles_advance"]
-
-
-@admin.register(Repayment)
-class RepaymentAdmin(ReadOnlyAdmin):
-    list_display = ["reference", "company", "business_date", "amount", "penalty", "fee", "principal"]
-    list_filter = ["business_date"]
-    search_fields = ["reference", "company__code"]
-    readonly_fields = [
-        "reference",
-        "company",
-        "business_date",
-        "source",
-        "currency",
-        "amount",
-        "penalty",
-        "fee",
-        "principal",
-        "journal",
-        "job_run",
-        "created_at",
-    ]
-    inlines = [RepaymentAllocationInline]
 
 
 @admin.register(PenaltyAccrual)

@@ -15,14 +15,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Q, Sum
 
-from funding.models import CalendarDay, CreditLine, CreditLineStatus
+from funding.models import BankStatementLine, CalendarDay, CreditLine, CreditLineStatus, StatementDirection
 from funding.representations import amount_str
 from funding.services.audit import audit_record
 from funding.services.credit_lines import credit_line_emit_event
 from funding.services.line_counters import line_set_limits
 from ledger.models import Account, AccountKind
 from ledger.money import money
-from settlement.models import BankStatementLine, StatementDirection
 
 LIMITED_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 

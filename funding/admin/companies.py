@@ -1,31 +1,22 @@
-"""Staff admin. Every change goes through funding.services (four eyes, audit, events); FSM fields and
-counters are read-only, and no admin page changes a state field or a counter directly."""
+"""Companies, credit lines and their four-eyes change requests."""
 
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
-from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form, engine_error_text
+from funding.admin.common import no_delete
+from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form
 from funding.console.admin_permissions import ConsoleActionPermissions
 from funding.errors import EngineError
 from funding.models import (
-    Advance,
-    AuditEvent,
-    BusinessDay,
-    CalendarDay,
-    CalendarDayKind,
-    CalendarYear,
     ChangeRequestKind,
     ChangeRequestStatus,
     Company,
     CreditLine,
     CreditLineChangeRequest,
-    WebhookEvent,
 )
-from funding.services.advances import advance_cancel
-from funding.services.calendar import calendar_day_update
 from funding.services.credit_lines import (
     change_request_approve,
     change_request_propose,
@@ -37,13 +28,6 @@ from funding.services.credit_lines import (
     credit_line_suspend,
 )
 
-
-def _no_delete(cls):
-    cls.has_delete_permission = lambda self, request, obj=None: False
-    return cls
-
-
-# --- companies ------------------------------------------------------------------------------------------
 
 class CreditLineTermsForm(forms.Form):
     approved_limit = forms.DecimalField(max_digits=15, decimal_places=2, min_value=Decimal("0"))
@@ -60,7 +44,7 @@ def _terms(cleaned: dict) -> dict:
             if v not in (None, "") and k != "reason"}
 
 
-@_no_delete
+@no_delete
 @admin.register(Company)
 class CompanyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
     list_display = ("code", "legal_name", "status", "settlement_account_no", "margin_account_no",
@@ -254,108 +238,3 @@ class CreditLineChangeRequestAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
 
 
 # --- advances and events --------------------------------------------------------------------------------
-
-@admin.register(Advance)
-class AdvanceAdmin(ReadOnlyAdmin):
-    list_display = ("public_id", "company", "external_id", "status", "amount", "own_funds_amount",
-                    "advanced_amount", "fee", "business_date", "due_date", "created_at")
-    list_filter = ("status", "business_date", "due_date")
-    list_select_related = ("company",)
-    search_fields = ("public_id", "external_id", "company__code")
-    date_hierarchy = "business_date"
-    actions = ["cancel"]
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    @admin.action(description="Cancel (only advances still reserved)", permissions=["change"])
-    def cancel(self, request, queryset):
-        cancelled = 0
-        for advance in queryset.select_related("company"):
-            try:
-                advance_cancel(company=advance.company, public_id=advance.public_id,
-                               actor_label=request.user.get_username())
-            except EngineError as exc:
-                self.message_user(request, f"{advance}: {engine_error_text(exc)}", messages.ERROR)
-            else:
-                cancelled += 1
-        if cancelled:
-            self.message_user(request, f"Advances cancelled: {cancelled}.", messages.SUCCESS)
-
-
-@admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ("public_id", "company", "type", "resource_id", "resource_version", "status",
-                    "attempt_count", "next_attempt_at", "created_at", "delivered_at")
-    list_filter = ("status", "type")
-    list_select_related = ("company",)
-    search_fields = ("public_id", "resource_id", "company__code")
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("occurred_at", "actor_label", "action", "object_type", "object_id", "company", "reason")
-    list_filter = ("action", "object_type", "company")
-    list_select_related = ("actor", "company")
-    search_fields = ("actor_label", "object_id", "reason")
-    date_hierarchy = "occurred_at"
-
-
-# --- business date and calendar -------------------------------------------------------------------------
-
-@admin.register(BusinessDay)
-class BusinessDayAdmin(ReadOnlyAdmin):
-    """Moved only by the end-of-day job."""
-
-    list_display = ("current", "closing", "updated_at")
-
-
-@admin.register(CalendarYear)
-class CalendarYearAdmin(ReadOnlyAdmin):
-    list_display = ("year", "published", "source", "updated_at")
-
-
-class CalendarDayForm(forms.ModelForm):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-                             help_text="Why the stored calendar differs from the published one (audited).")
-
-    class Meta:
-        model = CalendarDay
-        fields = ("kind", "is_business_day", "name")
-
-    def clean(self):
-        cleaned = super().clean()
-        kind, business = cleaned.get("kind"), cleaned.get("is_business_day")
-        if kind == CalendarDayKind.WORKDAY and business is False:
-            self.add_error("is_business_day", "A working day is a business day.")
-        if kind in (CalendarDayKind.HOLIDAY, CalendarDayKind.WEEKEND) and business:
-            self.add_error("is_business_day", "A holiday or weekend is not a business day.")
-        return cleaned
-
-
-@_no_delete
-@admin.register(CalendarDay)
-class CalendarDayAdmin(admin.ModelAdmin):
-    """Staff correct single days (source becomes 'staff', audited); whole years come from seed_calendar."""
-
-    form = CalendarDayForm
-    list_display = ("date", "weekday", "kind", "is_business_day", "name", "source", "updated_by")
-    list_filter = ("is_business_day", "kind", "source")
-    list_select_related = ("updated_by",)
-    date_hierarchy = "date"
-    readonly_fields = ("date", "source", "updated_by", "updated_at")
-
-    @admin.display(description="weekday")
-    def weekday(self, day: CalendarDay) -> str:
-        return day.date.strftime("%a")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def save_model(self, request, obj, form, change):
-        data = form.cleaned_data
-        calendar_day_update(day=obj.date, kind=data["kind"], is_business_day=data["is_business_day"],
-                            name=data["name"], actor=request.user, reason=data["reason"])

@@ -1,9 +1,9 @@
-"""Bank statement files and their lines: each booked movement is imported once (unique reference)."""
+"""The bank's statement of the companies' accounts (settlement and margin): each booked movement is imported
+once (unique reference). Money arriving here is the company's own funds and the base of its flow limit."""
 
-from django.conf import settings
 from django.db import models
 
-MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
+from funding.models.common import MONEY
 
 
 class BankStatementImport(models.Model):
@@ -53,7 +53,7 @@ class BankStatementLine(models.Model):
         indexes = [models.Index(fields=["account", "value_date"])]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(amount__gt=0), name="settlement_statement_amount_positive"
+                condition=models.Q(amount__gt=0), name="funding_statement_amount_positive"
             ),
         ]
 

@@ -1,16 +1,14 @@
-"""SQL shared by the nightly jobs: the advisory lock, and webhook events written set-based in the outbox.
+"""The advance as webhook events carry it, rendered in SQL for set-based jobs, and the set-based outbox INSERT.
 
-The events' `data` is built in SQL with the same fields as funding.representations.advance_representation,
-so a million repaid advances become one INSERT ... SELECT instead of a million ORM calls.
+`ADVANCE_DATA_SQL` renders the same fields as funding.representations.advance_representation (a parity test
+compares them), so a million repaid advances become one INSERT ... SELECT instead of a million ORM calls.
+The payouts' attempts come from funding_payout_attempt_view (settlement defines it), like the Python side.
 """
 
 import secrets
 
 from django.db import connection
 from ulid import ULID
-
-# One lock for collect_repayments and close_business_day: they must never run at the same time.
-NIGHTLY_LOCK_KEY = 0x4E494748  # "NIGH"
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -69,11 +67,11 @@ json_build_object(
             'version', p.version,
             'attempts', coalesce((
                 SELECT json_agg(json_build_object(
-                    'serial', t.serial, 'channel', ch.code, 'status', t.status,
+                    'serial', t.serial, 'channel', t.channel, 'status', t.status,
                     'failure_code', nullif(t.failure_code, '')) ORDER BY t.number)
-                  FROM settlement_payoutattempt t JOIN settlement_channel ch ON ch.id = t.channel_id
+                  FROM funding_payout_attempt_view t
                  WHERE t.payout_id = p.id), '[]'::json)
-        ) ORDER BY p.sequence) FROM settlement_payout p WHERE p.advance_id = v.id), '[]'::json)
+        ) ORDER BY p.sequence) FROM funding_payout p WHERE p.advance_id = v.id), '[]'::json)
 )
 """
 
@@ -102,15 +100,3 @@ def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int
             {**params, "event_type": event_type, **_ulid_params()},
         )
         return cursor.rowcount
-
-
-def nightly_lock_try() -> bool:
-    """Session-level advisory lock: held across the job's chunk transactions, freed if the process dies."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [NIGHTLY_LOCK_KEY])
-        return bool(cursor.fetchone()[0])
-
-
-def nightly_lock_release() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [NIGHTLY_LOCK_KEY])

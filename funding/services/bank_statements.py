@@ -16,11 +16,11 @@ from typing import IO
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from funding.models import BankStatementImport, BankStatementLine, StatementDirection
 from funding.services.calendar import business_date_current
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_get_or_create, credit, debit, ledger_post
-from settlement.models import BankStatementImport, BankStatementLine, StatementDirection
 
 COLUMNS = ["value_date", "account_no", "direction", "amount", "reference", "counterparty", "memo"]
 REQUIRED = ["value_date", "account_no", "direction", "amount", "reference"]

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from funding.errors import EngineError
-from settlement.services.bank_statements import StatementFileError, bank_statement_import, import_summary
+from funding.services.bank_statements import StatementFileError, bank_statement_import, import_summary
 
 
 class Command(BaseCommand):

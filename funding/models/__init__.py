@@ -1,0 +1,63 @@
+"""Funding's models: companies, credit lines, advances and their payout instructions, the business calendar,
+the companies' bank statements, audit and the webhook outbox."""
+
+from funding.models.advances import (
+    ADVANCE_DUE_STATES,
+    ADVANCE_REPAYABLE_STATES,
+    Advance,
+    AdvanceStatus,
+    new_advance_id,
+)
+from funding.models.audit import AuditEvent
+from funding.models.bank_statements import BankStatementImport, BankStatementLine, StatementDirection
+from funding.models.calendar import BusinessDay, CalendarDay, CalendarDayKind, CalendarYear
+from funding.models.common import MONEY, RATE, new_public_id
+from funding.models.companies import Company, CompanyStatus
+from funding.models.credit_lines import (
+    LIVE_LINE_STATES,
+    ChangeRequestKind,
+    ChangeRequestStatus,
+    CreditLine,
+    CreditLineChangeRequest,
+    CreditLineStatus,
+)
+from funding.models.events import WebhookEvent, WebhookEventStatus
+from funding.models.overdue import AgingBucket, AgingSnapshot, PenaltyAccrual
+from funding.models.payouts import FINAL_PAYOUT_STATES, Payout, PayoutAttemptView, PayoutStatus, new_payout_id
+
+__all__ = [
+    "ADVANCE_DUE_STATES",
+    "ADVANCE_REPAYABLE_STATES",
+    "FINAL_PAYOUT_STATES",
+    "LIVE_LINE_STATES",
+    "MONEY",
+    "RATE",
+    "Advance",
+    "AdvanceStatus",
+    "AgingBucket",
+    "AgingSnapshot",
+    "AuditEvent",
+    "BankStatementImport",
+    "BankStatementLine",
+    "BusinessDay",
+    "CalendarDay",
+    "CalendarDayKind",
+    "CalendarYear",
+    "ChangeRequestKind",
+    "ChangeRequestStatus",
+    "Company",
+    "CompanyStatus",
+    "CreditLine",
+    "CreditLineChangeRequest",
+    "CreditLineStatus",
+    "PenaltyAccrual",
+    "Payout",
+    "PayoutAttemptView",
+    "PayoutStatus",
+    "StatementDirection",
+    "WebhookEvent",
+    "WebhookEventStatus",
+    "new_advance_id",
+    "new_payout_id",
+    "new_public_id",
+]

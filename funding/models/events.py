@@ -1,0 +1,49 @@
+"""The webhook outbox."""
+
+from django.db import models
+from django_fsm import FSMField, FSMModelMixin, transition
+
+from funding.models.companies import Company
+
+
+class WebhookEventStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class WebhookEvent(FSMModelMixin, models.Model):
+    """Transactional outbox: written in the same transaction as the change it reports, delivered by Celery."""
+
+    public_id = models.CharField(max_length=40, unique=True, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="webhook_events")
+    type = models.CharField(max_length=48)
+    resource_type = models.CharField(max_length=32)
+    resource_id = models.CharField(max_length=40)
+    resource_version = models.PositiveIntegerField()
+    payload = models.JSONField()
+    status = FSMField(default=WebhookEventStatus.PENDING, choices=WebhookEventStatus.choices, protected=True)
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.type}"
+
+    @transition(field=status, source=WebhookEventStatus.PENDING, target=WebhookEventStatus.DELIVERED)
+    def mark_delivered(self) -> None:
+        pass
+
+    @transition(field=status, source=WebhookEventStatus.PENDING, target=WebhookEventStatus.FAILED)
+    def mark_failed(self) -> None:
+        pass
+
+    @transition(field=status, source=WebhookEventStatus.FAILED, target=WebhookEventStatus.PENDING)
+    def redeliver(self) -> None:
+        pass

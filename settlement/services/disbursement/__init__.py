@@ -1,0 +1,39 @@
+"""D0 disbursement: claim a payout, write its attempt, call the channel, apply the answer. At most once.
+
+The order of events for one attempt:
+1. One transaction: lock the payout (SKIP LOCKED), route it, insert the attempt as `processing` and post the
+   funds out. It commits BEFORE the channel is called, so a crash after the call can never forget the call.
+2. No transaction: call the channel. Anything but a clear answer is `unknown`.
+3. One transaction: lock the payout and the attempt, apply the answer if the attempt is still live.
+
+An attempt that is `processing` or `unknown` is only ever queried, never sent again: the partial unique index
+(one live attempt per payout) refuses a second attempt, and the code never re-submits an existing one.
+A new attempt exists only after an explicit, mapped, retryable failure.
+"""
+
+from settlement.services.disbursement.apply import Applied, attempt_apply, attempt_submit, staff_failure_apply
+from settlement.services.disbursement.claim import Claim, payout_claim_next
+from settlement.services.disbursement.common import OpenTransactionError, next_query_time, query_delay, route_payout
+from settlement.services.disbursement.cycle import advance_dispatch, advance_try_finish, attempt_query
+from settlement.services.disbursement.scheduling import advance_schedule_dispatch
+from settlement.services.disbursement.sweeps import advances_dispatch_due, advances_finish_sweep, attempts_poll_due
+
+__all__ = [
+    "Applied",
+    "Claim",
+    "OpenTransactionError",
+    "advance_dispatch",
+    "advance_schedule_dispatch",
+    "advance_try_finish",
+    "advances_dispatch_due",
+    "advances_finish_sweep",
+    "attempt_apply",
+    "attempt_query",
+    "attempt_submit",
+    "attempts_poll_due",
+    "next_query_time",
+    "payout_claim_next",
+    "query_delay",
+    "route_payout",
+    "staff_failure_apply",
+]

@@ -1,0 +1,163 @@
+"""What every step of a payout's disbursement shares: no channel call inside a transaction, retried short
+transactions, the global lock order of money rows, routing inputs, the query schedule, payout events."""
+
+
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from funding.models import CalendarDay, Payout
+from funding.representations import payout_representation
+from funding.services.events import event_emit
+from ledger.models import AccountKind
+from ledger.services import account_get_or_create
+from settlement.models import AttemptStatus, Channel, ErrorDecision, PayoutAttempt
+from settlement.services.channels import channel_success_rates
+from settlement.services.routing import RoutingDecision, route_choose
+
+T = TypeVar("T")
+
+
+LIVE = (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN)
+
+
+class OpenTransactionError(RuntimeError):
+    """A channel call was about to happen inside a database transaction."""
+
+
+def no_transaction() -> None:
+    if connection.in_atomic_block:
+        raise OpenTransactionError("channel calls must run outside any database transaction")
+
+
+def retrying(fn: Callable[[], T], *, tries: int = 6) -> T:
+    """Run one short transaction, again on a deadlock or serialization failure (PostgreSQL rolled it back)."""
+    for n in range(tries):
+        try:
+            return fn()
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if sqlstate not in ("40P01", "40001") or connection.in_atomic_block or n == tries - 1:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * (n + 1))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+_ENSURED_CHANNEL_ACCOUNTS: set[str] = set()
+
+
+def lock_money_rows(payout: Payout, channel: Channel, *, confirming: bool = False) -> None:
+    """Lock the rows a payout posting will update, in one statement and in one global order (account id,
+    then the credit line), so that concurrent postings of different outcomes cannot deadlock.
+
+    Funds out and returns touch the company's settlement and receivable accounts, the channel's in-transit
+    account and the credit line; a confirmation touches in-transit, clearing and channel cost.
+    """
+    if channel.code not in _ENSURED_CHANNEL_ACCOUNTS:
+        for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING):
+            account_get_or_create(kind=kind, owner=channel.code)
+        account_get_or_create(kind=AccountKind.CHANNEL_COST)
+        _ENSURED_CHANNEL_ACCOUNTS.add(channel.code)
+    company = payout.advance.company.code
+    if confirming:
+        keys = [
+            (AccountKind.PAYOUTS_IN_TRANSIT, channel.code),
+            (AccountKind.CHANNEL_CLEARING, channel.code),
+            (AccountKind.CHANNEL_COST, ""),
+        ]
+    else:
+        keys = [
+            (AccountKind.SETTLEMENT, company),
+            (AccountKind.ADVANCE_RECEIVABLE, company),
+            (AccountKind.PAYOUTS_IN_TRANSIT, channel.code),
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM ledger_account WHERE currency = %s AND (kind, owner) IN ("
+            + ", ".join(["(%s, %s)"] * len(keys))
+            + ") ORDER BY id FOR NO KEY UPDATE",
+            [payout.advance.currency, *[v for key in keys for v in key]],
+        )
+        if not confirming:
+            cursor.execute(
+                "SELECT id FROM funding_creditline WHERE id = %s FOR NO KEY UPDATE",
+                [payout.advance.credit_line_id],
+            )
+
+
+_CACHE: dict[str, tuple[float, object]] = {}
+
+
+def cached(key: str, load: Callable[[], T]) -> T:
+    """Per-process cache for routing inputs that change slowly (channels, rates, calendar)."""
+    ttl = settings.DISBURSEMENT_ROUTING_CACHE_SECONDS
+    hit = _CACHE.get(key)
+    if ttl > 0 and hit is not None and time.monotonic() - hit[0] < ttl:
+        return hit[1]  # type: ignore[return-value]
+    value = load()
+    _CACHE[key] = (time.monotonic(), value)
+    return value
+
+
+def _is_business_day(day) -> bool:
+    def load() -> bool:
+        entry = CalendarDay.objects.filter(date=day).first()
+        return bool(entry and entry.is_business_day)
+
+    return cached(f"business_day:{day.isoformat()}", load)
+
+
+def query_delay(query_count: int) -> timedelta:
+    backoff = settings.DISBURSEMENT_QUERY_BACKOFF_SECONDS
+    if query_count < len(backoff):
+        return timedelta(seconds=backoff[query_count])
+    return timedelta(seconds=settings.DISBURSEMENT_QUERY_INTERVAL_SECONDS)
+
+
+def next_query_time(*, attempt: PayoutAttempt, channel: Channel, now: datetime) -> datetime:
+    """The next status query on the back-off schedule. Past the channel's cut-off the statement takes over:
+    the next look is at the review deadline."""
+    when = now + query_delay(attempt.query_count)
+    if channel.service_end is not None:
+        local = timezone.localtime(now)
+        cutoff = local.replace(
+            hour=channel.service_end.hour, minute=channel.service_end.minute, second=0, microsecond=0
+        )
+        if when > cutoff:
+            when = attempt.review_due_at
+    return max(min(when, attempt.review_due_at), now)
+
+
+def route_payout(*, payout: Payout, attempts: list[PayoutAttempt], now: datetime) -> RoutingDecision:
+    last = max(attempts, key=lambda a: a.number) if attempts else None
+    same = last.channel_id if last is not None and last.decision == ErrorDecision.RETRY_SAME_CHANNEL else None
+    return route_choose(
+        amount=payout.amount,
+        bank_code=payout.bank_code,
+        channels=cached("channels", lambda: list(Channel.objects.all())),
+        tried_channel_ids={a.channel_id for a in attempts},
+        rates=cached("rates", lambda: channel_success_rates(now=now)),
+        now=now,
+        business_day=_is_business_day(timezone.localdate(now)),
+        retry=bool(attempts),
+        same_channel_id=same,
+        unhealthy_below=settings.DISBURSEMENT_UNHEALTHY_BELOW,
+        min_samples=settings.DISBURSEMENT_UNHEALTHY_MIN_SAMPLES,
+    )
+
+
+def emit_payout_event(payout: Payout, type_: str) -> None:
+    event_emit(
+        company=payout.advance.company,
+        type=type_,
+        resource_type="payout",
+        resource_id=payout.public_id,
+        version=payout.version,
+        data=payout_representation(payout),
+    )

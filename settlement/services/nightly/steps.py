@@ -1,0 +1,91 @@
+"""The steps of the nightly jobs. Each gets a chunk of company ids and the run, works inside the chunk's
+transaction and adds its counts to the run. What changes advances and credit lines is funding's
+(funding.services.overdue, funding.services.limits); collecting repayments is settlement's.
+
+End of day, in order:
+  repay     - the last repayment pass (reference repay:<date>:close:<company>)
+  overdue   - advances due by the date and not fully repaid -> overdue; the companies' active lines frozen
+  penalty   - penalty interest on overdue principal + fee, for the calendar days to the next business date
+  unfreeze  - frozen lines configured with auto_unfreeze whose company has nothing overdue any more
+  limits    - effective limits recomputed from the approved limit, flow and margin factors
+  aging     - aging buckets of overdue advances, and the per-company aging snapshot for reports
+  finish    - the business date moves to the next business day and reopens (the runner's last transaction)
+"""
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from funding.services.limits import credit_limits_recompute_chunk
+from funding.services.overdue import (
+    advances_accrue_penalty,
+    advances_age,
+    advances_mark_overdue,
+    credit_lines_freeze_overdue,
+    credit_lines_unfreeze_cleared,
+)
+from settlement.models import JobName, JobRun
+from settlement.services.repayments import repayments_collect_chunk
+
+CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "limits", "aging", "finish"]
+COLLECT_STEPS = ["repay", "finish"]
+JOB_ACTOR = "job:close_business_day"
+
+
+def _add(mapping: dict, key: str, value) -> None:
+    if isinstance(value, Decimal):
+        mapping[key] = str(Decimal(mapping.get(key, "0")) + value)
+    else:
+        mapping[key] = mapping.get(key, 0) + value
+
+
+def step_repay(ids: list[int], run: JobRun) -> None:
+    pass_key = "close" if run.job == JobName.CLOSE_BUSINESS_DAY else f"run{run.sequence}"
+    totals = repayments_collect_chunk(
+        company_ids=ids, business_date=run.business_date, pass_key=pass_key, job_run=run
+    )
+    _add(run.counts, "repayments", totals.companies)
+    _add(run.counts, "advances_paid", totals.advances)
+    _add(run.counts, "advances_repaid", totals.advances_repaid)
+    _add(run.amounts, "repaid", totals.amount)
+    _add(run.amounts, "repaid_penalty", totals.penalty)
+    _add(run.amounts, "repaid_fee", totals.fee)
+    _add(run.amounts, "repaid_principal", totals.principal)
+
+
+def step_overdue(ids: list[int], run: JobRun) -> None:
+    _add(run.counts, "advances_overdue", advances_mark_overdue(company_ids=ids, business_date=run.business_date))
+    frozen = credit_lines_freeze_overdue(company_ids=ids, business_date=run.business_date, actor_label=JOB_ACTOR)
+    _add(run.counts, "lines_frozen", frozen)
+
+
+def step_penalty(ids: list[int], run: JobRun) -> None:
+    totals = advances_accrue_penalty(
+        company_ids=ids, business_date=run.business_date, next_business_date=run.next_business_date
+    )
+    if totals.posted:
+        _add(run.amounts, "penalty_accrued", totals.posted)
+    _add(run.counts, "advances_penalised", totals.advances)
+
+
+def step_unfreeze(ids: list[int], run: JobRun) -> None:
+    unfrozen = credit_lines_unfreeze_cleared(company_ids=ids, business_date=run.business_date, actor_label=JOB_ACTOR)
+    _add(run.counts, "lines_unfrozen", unfrozen)
+
+
+def step_limits(ids: list[int], run: JobRun) -> None:
+    changed = credit_limits_recompute_chunk(company_ids=ids, business_date=run.business_date, actor_label=JOB_ACTOR)
+    _add(run.counts, "limits_changed", changed)
+
+
+def step_aging(ids: list[int], run: JobRun) -> None:
+    advances_age(company_ids=ids, business_date=run.business_date, next_business_date=run.next_business_date)
+
+
+STEP_FUNCTIONS: dict[str, Callable[[list[int], JobRun], None]] = {
+    "repay": step_repay,
+    "overdue": step_overdue,
+    "penalty": step_penalty,
+    "unfreeze": step_unfreeze,
+    "limits": step_limits,
+    "aging": step_aging,
+}
