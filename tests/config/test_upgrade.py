@@ -3,19 +3,23 @@
 The first release's state is the latest migration of each project app at 7b1c370 ("Merge branch 'found'"),
 the first commit on main where the engine worked end to end: foundation (credit lines with four eyes, the
 ledger and its rules, advances with atomic holds, payout postings) and the payment-company API, merged.
-Everything after it (disbursement, nightly, advance_reserve() and its later versions, whatever comes next)
-is migrated over data written in that old schema, through the historical models of that state (never the live
-models, which describe head). Then the live service takes a new advance and a refusal, and cancels the old
-advance, with exact values.
+A fresh database is migrated from zero to that state, as a database deployed then was, and filled through the
+historical models of that state (never the live models, which describe head). Then it is migrated to head
+(disbursement, nightly, advance_reserve() and its later versions, whatever comes next) over that data, and
+the live services take a new advance and a refusal and cancel the old advance, with exact values.
 
-The test migrates the test database itself back and forth (MigrationExecutor) and always leaves it at head;
-transaction=True, so the rows it wrote are flushed afterwards like every such test's.
+The database is a throwaway one (the test database's name + "_upgrade"): Django's connection is pointed at it
+for the test, as Django's own test setup points it at the test database, and back afterwards. The test
+database is never migrated, so the tests after this one see it as it was; later migrations need not be
+reversible for this test.
 """
 
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
@@ -42,11 +46,9 @@ BUSINESS_DATE = date(2026, 11, 25)  # a Wednesday
 DUE_DATE = date(2026, 11, 26)
 
 
-def _migrate(targets=None):
-    """Migrate the test database to `targets` (head when None); return the historical apps of that state."""
-    executor = MigrationExecutor(connection)
-    targets = targets or executor.loader.graph.leaf_nodes()
-    executor.migrate(targets)
+def _migrate(targets):
+    """Migrate the database to `targets`; return the historical apps of that state."""
+    MigrationExecutor(connection).migrate(targets)
     return MigrationExecutor(connection).loader.project_state(targets, at_end=True).apps
 
 
@@ -133,20 +135,32 @@ def _payouts(advance: Advance) -> list[tuple]:
 
 @pytest.fixture
 def first_release_database():
-    """The test database at the first release's state for the test's duration; back at head afterwards."""
+    """A database of its own at the first release's state; the connection is back on the test database after."""
+    test_database = connection.settings_dict["NAME"]
+    name = f"{test_database}_upgrade"
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    ContentType.objects.clear_cache()
     try:
         yield _migrate(FIRST_RELEASE)
     finally:
-        _migrate()
-        connection.close()  # a fresh session: no plan or prepared statement of the old schema survives
+        connection.close()
+        connection.settings_dict["NAME"] = test_database
+        ContentType.objects.clear_cache()
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_first_release_data_migrated_to_head_takes_a_new_advance(first_release_database, settings):
     settings.DISBURSEMENT_DISPATCH_ON_COMMIT = False  # the dispatch worker is not what this test is about
+    assert connection.settings_dict["NAME"].endswith("_upgrade")
     old = _first_release_data(first_release_database)
 
-    _migrate()
-    connection.close()  # as a freshly deployed process would
+    call_command("migrate", interactive=False, verbosity=0)  # the upgrade, as a deployment runs it
+    connection.close()  # the application starts afresh on the upgraded database
 
     company = Company.objects.get(pk=old["company_id"])
     old_advance = Advance.objects.get(pk=old["advance_id"])
