@@ -229,7 +229,7 @@ def _baseline(*, same_rows: bool = False) -> float:
     """
     from django.db import connection, transaction
 
-    from funding.sql.advance_json import ADVANCE_DATA_SQL
+    from funding.services.events import ADVANCE_DATA_SQL
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -33,11 +33,10 @@ from funding.models import (
 from funding.representations import advance_representation, amount_str
 from funding.services.audit import audit_record
 from funding.services.calendar import calendar_unavailable
-from funding.services.events import event_emit
+from funding.services.events import advance_events_insert, event_emit
 from funding.services.line_counters import line_release
 from funding.services.postings import advance_post_fee
 from funding.signals import advance_reserved
-from funding.sql.advance_json import advance_events_insert
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold

@@ -13,7 +13,7 @@ from django.db.models.functions import Cast
 
 from funding.models import ADVANCE_DUE_STATES, Advance, AdvanceStatus, AuditEvent, CreditLine, CreditLineStatus
 from funding.services.credit_lines import credit_line_freeze, credit_line_unfreeze_automatically
-from funding.sql.advance_json import advance_events_insert
+from funding.services.events import advance_events_insert
 from ledger.models import Account, AccountKind
 from ledger.services import account_get_or_create, credit, debit, ledger_post
 

@@ -1,4 +1,12 @@
-"""The ledger's rules, written in PostgreSQL so that no code path (ORM, raw SQL, psql) can break them."""
+"""The ledger's rules, written in PostgreSQL so that no code path (ORM, raw SQL, psql) can break them.
+
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (ledger 0002). No
+migration imports it; each migration carries its own copy of the text it runs. To change the SQL: edit it here,
+then copy the new text verbatim into a new migration (CREATE OR REPLACE FUNCTION; DROP and CREATE a trigger
+whose definition changes), whose reverse restores the previous text; a changed signature needs a DROP of the
+old function first, so that no stale overload stays behind. tests/config/test_sql_versions.py fails until the
+migrated database equals this text.
+"""
 
 FORWARD = r"""
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

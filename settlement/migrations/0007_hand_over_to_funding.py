@@ -1,5 +1,5 @@
 """Settlement hands the payout instructions, bank statements, penalty accruals and aging snapshots to funding
-(funding 0006 renamed the tables; only model state moves here), and defines the attempt view funding reads."""
+(funding 0007 renamed the tables; only model state moves here), and defines the attempt view funding reads."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -23,7 +23,7 @@ SELECT NULL::bigint AS id, NULL::bigint AS payout_id, NULL::smallint AS number, 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('funding', '0006_take_over_from_settlement'),
+        ('funding', '0007_take_over_from_settlement'),
         ('settlement', '0006_payout_fewer_indexes'),
     ]
 

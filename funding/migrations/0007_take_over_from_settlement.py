@@ -67,7 +67,7 @@ SELECT NULL::bigint AS id, NULL::bigint AS payout_id, NULL::smallint AS number, 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('funding', '0005_advance_fewer_indexes'),
+        ('funding', '0006_advance_reserve_v2'),
         ('ledger', '0002_ledger_rules'),
         ('settlement', '0006_payout_fewer_indexes'),
     ]

@@ -1,7 +1,7 @@
-"""advance_reserve() writes the payouts into funding_payout (funding 0006 took the table over from settlement).
+"""advance_reserve() writes the payouts into funding_payout (funding 0007 took the table over from settlement).
 
 Only the INSERT's table changes; the text below is the whole function as this migration installs it, and
-the reverse restores the text that wrote settlement_payout (which exists again once 0006 is reversed).
+the reverse restores the text that wrote settlement_payout (which exists again once 0007 is reversed).
 """
 
 from django.db import migrations
@@ -161,7 +161,7 @@ $fn$;
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("funding", "0006_take_over_from_settlement"),
+        ("funding", "0007_take_over_from_settlement"),
         ("settlement", "0007_hand_over_to_funding"),
     ]
 

@@ -1,0 +1,391 @@
+"""advance_reserve() v2, with the two rules it shares with Python as functions of their own.
+
+What changed since 0004 (commits 50d412e, 9091a55, 467b41b, in which funding/sql/advance_reserve.py was edited
+while 0004 still imported it, so a database migrated before them kept the first version):
+- the day's lock is a shared advisory lock (funding.services.calendar.BUSINESS_DAY_LOCK), not FOR SHARE on
+  the business day's row;
+- calendar_next_business_day() and credit_line_hold() are functions of their own, also called from Python
+  (funding.services.calendar, funding.services.line_counters);
+- new OUT parameters: requested (the line's part refused by insufficient_limit), own_parts (the own-funds
+  split per payout), first_missing (the first unpublished calendar day) instead of unpublished_year.
+
+A new result type cannot be installed by CREATE OR REPLACE, so the first version is dropped first (same
+arguments). Reversed, the first version (0004's text) is restored. Both texts are carried verbatim: CREATE is
+funding/sql/advance_reserve.py as of commit 467b41b.
+"""
+
+from django.db import migrations
+
+PREVIOUS_DROP = (
+    "DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
+    " text[], text[], text[], text[], text[], numeric[]);"
+)
+
+CREATE = r"""
+-- The first business day after p_day from the stored calendar, never guessed: every day up to it must be
+-- stored in a published year. next_day NULL: unknown; first_missing: the first day not published (NULL when
+-- 40 stored days hold no business day). The one definition: funding.services.calendar.next_business_day and
+-- advance_reserve() both call it.
+CREATE OR REPLACE FUNCTION calendar_next_business_day(p_day date, OUT next_day date, OUT first_missing date)
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_day record;
+    v_expected date := p_day + 1;
+BEGIN
+    FOR v_day IN
+        SELECT c.date, c.is_business_day
+          FROM funding_calendarday c
+         WHERE c.date > p_day AND c.date <= p_day + 40
+           AND EXTRACT(YEAR FROM c.date)::int IN (SELECT y.year FROM funding_calendaryear y WHERE y.published)
+         ORDER BY c.date
+    LOOP
+        EXIT WHEN v_day.date <> v_expected;
+        IF v_day.is_business_day THEN
+            next_day := v_day.date;
+            RETURN;
+        END IF;
+        v_expected := v_expected + 1;
+    END LOOP;
+    IF v_expected <= p_day + 40 THEN
+        first_missing := v_expected;
+    END IF;
+END
+$fn$;
+
+-- Hold p_amount of the line if it is active and reserved + outstanding stays within the effective limit: one
+-- conditional UPDATE, nothing read before it. The one definition: funding.services.line_counters.line_hold and
+-- advance_reserve() both call it; the CHECK on limit_ceiling is the backstop.
+CREATE OR REPLACE FUNCTION credit_line_hold(p_line_id bigint, p_amount numeric) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE funding_creditline l SET reserved = l.reserved + p_amount
+     WHERE l.id = p_line_id AND l.status = 'active' AND l.reserved <= l.effective_limit - l.outstanding - p_amount;
+    RETURN FOUND;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION advance_reserve(
+    p_company_id bigint,
+    p_company_code text,
+    p_settlement_kind text,
+    p_currency text,
+    p_public_id text,
+    p_external_id text,
+    p_amount numeric,
+    p_use_own_funds boolean,
+    p_created_at timestamptz,
+    p_payout_public_ids text[],
+    p_payout_external_ids text[],
+    p_payout_names text[],
+    p_payout_account_nos text[],
+    p_payout_bank_codes text[],
+    p_payout_amounts numeric[],
+    OUT code text,
+    OUT advance_id bigint,
+    OUT line_id bigint,
+    OUT business_date date,
+    OUT due_date date,
+    OUT own_funds numeric,
+    OUT own_parts numeric[],
+    OUT daily_fee_rate numeric,
+    OUT available numeric,
+    OUT requested numeric,
+    OUT first_missing date
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_closing boolean;
+    v_status text;
+    v_valid_from date;
+    v_valid_to date;
+    v_advanced numeric;
+    v_constraint text;
+BEGIN
+    own_funds := 0;
+    -- The day's lock, shared until COMMIT: marking the day closing waits for every request in flight
+    -- (funding.services.calendar.BUSINESS_DAY_LOCK). Its own statement, so that the read below takes its
+    -- snapshot after the wait and sees `closing` set by an end of day that began meanwhile.
+    PERFORM pg_advisory_xact_lock_shared(7649, 1);
+    SELECT d.current, d.closing INTO business_date, v_closing FROM funding_businessday d WHERE d.singleton;
+    IF NOT FOUND OR v_closing THEN
+        code := 'business_day_closed';
+        RETURN;
+    END IF;
+
+    SELECT l.id, l.status, l.valid_from, l.valid_to, l.daily_fee_rate
+      INTO line_id, v_status, v_valid_from, v_valid_to, daily_fee_rate
+      FROM funding_creditline l
+     WHERE l.company_id = p_company_id AND l.status IN ('active', 'frozen', 'suspended')
+     ORDER BY l.id LIMIT 1;
+    IF NOT FOUND THEN
+        code := 'credit_line_inactive';
+        RETURN;
+    ELSIF v_status = 'frozen' THEN
+        code := 'credit_line_frozen';
+        RETURN;
+    ELSIF v_status <> 'active' OR NOT (business_date BETWEEN v_valid_from AND v_valid_to) THEN
+        code := 'credit_line_inactive';
+        RETURN;
+    END IF;
+
+    SELECT c.next_day, c.first_missing INTO due_date, first_missing
+      FROM calendar_next_business_day(business_date) c;
+    IF due_date IS NULL THEN
+        code := 'calendar_unavailable';
+        RETURN;
+    END IF;
+
+    BEGIN
+        IF p_use_own_funds THEN
+            -- Own funds first: hold up to the amount of the settlement balance with one UPDATE.
+            WITH target AS (
+                SELECT a.id, LEAST(p_amount, a.credits_posted - a.debits_posted - a.debits_pending) AS take
+                  FROM ledger_account a
+                 WHERE a.kind = p_settlement_kind AND a.owner = p_company_code AND a.currency = p_currency
+                   AND a.credits_posted - a.debits_posted - a.debits_pending > 0
+                 FOR NO KEY UPDATE
+            )
+            UPDATE ledger_account a SET debits_pending = a.debits_pending + t.take
+              FROM target t WHERE a.id = t.id
+            RETURNING t.take INTO own_funds;
+            own_funds := COALESCE(own_funds, 0);
+        END IF;
+        v_advanced := p_amount - own_funds;
+
+        INSERT INTO funding_advance (
+            public_id, company_id, credit_line_id, external_id, status, currency, amount, own_funds_amount,
+            advanced_amount, disbursed_amount, advanced_disbursed, fee, daily_fee_rate, business_date, due_date,
+            principal_repaid, fee_repaid, penalty_accrued, penalty_repaid, penalty_accrued_exact, overdue_since,
+            aging_bucket, version, created_at, updated_at
+        ) VALUES (
+            p_public_id, p_company_id, line_id, p_external_id, 'reserved', p_currency, p_amount, own_funds,
+            v_advanced, 0, 0, 0, daily_fee_rate, business_date, due_date,
+            0, 0, 0, 0, 0, NULL,
+            '', 1, p_created_at, p_created_at
+        ) RETURNING id INTO advance_id;
+
+        -- Own funds pay the first payouts in order; the credit line funds the rest.
+        SELECT array_agg(LEAST(u.amount, GREATEST(own_funds - (u.before_this), 0)) ORDER BY u.seq) INTO own_parts
+          FROM (SELECT a.amount, a.seq, SUM(a.amount) OVER (ORDER BY a.seq) - a.amount AS before_this
+                  FROM unnest(p_payout_amounts) WITH ORDINALITY AS a(amount, seq)) u;
+        INSERT INTO settlement_payout (
+            public_id, advance_id, sequence, external_id, beneficiary_name, account_no, bank_code, amount,
+            own_funds_amount, advanced_amount, status, attempt_count, failure_code, funds_out, dispatch_after,
+            version, created_at, updated_at
+        )
+        SELECT p.public_id, advance_id, p.seq, p.external_id, p.beneficiary_name, p.account_no, p.bank_code,
+               p.amount, p.own_part, p.amount - p.own_part, 'pending', 0, '', false, NULL,
+               1, p_created_at, p_created_at
+          FROM unnest(p_payout_public_ids, p_payout_external_ids, p_payout_names, p_payout_account_nos,
+                      p_payout_bank_codes, p_payout_amounts, own_parts)
+               WITH ORDINALITY AS p(public_id, external_id, beneficiary_name, account_no, bank_code, amount, own_part,
+                                    seq)
+         ORDER BY p.seq;
+
+        -- Hold last: the line's row stays locked only from here to COMMIT.
+        IF NOT credit_line_hold(line_id, v_advanced) THEN
+            RAISE EXCEPTION USING ERRCODE = 'AE001', MESSAGE = 'advance_reserve: hold refused';
+        END IF;
+    EXCEPTION
+        WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+            IF v_constraint = 'funding_advance_external_id_unique' THEN
+                code := 'duplicate_external_id';
+                advance_id := NULL;
+                own_funds := 0;
+                own_parts := NULL;
+                RETURN;
+            END IF;
+            RAISE;
+        WHEN SQLSTATE 'AE001' THEN
+            -- Everything of this block is undone; say why the line refused, and what was asked of it.
+            requested := v_advanced;
+            advance_id := NULL;
+            own_funds := 0;
+            own_parts := NULL;
+            SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0)
+              INTO v_status, available FROM funding_creditline l WHERE l.id = line_id;
+            code := CASE v_status WHEN 'frozen' THEN 'credit_line_frozen'
+                                  WHEN 'active' THEN 'insufficient_limit'
+                                  ELSE 'credit_line_inactive' END;
+            RETURN;
+    END;
+    code := 'ok';
+END
+$fn$;
+"""
+
+DROP = (
+    "DROP FUNCTION IF EXISTS credit_line_hold(bigint, numeric);"
+    " DROP FUNCTION IF EXISTS calendar_next_business_day(date);"
+    " DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
+    " text[], text[], text[], text[], text[], numeric[]);"
+)
+
+PREVIOUS_CREATE = r"""
+CREATE OR REPLACE FUNCTION advance_reserve(
+    p_company_id bigint,
+    p_company_code text,
+    p_settlement_kind text,
+    p_currency text,
+    p_public_id text,
+    p_external_id text,
+    p_amount numeric,
+    p_use_own_funds boolean,
+    p_created_at timestamptz,
+    p_payout_public_ids text[],
+    p_payout_external_ids text[],
+    p_payout_names text[],
+    p_payout_account_nos text[],
+    p_payout_bank_codes text[],
+    p_payout_amounts numeric[],
+    OUT code text,
+    OUT advance_id bigint,
+    OUT line_id bigint,
+    OUT business_date date,
+    OUT due_date date,
+    OUT own_funds numeric,
+    OUT daily_fee_rate numeric,
+    OUT available numeric,
+    OUT unpublished_year integer
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_closing boolean;
+    v_status text;
+    v_valid_from date;
+    v_valid_to date;
+    v_day record;
+    v_expected date;
+    v_advanced numeric;
+    v_constraint text;
+BEGIN
+    own_funds := 0;
+    -- Held until COMMIT: the end-of-day job's UPDATE of this row waits for every request in flight.
+    SELECT d.current, d.closing INTO business_date, v_closing FROM funding_businessday d WHERE d.singleton FOR SHARE;
+    IF NOT FOUND OR v_closing THEN
+        code := 'business_day_closed';
+        RETURN;
+    END IF;
+
+    SELECT l.id, l.status, l.valid_from, l.valid_to, l.daily_fee_rate
+      INTO line_id, v_status, v_valid_from, v_valid_to, daily_fee_rate
+      FROM funding_creditline l
+     WHERE l.company_id = p_company_id AND l.status IN ('active', 'frozen', 'suspended')
+     ORDER BY l.id LIMIT 1;
+    IF NOT FOUND THEN
+        code := 'credit_line_inactive';
+        RETURN;
+    ELSIF v_status = 'frozen' THEN
+        code := 'credit_line_frozen';
+        RETURN;
+    ELSIF v_status <> 'active' OR NOT (business_date BETWEEN v_valid_from AND v_valid_to) THEN
+        code := 'credit_line_inactive';
+        RETURN;
+    END IF;
+
+    -- The next business day from the stored calendar, never guessed: every day up to it must be stored in
+    -- a published year, otherwise calendar_unavailable (as funding.services.calendar.next_business_day).
+    v_expected := business_date + 1;
+    FOR v_day IN
+        SELECT c.date, c.is_business_day
+          FROM funding_calendarday c
+         WHERE c.date > business_date AND c.date <= business_date + 40
+           AND EXTRACT(YEAR FROM c.date)::int IN (SELECT y.year FROM funding_calendaryear y WHERE y.published)
+         ORDER BY c.date
+    LOOP
+        EXIT WHEN v_day.date <> v_expected;
+        IF v_day.is_business_day THEN
+            due_date := v_day.date;
+            EXIT;
+        END IF;
+        v_expected := v_expected + 1;
+    END LOOP;
+    IF due_date IS NULL THEN
+        code := 'calendar_unavailable';
+        unpublished_year := EXTRACT(YEAR FROM v_expected)::int;
+        RETURN;
+    END IF;
+
+    BEGIN
+        IF p_use_own_funds THEN
+            -- Own funds first: hold up to the amount of the settlement balance with one UPDATE.
+            WITH target AS (
+                SELECT a.id, LEAST(p_amount, a.credits_posted - a.debits_posted - a.debits_pending) AS take
+                  FROM ledger_account a
+                 WHERE a.kind = p_settlement_kind AND a.owner = p_company_code AND a.currency = p_currency
+                   AND a.credits_posted - a.debits_posted - a.debits_pending > 0
+                 FOR NO KEY UPDATE
+            )
+            UPDATE ledger_account a SET debits_pending = a.debits_pending + t.take
+              FROM target t WHERE a.id = t.id
+            RETURNING t.take INTO own_funds;
+            own_funds := COALESCE(own_funds, 0);
+        END IF;
+        v_advanced := p_amount - own_funds;
+
+        INSERT INTO funding_advance (
+            public_id, company_id, credit_line_id, external_id, status, currency, amount, own_funds_amount,
+            advanced_amount, disbursed_amount, advanced_disbursed, fee, daily_fee_rate, business_date, due_date,
+            principal_repaid, fee_repaid, penalty_accrued, penalty_repaid, penalty_accrued_exact, overdue_since,
+            aging_bucket, version, created_at, updated_at
+        ) VALUES (
+            p_public_id, p_company_id, line_id, p_external_id, 'reserved', p_currency, p_amount, own_funds,
+            v_advanced, 0, 0, 0, daily_fee_rate, business_date, due_date,
+            0, 0, 0, 0, 0, NULL,
+            '', 1, p_created_at, p_created_at
+        ) RETURNING id INTO advance_id;
+
+        -- Own funds pay the first payouts in order; the credit line funds the rest.
+        INSERT INTO settlement_payout (
+            public_id, advance_id, sequence, external_id, beneficiary_name, account_no, bank_code, amount,
+            own_funds_amount, advanced_amount, status, attempt_count, failure_code, funds_out, dispatch_after,
+            version, created_at, updated_at
+        )
+        SELECT p.public_id, advance_id, p.seq, p.external_id, p.beneficiary_name, p.account_no, p.bank_code,
+               p.amount, p.own_part, p.amount - p.own_part, 'pending', 0, '', false, NULL,
+               1, p_created_at, p_created_at
+          FROM (
+            SELECT u.*, LEAST(u.amount, GREATEST(own_funds - (SUM(u.amount) OVER (ORDER BY u.seq) - u.amount), 0))
+                        AS own_part
+              FROM unnest(p_payout_public_ids, p_payout_external_ids, p_payout_names, p_payout_account_nos,
+                          p_payout_bank_codes, p_payout_amounts)
+                   WITH ORDINALITY AS u(public_id, external_id, beneficiary_name, account_no, bank_code, amount, seq)
+          ) p
+         ORDER BY p.seq;
+
+        -- Hold last: the line's row stays locked only from here to COMMIT.
+        UPDATE funding_creditline l SET reserved = l.reserved + v_advanced
+         WHERE l.id = line_id AND l.status = 'active' AND l.reserved <= l.effective_limit - l.outstanding - v_advanced;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'AE001', MESSAGE = 'advance_reserve: hold refused';
+        END IF;
+    EXCEPTION
+        WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+            IF v_constraint = 'funding_advance_external_id_unique' THEN
+                code := 'duplicate_external_id';
+                advance_id := NULL;
+                own_funds := 0;
+                RETURN;
+            END IF;
+            RAISE;
+        WHEN SQLSTATE 'AE001' THEN
+            -- Everything of this block is undone; say why the line refused.
+            advance_id := NULL;
+            own_funds := 0;
+            SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0)
+              INTO v_status, available FROM funding_creditline l WHERE l.id = line_id;
+            code := CASE v_status WHEN 'frozen' THEN 'credit_line_frozen'
+                                  WHEN 'active' THEN 'insufficient_limit'
+                                  ELSE 'credit_line_inactive' END;
+            RETURN;
+    END;
+    code := 'ok';
+END
+$fn$;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [("funding", "0005_advance_fewer_indexes")]
+
+    operations = [migrations.RunSQL([PREVIOUS_DROP, CREATE], [DROP, PREVIOUS_CREATE])]
