@@ -20,7 +20,8 @@ This module documents the CURRENT SQL: the text the latest migration carrying it
 advance_reserve(), 0006 for the others). No migration imports it; each migration carries its own copy of the
 text it runs. To change the SQL: edit it here, then copy the new CREATE text verbatim into a new migration,
 whose reverse restores the previous text; a changed signature or result type needs a DROP of the old function
-first, so that no stale overload stays behind. tests/config/test_sql_versions.py fails until the migrated database equals this text.
+first, so that no stale overload stays behind. tests/config/test_sql_versions.py fails until the migrated
+database equals this text.
 """
 
 CREATE = r"""
