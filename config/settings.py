@@ -265,9 +265,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # Exchange tables (broadcast/pidbox); kombu's default is `control/` in the working directory.
+        "control_folder": str(_queue_dir / "control"),
     }
     # Created here, not only in scripts/run_all.py: `migrate` and `seed_demo` already publish tasks.
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
