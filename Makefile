@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv lint bench-nightly clean
+.PHONY: run stop test venv lint bench-nightly clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) .env
 
+# Set up, then web + worker + beat with logs under var/log/; Ctrl-C stops them (scripts/run_all.py).
+# PORT=8001 serves elsewhere; EMBEDDED_PG_PORT picks the embedded PostgreSQL's port.
 run: venv
-	@eval "$$($(PY) scripts/pick_services.py run)"; \
-	export DJANGO_ENV=local DJANGO_DEBUG=true; \
-	$(PY) manage.py migrate --noinput && \
-	$(PY) manage.py seed_demo --json-file var/demo.json && \
-	exec $(PY) scripts/run_all.py
+	@$(PY) scripts/run_all.py
+
+# Stops a `make run` of this checkout (from any shell) and the embedded PostgreSQL.
+stop:
+	@if [ -x $(PY) ]; then $(PY) scripts/run_all.py stop; else echo "nothing to stop (no $(VENV))"; fi
 
 test: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; \
@@ -44,5 +46,5 @@ bench-hot: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; $(PY) bench/hot_company.py $(BENCH_ARGS)
 
 clean:
-	-$(PY) scripts/embedded_pg.py stop
+	-$(PY) scripts/run_all.py stop
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -20,6 +20,10 @@ load_dotenv(BASE_DIR / ".env")
 
 DJANGO_ENV = env_str("DJANGO_ENV", "production")
 LOCAL_RUN = DJANGO_ENV in ("local", "test")
+if DJANGO_ENV == "local":
+    # `make run` records the PostgreSQL and broker it uses (the embedded server when DATABASE_URL is unset):
+    # `manage.py ...` in another shell then reaches the same ones. The environment and .env still win.
+    load_dotenv(BASE_DIR / "var" / "services.env")
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False) and LOCAL_RUN
 if LOCAL_RUN:
@@ -96,7 +100,8 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL only. `make run` / `make test` export DATABASE_URL (an embedded server when none answers).
+# PostgreSQL only. `make run` / `make test` export DATABASE_URL (an embedded server when none answers);
+# local runs also find the one `make run` chose through var/services.env (above).
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/advance_engine"),
