@@ -157,7 +157,20 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# `manage.py collectstatic` writes here (each web host, at each release); outside local runs WhiteNoise
+# serves it from gunicorn with compressed, content-hashed, cache-forever names.
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if LOCAL_RUN
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+if not LOCAL_RUN:
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
 
 # No guessable default outside local runs; always ends with "/".
 ADMIN_URL = env_str("DJANGO_ADMIN_URL", "admin/") if LOCAL_RUN else env_required("DJANGO_ADMIN_URL")
