@@ -4,8 +4,13 @@ Everything comes from the environment. DJANGO_ENV selects the profile:
 - ``local``: `make run` on a developer's machine; DEBUG may be on, a throwaway secret key is allowed.
 - ``test``: `make test`; fast password hashing, loopback webhooks allowed.
 - ``production`` (the default): DEBUG off, and the secret key, allowed hosts and HTTPS settings are required.
+
+`deploy/env.example` lists every setting production needs (docs/deployment.md section 3). DJANGO_ENV_FILE names
+a KEY=VALUE file read for what the environment does not set (`manage.py` by hand on a host:
+DJANGO_ENV_FILE=/etc/advance-engine/env, the file systemd gives the services); default: the untracked `.env`.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -16,10 +21,18 @@ from kombu import Exchange, Queue
 from config.env import env_bool, env_int, env_list, env_required, env_str, load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-load_dotenv(BASE_DIR / ".env")
+load_dotenv(Path(env_str("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))))
 
 DJANGO_ENV = env_str("DJANGO_ENV", "production")
 LOCAL_RUN = DJANGO_ENV in ("local", "test")
+if not LOCAL_RUN:
+    # deploy/env.example marks every value an operator must fill in; none of them may reach production.
+    _placeholders = sorted(name for name, value in os.environ.items() if "CHANGE-ME" in value)
+    if _placeholders:
+        raise ImproperlyConfigured(
+            f"{', '.join(_placeholders)} still hold the env example's CHANGE-ME placeholder; "
+            "fill in real values (secrets: `manage.py generate_secrets`)"
+        )
 if DJANGO_ENV == "local":
     # `make run` records the PostgreSQL and broker it uses (the embedded server when DATABASE_URL is unset):
     # `manage.py ...` in another shell then reaches the same ones. The environment and .env still win.
@@ -104,7 +117,9 @@ TEMPLATES = [
 # local runs also find the one `make run` chose through var/services.env (above).
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/advance_engine"),
+        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/advance_engine")
+        if LOCAL_RUN
+        else env_required("DATABASE_URL"),
         conn_max_age=0,
     )
 }
@@ -268,7 +283,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
 
 # Celery: Redis or RabbitMQ in production; the filesystem transport for `make run` without a broker.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = (
+    env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0") if LOCAL_RUN else env_required("CELERY_BROKER_URL")
+)
 CELERY_TASK_TIME_LIMIT = 3600
 CELERY_TASK_SOFT_TIME_LIMIT = 3300
 # Redis redelivers a task not acked within the visibility timeout: keep it well above the longest task.
