@@ -244,6 +244,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "funding.api.schema.add_error_responses",
+        "funding.api.schema_webhooks.add_webhook_events",
     ],
 }
 
