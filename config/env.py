@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 def load_dotenv(path: Path) -> None:
-    """Read KEY=VALUE lines of a local, untracked .env (written by `make`); the real environment wins."""
+    """Read KEY=VALUE lines (`.env` written by `make`, or DJANGO_ENV_FILE); the real environment wins."""
     if not path.is_file():
         return
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -15,7 +15,11 @@ def load_dotenv(path: Path) -> None:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        os.environ.setdefault(key.strip(), value.strip())
+        value = value.strip()
+        # Quoted the way systemd's EnvironmentFile= allows: the quotes are not part of the value.
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(key.strip(), value)
 
 
 def env_str(name: str, default: str | None = None) -> str | None:

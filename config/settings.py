@@ -4,8 +4,13 @@ Everything comes from the environment. DJANGO_ENV selects the profile:
 - ``local``: `make run` on a developer's machine; DEBUG may be on, a throwaway secret key is allowed.
 - ``test``: `make test`; fast password hashing, loopback webhooks allowed.
 - ``production`` (the default): DEBUG off, and the secret key, allowed hosts and HTTPS settings are required.
+
+`deploy/env.example` lists every setting production needs (docs/deployment.md section 3). DJANGO_ENV_FILE names
+a KEY=VALUE file read for what the environment does not set (`manage.py` by hand on a host:
+DJANGO_ENV_FILE=/etc/advance-engine/env, the file systemd gives the services); default: the untracked `.env`.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -16,10 +21,22 @@ from kombu import Exchange, Queue
 from config.env import env_bool, env_int, env_list, env_required, env_str, load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-load_dotenv(BASE_DIR / ".env")
+load_dotenv(Path(env_str("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))))
 
 DJANGO_ENV = env_str("DJANGO_ENV", "production")
 LOCAL_RUN = DJANGO_ENV in ("local", "test")
+if not LOCAL_RUN:
+    # deploy/env.example marks every value an operator must fill in; none of them may reach production.
+    _placeholders = sorted(name for name, value in os.environ.items() if "CHANGE-ME" in value)
+    if _placeholders:
+        raise ImproperlyConfigured(
+            f"{', '.join(_placeholders)} still hold the env example's CHANGE-ME placeholder; "
+            "fill in real values (secrets: `manage.py generate_secrets`)"
+        )
+if DJANGO_ENV == "local":
+    # `make run` records the PostgreSQL and broker it uses (the embedded server when DATABASE_URL is unset):
+    # `manage.py ...` in another shell then reaches the same ones. The environment and .env still win.
+    load_dotenv(BASE_DIR / "var" / "services.env")
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False) and LOCAL_RUN
 if LOCAL_RUN:
@@ -96,10 +113,13 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL only. `make run` / `make test` export DATABASE_URL (an embedded server when none answers).
+# PostgreSQL only. `make run` / `make test` export DATABASE_URL (an embedded server when none answers);
+# local runs also find the one `make run` chose through var/services.env (above).
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/advance_engine"),
+        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/advance_engine")
+        if LOCAL_RUN
+        else env_required("DATABASE_URL"),
         conn_max_age=0,
     )
 }
@@ -152,7 +172,20 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# `manage.py collectstatic` writes here (each web host, at each release); outside local runs WhiteNoise
+# serves it from gunicorn with compressed, content-hashed, cache-forever names.
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if LOCAL_RUN
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+if not LOCAL_RUN:
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
 
 # No guessable default outside local runs; always ends with "/".
 ADMIN_URL = env_str("DJANGO_ADMIN_URL", "admin/") if LOCAL_RUN else env_required("DJANGO_ADMIN_URL")
@@ -211,6 +244,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "funding.api.schema.add_error_responses",
+        "funding.api.schema_webhooks.add_webhook_events",
     ],
 }
 
@@ -250,7 +284,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
 
 # Celery: Redis or RabbitMQ in production; the filesystem transport for `make run` without a broker.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = (
+    env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0") if LOCAL_RUN else env_required("CELERY_BROKER_URL")
+)
 CELERY_TASK_TIME_LIMIT = 3600
 CELERY_TASK_SOFT_TIME_LIMIT = 3300
 # Redis redelivers a task not acked within the visibility timeout: keep it well above the longest task.
@@ -265,9 +301,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # Exchange tables (broadcast/pidbox); kombu's default is `control/` in the working directory.
+        "control_folder": str(_queue_dir / "control"),
     }
     # Created here, not only in scripts/run_all.py: `migrate` and `seed_demo` already publish tasks.
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -32,7 +32,11 @@ def pick(default_db: str | None, default_broker: str | None) -> tuple[str, str, 
         import embedded_pg
 
         db_url = embedded_pg.start()
-        db_label = f"embedded PostgreSQL on 127.0.0.1:{embedded_pg.PORT} (no server answered at the default)"
+        if os.environ.get("DATABASE_URL"):
+            reason = "no server answered at DATABASE_URL"
+        else:
+            reason = "no server answered at the default" if default_db else "DATABASE_URL not set"
+        db_label = f"embedded PostgreSQL on 127.0.0.1:{urlparse(db_url).port}, data under var/pgdata ({reason})"
     broker = os.environ.get("CELERY_BROKER_URL") or default_broker or ""
     if broker.startswith(("redis://", "amqp://", "pyamqp://")) and answers(broker, 6379 if "redis" in broker else 5672):
         broker_label = f"broker {broker.split('@')[-1]}"

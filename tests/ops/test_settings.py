@@ -98,3 +98,24 @@ def test_tasks_are_routed_to_their_queues():
     assert queue("config.ops.tasks.retention_purge_task") == "nightly"
     assert queue("funding.tasks.something_else") == "events"
     assert queue("unknown.task") == "celery"
+
+
+def test_the_filesystem_broker_keeps_all_its_folders_under_var():
+    """kombu's default control folder is `control/` in the working directory: in a checkout, the repo root."""
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(sorted(s.CELERY_BROKER_TRANSPORT_OPTIONS.items()))"
+    )
+    env = {**os.environ, "DJANGO_ENV": "test", "CELERY_BROKER_URL": "filesystem://",
+           "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    queue_dir = ROOT / "var" / "celery"
+    assert result.stdout.strip() == str(sorted({
+        "control_folder": str(queue_dir / "control"),
+        "data_folder_in": str(queue_dir / "queue"),
+        "data_folder_out": str(queue_dir / "queue"),
+        "processed_folder": str(queue_dir / "processed"),
+        "store_processed": False,
+    }.items()))

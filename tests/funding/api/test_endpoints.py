@@ -202,3 +202,12 @@ def test_create_answers_the_same_bytes_as_get_right_after(api, company_line, own
     sql = [q["sql"] for q in queries.captured_queries]
     assert not any("settlement_payoutattempt" in s for s in sql), sql
     assert sum(s.startswith('SELECT') and 'FROM "funding_advance"' in s for s in sql) == 0, sql
+
+
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete"])
+def test_an_unknown_api_path_answers_404_in_the_contract_shape_for_every_method(method):
+    from django.test import Client
+
+    response = getattr(Client(enforce_csrf_checks=True), method)("/api/v1/no-such-endpoint")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "No such resource.", "details": {}}}

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from funding.models import CalendarDay, CalendarYear
+from funding.models import BusinessDay, CalendarDay, CalendarYear
 from funding.services.calendar import business_date_initialize, calendar_day_update, next_business_day
 from tests.factories import staff_user
 
@@ -54,3 +54,27 @@ def test_seed_calendar_keeps_staff_edits_and_reports_requested_unpublished_years
     assert (edited.kind, edited.is_business_day, edited.source) == ("holiday", False, "staff")
     assert next_business_day(date(2026, 11, 25)) == date(2026, 11, 27)
     assert CalendarDay.objects.filter(date__year=2026).count() == 365
+
+
+def test_business_date_initialize_sets_the_first_date_once():
+    _run("seed_calendar", "--year", "2026")
+    assert _run("business_date", "--initialize", "2026-11-25") == "2026-11-25\n"
+    assert _run("business_date", "--initialize", "2026-11-25") == "2026-11-25\n"  # the same again: no change
+    with pytest.raises(CommandError, match="already 2026-11-25; only end of day moves it"):
+        call_command("business_date", "--initialize", "2026-11-26")
+    assert BusinessDay.objects.get().current == date(2026, 11, 25)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-10-01", "2026-10-01 is not a business day"),  # National Day
+        ("2031-03-03", "2031 has no published calendar: run `manage.py seed_calendar`"),
+        ("2026-13-01", "'2026-13-01' is not a date"),
+    ],
+)
+def test_business_date_initialize_refuses_a_day_that_is_not_a_business_day(value, message):
+    _run("seed_calendar", "--year", "2026")
+    with pytest.raises(CommandError, match=message):
+        call_command("business_date", "--initialize", value)
+    assert not BusinessDay.objects.exists()
