@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 
 from django.db.models import Q
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -26,6 +26,7 @@ from funding.api.parsers import SafeJSONParser
 from funding.api.services import nonce_register, webhook_endpoint_set
 from funding.api.throttling import ApiKeyRateThrottle
 from funding.errors import NotFound
+from funding.exports import csv_download
 from funding.models import Advance, BusinessDay
 from funding.representations import advance_representation
 from funding.services.advances import PayoutInput, advance_cancel, advance_request
@@ -265,13 +266,10 @@ class StatementView(ApiView):
             raise NotFound("There is no statement for this business date yet.")
         statement = selectors_statements.statement_build(company=self.company, business_date=day)
         if fmt == "csv":
-            response = HttpResponse(
-                selectors_statements.statement_csv(statement), content_type="text/csv; charset=utf-8"
+            return csv_download(
+                selectors_statements.statement_csv(statement),
+                filename=f"statement-{self.company.code}-{day.isoformat()}.csv",
             )
-            response["Content-Disposition"] = (
-                f'attachment; filename="statement-{self.company.code}-{day.isoformat()}.csv"'
-            )
-            return response
         return Response(statement)
 
 
