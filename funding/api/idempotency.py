@@ -31,6 +31,10 @@ def _stored(data) -> str:
 PENDING_NONCE_ATTR = "api_pending_nonce"
 
 
+def replayed_error() -> ApiError:
+    return ApiError(401, "replayed_request", "This nonce was already used with this key.")
+
+
 def pending_nonce_take(request: Request) -> PendingNonce | None:
     """The verified nonce authentication left for the claim to record (once), if any."""
     http_request = request._request
@@ -70,7 +74,7 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
                 company=company, key=key, method=method, path=path, request_hash=request_hash, nonce=nonce
             )
         except NonceReplayed:
-            raise ApiError(401, "replayed_request", "This nonce was already used with this key.") from None
+            raise replayed_error() from None
         record = claim.existing
         if not claim.fresh:
             if record is not None and record.request_hash != request_hash:

@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 from funding.api import selectors, selectors_statements
 from funding.api import serializers as s
 from funding.api.authentication import SignatureAuthentication
-from funding.api.errors import ApiError, error_body
-from funding.api.idempotency import idempotent, pending_nonce_take
+from funding.api.errors import ApiError, error_body, exception_to_response
+from funding.api.idempotency import idempotent, pending_nonce_take, replayed_error
 from funding.api.models import WebhookEndpoint
 from funding.api.parsers import SafeJSONParser
 from funding.api.services import nonce_register, webhook_endpoint_set
@@ -54,9 +54,12 @@ class ApiView(APIView):
     nonce_with_idempotency_claim = False
 
     def finalize_response(self, request, response, *args, **kwargs):
-        # A nonce left for a claim that never ran (the request was refused before it) is recorded now.
+        # A nonce left for a claim that never ran (the request was refused before it: no Idempotency-Key, a
+        # body that does not parse, throttled...) is recorded now; if it was a replay, that refusal wins:
+        # a replayed request learns nothing but replayed_request, whatever else is wrong with it.
         if isinstance(request, Request) and (nonce := pending_nonce_take(request)) is not None:
-            nonce_register(api_key_id=nonce.api_key_id, nonce=nonce.nonce)
+            if not nonce_register(api_key_id=nonce.api_key_id, nonce=nonce.nonce):
+                response = exception_to_response(replayed_error())
         return super().finalize_response(request, response, *args, **kwargs)
 
     @property
