@@ -6,6 +6,7 @@ Everything comes from the environment. DJANGO_ENV selects the profile:
 - ``production`` (the default): DEBUG off, and the secret key, allowed hosts and HTTPS settings are required.
 """
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -60,8 +61,20 @@ INSTALLED_APPS = [
 
 # Staff logins are throttled in the database (funding.console.throttle); the API uses its own keys.
 AUTHENTICATION_BACKENDS = ["funding.console.throttle.ThrottledModelBackend"]
+# Per (username, client address); per address over all usernames (default: the same number). No limit per
+# username alone: strangers cannot lock a staff member out (funding/console/throttle.py).
 LOGIN_THROTTLE_MAX_FAILURES = int(env_str("LOGIN_THROTTLE_MAX_FAILURES", "5"))
+LOGIN_THROTTLE_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_THROTTLE_MAX_FAILURES_PER_ADDRESS", 0) or None
 LOGIN_THROTTLE_WINDOW_SECONDS = int(env_str("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
+# Proxies (addresses or networks) whose X-Forwarded-For entry is believed: the client address is the first
+# entry, read from the right, that is not one of them (config/ops/client_ip.py). Empty: REMOTE_ADDR is the
+# client. Name exactly the load balancers / nginx hosts in front of gunicorn, e.g. "10.0.1.10,10.0.1.11".
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from _exc
 
 MIDDLEWARE = [
     # First: every log line of the request carries its id; health probes skip host checks and redirects.
@@ -416,6 +429,9 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 READINESS_BROKER_TIMEOUT = float(env_str("READINESS_BROKER_TIMEOUT", "2"))
 # Rows that outlive their use are archived (when a directory is set) and deleted by a nightly task.
 RETENTION_ARCHIVE_DIR = env_str("RETENTION_ARCHIVE_DIR", "")
+# Webhook events stay at least 30 days whatever RETENTION_WEBHOOK_DAYS says (GET /api/v1/events, contract 1.7).
+if env_int("RETENTION_WEBHOOK_DAYS", 90) < 30:
+    raise ImproperlyConfigured("RETENTION_WEBHOOK_DAYS must be at least 30: GET /api/v1/events serves 30 days")
 RETENTION_RULES = [
     # Attempts first: they reference their event (PROTECT), so an event goes only once its attempts have.
     {
@@ -430,6 +446,8 @@ RETENTION_RULES = [
         "filter": {"status": "delivered"},
         "days": env_int("RETENTION_WEBHOOK_DAYS", 90),
     },
+    # Login throttle counters whose window ended long ago (the failures themselves stay in LoginFailure).
+    {"model": "console.LoginThrottle", "field": "window_started", "days": 1},
 ]
 CELERY_BEAT_SCHEDULE["ops-retention-purge"] = {
     "task": "config.ops.tasks.retention_purge_task",
