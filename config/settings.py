@@ -80,6 +80,8 @@ MIDDLEWARE = [
     # First: every log line of the request carries its id; health probes skip host checks and redirects.
     "config.ops.middleware.RequestIdMiddleware",
     "config.ops.middleware.HealthCheckMiddleware",
+    # /api/ bodies must come with a Content-Length (411 length_required), checked before anything reads one.
+    "funding.api.middleware.LengthRequiredMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

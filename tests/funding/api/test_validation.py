@@ -306,3 +306,22 @@ def test_the_refused_ranges_are_exactly_the_unicode_categories():
                 if unicodedata.category(chr(i)) in INVISIBLE_CATEGORIES]
     found = [i for i in range(sys.maxunicode + 1) if 0xD800 > i or i > 0xDFFF if CONTROL.match(chr(i))]
     assert found == expected
+
+
+@pytest.mark.parametrize("path", ["/api/v1/advances", "/api/v1/webhook-endpoint", "/api/v1/nowhere"])
+def test_a_chunked_body_is_411_length_required_before_anything_else(api, path):
+    from funding.api.models import NonceSeen
+
+    response = api.post(path, advance_body(), headers={"Transfer-Encoding": "chunked"})
+    assert response.status_code == 411
+    assert error_of(response) == {
+        "code": "length_required",
+        "message": "Send the body with a Content-Length header; chunked transfer encoding is not accepted.",
+        "details": {},
+    }
+    assert response["Content-Type"] == "application/json"
+    assert Advance.objects.count() == 0 and NonceSeen.objects.count() == 0
+
+
+def test_transfer_encoding_outside_the_api_is_left_to_django(client):
+    assert client.get("/healthz", headers={"Transfer-Encoding": "chunked"}).status_code == 200
