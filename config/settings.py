@@ -248,6 +248,8 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "50/s")
 API_BASE_URL = env_str("API_BASE_URL", "http://127.0.0.1:8000")
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_str("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
 WEBHOOK_TIMEOUT_SECONDS = 10
+# CA certificates webhook receivers' TLS certificates are checked against (default: certifi's bundle).
+WEBHOOK_CA_BUNDLE = env_str("WEBHOOK_CA_BUNDLE", "")
 # Seconds to wait after the n-th failed attempt; after the last one the event is marked failed (> 24 h).
 WEBHOOK_RETRY_SCHEDULE = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,

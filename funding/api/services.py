@@ -1,11 +1,8 @@
 """Writes of the API app: keys, nonces, idempotency records, webhook endpoints, redelivery."""
 
-import ipaddress
 import secrets
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.db import prepared_cursor
+from funding.api import outbound
 from funding.api.crypto import secret_decrypt, secret_encrypt, secret_generate
 from funding.api.models import (
     ApiKey,
@@ -253,29 +251,12 @@ def api_prune() -> tuple[int, int]:
 def webhook_url_check(url: str) -> None:
     """HTTPS to a public address only, unless WEBHOOK_ALLOW_INSECURE_URLS is on (local and test runs)."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationFailed(details={"url": ["Enter a valid URL."]}) from exc
-    allow_insecure = settings.WEBHOOK_ALLOW_INSECURE_URLS
-    schemes = ("https", "http") if allow_insecure else ("https",)
-    if parts.scheme not in schemes or not host:
-        raise ValidationFailed(details={"url": ["The URL must be an https:// URL with a host."]})
-    if parts.username or parts.password:
-        raise ValidationFailed(details={"url": ["The URL must not contain credentials."]})
-    if allow_insecure:
-        return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
-    except (OSError, UnicodeError) as exc:
-        raise ValidationFailed(details={"url": ["The host name does not resolve."]}) from exc
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise ValidationFailed(
-                details={"url": ["The URL must not resolve to a private, loopback or link-local address."]}
-            )
+        if settings.WEBHOOK_ALLOW_INSECURE_URLS:
+            outbound.check_form(url)  # local runs: the host may not resolve yet; deliveries resolve anyway
+        else:
+            outbound.resolve(url)
+    except outbound.Refused as exc:
+        raise ValidationFailed(details={"url": [str(exc)]}) from exc
 
 
 def webhook_endpoint_set(*, company: Company, url: str, actor_label: str) -> tuple[WebhookEndpoint, str]:
