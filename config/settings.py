@@ -6,6 +6,7 @@ Everything comes from the environment. DJANGO_ENV selects the profile:
 - ``production`` (the default): DEBUG off, and the secret key, allowed hosts and HTTPS settings are required.
 """
 
+import base64
 import ipaddress
 from pathlib import Path
 
@@ -237,6 +238,19 @@ else:
     API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [])
     if not API_SECRET_ENCRYPTION_KEYS:
         env_required("API_SECRET_ENCRYPTION_KEY")
+    # Real Fernet keys only (32 random bytes, url-safe base64): anything else would be stretched into one
+    # by funding/api/crypto.py, which is for local runs. The key itself is never echoed.
+    for _number, _key in enumerate(API_SECRET_ENCRYPTION_KEYS, start=1):
+        try:
+            _raw = base64.urlsafe_b64decode(_key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            _raw = b""
+        if len(_raw) != 32 or base64.urlsafe_b64encode(_raw).decode() != _key:
+            raise ImproperlyConfigured(
+                f"API_SECRET_ENCRYPTION_KEY: key {_number} of {len(API_SECRET_ENCRYPTION_KEYS)} is not a Fernet key "
+                "(32 random bytes, url-safe base64, 44 characters). Generate one with: python -c "
+                '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+            )
 API_SIGNATURE_MAX_SKEW_SECONDS = 300
 API_NONCE_WINDOW_SECONDS = 15 * 60
 API_IDEMPOTENCY_RETENTION_DAYS = int(env_str("API_IDEMPOTENCY_RETENTION_DAYS", "8"))

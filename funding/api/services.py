@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from config.db import prepared_cursor
 from funding.api import outbound
-from funding.api.crypto import secret_decrypt, secret_encrypt, secret_generate
+from funding.api.crypto import (
+    secret_decrypt,
+    secret_encrypt,
+    secret_generate,
+    secret_is_current,
+    secret_reencrypt,
+)
 from funding.api.models import (
     ApiKey,
     IdempotencyRecord,
@@ -312,3 +318,49 @@ def webhook_event_redeliver(
             after={"status": "pending"},
         )
     return True
+
+
+# Key rotation of the secrets at rest ------------------------------------------------------------------------
+
+
+@dataclass
+class ReencryptResult:
+    reencrypted: dict[str, int]  # per kind ("api_key", "webhook_endpoint")
+    current: int  # already encrypted with the first key: left alone
+    unreadable: list[str]  # no configured key decrypts them (named, never shown)
+
+    @property
+    def total_reencrypted(self) -> int:
+        return sum(self.reencrypted.values())
+
+
+def api_secrets_reencrypt(*, actor_label: str) -> ReencryptResult:
+    """Re-encrypt every stored API key and webhook secret with the first API_SECRET_ENCRYPTION_KEY.
+
+    Secrets already under the first key are left as they are, so a second run changes nothing. Each row is
+    locked, re-encrypted and audited in its own transaction: a run that stops half-way loses nothing and the
+    next run finishes it. After a successful run, the older keys can be dropped from the setting.
+    """
+    result = ReencryptResult(reencrypted={"api_key": 0, "webhook_endpoint": 0}, current=0, unreadable=[])
+    for kind, model, name in (("api_key", ApiKey, "key_id"), ("webhook_endpoint", WebhookEndpoint, "company_id")):
+        for pk in model.objects.exclude(secret_encrypted="").order_by("pk").values_list("pk", flat=True):
+            with transaction.atomic():
+                row = model.objects.select_for_update().get(pk=pk)
+                if not row.secret_encrypted or secret_is_current(row.secret_encrypted):
+                    result.current += 1
+                    continue
+                try:
+                    row.secret_encrypted = secret_reencrypt(row.secret_encrypted)
+                except ValueError:
+                    result.unreadable.append(f"{kind} {getattr(row, name)}")
+                    continue
+                row.save(update_fields=["secret_encrypted"])
+                audit_record(
+                    action="api_secret.reencrypted",
+                    obj=row,
+                    actor_label=actor_label,
+                    company=row.company,
+                    reason="rotation to the first API_SECRET_ENCRYPTION_KEY",
+                )
+                result.reencrypted[kind] += 1
+    return result
