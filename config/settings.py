@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_fsm",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "config.ops",
     "ledger",
     "funding",
