@@ -1,6 +1,6 @@
 """Key rotation: re-encrypt every stored API key and webhook secret with the first API_SECRET_ENCRYPTION_KEY."""
 
-import json
+import json as jsonlib
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             "unreadable": result.unreadable,
         }
         if json:
-            self.stdout.write(_dumps(summary))
+            self.stdout.write(jsonlib.dumps(summary, sort_keys=True))
         else:
             self.stdout.write(
                 f"Re-encrypted {result.total_reencrypted} secrets with the first key "
@@ -40,7 +40,3 @@ class Command(BaseCommand):
                 + ". Add the key they were encrypted with to API_SECRET_ENCRYPTION_KEY (after the first) and run "
                 "again; the others were re-encrypted."
             )
-
-
-def _dumps(value) -> str:
-    return json.dumps(value, sort_keys=True)
