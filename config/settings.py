@@ -277,7 +277,14 @@ WEBHOOK_ENQUEUE_ON_COMMIT = env_bool("WEBHOOK_ENQUEUE_ON_COMMIT", default=DJANGO
 # Shared across processes (throttling): Redis when CACHE_URL is set, otherwise a PostgreSQL table.
 _cache_url = env_str("CACHE_URL")
 if _cache_url:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            # A Redis that stops answering must fail fast (throttle, /readyz), never hang a request.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
 
