@@ -291,6 +291,25 @@ class AdvanceListQuerySerializer(serializers.Serializer):
     cursor = text(500, required=False)
 
 
+class EventListQuerySerializer(serializers.Serializer):
+    after = serializers.RegexField(
+        r"^evt_[0-9A-Z]{26}$",
+        required=False,
+        validators=[no_control_characters],
+        help_text="An event id: the events written after it (omit to start from the oldest kept).",
+        error_messages={"invalid": "Must be an event id (evt_ followed by 26 characters)."},
+    )
+    type = serializers.RegexField(
+        r"^[a-z][a-z_]*(\.[a-z_]+)*$",
+        max_length=48,
+        required=False,
+        validators=[no_control_characters],
+        help_text="Only events of this type, e.g. advance.disbursed.",
+        error_messages={"invalid": "Must be an event type such as advance.disbursed."},
+    )
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
 class RepaymentListQuerySerializer(serializers.Serializer):
     business_date = serializers.DateField(required=False)
 
@@ -458,3 +477,23 @@ class WebhookEndpointOut(serializers.Serializer):
 class WebhookEndpointSetOut(serializers.Serializer):
     url = serializers.CharField()
     secret = serializers.CharField(help_text="Signing secret; shown only in this response.")
+
+
+class EventOut(serializers.Serializer):
+    id = serializers.CharField(help_text="evt_...; also the X-Event-Id header of its webhook.")
+    type = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    data = serializers.DictField(help_text="The resource as its GET endpoint rendered it, with its `version`.")
+
+
+class EventPageOut(serializers.Serializer):
+    results = EventOut(many=True)
+    next = serializers.URLField(allow_null=True, help_text="null when there is nothing more yet: poll again later "
+                                "with after=<the last id you processed>.")
+
+
+class WebhookTestOut(serializers.Serializer):
+    url = serializers.CharField()
+    event_id = serializers.CharField(help_text="X-Event-Id of the ping that was sent.")
+    status_code = serializers.IntegerField(help_text="What the receiver answered (any status: this only reports it).")
+    duration_ms = serializers.IntegerField(help_text="From the connection to the receiver's answer.")

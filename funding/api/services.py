@@ -239,6 +239,11 @@ def idempotency_complete(*, record_id: int, status: int, body_json: str) -> None
             raise RuntimeError(f"idempotency record {record_id} was not in progress")
 
 
+def idempotency_release(*, record_id: int) -> None:
+    """Give up a claim whose request is not to be stored (it failed for a reason a retry may not meet)."""
+    IdempotencyRecord.objects.filter(pk=record_id, status=IdempotencyStatus.IN_PROGRESS).delete()
+
+
 def api_prune() -> tuple[int, int]:
     now = timezone.now()
     nonces, _ = NonceSeen.objects.filter(

@@ -17,7 +17,7 @@ from config.ops import metrics
 from funding.api import outbound
 from funding.api.crypto import secret_decrypt
 from funding.api.models import WebhookDeliveryAttempt, WebhookEndpoint
-from funding.models import WebhookEvent, WebhookEventStatus
+from funding.models import Company, WebhookEvent, WebhookEventStatus, new_public_id
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Outcome:
     status_code: int | None
     latency_ms: int | None
     error: str
+    refused: bool = False  # the URL failed the address check: nothing was sent
 
     @property
     def ok(self) -> bool:
@@ -75,7 +76,7 @@ def signed_send(*, url: str, secret: str, event_id: str, event_type: str, body: 
     try:
         target = outbound.resolve(url)  # DNS may have changed since registration
     except outbound.Refused as exc:
-        return Outcome(url, None, None, f"URL refused: {exc}")
+        return Outcome(url, None, None, f"URL refused: {exc}", refused=True)
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -153,3 +154,40 @@ def webhook_deliver(*, event_id: int) -> WebhookEvent | None:
         logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
     metrics.webhook_delivery("delivered" if outcome.ok else "failed")
     return webhook_record(event_id=event.pk, outcome=outcome)
+
+
+class WebhookNotRegistered(Exception):
+    """The company has no webhook URL to send to."""
+
+
+@dataclass(frozen=True)
+class Ping:
+    event_id: str
+    outcome: Outcome
+
+
+def webhook_ping(*, company: Company) -> Ping:
+    """Send a signed `ping` event to the company's URL now (POST /api/v1/webhook-endpoint/test).
+
+    Same signature, headers, address checks and pinning as every delivery; nothing is stored (a ping is not
+    an event of the outbox and is not listed by GET /api/v1/events). Raises WebhookNotRegistered.
+    """
+    endpoint = WebhookEndpoint.objects.filter(company=company).first()
+    if endpoint is None or not endpoint.url:
+        raise WebhookNotRegistered()
+    event_id = new_public_id("evt")
+    payload = {
+        "id": event_id,
+        "type": "ping",
+        "created_at": timezone.localtime().isoformat(timespec="seconds"),
+        "data": {"company": company.code},
+    }
+    outcome = signed_send(
+        url=endpoint.url,
+        secret=secret_decrypt(endpoint.secret_encrypted),
+        event_id=event_id,
+        event_type="ping",
+        body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(),
+    )
+    logger.info("webhook ping %s to %s: %s", event_id, endpoint.url, outcome.status_code or outcome.error)
+    return Ping(event_id=event_id, outcome=outcome)
