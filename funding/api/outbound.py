@@ -12,6 +12,7 @@ SSRF protection has two halves, and both are here:
 Redirects are never followed and no proxy from the environment is used: either would connect elsewhere.
 """
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -140,8 +141,14 @@ class Reply:
 
 
 def _tls_context() -> ssl.SSLContext:
-    # Certificates are checked against the host name (check_hostname) with the server_hostname given below.
-    return ssl.create_default_context(cafile=settings.WEBHOOK_CA_BUNDLE or certifi.where())
+    return _tls_context_for(settings.WEBHOOK_CA_BUNDLE or certifi.where())
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context_for(cafile: str) -> ssl.SSLContext:
+    # Loading a CA bundle costs tens of milliseconds: once per process. Certificates are checked against the
+    # host name (check_hostname) given as server_hostname below.
+    return ssl.create_default_context(cafile=cafile)
 
 
 def post(target: Target, *, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
