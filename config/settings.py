@@ -10,6 +10,8 @@ a KEY=VALUE file read for what the environment does not set (`manage.py` by hand
 DJANGO_ENV_FILE=/etc/advance-engine/env, the file systemd gives the services); default: the untracked `.env`.
 """
 
+import base64
+import ipaddress
 import os
 from pathlib import Path
 
@@ -67,6 +69,7 @@ INSTALLED_APPS = [
     "django_fsm",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "config.ops",
     "ledger",
     "funding",
@@ -77,13 +80,27 @@ INSTALLED_APPS = [
 
 # Staff logins are throttled in the database (funding.console.throttle); the API uses its own keys.
 AUTHENTICATION_BACKENDS = ["funding.console.throttle.ThrottledModelBackend"]
+# Per (username, client address); per address over all usernames (default: the same number). No limit per
+# username alone: strangers cannot lock a staff member out (funding/console/throttle.py).
 LOGIN_THROTTLE_MAX_FAILURES = int(env_str("LOGIN_THROTTLE_MAX_FAILURES", "5"))
+LOGIN_THROTTLE_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_THROTTLE_MAX_FAILURES_PER_ADDRESS", 0) or None
 LOGIN_THROTTLE_WINDOW_SECONDS = int(env_str("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
+# Proxies (addresses or networks) whose X-Forwarded-For entry is believed: the client address is the first
+# entry, read from the right, that is not one of them (config/ops/client_ip.py). Empty: REMOTE_ADDR is the
+# client. Name exactly the load balancers / nginx hosts in front of gunicorn, e.g. "10.0.1.10,10.0.1.11".
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from _exc
 
 MIDDLEWARE = [
     # First: every log line of the request carries its id; health probes skip host checks and redirects.
     "config.ops.middleware.RequestIdMiddleware",
     "config.ops.middleware.HealthCheckMiddleware",
+    # /api/ bodies must come with a Content-Length (411 length_required), checked before anything reads one.
+    "funding.api.middleware.LengthRequiredMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -256,6 +273,19 @@ else:
     API_SECRET_ENCRYPTION_KEYS = env_list("API_SECRET_ENCRYPTION_KEY", [])
     if not API_SECRET_ENCRYPTION_KEYS:
         env_required("API_SECRET_ENCRYPTION_KEY")
+    # Real Fernet keys only (32 random bytes, url-safe base64): anything else would be stretched into one
+    # by funding/api/crypto.py, which is for local runs. The key itself is never echoed.
+    for _number, _key in enumerate(API_SECRET_ENCRYPTION_KEYS, start=1):
+        try:
+            _raw = base64.urlsafe_b64decode(_key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            _raw = b""
+        if len(_raw) != 32 or base64.urlsafe_b64encode(_raw).decode() != _key:
+            raise ImproperlyConfigured(
+                f"API_SECRET_ENCRYPTION_KEY: key {_number} of {len(API_SECRET_ENCRYPTION_KEYS)} is not a Fernet key "
+                "(32 random bytes, url-safe base64, 44 characters). Generate one with: python -c "
+                '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+            )
 API_SIGNATURE_MAX_SKEW_SECONDS = 300
 API_NONCE_WINDOW_SECONDS = 15 * 60
 API_IDEMPOTENCY_RETENTION_DAYS = int(env_str("API_IDEMPOTENCY_RETENTION_DAYS", "8"))
@@ -267,6 +297,8 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "50/s")
 API_BASE_URL = env_str("API_BASE_URL", "http://127.0.0.1:8000")
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_str("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
 WEBHOOK_TIMEOUT_SECONDS = 10
+# CA certificates webhook receivers' TLS certificates are checked against (default: certifi's bundle).
+WEBHOOK_CA_BUNDLE = env_str("WEBHOOK_CA_BUNDLE", "")
 # Seconds to wait after the n-th failed attempt; after the last one the event is marked failed (> 24 h).
 WEBHOOK_RETRY_SCHEDULE = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
@@ -279,7 +311,14 @@ WEBHOOK_ENQUEUE_ON_COMMIT = env_bool("WEBHOOK_ENQUEUE_ON_COMMIT", default=DJANGO
 # Shared across processes (throttling): Redis when CACHE_URL is set, otherwise a PostgreSQL table.
 _cache_url = env_str("CACHE_URL")
 if _cache_url:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            # A Redis that stops answering must fail fast (throttle, /readyz), never hang a request.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
 
@@ -454,6 +493,9 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 READINESS_BROKER_TIMEOUT = float(env_str("READINESS_BROKER_TIMEOUT", "2"))
 # Rows that outlive their use are archived (when a directory is set) and deleted by a nightly task.
 RETENTION_ARCHIVE_DIR = env_str("RETENTION_ARCHIVE_DIR", "")
+# Webhook events stay at least 30 days whatever RETENTION_WEBHOOK_DAYS says (GET /api/v1/events, contract 1.7).
+if env_int("RETENTION_WEBHOOK_DAYS", 90) < 30:
+    raise ImproperlyConfigured("RETENTION_WEBHOOK_DAYS must be at least 30: GET /api/v1/events serves 30 days")
 RETENTION_RULES = [
     # Attempts first: they reference their event (PROTECT), so an event goes only once its attempts have.
     {
@@ -468,6 +510,8 @@ RETENTION_RULES = [
         "filter": {"status": "delivered"},
         "days": env_int("RETENTION_WEBHOOK_DAYS", 90),
     },
+    # Login throttle counters whose window ended long ago (the failures themselves stay in LoginFailure).
+    {"model": "console.LoginThrottle", "field": "window_started", "days": 1},
 ]
 CELERY_BEAT_SCHEDULE["ops-retention-purge"] = {
     "task": "config.ops.tasks.retention_purge_task",

@@ -89,3 +89,11 @@ def _worker_process_gone(pid: int | None = None, **_) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())
+
+
+@signals.beat_init.connect
+def _beat_prune_stale_entries(**_) -> None:
+    """Before the database scheduler reads its table: disable what the code no longer schedules."""
+    from config.ops.beat import beat_schedule_prune
+
+    beat_schedule_prune()

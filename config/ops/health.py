@@ -19,17 +19,32 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": OK})
 
 
+# What decides readiness: without these the process cannot serve a single request correctly.
+BLOCKING = ("database", "migrations")
+# Reported, never failing the probe: a broker or cache outage, or a calendar about to run out, is for the
+# operators' alerts; taking every API process out of the load balancer would turn it into a full outage
+# (reads, credit-line checks and the admin work without them; advances are refused with a clear code).
+WARNINGS = ("broker", "cache", "business_date", "calendar")
+NEEDS_DATABASE = ("migrations", "business_date", "calendar")
+DEGRADED = "degraded"
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: every dependency answers. Details of a failure go to the log, never to the caller."""
+    """503 only if the database does not answer or migrations are missing; other checks are warnings (200).
+
+    Body: {"status": "ok" | "degraded" | "fail", "checks": {name: "ok" | "fail"}, "warnings": [names]}.
+    Details of a failure go to the log, never to the caller.
+    """
     checks = {}
     for name, check in (
         ("database", _check_database),
         ("migrations", _check_migrations),
         ("broker", _check_broker),
+        ("cache", _check_cache),
         ("business_date", _check_business_date),
         ("calendar", _check_calendar),
     ):
-        if checks.get("database") == FAIL and name in ("migrations", "business_date", "calendar"):
+        if checks.get("database") == FAIL and name in NEEDS_DATABASE:
             checks[name] = FAIL  # no point asking a database that does not answer
             continue
         try:
@@ -38,8 +53,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception:
             logger.warning("readiness check %s failed", name, exc_info=True)
             checks[name] = FAIL
-    healthy = all(v == OK for v in checks.values())
-    return JsonResponse({"status": OK if healthy else FAIL, "checks": checks}, status=200 if healthy else 503)
+    ready = all(checks[name] == OK for name in BLOCKING)
+    warnings = [name for name in WARNINGS if checks[name] != OK]
+    status = FAIL if not ready else DEGRADED if warnings else OK
+    return JsonResponse({"status": status, "checks": checks, "warnings": warnings}, status=200 if ready else 503)
 
 
 def _check_database() -> None:
@@ -71,6 +88,17 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=timeout)
         if url.startswith("redis"):
             conn.default_channel.client.ping()
+
+
+def _check_cache() -> None:
+    import secrets
+
+    from django.core.cache import cache
+
+    probe = secrets.token_hex(8)
+    cache.set("readyz:probe", probe, 30)
+    if cache.get("readyz:probe") != probe:
+        raise RuntimeError("the cache did not return what was just stored")
 
 
 def _check_business_date() -> None:

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 # Books and audit trail are kept for good; their tables also refuse DELETE at the database.
 PROTECTED_APPS = {"ledger"}
 PROTECTED_MODELS = {"funding.auditevent", "funding.advance", "funding.payout", "settlement.payoutattempt"}
+# Kept at least this long whatever the settings say: GET /api/v1/events serves 30 days (contract 1.7).
+MINIMUM_DAYS = {"funding.webhookevent": 30}
 
 
 def _model_for(rule: dict):
@@ -34,6 +36,9 @@ def _model_for(rule: dict):
     model = apps.get_model(label)
     if model._meta.app_label in PROTECTED_APPS or model._meta.label_lower in PROTECTED_MODELS:
         raise ImproperlyConfigured(f"RETENTION_RULES may not name {label}: it is part of the books.")
+    minimum = MINIMUM_DAYS.get(model._meta.label_lower, 0)
+    if int(rule["days"]) < minimum:
+        raise ImproperlyConfigured(f"RETENTION_RULES keep {label} at least {minimum} days, not {rule['days']}.")
     return model
 
 

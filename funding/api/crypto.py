@@ -36,5 +36,23 @@ def secret_decrypt(token: str) -> str:
         raise ValueError("the stored secret cannot be decrypted with the configured keys") from exc
 
 
+def secret_is_current(token: str) -> bool:
+    """Is the token encrypted with the first (current) key? Then re-encrypting it would change nothing."""
+    keys = [k.strip() for k in settings.API_SECRET_ENCRYPTION_KEYS if k.strip()]
+    try:
+        Fernet(_as_fernet_key(keys[0])).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def secret_reencrypt(token: str) -> str:
+    """The same secret encrypted with the first key (key rotation). Raises ValueError if no key decrypts it."""
+    try:
+        return _fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("the stored secret cannot be decrypted with the configured keys") from exc
+
+
 def secret_generate(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"

@@ -4,6 +4,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db import transaction
 from rest_framework.request import Request
@@ -11,7 +12,14 @@ from rest_framework.response import Response
 
 from funding.api.errors import ApiError, exception_to_response
 from funding.api.models import IdempotencyStatus
-from funding.api.services import NonceReplayed, PendingNonce, idempotency_claim, idempotency_complete
+from funding.api.services import (
+    Claim,
+    NonceReplayed,
+    PendingNonce,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+)
 
 KEY_RE = re.compile(r"[\x20-\x7e]{1,64}")
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -29,6 +37,10 @@ def _stored(data) -> str:
 
 
 PENDING_NONCE_ATTR = "api_pending_nonce"
+
+
+def replayed_error() -> ApiError:
+    return ApiError(401, "replayed_request", "This nonce was already used with this key.")
 
 
 def pending_nonce_take(request: Request) -> PendingNonce | None:
@@ -51,50 +63,100 @@ def idempotency_key(request: Request) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class _Request:
+    key: str
+    method: str
+    path: str
+    request_hash: str
+
+
+def _prepare(request: Request) -> _Request:
+    key = idempotency_key(request)
+    parsed_body = request.data  # parse errors surface here, before the key is taken
+    method = request._request.method
+    path = request._request.get_full_path()
+    request_hash = hashlib.sha256(f"{method}\n{path}\n{_dumps(parsed_body)}".encode()).hexdigest()
+    return _Request(key=key, method=method, path=path, request_hash=request_hash)
+
+
+def _claim(request: Request, prepared: _Request) -> Claim:
+    """Inside the caller's transaction: take the key, or raise the answer for a key already taken."""
+    try:
+        return idempotency_claim(
+            company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
+            request_hash=prepared.request_hash, nonce=pending_nonce_take(request),
+        )
+    except NonceReplayed:
+        raise replayed_error() from None
+
+
+def _existing_answer(claim: Claim, prepared: _Request) -> Response:
+    record = claim.existing
+    if record is not None and record.request_hash != prepared.request_hash:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request (method, path or body).",
+        )
+    if record is None or record.status == IdempotencyStatus.IN_PROGRESS:
+        raise ApiError(
+            409,
+            "request_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
+    return Response(json.loads(record.response_body), status=record.response_status, headers={REPLAYED_HEADER: "true"})
+
+
+def _run(operation: Callable[[], Response]) -> Response:
+    try:
+        return operation()
+    except Exception as exc:  # noqa: BLE001 - business rejections are stored and replayed too
+        response = exception_to_response(exc)
+        if response is None:
+            raise
+        return response
+
+
 def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
     """Claim the key, run `operation` and store its response in one transaction; or replay / refuse.
 
     One transaction (and one COMMIT) for all three: a request that fails or dies leaves nothing behind, so a
     retry with the same key simply runs again; a concurrent duplicate is told request_in_progress.
     """
-    key = idempotency_key(request)
-    parsed_body = request.data  # parse errors surface here, before the key is taken
-    method = request._request.method
-    path = request._request.get_full_path()
-    request_hash = hashlib.sha256(f"{method}\n{path}\n{_dumps(parsed_body)}".encode()).hexdigest()
-    company = request.user.company
-    nonce = pending_nonce_take(request)
+    prepared = _prepare(request)
     with transaction.atomic():
-        try:
-            claim = idempotency_claim(
-                company=company, key=key, method=method, path=path, request_hash=request_hash, nonce=nonce
-            )
-        except NonceReplayed:
-            raise ApiError(401, "replayed_request", "This nonce was already used with this key.") from None
-        record = claim.existing
+        claim = _claim(request, prepared)
         if not claim.fresh:
-            if record is not None and record.request_hash != request_hash:
-                raise ApiError(
-                    409,
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was used with a different request (method, path or body).",
-                )
-            if record is None or record.status == IdempotencyStatus.IN_PROGRESS:
-                raise ApiError(
-                    409,
-                    "request_in_progress",
-                    "A request with this Idempotency-Key is still being processed; retry shortly.",
-                )
-            return Response(
-                json.loads(record.response_body), status=record.response_status, headers={REPLAYED_HEADER: "true"}
-            )
-        try:
-            response = operation()
-        except Exception as exc:  # noqa: BLE001 - business rejections are stored and replayed too
-            response = exception_to_response(exc)
-            if response is None:
-                raise
+            return _existing_answer(claim, prepared)
+        response = _run(operation)
         if response.status_code >= 500:
             raise RuntimeError(f"operation answered {response.status_code}")
+        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_stored(response.data))
+    return response
+
+
+def idempotent_outside_transaction(request: Request, operation: Callable[[], Response]) -> Response:
+    """idempotent() for an operation that waits on the network (the webhook test): no transaction stays open.
+
+    The claim commits first, so a concurrent duplicate is told request_in_progress while the operation runs;
+    the response is stored afterwards. An answer of 500 or more (the receiver could not be reached) is not
+    stored and the claim is released: a retry with the same key runs again. A process that dies in between
+    leaves the claim, which a retry takes over after API_IDEMPOTENCY_LEASE_SECONDS.
+    """
+    prepared = _prepare(request)
+    with transaction.atomic():
+        claim = _claim(request, prepared)
+    if not claim.fresh:
+        return _existing_answer(claim, prepared)
+    try:
+        response = _run(operation)
+    except BaseException:
+        idempotency_release(record_id=claim.record_id)
+        raise
+    if response.status_code >= 500:
+        idempotency_release(record_id=claim.record_id)
+        return response
+    with transaction.atomic():
         idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_stored(response.data))
     return response

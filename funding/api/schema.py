@@ -60,7 +60,9 @@ shortly). Keys are per company and kept at least 7 days.
 
 **Statements.** `GET /api/v1/statements/{business_date}`: a date after the current business date is
 `not_found`; `?format=csv` returns `text/csv` with one row per line and one `summary` row per total (its
-name in `id`, its value in `amount`).
+name in `id`, its value in `amount`). The CSV starts with a UTF-8 byte order mark (for Excel; decode with
+`utf-8-sig`), and a text cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with
+`'` (formula injection); cells that are plain numbers are never prefixed.
 
 **Webhooks.** `PUT /api/v1/webhook-endpoint` registers the HTTPS URL and returns a fresh signing secret
 once. Each event is POSTed with headers `X-Event-Id`, `X-Event-Type`, `X-Timestamp` and `X-Signature` =

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Prefetch, Q
 
+from funding.exports import csv_text
 from funding.models import Advance, AdvanceStatus, Company
 from funding.representations import amount_str, timestamp_str
 from ledger.models import AccountKind
@@ -174,16 +175,11 @@ STATEMENT_CSV_SUMMARY = [
 
 def statement_csv(statement: dict[str, Any]) -> str:
     """Same content as the JSON: one row per line, then one `summary` row per total (name in `id`, value in
-    `amount`)."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["company", "business_date", "currency", *STATEMENT_CSV_COLUMNS, "amount"])
+    `amount`). Cells go through funding.exports: text a company sent (external ids) cannot become a formula."""
     head = [statement["company"], statement["business_date"], statement["currency"]]
-    for line in statement["lines"]:
-        writer.writerow([*head, *[line[c] if line[c] is not None else "" for c in STATEMENT_CSV_COLUMNS], ""])
-    for name in STATEMENT_CSV_SUMMARY:
-        writer.writerow([*head, "summary", name, "", "", "", "", "", "", "", statement[name]])
-    return out.getvalue()
+    rows = [[*head, *[line[c] for c in STATEMENT_CSV_COLUMNS], None] for line in statement["lines"]]
+    rows += [
+        [*head, "summary", name, *([None] * (len(STATEMENT_CSV_COLUMNS) - 2)), statement[name]]
+        for name in STATEMENT_CSV_SUMMARY
+    ]
+    return csv_text(["company", "business_date", "currency", *STATEMENT_CSV_COLUMNS, "amount"], rows)

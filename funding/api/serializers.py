@@ -13,7 +13,21 @@ from funding.models import AdvanceStatus
 AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?")
 MAX_AMOUNT = Decimal("9999999999999.99")
 SURROGATES = re.compile(r"[\ud800-\udfff]")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Every character of the Unicode general categories Cc (controls: NUL, tab, newline, DEL, C1), Cf (invisible
+# formatting: bidi overrides such as U+202E, zero-width space and joiners, the BOM, soft hyphen), Zl and Zp
+# (line and paragraph separators U+2028, U+2029), as of Unicode 14 (Python 3.11). None has a place in an id, a
+# name, a bank code or a URL; bidi overrides and zero-width characters make two different values look the same
+# to staff. Written out because computing it costs a second at import; tests/funding/api/test_validation.py
+# checks it against unicodedata.
+_INVISIBLE_RANGES = (
+    (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C),
+    (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E),
+    (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)
+INVISIBLE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+CONTROL = re.compile("[" + "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in _INVISIBLE_RANGES) + "]")
 
 
 def no_surrogates(value: str) -> None:
@@ -23,7 +37,10 @@ def no_surrogates(value: str) -> None:
 
 def no_control_characters(value: str) -> None:
     if CONTROL.search(value):
-        raise serializers.ValidationError("Must not contain control characters.")
+        raise serializers.ValidationError(
+            "Must not contain control, invisible formatting or line separator characters "
+            "(Unicode categories Cc, Cf, Zl, Zp)."
+        )
 
 
 class StrictSerializer(serializers.Serializer):
@@ -274,6 +291,25 @@ class AdvanceListQuerySerializer(serializers.Serializer):
     cursor = text(500, required=False)
 
 
+class EventListQuerySerializer(serializers.Serializer):
+    after = serializers.RegexField(
+        r"^evt_[0-9A-Z]{26}$",
+        required=False,
+        validators=[no_control_characters],
+        help_text="An event id: the events written after it (omit to start from the oldest kept).",
+        error_messages={"invalid": "Must be an event id (evt_ followed by 26 characters)."},
+    )
+    type = serializers.RegexField(
+        r"^[a-z][a-z_]*(\.[a-z_]+)*$",
+        max_length=48,
+        required=False,
+        validators=[no_control_characters],
+        help_text="Only events of this type, e.g. advance.disbursed.",
+        error_messages={"invalid": "Must be an event type such as advance.disbursed."},
+    )
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
 class RepaymentListQuerySerializer(serializers.Serializer):
     business_date = serializers.DateField(required=False)
 
@@ -441,3 +477,23 @@ class WebhookEndpointOut(serializers.Serializer):
 class WebhookEndpointSetOut(serializers.Serializer):
     url = serializers.CharField()
     secret = serializers.CharField(help_text="Signing secret; shown only in this response.")
+
+
+class EventOut(serializers.Serializer):
+    id = serializers.CharField(help_text="evt_...; also the X-Event-Id header of its webhook.")
+    type = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    data = serializers.DictField(help_text="The resource as its GET endpoint rendered it, with its `version`.")
+
+
+class EventPageOut(serializers.Serializer):
+    results = EventOut(many=True)
+    next = serializers.URLField(allow_null=True, help_text="null when there is nothing more yet: poll again later "
+                                "with after=<the last id you processed>.")
+
+
+class WebhookTestOut(serializers.Serializer):
+    url = serializers.CharField()
+    event_id = serializers.CharField(help_text="X-Event-Id of the ping that was sent.")
+    status_code = serializers.IntegerField(help_text="What the receiver answered (any status: this only reports it).")
+    duration_ms = serializers.IntegerField(help_text="From the connection to the receiver's answer.")

@@ -1,11 +1,8 @@
 """Writes of the API app: keys, nonces, idempotency records, webhook endpoints, redelivery."""
 
-import ipaddress
 import secrets
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,7 +11,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.db import prepared_cursor
-from funding.api.crypto import secret_decrypt, secret_encrypt, secret_generate
+from funding.api import outbound
+from funding.api.crypto import (
+    secret_decrypt,
+    secret_encrypt,
+    secret_generate,
+    secret_is_current,
+    secret_reencrypt,
+)
 from funding.api.models import (
     ApiKey,
     IdempotencyRecord,
@@ -235,6 +239,11 @@ def idempotency_complete(*, record_id: int, status: int, body_json: str) -> None
             raise RuntimeError(f"idempotency record {record_id} was not in progress")
 
 
+def idempotency_release(*, record_id: int) -> None:
+    """Give up a claim whose request is not to be stored (it failed for a reason a retry may not meet)."""
+    IdempotencyRecord.objects.filter(pk=record_id, status=IdempotencyStatus.IN_PROGRESS).delete()
+
+
 def api_prune() -> tuple[int, int]:
     now = timezone.now()
     nonces, _ = NonceSeen.objects.filter(
@@ -253,29 +262,12 @@ def api_prune() -> tuple[int, int]:
 def webhook_url_check(url: str) -> None:
     """HTTPS to a public address only, unless WEBHOOK_ALLOW_INSECURE_URLS is on (local and test runs)."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationFailed(details={"url": ["Enter a valid URL."]}) from exc
-    allow_insecure = settings.WEBHOOK_ALLOW_INSECURE_URLS
-    schemes = ("https", "http") if allow_insecure else ("https",)
-    if parts.scheme not in schemes or not host:
-        raise ValidationFailed(details={"url": ["The URL must be an https:// URL with a host."]})
-    if parts.username or parts.password:
-        raise ValidationFailed(details={"url": ["The URL must not contain credentials."]})
-    if allow_insecure:
-        return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
-    except (OSError, UnicodeError) as exc:
-        raise ValidationFailed(details={"url": ["The host name does not resolve."]}) from exc
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise ValidationFailed(
-                details={"url": ["The URL must not resolve to a private, loopback or link-local address."]}
-            )
+        if settings.WEBHOOK_ALLOW_INSECURE_URLS:
+            outbound.check_form(url)  # local runs: the host may not resolve yet; deliveries resolve anyway
+        else:
+            outbound.resolve(url)
+    except outbound.Refused as exc:
+        raise ValidationFailed(details={"url": [str(exc)]}) from exc
 
 
 def webhook_endpoint_set(*, company: Company, url: str, actor_label: str) -> tuple[WebhookEndpoint, str]:
@@ -331,3 +323,49 @@ def webhook_event_redeliver(
             after={"status": "pending"},
         )
     return True
+
+
+# Key rotation of the secrets at rest ------------------------------------------------------------------------
+
+
+@dataclass
+class ReencryptResult:
+    reencrypted: dict[str, int]  # per kind ("api_key", "webhook_endpoint")
+    current: int  # already encrypted with the first key: left alone
+    unreadable: list[str]  # no configured key decrypts them (named, never shown)
+
+    @property
+    def total_reencrypted(self) -> int:
+        return sum(self.reencrypted.values())
+
+
+def api_secrets_reencrypt(*, actor_label: str) -> ReencryptResult:
+    """Re-encrypt every stored API key and webhook secret with the first API_SECRET_ENCRYPTION_KEY.
+
+    Secrets already under the first key are left as they are, so a second run changes nothing. Each row is
+    locked, re-encrypted and audited in its own transaction: a run that stops half-way loses nothing and the
+    next run finishes it. After a successful run, the older keys can be dropped from the setting.
+    """
+    result = ReencryptResult(reencrypted={"api_key": 0, "webhook_endpoint": 0}, current=0, unreadable=[])
+    for kind, model, name in (("api_key", ApiKey, "key_id"), ("webhook_endpoint", WebhookEndpoint, "company_id")):
+        for pk in model.objects.exclude(secret_encrypted="").order_by("pk").values_list("pk", flat=True):
+            with transaction.atomic():
+                row = model.objects.select_for_update().get(pk=pk)
+                if not row.secret_encrypted or secret_is_current(row.secret_encrypted):
+                    result.current += 1
+                    continue
+                try:
+                    row.secret_encrypted = secret_reencrypt(row.secret_encrypted)
+                except ValueError:
+                    result.unreadable.append(f"{kind} {getattr(row, name)}")
+                    continue
+                row.save(update_fields=["secret_encrypted"])
+                audit_record(
+                    action="api_secret.reencrypted",
+                    obj=row,
+                    actor_label=actor_label,
+                    company=row.company,
+                    reason="rotation to the first API_SECRET_ENCRYPTION_KEY",
+                )
+                result.reencrypted[kind] += 1
+    return result

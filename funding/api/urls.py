@@ -12,6 +12,8 @@ v1 = [
     path("repayments", views.RepaymentListView.as_view(), name="repayments"),
     path("statements/<str:business_date>", views.StatementView.as_view(), name="statement"),
     path("webhook-endpoint", views.WebhookEndpointView.as_view(), name="webhook-endpoint"),
+    path("webhook-endpoint/test", views.WebhookEndpointTestView.as_view(), name="webhook-endpoint-test"),
+    path("events", views.EventListView.as_view(), name="events"),
 ]
 
 # The schema and the docs are the only endpoints served without a signature.

@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 
 from django.db.models import Q
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -20,14 +20,21 @@ from rest_framework.views import APIView
 from funding.api import selectors, selectors_statements
 from funding.api import serializers as s
 from funding.api.authentication import SignatureAuthentication
-from funding.api.errors import ApiError, error_body
-from funding.api.idempotency import idempotent, pending_nonce_take
+from funding.api.errors import ApiError, error_body, exception_to_response
+from funding.api.idempotency import (
+    idempotent,
+    idempotent_outside_transaction,
+    pending_nonce_take,
+    replayed_error,
+)
 from funding.api.models import WebhookEndpoint
 from funding.api.parsers import SafeJSONParser
 from funding.api.services import nonce_register, webhook_endpoint_set
 from funding.api.throttling import ApiKeyRateThrottle
+from funding.api.webhooks import WebhookNotRegistered, webhook_ping
 from funding.errors import NotFound
-from funding.models import Advance, BusinessDay
+from funding.exports import csv_download
+from funding.models import Advance, BusinessDay, WebhookEvent
 from funding.representations import advance_representation
 from funding.services.advances import PayoutInput, advance_cancel, advance_request
 
@@ -54,9 +61,12 @@ class ApiView(APIView):
     nonce_with_idempotency_claim = False
 
     def finalize_response(self, request, response, *args, **kwargs):
-        # A nonce left for a claim that never ran (the request was refused before it) is recorded now.
+        # A nonce left for a claim that never ran (the request was refused before it: no Idempotency-Key, a
+        # body that does not parse, throttled...) is recorded now; if it was a replay, that refusal wins:
+        # a replayed request learns nothing but replayed_request, whatever else is wrong with it.
         if isinstance(request, Request) and (nonce := pending_nonce_take(request)) is not None:
-            nonce_register(api_key_id=nonce.api_key_id, nonce=nonce.nonce)
+            if not nonce_register(api_key_id=nonce.api_key_id, nonce=nonce.nonce):
+                response = exception_to_response(replayed_error())
         return super().finalize_response(request, response, *args, **kwargs)
 
     @property
@@ -267,13 +277,10 @@ class StatementView(ApiView):
             raise NotFound("There is no statement for this business date yet.")
         statement = selectors_statements.statement_build(company=self.company, business_date=day)
         if fmt == "csv":
-            response = HttpResponse(
-                selectors_statements.statement_csv(statement), content_type="text/csv; charset=utf-8"
+            return csv_download(
+                selectors_statements.statement_csv(statement),
+                filename=f"statement-{self.company.code}-{day.isoformat()}.csv",
             )
-            response["Content-Disposition"] = (
-                f'attachment; filename="statement-{self.company.code}-{day.isoformat()}.csv"'
-            )
-            return response
         return Response(statement)
 
 
@@ -300,3 +307,96 @@ class WebhookEndpointView(ApiView):
             company=self.company, url=serializer.validated_data["url"], actor_label=request.user.label
         )
         return Response({"url": endpoint.url, "secret": secret})
+
+
+class WebhookEndpointTestView(ApiView):
+    nonce_with_idempotency_claim = True
+
+    @extend_schema(
+        operation_id="webhook_endpoint_test",
+        summary="Send a signed ping event to the registered URL now",
+        description=(
+            "Sends `{\"id\": \"evt_...\", \"type\": \"ping\", \"created_at\": ..., \"data\": {\"company\": ...}}` "
+            "with the same headers, signature and address checks as every webhook, waits for the answer (at most "
+            "10 s) and reports the receiver's status code, whatever it is, and the time it took. No body, or `{}`. "
+            "The ping is not an event: `GET /api/v1/events` does not list it."
+        ),
+        parameters=[IDEMPOTENCY_HEADER],
+        request=None,
+        responses={
+            200: s.WebhookTestOut,
+            422: OpenApiResponse(
+                s.ErrorSerializer,
+                description="webhook_url_not_registered; webhook_url_refused (the URL now resolves to a "
+                "non-public address; details.url)",
+            ),
+            502: OpenApiResponse(
+                s.ErrorSerializer,
+                description="webhook_receiver_unreachable (connection, TLS or timeout; details: error, "
+                "duration_ms). Not stored: a retry with the same Idempotency-Key tries again.",
+            ),
+        },
+    )
+    def post(self, request):
+        def operation():
+            if request.data not in ({}, None):
+                raise ApiError(400, "validation_error", "The request is not valid.",
+                               {"body": ["Send no body, or {}."]})
+            try:
+                ping = webhook_ping(company=self.company)
+            except WebhookNotRegistered:
+                raise ApiError(
+                    422, "webhook_url_not_registered",
+                    "No webhook URL is registered; register one with PUT /api/v1/webhook-endpoint.",
+                ) from None
+            outcome = ping.outcome
+            if outcome.refused:
+                raise ApiError(422, "webhook_url_refused", "The registered URL may not be called now.",
+                               {"url": [outcome.error]})
+            if outcome.status_code is None:
+                raise ApiError(
+                    502, "webhook_receiver_unreachable", "The webhook receiver could not be reached.",
+                    {"error": outcome.error, "duration_ms": outcome.latency_ms},
+                )
+            return Response({"url": outcome.url, "event_id": ping.event_id, "status_code": outcome.status_code,
+                             "duration_ms": outcome.latency_ms})
+
+        return idempotent_outside_transaction(request, operation)
+
+
+def _event_next_url(request, last: WebhookEvent) -> str:
+    params = request.query_params.copy()
+    params["after"] = last.public_id
+    return request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+
+
+class EventListView(ApiView):
+    @extend_schema(
+        operation_id="events_list",
+        summary="The caller's events in the order they were written (catching up on webhooks)",
+        description=(
+            "Each item is exactly the body of its webhook. Oldest first; `after=<event id>` continues after that "
+            "event, `type` keeps one type, `page_size` 1-200 (default 50). Follow `next`; when it is null there "
+            "is nothing more yet: poll again later with `after=` the last id you processed. Every event appears "
+            "once in this order, so nothing is skipped; an event is listed once the transactions written "
+            "before it have finished (usually milliseconds). Events are kept at least 30 days; an `after` id "
+            "no longer kept (or unknown) is a validation_error. As with webhooks, compare `data.version`."
+        ),
+        parameters=[s.EventListQuerySerializer],
+        responses={200: s.EventPageOut},
+    )
+    def get(self, request):
+        query = self.query(s.EventListQuerySerializer)
+        page_size = query.get("page_size", DEFAULT_PAGE_SIZE)
+        after = None
+        if "after" in query:
+            after = selectors.event_position(company=self.company, public_id=query["after"])
+            if after is None:
+                raise ApiError(400, "validation_error", "The request is not valid.",
+                               {"after": ["No such event of yours (events are kept at least 30 days)."]})
+        page = selectors.event_list(company=self.company, after=after, type=query.get("type"), limit=page_size + 1)
+        next_url = None
+        if len(page) > page_size:
+            page = page[:page_size]
+            next_url = _event_next_url(request, page[-1])
+        return Response({"results": [event.payload for event in page], "next": next_url})

@@ -8,16 +8,16 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import requests
+import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from config.ops import metrics
+from funding.api import outbound
 from funding.api.crypto import secret_decrypt
 from funding.api.models import WebhookDeliveryAttempt, WebhookEndpoint
-from funding.errors import ValidationFailed
-from funding.models import WebhookEvent, WebhookEventStatus
+from funding.models import Company, WebhookEvent, WebhookEventStatus, new_public_id
 
 logger = logging.getLogger(__name__)
 
@@ -64,47 +64,49 @@ class Outcome:
     status_code: int | None
     latency_ms: int | None
     error: str
+    refused: bool = False  # the URL failed the address check: nothing was sent
 
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _post(event: WebhookEvent) -> Outcome:
-    from funding.api.services import webhook_url_check
-
-    endpoint = WebhookEndpoint.objects.filter(company=event.company).first()
-    if endpoint is None or not endpoint.url:
-        return Outcome("", None, None, "no webhook URL registered")
+def signed_send(*, url: str, secret: str, event_id: str, event_type: str, body: bytes) -> Outcome:
+    """POST one signed body (contract 1.6 headers) to `url`: resolved once, checked, connected to as checked."""
     try:
-        webhook_url_check(endpoint.url)  # DNS may have changed since registration
-    except ValidationFailed:
-        return Outcome(endpoint.url, None, None, "URL refused: not https or resolves to a non-public address")
-    body = event_body(event)
+        target = outbound.resolve(url)  # DNS may have changed since registration
+    except outbound.Refused as exc:
+        return Outcome(url, None, None, f"URL refused: {exc}", refused=True)
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": "advance-engine-webhooks/1",
-        "X-Event-Id": event.public_id,
-        "X-Event-Type": event.type,
+        "X-Event-Id": event_id,
+        "X-Event-Type": event_type,
         "X-Timestamp": timestamp,
-        "X-Signature": webhook_signature(secret_decrypt(endpoint.secret_encrypted), timestamp, body),
+        "X-Signature": webhook_signature(secret, timestamp, body),
     }
     started = time.monotonic()
     try:
-        response = requests.post(
-            endpoint.url,
-            data=body,
-            headers=headers,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
+        reply = outbound.post(target, body=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
+    except urllib3.exceptions.HTTPError as exc:
         latency = int((time.monotonic() - started) * 1000)
-        error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        return Outcome(endpoint.url, response.status_code, latency, error)
-    except requests.RequestException as exc:
-        latency = int((time.monotonic() - started) * 1000)
-        return Outcome(endpoint.url, None, latency, f"{type(exc).__name__}: {exc}"[:500])
+        return Outcome(url, None, latency, f"{type(exc).__name__}: {exc}"[:500])
+    error = "" if 200 <= reply.status < 300 else f"HTTP {reply.status}"
+    return Outcome(url, reply.status, reply.latency_ms, error)
+
+
+def _post(event: WebhookEvent) -> Outcome:
+    endpoint = WebhookEndpoint.objects.filter(company=event.company).first()
+    if endpoint is None or not endpoint.url:
+        return Outcome("", None, None, "no webhook URL registered")
+    return signed_send(
+        url=endpoint.url,
+        secret=secret_decrypt(endpoint.secret_encrypted),
+        event_id=event.public_id,
+        event_type=event.type,
+        body=event_body(event),
+    )
 
 
 def webhook_record(*, event_id: int, outcome: Outcome) -> WebhookEvent:
@@ -152,3 +154,40 @@ def webhook_deliver(*, event_id: int) -> WebhookEvent | None:
         logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
     metrics.webhook_delivery("delivered" if outcome.ok else "failed")
     return webhook_record(event_id=event.pk, outcome=outcome)
+
+
+class WebhookNotRegistered(Exception):
+    """The company has no webhook URL to send to."""
+
+
+@dataclass(frozen=True)
+class Ping:
+    event_id: str
+    outcome: Outcome
+
+
+def webhook_ping(*, company: Company) -> Ping:
+    """Send a signed `ping` event to the company's URL now (POST /api/v1/webhook-endpoint/test).
+
+    Same signature, headers, address checks and pinning as every delivery; nothing is stored (a ping is not
+    an event of the outbox and is not listed by GET /api/v1/events). Raises WebhookNotRegistered.
+    """
+    endpoint = WebhookEndpoint.objects.filter(company=company).first()
+    if endpoint is None or not endpoint.url:
+        raise WebhookNotRegistered()
+    event_id = new_public_id("evt")
+    payload = {
+        "id": event_id,
+        "type": "ping",
+        "created_at": timezone.localtime().isoformat(timespec="seconds"),
+        "data": {"company": company.code},
+    }
+    outcome = signed_send(
+        url=endpoint.url,
+        secret=secret_decrypt(endpoint.secret_encrypted),
+        event_id=event_id,
+        event_type="ping",
+        body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(),
+    )
+    logger.info("webhook ping %s to %s: %s", event_id, endpoint.url, outcome.status_code or outcome.error)
+    return Ping(event_id=event_id, outcome=outcome)

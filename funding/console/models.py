@@ -44,3 +44,21 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.ip_address or '-'} {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginThrottle(models.Model):
+    """A login attempt counter for one key (a username at an address, or an address), in a fixed window.
+
+    Changed only by one INSERT ... ON CONFLICT DO UPDATE ... RETURNING (funding.console.throttle), so
+    concurrent attempts can never both see room under the limit.
+    """
+
+    key = models.CharField(max_length=250, unique=True)
+    window_started = models.DateTimeField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = _("login throttle counter")
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.count}"

@@ -13,8 +13,6 @@ date D, what was booked on D is not yet due; the rest of the closing balance is 
 since its due date (the first business day after it was booked).
 """
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,6 +23,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from funding.exports import csv_text
 from funding.models import CalendarDay, Company
 from ledger.models import DEBIT_NORMAL, Account, AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
@@ -63,22 +62,10 @@ class Report:
 
 
 def report_csv(report: Report) -> str:
-    """CSV with the stable keys as header; amounts as plain decimals, no thousands separators."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(report.keys)
+    """CSV with the stable keys as header; amounts as plain decimals, no thousands separators; every cell
+    through funding.exports (formula triggers quoted)."""
     rows = report.rows + ([report.totals] if report.totals else [])
-    for row in rows:
-        writer.writerow(["" if row.get(key) is None else _csv_cell(row.get(key)) for key in report.keys])
-    return buffer.getvalue()
-
-
-def _csv_cell(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return f"{value:f}"
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
+    return csv_text(report.keys, ([row.get(key) for key in report.keys] for row in rows))
 
 
 def entry_category(*, account_kind: str, direction: str, journal_kind: str) -> tuple[str, int]:

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy
 from funding.console import charts, reports, selectors
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
+from funding.exports import csv_download
 
 
 def console_view(perm: str) -> Callable:
@@ -111,9 +112,7 @@ def _render_report(request: HttpRequest, build: Callable[[], reports.Report], fi
     report = build(**values)
     if request.GET.get("format") == "csv":
         stamp = "_".join(v.isoformat() for v in values.values())
-        response = HttpResponse(reports.report_csv(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{filename}_{stamp}.csv"'
-        return response
+        return csv_download(reports.report_csv(report), filename=f"{filename}_{stamp}.csv")
     context = _context(request, report.title, report=report,
                        fields=[(n, label, values[n].isoformat()) for n, label, _d in fields])
     return TemplateResponse(request, "console/report.html", context)
@@ -163,9 +162,7 @@ def audit(request: HttpRequest) -> HttpResponse:
     filters = {name: request.GET.get(name, "").strip()[:150] for name in AUDIT_FILTERS}
     report = reports.audit_report(selectors.audit_trail(**filters))
     if request.GET.get("format") == "csv":
-        response = HttpResponse(reports.report_csv(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="audit_trail.csv"'
-        return response
+        return csv_download(reports.report_csv(report), filename="audit_trail.csv")
     labels = {"company": _("Company"), "object_type": _("Object type"), "object_id": _("Object id"),
               "actor": _("Who")}
     context = _context(request, report.title, report=report,

@@ -1,6 +1,7 @@
 """The webhook outbox."""
 
 from django.db import models
+from django.db.models.expressions import RawSQL
 from django_fsm import FSMField, FSMModelMixin, transition
 
 from funding.models.companies import Company
@@ -28,9 +29,16 @@ class WebhookEvent(FSMModelMixin, models.Model):
     last_error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The writing transaction's id (PostgreSQL xid8). GET /api/v1/events pages by (written_xact, id) and shows
+    # only events of transactions older than every one still running, so a page never skips an event that
+    # commits later (funding/api/selectors.py event_list).
+    written_xact = models.BigIntegerField(db_default=RawSQL("pg_current_xact_id()::text::bigint", ()), editable=False)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["company", "written_xact", "id"], name="webhookevent_company_xact"),
+        ]
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

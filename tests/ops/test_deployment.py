@@ -164,8 +164,9 @@ def test_production_layout_starts_serves_probes_and_runs_tasks_on_their_queues(
         ready = requests.get(f"{base}/readyz", timeout=10, headers={"X-Request-Id": "deploy-test-000001"})
         assert ready.status_code == 200, ready.text
         assert ready.json() == {"status": "ok", "checks": {
-            "database": "ok", "migrations": "ok", "broker": "ok", "business_date": "ok", "calendar": "ok",
-        }}
+            "database": "ok", "migrations": "ok", "broker": "ok", "cache": "ok", "business_date": "ok",
+            "calendar": "ok",
+        }, "warnings": []}
         assert ready.headers["X-Request-Id"] == "deploy-test-000001"
         # Production settings are in force: anything else over plain HTTP is redirected to HTTPS.
         admin = requests.get(f"{base}/admin/", timeout=5, allow_redirects=False)

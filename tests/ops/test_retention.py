@@ -39,9 +39,13 @@ def test_retention_archives_then_deletes_only_delivered_events_past_retention(tm
         WebhookDeliveryAttempt.objects.create(event=event, number=1, attempted_at=event.delivered_at,
                                               status_code=200, succeeded=True)
     with override_settings(RETENTION_ARCHIVE_DIR=str(tmp_path)):
-        assert retention_purge() == {"api.WebhookDeliveryAttempt": 1, "funding.WebhookEvent": 1}
+        assert retention_purge() == {
+            "api.WebhookDeliveryAttempt": 1, "funding.WebhookEvent": 1, "console.LoginThrottle": 0
+        }
         # a second run changes nothing
-        assert retention_purge() == {"api.WebhookDeliveryAttempt": 0, "funding.WebhookEvent": 0}
+        assert retention_purge() == {
+            "api.WebhookDeliveryAttempt": 0, "funding.WebhookEvent": 0, "console.LoginThrottle": 0
+        }
     assert list(WebhookDeliveryAttempt.objects.values_list("event_id", flat=True)) == [recent.pk]
 
     assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {recent.pk, pending.pk}
@@ -59,3 +63,34 @@ def test_retention_refuses_rules_that_touch_the_books(label):
     rule = {"model": label, "field": "id", "filter": {}, "days": 1}
     with override_settings(RETENTION_RULES=[rule]), pytest.raises(ImproperlyConfigured):
         retention_purge()
+
+
+@pytest.mark.django_db
+def test_webhook_events_are_kept_at_least_30_days_whatever_the_rules_say():
+    rule = {"model": "funding.WebhookEvent", "field": "delivered_at", "filter": {"status": "delivered"}, "days": 29}
+    with override_settings(RETENTION_RULES=[rule]), pytest.raises(ImproperlyConfigured, match="at least 30 days"):
+        retention_purge()
+    company, _ = company_with_line()
+    WebhookEvent.objects.all().delete()
+    kept = _event(company, delivered_days_ago=29)
+    with override_settings(RETENTION_RULES=[{**rule, "days": 30}]):
+        assert retention_purge() == {"funding.WebhookEvent": 0}
+    assert list(WebhookEvent.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_the_webhook_retention_setting_cannot_go_under_30_days():
+    from tests.ops.test_settings import load_settings
+
+    result = load_settings(RETENTION_WEBHOOK_DAYS="7")
+    assert result.returncode != 0 and "RETENTION_WEBHOOK_DAYS must be at least 30" in result.stderr
+
+
+@pytest.mark.django_db
+def test_login_throttle_counters_go_a_day_after_their_window_started():
+    from funding.console.models import LoginThrottle
+
+    now = timezone.now()
+    LoginThrottle.objects.create(key="addr:203.0.113.1", window_started=now - timedelta(days=2), count=9)
+    LoginThrottle.objects.create(key="addr:203.0.113.2", window_started=now - timedelta(hours=2), count=9)
+    assert retention_purge()["console.LoginThrottle"] == 1
+    assert list(LoginThrottle.objects.values_list("key", flat=True)) == ["addr:203.0.113.2"]

@@ -119,3 +119,31 @@ def test_the_filesystem_broker_keeps_all_its_folders_under_var():
         "processed_folder": str(queue_dir / "processed"),
         "store_processed": False,
     }.items()))
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        ("a-passphrase-somebody-typed", "1 of 1"),
+        ("aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=,short", "2 of 2"),
+        ("aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVz", "1 of 1"),  # 30 bytes
+        ("aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE", "1 of 1"),  # padding missing
+        ("aGVyZS1pcy1hLXRlc3Qta2V5LW9m!TMyLWJ5dGVzISE=", "1 of 1"),  # not base64
+        ("aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=\u00e9", "1 of 1"),
+    ],
+)
+def test_production_refuses_a_key_that_is_not_a_fernet_key(value, number):
+    result = load_settings(API_SECRET_ENCRYPTION_KEY=value)
+    assert result.returncode != 0
+    assert f"API_SECRET_ENCRYPTION_KEY: key {number} is not a Fernet key" in result.stderr
+    assert "Fernet.generate_key()" in result.stderr
+    for part in value.split(","):
+        assert part not in result.stderr  # the key itself is never printed
+
+
+def test_production_accepts_real_fernet_keys_in_rotation():
+    from cryptography.fernet import Fernet
+
+    keys = ",".join(Fernet.generate_key().decode() for _ in range(2))
+    result = load_settings(API_SECRET_ENCRYPTION_KEY=keys)
+    assert result.returncode == 0, result.stderr

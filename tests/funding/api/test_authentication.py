@@ -289,3 +289,40 @@ def test_an_advance_post_records_its_nonce_with_the_claim(api):
     assert sum(h.startswith("WITH nonce AS (") for h in heads) == 1, heads
     assert sum("advance_reserve(" in q["sql"] for q in queries) == 1
     assert sum(h.startswith("UPDATE api_idempotencyrecord SET") for h in heads) == 1, heads
+
+
+def test_a_replayed_nonce_with_the_same_idempotency_key_is_refused_not_replayed(api):
+    """The stored response must not answer a replayed request: the nonce is checked before the claim."""
+    from funding.api.models import IdempotencyRecord
+    from funding.models import Advance
+    from tests.funding.api.conftest import advance_body
+
+    nonce = "nonce_same_key_0123456"
+    first = api.post("/api/v1/advances", advance_body(), idem="same-key", nonce=nonce)
+    assert first.status_code == 201, first.content
+    again = api.post("/api/v1/advances", advance_body(), idem="same-key", nonce=nonce)
+    assert again.status_code == 401
+    assert error_of(again)["code"] == "replayed_request"
+    assert "Idempotent-Replayed" not in again.headers
+    # With a fresh nonce the same key replays the stored response as before.
+    replay = api.post("/api/v1/advances", advance_body(), idem="same-key")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
+    assert Advance.objects.count() == 1 and IdempotencyRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"idem": None},  # no Idempotency-Key: refused before the claim
+        {"raw": b"{not json"},  # a body that does not parse: refused before the claim
+    ],
+)
+def test_a_replayed_nonce_is_refused_before_any_other_refusal_of_a_post(api, broken):
+    from tests.funding.api.conftest import advance_body
+
+    nonce = "nonce_refused_early_01"
+    assert api.get("/api/v1/credit-line", nonce=nonce).status_code == 200
+    refused = api.post("/api/v1/advances", advance_body(), nonce=nonce, **broken)
+    assert refused.status_code == 401
+    assert error_of(refused)["code"] == "replayed_request"
+    assert NonceSeen.objects.filter(nonce=nonce).count() == 1

@@ -99,7 +99,7 @@ def test_statement_json_and_csv(api):
     csv_response = api.get("/api/v1/statements/2026-11-25?format=csv")
     assert csv_response.status_code == 200
     assert csv_response["Content-Type"].startswith("text/csv")
-    rows = csv_response.content.decode().splitlines()
+    rows = csv_response.content.decode("utf-8-sig").splitlines()
     assert rows[0].startswith("company,business_date,currency,type,id")
     assert advance["id"] in rows[1]
     assert any(",summary,closing_outstanding," in r for r in rows)
@@ -211,3 +211,15 @@ def test_an_unknown_api_path_answers_404_in_the_contract_shape_for_every_method(
     response = getattr(Client(enforce_csrf_checks=True), method)("/api/v1/no-such-endpoint")
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "No such resource.", "details": {}}}
+
+
+def test_statement_csv_quotes_a_company_s_formula_text(api):
+    import csv
+
+    advance = api.post("/api/v1/advances", advance_body(("100.00",), external_id="=1+2")).json()
+    response = api.get("/api/v1/statements/2026-11-25?format=csv")
+    assert response.content.startswith(b"\xef\xbb\xbf")
+    assert response["Content-Disposition"].startswith('attachment; filename="statement-')
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert rows[1][3:6] == ["advance", advance["id"], "'=1+2"]
+    assert rows[0][7] == "advanced" and rows[1][7] == "0.00"  # nothing disbursed yet

@@ -49,6 +49,10 @@ def test_a_plain_body_takes_the_fast_path_with_the_serializer_s_result():
         _body(payouts=[_payout(1, "150.00"), _payout(1, "150.00")]),
         _body(payouts=[{**_payout(1, "300.00"), "account_no": "12345678\n"}]),
         _body(payouts=[{**_payout(1, "300.00"), "bank_code": "ICBC\n"}]),
+        _body(external_id="B-1\u202e"),
+        _body(external_id="\u200bB-1"),
+        _body(payouts=[{**_payout(1, "300.00"), "beneficiary_name": "Shanghai\u2028Co"}]),
+        _body(payouts=[{**_payout(1, "300.00"), "external_id": "P\ufeff1"}]),
         _body(currency="cny"),
         _body(use_own_funds=1),
         _body(amount="300.001"),
@@ -71,8 +75,11 @@ def mostly(valid, tricky):
 
 TRICKY_TEXTS = st.one_of(
     st.sampled_from(["", " ", " x ", "x\n", "x\x00", "\ud800", "\u00e9\u4e2d", "x" * 64, "x" * 65, "y" * 100,
-                     "y" * 101]),
+                     "y" * 101, "x\u202ey", "\u200b", "x\u200d", "\ufeffx", "x\u2028", "x\u2029", "x\u00ad",
+                     "x\x85", "\U000e0041", "x\u2066"]),
     st.text(max_size=70),
+    # Text drawn from exactly the refused categories mixed with ordinary letters.
+    st.text(st.characters(categories=("Cc", "Cf", "Zl", "Zp", "Lo", "Ll")), min_size=1, max_size=10),
     st.integers(),
     st.none(),
 )
@@ -85,9 +92,11 @@ TRICKY_AMOUNTS = st.one_of(
 VALID_AMOUNTS = st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=Decimal("0.01"),
                             max_value=1000).map(lambda d: f"{d:.2f}")
 ACCOUNTS = mostly(st.sampled_from(["6222020200112233445", "12345678", "1" * 32]),
-                  st.one_of(st.sampled_from(["1234567", "1" * 33, "12345678\n", "1234abcd"]), st.text(max_size=40)))
+                  st.one_of(st.sampled_from(["1234567", "1" * 33, "12345678\n", "1234abcd", "1234\u200b5678"]),
+                            st.text(max_size=40)))
 BANKS = mostly(st.sampled_from(["ICBC", "icbc_1-2", "A" * 16]),
-               st.one_of(st.sampled_from(["", "A" * 17, "IC BC", "ICBC\n"]), st.text(max_size=20)))
+               st.one_of(st.sampled_from(["", "A" * 17, "IC BC", "ICBC\n", "ICBC\u200b", "\u202eICBC"]),
+                         st.text(max_size=20)))
 
 
 @st.composite
@@ -141,3 +150,17 @@ def test_the_fast_path_never_accepts_what_the_serializer_refuses(body):
     if fast is not None:
         assert valid, (body, serializer.errors)
         assert fast == _plain(serializer.validated_data)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x85", "\u00ad", "\u200b", "\u200d", "\u202e", "\u2028", "\u2029",
+                                  "\u2066", "\ufeff", "\U000e0041"])
+@pytest.mark.parametrize("field", ["external_id", "payouts.0.external_id", "payouts.0.beneficiary_name"])
+def test_neither_path_accepts_an_invisible_character(char, field):
+    body = _body(amount="100.00", payouts=[_payout(1)])
+    if field == "external_id":
+        body["external_id"] = f"B{char}1"
+    else:
+        body["payouts"][0][field.split(".")[-1]] = f"X{char}Y"
+    serializer = AdvanceCreateSerializer(data=body)
+    assert not serializer.is_valid()
+    assert advance_create_fast(body) is None

@@ -239,3 +239,89 @@ def test_deeply_nested_json_is_400(api, raw):
 def test_extreme_filters_never_5xx(api, query):
     response = api.get(f"/api/v1/advances?{query}")
     assert response.status_code in (200, 400), response.content
+
+
+# Unicode categories Cc, Cf, Zl, Zp refused in every text input -------------------------------------------
+
+INVISIBLE = {
+    "NUL": "\x00",
+    "DEL": "\x7f",
+    "C1 control": "\x85",
+    "right-to-left override U+202E": "\u202e",
+    "left-to-right isolate U+2066": "\u2066",
+    "zero-width space U+200B": "\u200b",
+    "zero-width joiner U+200D": "\u200d",
+    "byte order mark U+FEFF": "\ufeff",
+    "soft hyphen U+00AD": "\u00ad",
+    "line separator U+2028": "\u2028",
+    "paragraph separator U+2029": "\u2029",
+    "tag character U+E0041": "\U000e0041",
+}
+TEXT_FIELDS = [
+    ("external_id", "SETTLE-1{}"),
+    ("payouts.0.external_id", "M1{}x"),
+    ("payouts.1.beneficiary_name", "Shanghai{}Example"),
+    ("payouts.2.bank_code", "ICBC{}"),
+    ("payouts.0.account_no", "62220202{}00112233"),
+]
+
+
+@pytest.mark.parametrize("name, char", list(INVISIBLE.items()), ids=list(INVISIBLE))
+@pytest.mark.parametrize("path, template", TEXT_FIELDS, ids=[f[0] for f in TEXT_FIELDS])
+def test_invisible_and_control_characters_are_refused_in_every_text_field(api, company_line, path, template,
+                                                                         name, char):
+    body = _mutate(path, template.format(char))(advance_body(THREE))
+    response = api.post("/api/v1/advances", raw=json.dumps(body).encode())
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    assert list(error["details"]) == [path], error
+    assert Advance.objects.count() == 0
+
+
+@pytest.mark.parametrize("char", list(INVISIBLE.values()), ids=list(INVISIBLE))
+def test_invisible_characters_are_refused_in_the_webhook_url_and_the_filters(api, char):
+    put = api.put("/api/v1/webhook-endpoint", {"url": f"https://hooks.example.com/a{char}b"})
+    assert put.status_code == 400 and list(error_of(put)["details"]) == ["url"], put.content
+    from urllib.parse import quote
+
+    listed = api.get(f"/api/v1/advances?external_id={quote('SETTLE' + char)}")
+    assert listed.status_code == 400 and list(error_of(listed)["details"]) == ["external_id"], listed.content
+
+
+def test_visible_unicode_stays_welcome(api):
+    body = advance_body(THREE)
+    body["payouts"][0]["beneficiary_name"] = "上海示例 Café ـ 👍🏽 (Ünïcödé)"
+    body["external_id"] = "批次-2026-11-25"
+    assert api.post("/api/v1/advances", body).status_code == 201
+
+
+def test_the_refused_ranges_are_exactly_the_unicode_categories():
+    import sys
+    import unicodedata
+
+    from funding.api.serializers import CONTROL, INVISIBLE_CATEGORIES
+
+    expected = [i for i in range(sys.maxunicode + 1)
+                if unicodedata.category(chr(i)) in INVISIBLE_CATEGORIES]
+    found = [i for i in range(sys.maxunicode + 1) if 0xD800 > i or i > 0xDFFF if CONTROL.match(chr(i))]
+    assert found == expected
+
+
+@pytest.mark.parametrize("path", ["/api/v1/advances", "/api/v1/webhook-endpoint", "/api/v1/nowhere"])
+def test_a_chunked_body_is_411_length_required_before_anything_else(api, path):
+    from funding.api.models import NonceSeen
+
+    response = api.post(path, advance_body(), headers={"Transfer-Encoding": "chunked"})
+    assert response.status_code == 411
+    assert error_of(response) == {
+        "code": "length_required",
+        "message": "Send the body with a Content-Length header; chunked transfer encoding is not accepted.",
+        "details": {},
+    }
+    assert response["Content-Type"] == "application/json"
+    assert Advance.objects.count() == 0 and NonceSeen.objects.count() == 0
+
+
+def test_transfer_encoding_outside_the_api_is_left_to_django(client):
+    assert client.get("/healthz", headers={"Transfer-Encoding": "chunked"}).status_code == 200

@@ -25,7 +25,7 @@ def test_language_switch_shows_the_console_in_chinese_and_back(business_day, cli
 def test_csv_headers_stay_stable_in_chinese(business_day, client, user_in_role):
     client.force_login(user_in_role("finance"))
     client.post(reverse("set_language"), {"language": "zh-hans"})
-    csv_text = client.get(reverse("console:report_trial_balance"), {"format": "csv"}).content.decode()
+    csv_text = client.get(reverse("console:report_trial_balance"), {"format": "csv"}).content.decode("utf-8-sig")
     assert csv_text.splitlines()[0] == "account,name,type,currency,debit,credit"
 
 

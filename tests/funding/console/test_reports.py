@@ -1,3 +1,5 @@
+import csv
+import io
 from datetime import date
 from decimal import Decimal
 
@@ -165,7 +167,7 @@ def test_daily_position_csv_exact(business_day, client, user_in_role):
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == 'attachment; filename="daily_position_2026-11-24.csv"'
-    lines = response.content.decode().splitlines()
+    lines = response.content.decode("utf-8-sig").splitlines()
     assert lines[0] == (
         "business_date,company,legal_name,opening_outstanding,advanced,fees,penalties,repaid,"
         "closing_outstanding,overdue,overdue_1_3,overdue_4_7,overdue_8_30,overdue_31_plus"
@@ -194,7 +196,7 @@ def test_trial_balance_and_account_balances_as_of_a_date(business_day, client, u
     seed_ledger()
     client.force_login(user_in_role("auditor"))
     url = reverse("console:report_trial_balance")
-    csv_text = client.get(url, {"as_of": "2026-11-24", "format": "csv"}).content.decode()
+    csv_text = client.get(url, {"as_of": "2026-11-24", "format": "csv"}).content.decode("utf-8-sig")
     assert csv_text.splitlines() == [
         "account,name,type,currency,debit,credit",
         "ACME:advance_receivable:CNY,Advance receivable ACME,asset,CNY,700.00,0.00",
@@ -262,9 +264,28 @@ def test_channel_report_volume_success_rate_and_cost(business_day, client, user_
     response = client.get(
         reverse("console:report_channels"), {"start": "2026-11-20", "end": today, "format": "csv"}
     )
-    assert response.content.decode().splitlines() == [
+    assert response.content.decode("utf-8-sig").splitlines() == [
         "channel,attempts,succeeded,failed,undecided,success_rate,amount,amount_succeeded,cost",
         "BEPS,1,0,1,0,0.00,1000.00,0.00,0.00",
         "HVPS,2,1,0,1,100.00,3000.00,1000.00,5.00",
         "IBPS,0,0,0,0,,0.00,0.00,0.00",
     ]
+
+
+@pytest.mark.django_db
+def test_report_csv_quotes_formula_text_and_keeps_negative_amounts(business_day, client, user_in_role):
+    from funding.models import Company
+
+    seed_ledger()
+    Company.objects.filter(code="ZETA").update(legal_name='=HYPERLINK("http://evil.example","Click")')
+    client.force_login(user_in_role("finance"))
+    response = client.get(
+        reverse("console:report_daily_position"), {"business_date": "2026-11-24", "format": "csv"}
+    )
+    assert response.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert rows[2][:3] == ["2026-11-24", "ZETA", '\'=HYPERLINK("http://evil.example","Click")']
+    # The 200.00 returned on Tuesday counts against "advanced": a number, never quoted.
+    report = reports.daily_position(business_date=TUE)
+    assert report.rows[0]["advanced"] == Decimal("300.00")
+    assert reports.report_csv(reports.Report("t", [("v", "v")], [{"v": Decimal("-200.00")}])) == "v\r\n-200.00\r\n"
