@@ -113,6 +113,10 @@ today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
 for year in (today.year, today.year + 1):
     calendar_seed_year(year=year)
 business_date_initialize(current=today if is_business_day(today) else next_business_day(today))
+# The simulated channels, as in every real engine: advance_reserve() checks each payout against what they can
+# pay on the business date (contract 1.7, D0); the payouts here (100.00) fit IBPS at any hour.
+from settlement.services.channels import channel_seed_simulated
+channel_seed_simulated()
 maker = User.objects.create_user("bench_maker", is_staff=True)
 checker = User.objects.create_user("bench_checker", is_staff=True)
 out = []

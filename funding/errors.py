@@ -35,6 +35,19 @@ class CreditLineInactive(EngineError):
     default_message = "There is no active credit line (none approved, suspended or expired)."
 
 
+class CompanySuspended(EngineError):
+    code = "company_suspended"
+    default_message = "The company is suspended by the bank: no new advances until it is reactivated."
+
+
+class OutsideChannelHours(EngineError):
+    code = "outside_channel_hours"
+    default_message = (
+        "No payout channel can pay these payouts on the current business date (amount above every open "
+        "channel's limit, or after the channels' cut-off); nothing was reserved."
+    )
+
+
 class BusinessDayClosed(EngineError):
     code = "business_day_closed"
     default_message = "The business day is being closed; try again once the next business day opens."

@@ -10,6 +10,14 @@ def amount_str(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
+def decimal_str(value: Decimal) -> str:
+    """A multiple or rate with at least 2 fraction digits and no trailing zeros beyond: 1.5000 -> "1.50",
+    3 -> "3.00", 1.2345 -> "1.2345"."""
+    if value == value.quantize(Decimal("0.01")):
+        return f"{value.quantize(Decimal('0.01')):.2f}"
+    return format(value.normalize(), "f")
+
+
 def timestamp_str(value) -> str:
     return timezone.localtime(value).isoformat(timespec="seconds")
 
@@ -28,6 +36,7 @@ def payout_representation(payout, attempts=None) -> dict[str, Any]:
         "account_no_last4": payout.account_no[-4:],
         "bank_code": payout.bank_code,
         "failure_code": payout.failure_code or None,
+        "value_date": payout.value_date.isoformat() if payout.value_date else None,
         "version": payout.version,
         "attempts": [
             {

@@ -1,12 +1,26 @@
 """Reads of the funding app shared by the API, webhook events and the console."""
 
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import F, Sum
 
 from funding.errors import CalendarUnavailable
-from funding.models import Advance, AdvanceStatus, BusinessDay, Company, CreditLine, CreditLineStatus
+from funding.models import (
+    Advance,
+    AdvanceStatus,
+    BusinessDay,
+    CalendarChangeKind,
+    CalendarChangeRequest,
+    CalendarChangeStatus,
+    CalendarYear,
+    Company,
+    CompanyStatus,
+    CreditLine,
+    CreditLineStatus,
+)
 from funding.representations import amount_str
 from ledger.models import Account, AccountKind
 
@@ -42,31 +56,87 @@ def credit_line_view(*, company: Company) -> dict[str, Any]:
         total=Sum(F("advanced_disbursed") - F("principal_repaid"))
     )["total"] or Decimal("0.00")
     zero = Decimal("0.00")
+    status = line.status if line else "none"
+    if company.status == CompanyStatus.SUSPENDED and status != "none":
+        status = "suspended"  # the company is suspended by the bank: its line serves nothing (company_suspended)
     body = {
         "company": company.code,
         "currency": line.currency if line else "CNY",
-        "status": line.status if line else "none",
+        "status": status,
         "approved_limit": amount_str(line.approved_limit if line else zero),
         "effective_limit": amount_str(line.effective_limit if line else zero),
         "limit_factors": [],
         "reserved": amount_str(line.reserved if line else zero),
         "outstanding": amount_str(line.outstanding if line else zero),
         "overdue": amount_str(overdue),
-        "available": amount_str(line.available if line else zero),
+        "available": amount_str(line.available_on(business_date) if line else zero),
         "own_funds_available": amount_str(settlement_available(company)),
         "business_date": business_date.isoformat() if business_date else None,
         "next_business_date": next_date.isoformat() if next_date else None,
         "daily_fee_rate": str(line.daily_fee_rate) if line else None,
+        "daily_cap": amount_str(line.daily_cap) if line and line.daily_cap is not None else None,
+        "advanced_today": amount_str(line.advanced_on_date(business_date) if line else zero),
+        "limit_thresholds": [f"{t:.2f}" for t in line.limit_thresholds] if line else [],
     }
     factors = line.limit_factors if line and line.limit_factors else None
     if factors:
-        body["limit_factors"] = [
-            {"factor": str(f.get("factor")), "value": amount_str(Decimal(str(f.get("value"))))}
-            for f in factors
-            if isinstance(f, dict) and f.get("value") is not None
-        ]
+        body["limit_factors"] = [limit_factor_view(f) for f in factors if isinstance(f, dict) and f.get("value")]
     elif line:
         body["limit_factors"] = [{"factor": "approved_limit", "value": amount_str(line.approved_limit)}]
     return body
 
 
+# The inputs a factor may carry, in the order the API shows them (contract 1.7).
+LIMIT_FACTOR_INPUTS = ("multiple", "base", "as_of", "window_business_days", "window_from", "window_to")
+
+
+def limit_factor_view(factor: dict) -> dict[str, Any]:
+    """{"factor": "flow", "value": "900000.00", "multiple": "1.50", "base": "600000.00", "as_of": ...}"""
+    view = {"factor": str(factor.get("factor")), "value": amount_str(Decimal(str(factor.get("value"))))}
+    view.update({key: factor[key] for key in LIMIT_FACTOR_INPUTS if key in factor})
+    return view
+
+
+
+
+# Staff are warned (console banner, metric engine_calendar_publication_due) from this many days before the
+# last published day: the State Council publishes the next year's holidays late in the year.
+CALENDAR_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CalendarOutlook:
+    business_date: date | None
+    # The last day of the published years following one another from the business date's year on.
+    last_published_day: date | None
+    first_unpublished_year: int | None
+    days_left: int | None  # from the business date to last_published_day
+
+    @property
+    def warning(self) -> bool:
+        return self.business_date is not None and (self.days_left is None or self.days_left <= CALENDAR_WARNING_DAYS)
+
+
+def calendar_outlook() -> CalendarOutlook:
+    day = BusinessDay.objects.first()
+    if day is None:
+        return CalendarOutlook(None, None, None, None)
+    current = day.current.year
+    published = set(
+        CalendarYear.objects.filter(published=True, year__gte=current).values_list("year", flat=True)
+    )
+    year = current
+    while year in published:
+        year += 1
+    if year == current:
+        return CalendarOutlook(day.current, None, year, None)
+    last = date(year - 1, 12, 31)
+    return CalendarOutlook(day.current, last, year, (last - day.current).days)
+
+
+def calendar_pending_year(*, year: int) -> CalendarChangeRequest | None:
+    return (
+        CalendarChangeRequest.objects.select_related("maker")
+        .filter(kind=CalendarChangeKind.PUBLISH_YEAR, year=year, status=CalendarChangeStatus.PENDING)
+        .first()
+    )

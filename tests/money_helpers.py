@@ -74,7 +74,7 @@ def payout_send(*, payout: Payout, business_date: date) -> PayoutAttempt:
         payout.start_attempt()
         payout_post_funds_out(payout=payout, channel=channel, serial=attempt.serial,
                               business_date=business_date)
-        payout.save(update_fields=["status", "attempt_count", "funds_out", "updated_at"])
+        payout.save(update_fields=["status", "attempt_count", "funds_out", "value_date", "updated_at"])
     return attempt
 
 

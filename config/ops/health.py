@@ -108,9 +108,12 @@ def _check_business_date() -> None:
 
 
 def _check_calendar() -> None:
-    from funding.services.calendar import business_date_current, next_business_day
+    """The business date itself is in a published year. A missing FUTURE year does not make the engine
+    unready: it serves on, advances maturing in that year are refused (calendar_unavailable), and staff are
+    warned from 30 days ahead (console banner, metric engine_calendar_publication_due)."""
+    from funding.services.calendar import business_date_current, is_business_day
 
-    next_business_day(business_date_current())
+    is_business_day(business_date_current())
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -217,6 +217,29 @@ def _database_families(cursor) -> Iterator[GaugeMetricFamily]:
     failed.add_metric([], rows.get("failed", (0, None))[0])
     yield from (backlog, backlog_age, failed)
 
+    yield from _calendar_families()
+
+
+def _calendar_families() -> Iterator[GaugeMetricFamily]:
+    from funding.selectors import CALENDAR_WARNING_DAYS, calendar_outlook
+
+    outlook = calendar_outlook()
+    if outlook.business_date is None:
+        return
+    ahead = GaugeMetricFamily(
+        "engine_calendar_published_days_ahead",
+        "Calendar days from the business date to the last published calendar day (-1: the business date's own "
+        "year is not published).",
+    )
+    ahead.add_metric([], outlook.days_left if outlook.days_left is not None else -1)
+    due = GaugeMetricFamily(
+        "engine_calendar_publication_due",
+        f"1 from {CALENDAR_WARNING_DAYS} days before the last published calendar day: publish the next year "
+        "(calendar_propose / calendar_approve) or advances maturing in it are refused.",
+    )
+    due.add_metric([], 1 if outlook.warning else 0)
+    yield from (ahead, due)
+
 
 def multiprocess_dir_reset() -> None:
     """Empty PROMETHEUS_MULTIPROC_DIR before the first process counts: old files would be summed in.

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from funding.admin.common import no_delete
@@ -14,14 +15,21 @@ from funding.models import (
     ChangeRequestKind,
     ChangeRequestStatus,
     Company,
+    CompanyChangeRequest,
     CreditLine,
     CreditLineChangeRequest,
+    LimitFactorSnapshot,
 )
+from funding.selectors import limit_factor_view
 from funding.services.credit_lines import (
     change_request_approve,
     change_request_propose,
     change_request_reject,
+    company_change_approve,
+    company_change_reject,
     company_create,
+    company_reactivation_propose,
+    company_suspend,
     company_update,
     credit_line_create,
     credit_line_freeze,
@@ -37,11 +45,18 @@ class CreditLineTermsForm(forms.Form):
     valid_to = forms.DateField(help_text="YYYY-MM-DD")
     flow_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
     margin_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
+    daily_cap = forms.DecimalField(max_digits=15, decimal_places=2, min_value=Decimal("0"), required=False,
+                                   help_text="the most the line advances on one business date; empty: none")
+    limit_thresholds = forms.CharField(required=False, help_text="utilisation thresholds announced to the company, "
+                                                                 "e.g. 0.80,0.95 (empty: the default)")
 
 
 def _terms(cleaned: dict) -> dict:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else str(v)) for k, v in cleaned.items()
-            if v not in (None, "") and k != "reason"}
+    terms = {k: (v.isoformat() if hasattr(v, "isoformat") else str(v)) for k, v in cleaned.items()
+             if v not in (None, "", False) and k not in ("reason", "remove_daily_cap")}
+    if cleaned.get("remove_daily_cap"):
+        terms["daily_cap"] = ""
+    return terms
 
 
 @no_delete
@@ -52,7 +67,7 @@ class CompanyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("code", "legal_name", "settlement_account_no")
     readonly_fields = ("status", "created_at", "updated_at")
-    actions = ["propose_credit_line"]
+    actions = ["propose_credit_line", "suspend", "propose_reactivation"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "webhook_url":
@@ -86,6 +101,57 @@ class CompanyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
             done="Credit lines proposed", permission="propose_credit_change",
         )
 
+    @admin.action(description="Suspend now (every advance refused)", permissions=["suspend_company"])
+    def suspend(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Suspend", form_class=ReasonForm, done="Companies suspended",
+            permission="suspend_company",
+            perform=lambda company, data: company_suspend(company=company, actor=request.user,
+                                                          reason=data["reason"]),
+        )
+
+    @admin.action(description="Propose reactivation (maker; a second person approves it)",
+                  permissions=["propose_credit_change"])
+    def propose_reactivation(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Propose reactivation", form_class=ReasonForm,
+            done="Reactivations proposed", permission="propose_credit_change",
+            perform=lambda company, data: company_reactivation_propose(company=company, maker=request.user,
+                                                                       reason=data["reason"]),
+        )
+
+
+@admin.register(CompanyChangeRequest)
+class CompanyChangeRequestAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
+    list_display = ("id", "company", "kind", "status", "maker", "checker", "created_at", "decided_at")
+    list_filter = ("status", "kind")
+    list_select_related = ("company", "maker", "checker")
+    actions = ["approve", "reject"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and self.has_approve_credit_change_permission(request)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.action(description="Approve (checker; never the maker)", permissions=["approve_credit_change"])
+    def approve(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Approve", form_class=OptionalReasonForm, done="Requests approved",
+            permission="approve_credit_change",
+            perform=lambda change, data: company_change_approve(request=change, checker=request.user,
+                                                                reason=data["reason"]),
+        )
+
+    @admin.action(description="Reject (checker; never the maker)", permissions=["approve_credit_change"])
+    def reject(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Reject", form_class=ReasonForm, done="Requests rejected",
+            permission="approve_credit_change",
+            perform=lambda change, data: company_change_reject(request=change, checker=request.user,
+                                                               reason=data["reason"]),
+        )
+
 
 # --- credit lines -------------------------------------------------------------------------------------
 
@@ -100,6 +166,9 @@ class ChangeTermsForm(forms.Form):
     valid_to = forms.DateField(required=False)
     flow_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
     margin_multiple = forms.DecimalField(max_digits=8, decimal_places=4, required=False)
+    daily_cap = forms.DecimalField(max_digits=15, decimal_places=2, min_value=ZERO, required=False)
+    remove_daily_cap = forms.BooleanField(required=False)
+    limit_thresholds = forms.CharField(required=False, help_text="e.g. 0.80,0.95")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
 
 
@@ -117,7 +186,7 @@ class ChangeRequestInline(ReadOnlyInline):
 @admin.register(CreditLine)
 class CreditLineAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
     list_display = ("__str__", "company", "status", "approved_limit", "effective_limit", "reserved",
-                    "outstanding", "available_display", "valid_from", "valid_to", "version")
+                    "outstanding", "available_display", "daily_cap", "valid_from", "valid_to", "version")
     list_filter = ("status",)
     list_select_related = ("company",)
     search_fields = ("company__code", "company__legal_name")
@@ -128,6 +197,25 @@ class CreditLineAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
     @admin.display(description="available")
     def available_display(self, line: CreditLine) -> Decimal:
         return line.available
+
+    def get_fields(self, request, obj=None):
+        return [*super().get_fields(request, obj), "factors_display", "factor_history"]
+
+    @admin.display(description="limit factors (with their inputs)")
+    def factors_display(self, line: CreditLine) -> str:
+        return _factors_html(line.limit_factors)
+
+    @admin.display(description="limit history (latest 30 computations; all under Limit factor snapshots)")
+    def factor_history(self, line: CreditLine) -> str:
+        rows = LimitFactorSnapshot.objects.filter(credit_line=line).order_by("-created_at", "-id")[:30]
+        return format_html(
+            "<table><tr><th>when</th><th>trigger</th><th>as of</th><th>approved</th><th>effective</th>"
+            "<th>factors</th><th>by</th></tr>{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                                 "<td>{}</td></tr>",
+                             ((f"{s.created_at:%Y-%m-%d %H:%M}", s.get_trigger_display(), s.as_of, s.approved_limit,
+                               s.effective_limit, _factors_html(s.factors), s.actor_label) for s in rows)),
+        )
 
     def has_change_permission(self, request, obj=None):
         # The change page stays read-only (every field below), but the actions need change permission.
@@ -201,6 +289,26 @@ class CreditLineAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
     def propose_resume(self, request, queryset):
         return self._propose(request, queryset, kind=ChangeRequestKind.RESUME, title="Propose resume",
                              form_class=ReasonForm)
+
+
+def _factors_html(factors: list) -> str:
+    return format_html_join(
+        "", "<div>{}</div>",
+        ((", ".join(f"{k}={v}" for k, v in limit_factor_view(factor).items()),)
+         for factor in factors or [] if isinstance(factor, dict)),
+    )
+
+
+@admin.register(LimitFactorSnapshot)
+class LimitFactorSnapshotAdmin(ReadOnlyAdmin):
+    """Every computation of every effective limit, with its inputs (append-only)."""
+
+    list_display = ("created_at", "credit_line", "trigger", "as_of", "approved_limit", "effective_limit",
+                    "actor_label")
+    list_filter = ("trigger", "as_of")
+    list_select_related = ("credit_line__company",)
+    search_fields = ("credit_line__company__code",)
+    date_hierarchy = "created_at"
 
 
 @admin.register(CreditLineChangeRequest)

@@ -42,9 +42,22 @@ schema and the docs page are served without a signature.
 over the size limit, bad query parameters), `authentication_failed` / `stale_timestamp` / `replayed_request`
 (401), `not_found` (404, also for another company's ids), `method_not_allowed` (405),
 `unsupported_media_type` (415), `duplicate_external_id` / `idempotency_key_reused` / `request_in_progress` /
-`invalid_state` (409), `insufficient_limit` (details `available`, `requested`), `credit_line_frozen`,
-`credit_line_inactive`, `business_day_closed`, `calendar_unavailable` (422), `rate_limited` (429, with
-`Retry-After` in seconds, per API key).
+`invalid_state` (409), `insufficient_limit` (details `available`, `requested`, and `daily_remaining` where
+the line's daily cap decided), `credit_line_frozen`, `credit_line_inactive` (no approved line, suspended,
+expired or past its `valid_to`), `company_suspended`, `business_day_closed`, `calendar_unavailable` (the due
+date would fall in a calendar year that is not published), `outside_channel_hours` (details name each payout,
+`payouts.N.amount`, that no channel can pay on the current business date) (422; nothing is held),
+`rate_limited` (429, with `Retry-After` in seconds, per API key).
+
+**Credit line.** `effective_limit` is the minimum of `limit_factors`, each with its inputs (flow: `multiple`,
+`base` = average daily credits to the settlement account over the window, `as_of`; margin: `multiple`,
+`base` = margin-deposit balance, `as_of`), recomputed at approval, at every approved change of the limit or
+its factors, and at end of day. `daily_cap` (null: none) bounds the line's part of the advances accepted on
+one business date (`advanced_today`, cancelled advances excluded); `available` is
+`max(0, min(effective_limit - reserved - outstanding, daily_cap - advanced_today))`.
+
+**Fees.** Each payout shows its `value_date` (the business date its funds left the bank); the fee counts the
+calendar days from each succeeded payout's value date to `due_date`.
 
 **Money.** Amounts are JSON strings, > 0, at most 2 fraction digits, at most 9999999999999.99; responses
 always show 2 fraction digits. `currency` is `CNY`.
@@ -71,6 +84,11 @@ hex HMAC-SHA256(secret, `X-Timestamp + "." + raw body`); the body is
 Any 2xx within 10 s acknowledges. Otherwise the event is retried after 15s, 15s, 30s, 3m, 10m, 20m, 30m,
 30m, 30m, 60m, 3h, 3h, 3h, 6h, 6h (over 24 hours), then marked failed; the bank's staff can redeliver it.
 Deliveries are at least once: deduplicate on `X-Event-Id` and ignore events with an older `version`.
+Credit-line events (`data` = the credit line as `GET /api/v1/credit-line` shows it): `credit_line.frozen`,
+`credit_line.unfrozen`, `credit_line.limit_changed`, `credit_line.suspended`, `credit_line.reactivated`,
+`credit_line.expired`, and `credit_line.threshold_reached` (plus `threshold`, e.g. `"0.80"`: sent once per
+business date when utilisation `(reserved + outstanding) / effective_limit` first reaches each of the line's
+`limit_thresholds`, default 0.80 and 0.95).
 """
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}

@@ -372,6 +372,9 @@ class PayoutOut(serializers.Serializer):
     account_no_last4 = serializers.CharField()
     bank_code = serializers.CharField()
     failure_code = serializers.CharField(allow_null=True)
+    value_date = serializers.DateField(
+        allow_null=True, help_text="The business date the funds left the bank; the fee counts days from it."
+    )
     version = serializers.IntegerField()
     attempts = PayoutAttemptOut(many=True)
 
@@ -403,8 +406,15 @@ class AdvancePageOut(serializers.Serializer):
 
 
 class LimitFactorOut(serializers.Serializer):
-    factor = serializers.CharField()
+    factor = serializers.ChoiceField(choices=["approved_limit", "flow", "margin"])
     value = MoneyOut()
+    multiple = serializers.CharField(required=False, help_text="flow and margin: the factor's multiple")
+    base = MoneyOut(required=False, help_text="flow: average daily credits to the settlement account over the "
+                                              "window; margin: the margin-deposit balance")
+    as_of = serializers.DateField(required=False, help_text="the business date whose data the factor used")
+    window_business_days = serializers.IntegerField(required=False, help_text="flow only")
+    window_from = serializers.DateField(required=False, allow_null=True, help_text="flow only")
+    window_to = serializers.DateField(required=False, allow_null=True, help_text="flow only")
 
 
 class CreditLineOut(serializers.Serializer):
@@ -422,6 +432,11 @@ class CreditLineOut(serializers.Serializer):
     business_date = serializers.DateField(allow_null=True)
     next_business_date = serializers.DateField(allow_null=True)
     daily_fee_rate = serializers.CharField(allow_null=True)
+    daily_cap = MoneyOut(allow_null=True, help_text="The most the line advances on one business date; null: none.")
+    advanced_today = MoneyOut(help_text="The line's part of the advances accepted on the business date, "
+                                        "cancelled ones excluded.")
+    limit_thresholds = serializers.ListField(child=serializers.CharField(), help_text=(
+        "Utilisation thresholds announced by credit_line.threshold_reached, e.g. [\"0.80\", \"0.95\"]."))
 
 
 class AllocationOut(serializers.Serializer):

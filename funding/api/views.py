@@ -159,8 +159,9 @@ class AdvanceListCreateView(ApiView):
             422: OpenApiResponse(
                 s.ErrorSerializer,
                 description=(
-                    "insufficient_limit (details: available, requested), credit_line_frozen, "
-                    "credit_line_inactive, business_day_closed, calendar_unavailable"
+                    "insufficient_limit (details: available, requested, daily_remaining where the daily cap "
+                    "decided), credit_line_frozen, credit_line_inactive, company_suspended, business_day_closed, "
+                    "calendar_unavailable, outside_channel_hours (details: payouts.N.amount)"
                 ),
             ),
         },
@@ -325,6 +326,7 @@ class WebhookEndpointTestView(ApiView):
         request=None,
         responses={
             200: s.WebhookTestOut,
+            409: OpenApiResponse(s.ErrorSerializer, description="idempotency_key_reused or request_in_progress"),
             422: OpenApiResponse(
                 s.ErrorSerializer,
                 description="webhook_url_not_registered; webhook_url_refused (the URL now resolves to a "

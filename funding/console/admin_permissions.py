@@ -23,6 +23,11 @@ CONSOLE_ACTION_PERMISSIONS = (
     "redeliver_webhook",
     "upload_statement",
     "revoke_api_key",
+    "propose_calendar",
+    "approve_calendar",
+    "propose_channel_change",
+    "approve_channel_change",
+    "suspend_company",
 )
 
 

@@ -25,6 +25,11 @@ class ConsolePermissions(models.Model):
             ("upload_statement", "Can upload bank and channel statements"),
             ("reconcile_statement", "Can resolve reconciliation exceptions"),
             ("revoke_api_key", "Can revoke a payment company's API key"),
+            ("propose_calendar", "Can propose a calendar year or a calendar-day change (maker)"),
+            ("approve_calendar", "Can publish a proposed calendar year or apply a day change (checker)"),
+            ("propose_channel_change", "Can propose channel and error-map changes (maker)"),
+            ("approve_channel_change", "Can apply proposed channel and error-map changes (checker)"),
+            ("suspend_company", "Can suspend a payment company"),
         ]
 
     def __str__(self) -> str:

@@ -5,8 +5,10 @@
 `roles_sync()` makes every group hold exactly these permissions (adding and removing), so a new model is
 given to a role by editing this dict; the post_migrate hook applies it after every `migrate`.
 
-Four eyes: the maker role (credit_officer) proposes; the checker role (credit_approver) approves, rejects
-and freezes but holds no permission to initiate anything (no add_* and no propose_credit_change).
+Four eyes: the maker roles propose (credit_officer: companies, lines, changes; operations: calendar years and
+days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds no permission to
+initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker, and a CHECK
+constraint on each request table refuses it again in the database.
 """
 
 from typing import Any
@@ -31,10 +33,13 @@ ENGINE_MODELS = [
     "funding.company",
     "funding.creditline",
     "funding.creditlinechangerequest",
+    "funding.limitfactorsnapshot",
+    "funding.companychangerequest",
     "funding.auditevent",
     "funding.businessday",
     "funding.calendaryear",
     "funding.calendarday",
+    "funding.calendarchangerequest",
     "funding.advance",
     "funding.webhookevent",
     "ledger.account",
@@ -42,6 +47,7 @@ ENGINE_MODELS = [
     "ledger.entry",
     "settlement.channel",
     "settlement.channelerrormapping",
+    "settlement.channelchangerequest",
     "funding.payout",
     "settlement.payoutattempt",
     "settlement.manualreview",
@@ -67,6 +73,7 @@ _CALENDAR_VIEW = {
     "funding.businessday": ["view"],
     "funding.calendaryear": ["view"],
     "funding.calendarday": ["view"],
+    "funding.calendarchangerequest": ["view"],
 }
 
 ROLES: dict[str, dict[str, list[str]]] = {
@@ -74,6 +81,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.company": ["view", "add", "change"],
         "funding.creditline": ["view", "add"],
         "funding.creditlinechangerequest": ["view", "add"],
+        "funding.limitfactorsnapshot": ["view"],
+        "funding.companychangerequest": ["view"],
         "funding.advance": ["view"],
         "funding.auditevent": ["view"],
         **_CALENDAR_VIEW,
@@ -87,6 +96,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.company": ["view"],
         "funding.creditline": ["view"],
         "funding.creditlinechangerequest": ["view"],
+        "funding.limitfactorsnapshot": ["view"],
+        "funding.companychangerequest": ["view"],
         "funding.advance": ["view"],
         "funding.auditevent": ["view"],
         **_CALENDAR_VIEW,
@@ -94,7 +105,11 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.repaymentallocation": ["view"],
         "funding.penaltyaccrual": ["view"],
         "funding.agingsnapshot": ["view"],
-        CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line"],
+        "settlement.channel": ["view"],
+        "settlement.channelerrormapping": ["view"],
+        "settlement.channelchangerequest": ["view"],
+        CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line", "approve_calendar",
+                  "suspend_company", "approve_channel_change"],
     },
     OPERATIONS: {
         "funding.company": ["view"],
@@ -103,9 +118,13 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.webhookevent": ["view"],
         "funding.businessday": ["view"],
         "funding.calendaryear": ["view"],
+        # Changing a day or publishing a year is a proposal (maker); a checker applies it (four eyes).
         "funding.calendarday": ["view", "change"],
-        "settlement.channel": ["view", "change"],
+        "funding.calendarchangerequest": ["view"],
+        # Saving a channel or an error-map entry proposes it (four eyes: a checker applies it).
+        "settlement.channel": ["view", "add", "change"],
         "settlement.channelerrormapping": ["view", "add", "change"],
+        "settlement.channelchangerequest": ["view"],
         "funding.payout": ["view"],
         "settlement.payoutattempt": ["view"],
         # The review form is the only way to change a review; it calls the four-eyes services.
@@ -120,7 +139,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.jobrun": ["view"],
         "funding.bankstatementimport": ["view"],
         CONSOLE: ["view_dashboard", "resolve_manual_review", "redeliver_webhook", "rerun_job",
-                  "revoke_api_key"],
+                  "revoke_api_key", "propose_calendar", "propose_channel_change"],
     },
     FINANCE: {
         "funding.company": ["view"],

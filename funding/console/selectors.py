@@ -17,9 +17,14 @@ from funding.models import (
     AdvanceStatus,
     AuditEvent,
     BusinessDay,
+    CalendarChangeRequest,
+    CalendarChangeStatus,
     CalendarDay,
+    CalendarYear,
     ChangeRequestStatus,
     Company,
+    CompanyChangeRequest,
+    CompanyChangeStatus,
     CreditLine,
     CreditLineChangeRequest,
     Payout,
@@ -97,7 +102,9 @@ OVERDUE_AMOUNT = ExpressionWrapper(
 
 
 def company_exposures() -> list[CompanyExposure]:
-    """Per company, its live credit line's figures and what its overdue advances still owe."""
+    """Per company, its live credit line's figures and what its overdue advances still owe. `available` is
+    what an advance may still take today: the exposure limit's room, bounded by the daily cap's."""
+    business_date = BusinessDay.objects.values_list("current", flat=True).first()
     lines = {
         line.company_id: line
         for line in CreditLine.objects.filter(status__in=LIVE_LINE_STATES)
@@ -125,7 +132,7 @@ def company_exposures() -> list[CompanyExposure]:
             effective_limit=line.effective_limit,
             reserved=line.reserved,
             outstanding=line.outstanding,
-            available=line.available,
+            available=line.available_on(business_date),
             utilisation=percent(used, line.effective_limit) if line.effective_limit else (
                 None if used else ZERO),
             overdue=money(overdue.get(company.pk) or ZERO),
@@ -342,3 +349,53 @@ def login_failures_latest(*, limit: int = 100) -> list[Any]:
     from funding.console.models import LoginFailure
 
     return list(LoginFailure.objects.order_by("-occurred_at", "-id")[:limit])
+
+
+@dataclass(frozen=True)
+class CalendarYearRow:
+    year: int
+    published: bool
+    source: str
+    published_by: str
+    published_at: datetime | None
+    business_days: int
+    holidays: int
+    makeup_workdays: int
+
+
+def calendar_years() -> list[CalendarYearRow]:
+    """Each stored year, newest first, with its day counts."""
+    counts = {
+        row["date__year"]: row
+        for row in CalendarDay.objects.values("date__year").annotate(
+            business=Count("date", filter=Q(is_business_day=True)),
+            holidays=Count("date", filter=Q(kind="holiday")),
+            makeup=Count("date", filter=Q(kind="makeup_workday")),
+        ).order_by()
+    }
+    rows = []
+    for year in CalendarYear.objects.select_related("published_by").order_by("-year"):
+        c = counts.get(year.year, {})
+        rows.append(CalendarYearRow(
+            year=year.year, published=year.published, source=year.source,
+            published_by=year.published_by.get_username() if year.published_by else "",
+            published_at=year.published_at, business_days=c.get("business", 0), holidays=c.get("holidays", 0),
+            makeup_workdays=c.get("makeup", 0),
+        ))
+    return rows
+
+
+def calendar_changes_pending() -> list[CalendarChangeRequest]:
+    return list(
+        CalendarChangeRequest.objects.filter(status=CalendarChangeStatus.PENDING)
+        .select_related("maker")
+        .order_by("created_at", "id")
+    )
+
+
+def company_requests_pending() -> list[CompanyChangeRequest]:
+    return list(
+        CompanyChangeRequest.objects.filter(status=CompanyChangeStatus.PENDING)
+        .select_related("company", "maker")
+        .order_by("created_at", "id")
+    )

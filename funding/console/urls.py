@@ -14,4 +14,5 @@ urlpatterns = [
     path("audit/", views.audit, name="audit"),
     path("queues/", views.work_queues, name="queues"),
     path("sign-ins/", views.sign_ins, name="sign_ins"),
+    path("calendar/", views.calendar, name="calendar"),
 ]

@@ -4,18 +4,23 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from functools import wraps
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from funding.admin_actions import engine_error_text
 from funding.console import charts, reports, selectors
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
+from funding.errors import EngineError
 from funding.exports import csv_download
+from funding.services.calendar_publication import MAX_FILE_BYTES, calendar_year_propose
 
 
 def console_view(perm: str) -> Callable:
@@ -181,6 +186,7 @@ def work_queues(request: HttpRequest) -> HttpResponse:
         request,
         _("Work queues"),
         pending_approvals=selectors.pending_approvals(),
+        company_requests=selectors.company_requests_pending(),
         credit_lines=selectors.credit_lines_for_queue(),
         manual_reviews=selectors.manual_reviews_open(),
         failed_webhooks=selectors.webhooks_failed(),
@@ -199,3 +205,51 @@ def sign_ins(request: HttpRequest) -> HttpResponse:
         days=30,
     )
     return TemplateResponse(request, "console/sign_ins.html", context)
+
+
+class CalendarYearForm(forms.Form):
+    year = forms.IntegerField(min_value=2000, max_value=2100, label=gettext_lazy("Year"))
+    file = forms.FileField(label=gettext_lazy("File (CSV: date,kind)"))
+    reason = forms.CharField(required=False, max_length=500, label=gettext_lazy("Reference of the notice"))
+    replace = forms.BooleanField(required=False, label=gettext_lazy("Replace a pending proposal of the year"))
+
+
+@console_view("view_dashboard")
+def calendar(request: HttpRequest) -> HttpResponse:
+    """The published years, the warning before the last published day, the pending proposals (approved in
+    the admin's Calendar change requests, by another staff member) and the form to propose a year's file."""
+    form = CalendarYearForm()
+    status = 200
+    if request.method == "POST":
+        try:
+            require_permission(request.user, "propose_calendar")
+        except PermissionDenied as exc:
+            raise DjangoPermissionDenied(exc.message) from exc
+        form = CalendarYearForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                if upload.size > MAX_FILE_BYTES:
+                    raise EngineError(_("The file is too large to be a calendar."), details={})
+                proposal = calendar_year_propose(
+                    year=form.cleaned_data["year"], content=upload.read(), file_name=upload.name,
+                    maker=request.user, reason=form.cleaned_data["reason"], replace=form.cleaned_data["replace"],
+                )
+            except EngineError as exc:
+                form.add_error(None, engine_error_text(exc))
+                status = 400
+            else:
+                messages.success(request, _("Proposed as calendar change #%(id)s: another staff member publishes it.")
+                                 % {"id": proposal.pk})
+                return HttpResponseRedirect(reverse("console:calendar"))
+        else:
+            status = 400
+    context = _context(
+        request,
+        _("Business calendar"),
+        years=selectors.calendar_years(),
+        proposals=selectors.calendar_changes_pending(),
+        form=form,
+        can_propose=request.user.has_perm("console.propose_calendar"),
+    )
+    return TemplateResponse(request, "console/calendar.html", context, status=status)

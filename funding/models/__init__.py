@@ -10,16 +10,33 @@ from funding.models.advances import (
 )
 from funding.models.audit import AuditEvent
 from funding.models.bank_statements import BankStatementImport, BankStatementLine, StatementDirection
-from funding.models.calendar import BusinessDay, CalendarDay, CalendarDayKind, CalendarYear
+from funding.models.calendar import (
+    BusinessDay,
+    CalendarChangeKind,
+    CalendarChangeRequest,
+    CalendarChangeStatus,
+    CalendarDay,
+    CalendarDayKind,
+    CalendarYear,
+)
 from funding.models.common import MONEY, RATE, new_public_id
-from funding.models.companies import Company, CompanyStatus
+from funding.models.companies import (
+    Company,
+    CompanyChangeKind,
+    CompanyChangeRequest,
+    CompanyChangeStatus,
+    CompanyStatus,
+)
 from funding.models.credit_lines import (
+    DEFAULT_THRESHOLDS,
     LIVE_LINE_STATES,
     ChangeRequestKind,
     ChangeRequestStatus,
     CreditLine,
     CreditLineChangeRequest,
     CreditLineStatus,
+    LimitFactorSnapshot,
+    LimitFactorTrigger,
 )
 from funding.models.events import WebhookEvent, WebhookEventStatus
 from funding.models.overdue import AgingBucket, AgingSnapshot, PenaltyAccrual
@@ -28,6 +45,7 @@ from funding.models.payouts import FINAL_PAYOUT_STATES, Payout, PayoutAttemptVie
 __all__ = [
     "ADVANCE_DUE_STATES",
     "ADVANCE_REPAYABLE_STATES",
+    "DEFAULT_THRESHOLDS",
     "FINAL_PAYOUT_STATES",
     "LIVE_LINE_STATES",
     "MONEY",
@@ -40,16 +58,24 @@ __all__ = [
     "BankStatementImport",
     "BankStatementLine",
     "BusinessDay",
+    "CalendarChangeKind",
+    "CalendarChangeRequest",
+    "CalendarChangeStatus",
     "CalendarDay",
     "CalendarDayKind",
     "CalendarYear",
     "ChangeRequestKind",
     "ChangeRequestStatus",
     "Company",
+    "CompanyChangeKind",
+    "CompanyChangeRequest",
+    "CompanyChangeStatus",
     "CompanyStatus",
     "CreditLine",
     "CreditLineChangeRequest",
     "CreditLineStatus",
+    "LimitFactorSnapshot",
+    "LimitFactorTrigger",
     "PenaltyAccrual",
     "Payout",
     "PayoutAttemptView",

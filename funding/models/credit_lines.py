@@ -1,12 +1,21 @@
 """Credit lines and their four-eyes change requests."""
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 from django_fsm import FSMField, FSMModelMixin, transition
 
 from funding.models.common import MONEY, RATE
 from funding.models.companies import Company
+
+DEFAULT_THRESHOLDS = ("0.80", "0.95")
+
+
+def default_thresholds() -> list[Decimal]:
+    return [Decimal(t) for t in DEFAULT_THRESHOLDS]
 
 
 class CreditLineStatus(models.TextChoices):
@@ -55,6 +64,18 @@ class CreditLine(FSMModelMixin, models.Model):
     flow_window_days = models.PositiveSmallIntegerField(default=20)
     margin_multiple = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
     auto_unfreeze = models.BooleanField(default=False)
+    # Daily cap (contract 1.7): the line's part of the advances accepted on one business date never exceeds
+    # it. `advanced_today` counts for `advanced_on` only (a hold on a later date starts from zero); like
+    # limit_ceiling, `daily_cap_ceiling` is the cap, or today's advanced amount when the cap was cut below it.
+    daily_cap = models.DecimalField(**MONEY, null=True, blank=True)
+    daily_cap_ceiling = models.DecimalField(**MONEY, null=True, blank=True)
+    advanced_today = models.DecimalField(**MONEY, default=0)
+    advanced_on = models.DateField(null=True, blank=True)
+    # credit_line.threshold_reached is sent once per business date when utilisation first reaches each.
+    limit_thresholds = ArrayField(models.DecimalField(max_digits=3, decimal_places=2), default=default_thresholds,
+                                  blank=True)
+    thresholds_on = models.DateField(null=True, blank=True)
+    thresholds_reached = ArrayField(models.DecimalField(max_digits=3, decimal_places=2), default=list, blank=True)
     # Increases with every change a webhook receiver could see, so stale events can be dropped.
     version = models.PositiveIntegerField(default=1)
     valid_from = models.DateField()
@@ -85,6 +106,13 @@ class CreditLine(FSMModelMixin, models.Model):
                 condition=Q(reserved__lte=F("limit_ceiling") - F("outstanding")), name="funding_line_within_limit"
             ),
             models.CheckConstraint(condition=Q(valid_to__gte=F("valid_from")), name="funding_line_valid_period"),
+            models.CheckConstraint(
+                condition=(Q(daily_cap__isnull=True) & Q(daily_cap_ceiling__isnull=True))
+                | (Q(daily_cap__gte=0) & Q(daily_cap_ceiling__isnull=False)
+                   & Q(daily_cap_ceiling__gte=F("daily_cap")) & Q(advanced_today__lte=F("daily_cap_ceiling"))),
+                name="funding_line_within_daily_cap",
+            ),
+            models.CheckConstraint(condition=Q(advanced_today__gte=0), name="funding_line_advanced_today_positive"),
         ]
 
     def __str__(self) -> str:
@@ -92,7 +120,22 @@ class CreditLine(FSMModelMixin, models.Model):
 
     @property
     def available(self):
+        """Of the exposure limit only; `available_on` also applies the daily cap."""
         return max(self.effective_limit - self.reserved - self.outstanding, 0)
+
+    def advanced_on_date(self, business_date) -> Decimal:
+        return self.advanced_today if self.advanced_on == business_date else Decimal("0.00")
+
+    def daily_remaining(self, business_date) -> Decimal | None:
+        if self.daily_cap is None:
+            return None
+        return max(self.daily_cap - self.advanced_on_date(business_date), Decimal("0.00"))
+
+    def available_on(self, business_date) -> Decimal:
+        """What an advance on `business_date` may still take from the line: the exposure limit's room, bounded
+        by the daily cap's (contract 1.7)."""
+        remaining = self.daily_remaining(business_date)
+        return self.available if remaining is None else min(self.available, remaining)
 
     @transition(field=status, source=CreditLineStatus.DRAFT, target=CreditLineStatus.PENDING_APPROVAL)
     def submit(self) -> None:
@@ -122,10 +165,10 @@ class CreditLine(FSMModelMixin, models.Model):
     def resume(self) -> None:
         pass
 
+    # End of day, for a line past its valid_to (a draft never outlives the transaction that submits it).
     @transition(
         field=status,
         source=[
-            CreditLineStatus.DRAFT,
             CreditLineStatus.PENDING_APPROVAL,
             CreditLineStatus.ACTIVE,
             CreditLineStatus.FROZEN,
@@ -194,3 +237,37 @@ class CreditLineChangeRequest(FSMModelMixin, models.Model):
         pass
 
 
+
+
+class LimitFactorTrigger(models.TextChoices):
+    APPROVAL = "approval", "Line approved"
+    LIMIT_CHANGE = "limit_change", "Limit or factor terms changed"
+    END_OF_DAY = "end_of_day", "End of day"
+
+
+class LimitFactorSnapshot(models.Model):
+    """One computation of a line's effective limit with every factor's inputs: the history behind each limit.
+
+    Append-only (a trigger refuses UPDATE and DELETE): written at approval, at every approved change of the
+    limit or its factors, and by each end of day.
+    """
+
+    credit_line = models.ForeignKey(CreditLine, on_delete=models.PROTECT, related_name="factor_snapshots",
+                                    db_index=False)
+    as_of = models.DateField(help_text="the business date whose data the factors were computed from")
+    trigger = models.CharField(max_length=16, choices=LimitFactorTrigger.choices)
+    approved_limit = models.DecimalField(**MONEY)
+    effective_limit = models.DecimalField(**MONEY)
+    # As GET /api/v1/credit-line shows them: [{"factor", "value", "multiple", "base", "as_of", ...}]
+    factors = models.JSONField(default=list)
+    change_request = models.ForeignKey(CreditLineChangeRequest, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="+")
+    actor_label = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["credit_line", "-created_at"], name="funding_limit_snapshot_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.credit_line_id} {self.effective_limit} as of {self.as_of} ({self.trigger})"

@@ -53,6 +53,9 @@ class Payout(FSMModelMixin, models.Model):
     funds_out = models.BooleanField(default=False)
     # A payout no channel can take right now (service hours, non-business day) waits until then.
     dispatch_after = models.DateTimeField(null=True, blank=True)
+    # The business date the funds left the bank (handed to the channel of the attempt that paid): the fee
+    # counts days from here to the advance's due date (contract 1.7).
+    value_date = models.DateField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -11,12 +11,14 @@ from config.db import prepared_cursor
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
     BusinessDayClosed,
+    CompanySuspended,
     CreditLineFrozen,
     CreditLineInactive,
     DuplicateExternalId,
     InsufficientLimit,
     InvalidState,
     NotFound,
+    OutsideChannelHours,
     ValidationFailed,
 )
 from funding.models import (
@@ -36,6 +38,7 @@ from funding.services.calendar import calendar_unavailable
 from funding.services.events import advance_events_insert, event_emit
 from funding.services.line_counters import line_release
 from funding.services.postings import advance_post_fee
+from funding.services.thresholds import credit_line_thresholds_emit
 from funding.signals import advance_reserved
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
@@ -76,26 +79,32 @@ def advance_request(
     payout_ids = [new_payout_id() for _ in payouts]
     created_at = timezone.now()
 
-    # One round trip: the day's lock (shared), the business date, the line's state, the due date, own funds
-    # held first, the advance and its payouts inserted, the line held last (funding/sql/advance_reserve.py).
-    # A refusal comes back as a code with every hold of the call undone.
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            "SELECT * FROM advance_reserve(%s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text,"
-            " %s::numeric, %s::boolean, %s::timestamptz, %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::numeric[])",
-            [
-                company.pk, company.code, AccountKind.SETTLEMENT, currency, public_id, external_id, amount,
-                use_own_funds, created_at, payout_ids, [p.external_id for p in payouts],
-                [p.beneficiary_name for p in payouts], [p.account_no for p in payouts],
-                [p.bank_code for p in payouts], payout_amounts,
-            ],
-        )
-        (code, advance_id, line_id, business_date, due_date, own, own_parts, daily_fee_rate, available, requested,
-         first_missing) = cursor.fetchone()
+    # One round trip: the day's lock (shared), the business date, the company's and the line's state, the due
+    # date, the channels' capacity, own funds held first, the advance and its payouts inserted, the line held
+    # last (funding/sql/advance_reserve.py). A refusal comes back as a code with every hold of the call undone.
+    # savepoint=False: inside the API's transaction this adds no statement; alone, it makes one transaction of
+    # the advance and the threshold events it may cause.
+    with transaction.atomic(savepoint=False):
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                "SELECT * FROM advance_reserve(%s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text,"
+                " %s::numeric, %s::boolean, %s::timestamptz, %s::text[], %s::text[], %s::text[], %s::text[],"
+                " %s::text[], %s::numeric[])",
+                [
+                    company.pk, company.code, AccountKind.SETTLEMENT, currency, public_id, external_id, amount,
+                    use_own_funds, created_at, payout_ids, [p.external_id for p in payouts],
+                    [p.beneficiary_name for p in payouts], [p.account_no for p in payouts],
+                    [p.bank_code for p in payouts], payout_amounts,
+                ],
+            )
+            (code, advance_id, line_id, business_date, due_date, own, own_parts, daily_fee_rate, available,
+             requested, first_missing, daily_remaining, unpayable, thresholds) = cursor.fetchone()
+        if thresholds:  # rare: the hold made utilisation reach a threshold first today (already marked)
+            credit_line_thresholds_emit(line_id=line_id, thresholds=thresholds)
     if code != "ok":
-        _raise_refusal(code, available=available, requested=requested,
-                       business_date=business_date, first_missing=first_missing)
+        _raise_refusal(code, available=available, requested=requested, daily_remaining=daily_remaining,
+                       business_date=business_date, first_missing=first_missing, unpayable=unpayable,
+                       payouts=payouts)
     own = money(own)
     advance = _as_loaded(Advance, {
         "id": advance_id, "public_id": public_id, "company_id": company.pk, "credit_line_id": line_id,
@@ -131,13 +140,26 @@ def _as_loaded(model, values: dict):
     )
 
 
-def _raise_refusal(code: str, *, available, requested: Decimal, business_date, first_missing) -> None:
+def _raise_refusal(code: str, *, available, requested: Decimal, daily_remaining, business_date, first_missing,
+                   unpayable, payouts: list[PayoutInput]) -> None:
     if code == "insufficient_limit":
-        raise InsufficientLimit(details={"available": amount_str(money(available)),
-                                         "requested": amount_str(money(requested))})
+        details = {"available": amount_str(money(available)), "requested": amount_str(money(requested))}
+        if daily_remaining is not None:  # the daily cap decided (contract 1.7)
+            details["daily_remaining"] = amount_str(money(daily_remaining))
+        raise InsufficientLimit(details=details)
     if code == "calendar_unavailable":
         raise calendar_unavailable(day=business_date, first_missing=first_missing)
+    if code == "outside_channel_hours":
+        raise OutsideChannelHours(details={
+            f"payouts.{index}.amount": [
+                f"No channel can pay {amount_str(money(payouts[index].amount))} to {payouts[index].bank_code} "
+                f"on the business date {business_date.isoformat()}: above every open channel's limit or after "
+                "their cut-off."
+            ]
+            for index in unpayable
+        })
     refusals = {
+        "company_suspended": CompanySuspended,
         "business_day_closed": BusinessDayClosed,
         "credit_line_inactive": CreditLineInactive,
         "credit_line_frozen": CreditLineFrozen,
@@ -217,7 +239,9 @@ def advance_cancel(*, company: Company, public_id: str, actor_label: str) -> Adv
             settlement = Account.objects.get(kind=AccountKind.SETTLEMENT, owner=company.code,
                                              currency=advance.currency)
             account_release_hold(account=settlement, amount=advance.own_funds_amount)
-        line_release(line_id=advance.credit_line_id, amount=advance.advanced_amount)
+        # Cancelled advances do not count against the daily cap (contract 1.7).
+        line_release(line_id=advance.credit_line_id, amount=advance.advanced_amount,
+                     advanced_on=advance.business_date)
         audit_record(action="advance.cancelled", obj=advance, actor_label=actor_label, company=company,
                      before={"status": "reserved"}, after={"status": "cancelled"})
     return advance
@@ -227,6 +251,20 @@ def advance_fee(*, advanced_disbursed: Decimal, daily_fee_rate: Decimal, busines
     """advanced_disbursed x daily_fee_rate x calendar days from business_date to due_date, half-up to 0.01."""
     days = (due_date - business_date).days
     return money(advanced_disbursed * daily_fee_rate * days)
+
+
+def advance_fee_of_payouts(*, payouts: list[Payout], daily_fee_rate: Decimal, business_date, due_date) -> Decimal:
+    """The fee of the succeeded payouts' line parts, each for the calendar days from its value date (the
+    business date its funds left the bank) to due_date (contract 1.7), rounded half-up to 0.01 once.
+
+    A payout without a value date left on the advance's business date (rows older than value dates); one that
+    left on or after the due date is charged no day.
+    """
+    total = sum(
+        (p.advanced_amount * max((due_date - (p.value_date or business_date)).days, 0) for p in payouts),
+        Decimal("0"),
+    )
+    return money(total * daily_fee_rate)
 
 
 def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | None:
@@ -244,8 +282,8 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
         succeeded = [p for p in payouts if p.status == PayoutStatus.SUCCEEDED]
         advance.disbursed_amount = sum((p.amount for p in succeeded), Decimal("0.00"))
         advance.advanced_disbursed = sum((p.advanced_amount for p in succeeded), Decimal("0.00"))
-        advance.fee = advance_fee(
-            advanced_disbursed=advance.advanced_disbursed,
+        advance.fee = advance_fee_of_payouts(
+            payouts=succeeded,
             daily_fee_rate=advance.daily_fee_rate,
             business_date=advance.business_date,
             due_date=advance.due_date,

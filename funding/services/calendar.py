@@ -49,9 +49,13 @@ def calendar_seed_year(*, year: int) -> int:
     """Store one year's days from the `chinese-calendar` package. Returns the number of days written.
 
     A year the package does not cover is left unpublished: the engine then refuses to guess.
-    Days staff already edited (source 'staff') are kept.
+    Days staff already edited (source 'staff') are kept, and a year published from the State Council's
+    notice under four eyes (funding.services.calendar_publication) is not touched at all: returns 0.
     """
     import chinese_calendar
+
+    if calendar_year_published_by_staff(year=year):
+        return 0
 
     start = date(year, 1, 1)
     days = []
@@ -89,10 +93,18 @@ def calendar_seed_year(*, year: int) -> int:
     return len(days)
 
 
+def calendar_year_published_by_staff(*, year: int) -> bool:
+    return CalendarYear.objects.filter(year=year, published=True).exclude(source="chinese-calendar").exists()
+
+
 def calendar_day_update(
     *, day: date, kind: str, is_business_day: bool, name: str, actor: AbstractBaseUser, reason: str
 ) -> CalendarDay:
-    """A staff correction of one stored day (e.g. an extra holiday announced late). Reseeding keeps it."""
+    """Apply a correction of one stored day (e.g. an extra holiday announced late). Reseeding keeps it.
+
+    Staff propose it (calendar_publication.calendar_day_propose) and a different staff member's approval
+    applies it through here; `actor` is the approver.
+    """
     if not reason.strip():
         raise ValidationFailed(details={"reason": ["A reason is required."]})
     if kind not in CalendarDayKind.values:

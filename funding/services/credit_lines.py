@@ -6,26 +6,38 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from funding.errors import DuplicatePendingRequest, FourEyesViolation, InvalidState, ValidationFailed
 from funding.models import (
+    BusinessDay,
     ChangeRequestKind,
     ChangeRequestStatus,
     Company,
+    CompanyChangeKind,
+    CompanyChangeRequest,
+    CompanyChangeStatus,
+    CompanyStatus,
     CreditLine,
     CreditLineChangeRequest,
     CreditLineStatus,
+    LimitFactorTrigger,
 )
 from funding.representations import amount_str
-from funding.selectors import credit_line_view
 from funding.services.audit import audit_record
-from funding.services.events import event_emit
-from funding.services.line_counters import line_set_limits
+from funding.services.limits import LIMIT_TERMS, credit_line_limits_recompute
+from funding.services.line_counters import line_set_daily_cap
+from funding.services.line_events import credit_line_emit_event
+from funding.services.thresholds import credit_line_thresholds_check
 from ledger.models import AccountKind
 from ledger.money import MAX_AMOUNT, money, rate
 from ledger.services import account_get_or_create
+
+# A line past its valid_to expires at end of day from any of these (the FSM's `expire` sources).
+EXPIRABLE_LINE_STATES = [CreditLineStatus.PENDING_APPROVAL, CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN,
+                         CreditLineStatus.SUSPENDED]
+# The line whose event announces a company's suspension or reactivation.
+SUSPENDABLE_COMPANY_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 
 # Terms a change request may carry, with how each is parsed.
 TERM_PARSERS = {
@@ -38,7 +50,28 @@ TERM_PARSERS = {
     "flow_window_days": lambda v: int(v),
     "margin_multiple": lambda v: None if v in (None, "") else Decimal(str(v)),
     "auto_unfreeze": lambda v: v in (True, "true", "True", "1", 1),
+    "daily_cap": lambda v: None if v in (None, "") else _exact_money(v),
+    "limit_thresholds": lambda v: _thresholds(v),
 }
+
+MAX_THRESHOLDS = 5
+
+
+def _exact_money(value: Any) -> Decimal:
+    amount = Decimal(str(value))
+    if not amount.is_finite() or money(amount) != amount:
+        raise ValueError("at most 2 fraction digits")
+    return money(amount)
+
+
+def _thresholds(value: Any) -> list[Decimal]:
+    """"0.80,0.95" or ["0.8", "0.95"] -> [Decimal("0.80"), Decimal("0.95")]: each above 0 and at most 1.00."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    parsed = sorted({Decimal(str(item).strip()) for item in items if str(item).strip()})
+    if len(parsed) > MAX_THRESHOLDS or any(not t.is_finite() or t != t.quantize(Decimal("0.01"))
+                                           or not Decimal("0") < t <= Decimal("1") for t in parsed):
+        raise ValueError("thresholds")
+    return [t.quantize(Decimal("0.01")) for t in parsed]
 
 
 TERM_BOUNDS = {
@@ -49,6 +82,7 @@ TERM_BOUNDS = {
     "flow_multiple": (Decimal(0), Decimal("9999.9999")),
     "margin_multiple": (Decimal(0), Decimal("9999.9999")),
     "flow_window_days": (1, 366),
+    "daily_cap": (Decimal(0), MAX_AMOUNT),
 }
 
 
@@ -65,6 +99,8 @@ def _terms_snapshot(line: CreditLine) -> dict[str, Any]:
         "flow_window_days": line.flow_window_days,
         "margin_multiple": None if line.margin_multiple is None else str(line.margin_multiple),
         "auto_unfreeze": line.auto_unfreeze,
+        "daily_cap": None if line.daily_cap is None else amount_str(line.daily_cap),
+        "limit_thresholds": [f"{t:.2f}" for t in line.limit_thresholds],
     }
 
 
@@ -77,7 +113,8 @@ def _parse_terms(terms: dict[str, Any]) -> dict[str, Any]:
         try:
             parsed[key] = TERM_PARSERS[key](value)
         except (ValueError, TypeError, ArithmeticError):
-            errors[key] = ["Not a valid value."]
+            errors[key] = (["Up to 5 thresholds, each above 0 and at most 1.00 with 2 decimals, e.g. 0.80,0.95."]
+                           if key == "limit_thresholds" else ["Not a valid value."])
     # Bounds checked here, so that a bad term is a validation error and never a DataError at approval.
     for key, (low, high) in TERM_BOUNDS.items():
         value = parsed.get(key)
@@ -98,9 +135,14 @@ def _check_validity_period(valid_from: date | None, valid_to: date | None) -> No
         raise ValidationFailed(details={"valid_to": ["Must not be before valid_from."]})
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value.isoformat() if isinstance(value, date) else str(value) if isinstance(value, Decimal) else value
+
+
 def _json_terms(parsed: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, date) else str(v) if isinstance(v, Decimal) else v)
-            for k, v in parsed.items()}
+    return {k: _json_value(v) for k, v in parsed.items()}
 
 
 def company_create(
@@ -163,8 +205,9 @@ def credit_line_create(*, company: Company, terms: dict[str, Any], actor: Abstra
         raise ValidationFailed(details={k: ["This term is required."] for k in sorted(missing)})
     try:
         with transaction.atomic():
+            # The limits (and the daily cap) take effect at approval, through the line's counters.
             line = CreditLine.objects.create(company=company, created_by=actor, **{
-                **parsed, "approved_limit": 0,
+                **{k: v for k, v in parsed.items() if k != "daily_cap"}, "approved_limit": 0,
             })
             audit_record(action="credit_line.drafted", obj=line, actor=actor, company=company,
                          after=_json_terms(parsed))
@@ -223,21 +266,26 @@ def change_request_propose(
     return request
 
 
+# Written through the line's counters after the save (line_set_limits, line_set_daily_cap), never as columns.
+COUNTER_TERMS = ("approved_limit", "daily_cap")
+
+
 def _apply_terms(line: CreditLine, terms: dict[str, Any]) -> list[str]:
+    """Set the terms on the (locked) line; the limits and the daily cap themselves are written after the save."""
     parsed = _parse_terms(terms)
     fields = []
     for key, value in parsed.items():
-        if key == "approved_limit":
+        if key == "daily_cap":
             continue
         setattr(line, key, value)
-        fields.append(key)
-    if "approved_limit" in parsed:
-        # The effective limit is the approved limit until the nightly factors lower it again.
-        line_set_limits(line_id=line.pk, approved_limit=parsed["approved_limit"],
-                        effective_limit=parsed["approved_limit"])
-        line.limit_factors = [{"factor": "approved_limit", "value": amount_str(parsed["approved_limit"])}]
-        fields.append("limit_factors")
+        if key not in COUNTER_TERMS:
+            fields.append(key)
     return fields
+
+
+def _business_date() -> date:
+    day = BusinessDay.objects.first()
+    return day.current if day else timezone.localdate()
 
 
 def change_request_approve(
@@ -254,13 +302,15 @@ def change_request_approve(
         before = _terms_snapshot(line)
         fields = ["updated_at"]
         event_type = None
+        recompute = None
         if request.kind in (ChangeRequestKind.APPROVE_LINE, ChangeRequestKind.CHANGE_TERMS):
             if request.kind == ChangeRequestKind.APPROVE_LINE:
                 line.approve()
                 fields.append("status")
+                recompute = LimitFactorTrigger.APPROVAL
+            elif set(request.proposed) & set(LIMIT_TERMS):
+                recompute = LimitFactorTrigger.LIMIT_CHANGE
             fields += _apply_terms(line, request.proposed)
-            if "approved_limit" in request.proposed:
-                event_type = "credit_line.limit_changed"
         elif request.kind == ChangeRequestKind.UNFREEZE:
             line.unfreeze()
             fields.append("status")
@@ -268,7 +318,20 @@ def change_request_approve(
         elif request.kind == ChangeRequestKind.RESUME:
             line.resume()
             fields.append("status")
+            event_type = "credit_line.reactivated"
         line.save(update_fields=fields)
+        business_date = _business_date()
+        if "daily_cap" in request.proposed:
+            line_set_daily_cap(line_id=line.pk, daily_cap=TERM_PARSERS["daily_cap"](request.proposed["daily_cap"]),
+                               business_date=business_date)
+        if recompute:
+            # The effective limit is the minimum of the factors now, not the approved limit until the night.
+            limit_before, limit_after = credit_line_limits_recompute(
+                line=line, business_date=business_date, trigger=recompute, actor_label=checker.get_username(),
+                change_request=request,
+            )
+            if "approved_limit" in request.proposed or limit_before != limit_after:
+                event_type = "credit_line.limit_changed"
         line.refresh_from_db()
         request.mark_approved()
         request.checker = checker
@@ -282,6 +345,8 @@ def change_request_approve(
                      before=before, after=after, reason=request.maker_reason)
         if event_type:
             credit_line_emit_event(line=line, type=event_type)
+        if recompute or "limit_thresholds" in request.proposed:
+            credit_line_thresholds_check(line=line, business_date=business_date)
     return request
 
 
@@ -348,24 +413,138 @@ def credit_line_suspend(*, credit_line: CreditLine, actor: AbstractBaseUser, rea
         line.save(update_fields=["status", "updated_at"])
         audit_record(action="credit_line.suspended", obj=line, actor=actor, company=line.company,
                      before={"status": "active"}, after={"status": "suspended"}, reason=reason)
+        credit_line_emit_event(line=line, type="credit_line.suspended")
     return line
 
 
 def credit_line_expire(*, credit_line: CreditLine, actor_label: str, reason: str) -> CreditLine:
+    """The line is past its validity: no more advances (already drawn amounts are collected as ever). Pending
+    requests about it are withdrawn: there is nothing left to approve."""
     with transaction.atomic():
         line = _lock_line(credit_line.pk)
         before = line.status
         line.expire()
         line.save(update_fields=["status", "updated_at"])
+        for pending in CreditLineChangeRequest.objects.select_for_update().filter(
+            credit_line=line, status=ChangeRequestStatus.PENDING
+        ):
+            pending.mark_withdrawn()
+            pending.decided_at = timezone.now()
+            pending.checker_reason = "the line expired"
+            pending.save(update_fields=["status", "decided_at", "checker_reason"])
         audit_record(action="credit_line.expired", obj=line, actor_label=actor_label, company=line.company,
                      before={"status": before}, after={"status": "expired"}, reason=reason)
+        credit_line_emit_event(line=line, type="credit_line.expired")
     return line
 
 
-def credit_line_emit_event(*, line: CreditLine, type: str) -> None:
-    """Bump the line's version and write the event, inside the caller's transaction."""
-    CreditLine.objects.filter(pk=line.pk).update(version=F("version") + 1)
-    line.refresh_from_db(fields=["version"])
-    # The data is the credit line as GET /api/v1/credit-line renders it at the time of the event.
-    event_emit(company=line.company, type=type, resource_type="credit_line", resource_id=str(line.pk),
-               version=line.version, data=credit_line_view(company=line.company))
+def credit_lines_expire_past_validity(*, company_ids: list[int], next_business_date: date, actor_label: str) -> int:
+    """End of day: the companies' lines whose valid_to is before the next business date expire (contract 1.7).
+    Returns how many did. Runs in the nightly chunk's transaction."""
+    lines = CreditLine.objects.filter(
+        company_id__in=company_ids, status__in=EXPIRABLE_LINE_STATES, valid_to__lt=next_business_date
+    ).order_by("id")
+    expired = 0
+    for line in lines:
+        credit_line_expire(credit_line=line, actor_label=actor_label,
+                           reason=f"valid to {line.valid_to.isoformat()}; next business date "
+                                  f"{next_business_date.isoformat()}")
+        expired += 1
+    return expired
+
+
+# --- companies: suspension acts at once, reactivation needs four eyes -----------------------------------------
+
+
+def _company_line(company: Company) -> CreditLine | None:
+    return (CreditLine.objects.select_for_update().select_related("company")
+            .filter(company=company, status__in=SUSPENDABLE_COMPANY_LINE_STATES).order_by("id").first())
+
+
+def company_suspend(*, company: Company, actor: AbstractBaseUser, reason: str) -> Company:
+    """The bank suspends a company: every advance is refused (company_suspended) until a maker proposes and a
+    different checker approves its reactivation. Its live line's event is credit_line.suspended."""
+    if not reason.strip():
+        raise ValidationFailed(details={"reason": ["A reason is required."]})
+    with transaction.atomic():
+        company = Company.objects.select_for_update().get(pk=company.pk)
+        if company.status != CompanyStatus.ACTIVE:
+            raise InvalidState(f"Only an active company can be suspended; it is {company.status}.")
+        # The line is locked so that its event's version is ordered with its other changes. A request that read
+        # the company before this commits completes (as if it had come a moment earlier); later ones are refused.
+        line = _company_line(company)
+        company.suspend()
+        company.save(update_fields=["status", "updated_at"])
+        audit_record(action="company.suspended", obj=company, actor=actor, company=company,
+                     before={"status": "active"}, after={"status": "suspended"}, reason=reason)
+        if line is not None:
+            line.company = company
+            credit_line_emit_event(line=line, type="credit_line.suspended")
+    return company
+
+
+def company_reactivation_propose(*, company: Company, maker: AbstractBaseUser, reason: str) -> CompanyChangeRequest:
+    if not reason.strip():
+        raise ValidationFailed(details={"reason": ["A reason is required."]})
+    try:
+        with transaction.atomic():
+            company = Company.objects.select_for_update().get(pk=company.pk)
+            if company.status != CompanyStatus.SUSPENDED:
+                raise InvalidState(f"Only a suspended company can be reactivated; it is {company.status}.")
+            request = CompanyChangeRequest.objects.create(company=company, kind=CompanyChangeKind.REACTIVATE,
+                                                          maker=maker, maker_reason=reason)
+            audit_record(action="company_change.proposed", obj=request, actor=maker, company=company,
+                         after={"kind": request.kind}, reason=reason)
+    except IntegrityError as exc:
+        if "funding_one_pending_company_request" in str(exc):
+            raise DuplicatePendingRequest("A reactivation of this company is already pending.") from exc
+        raise
+    return request
+
+
+def _lock_company_request(request: CompanyChangeRequest, checker: AbstractBaseUser) -> CompanyChangeRequest:
+    request = CompanyChangeRequest.objects.select_for_update().get(pk=request.pk)
+    if request.maker_id == checker.pk:
+        raise FourEyesViolation()
+    if request.status != CompanyChangeStatus.PENDING:
+        raise InvalidState(f"The request is already {request.status}.")
+    return request
+
+
+def company_change_approve(
+    *, request: CompanyChangeRequest, checker: AbstractBaseUser, reason: str = ""
+) -> CompanyChangeRequest:
+    """A checker who is not the maker reactivates the company; its live line's event is credit_line.reactivated."""
+    with transaction.atomic():
+        company = Company.objects.select_for_update().get(pk=request.company_id)
+        request = _lock_company_request(request, checker)
+        if company.status != CompanyStatus.SUSPENDED:
+            raise InvalidState(f"The company is {company.status}, not suspended.")
+        line = _company_line(company)
+        company.reactivate()
+        company.save(update_fields=["status", "updated_at"])
+        request.mark_approved()
+        request.checker, request.checker_reason, request.decided_at = checker, reason, timezone.now()
+        request.save(update_fields=["status", "checker", "checker_reason", "decided_at"])
+        audit_record(action="company_change.approved", obj=request, actor=checker, company=company,
+                     before={"status": "pending"}, after={"status": "approved"}, reason=reason)
+        audit_record(action="company.reactivated", obj=company, actor=checker, company=company,
+                     before={"status": "suspended"}, after={"status": "active"}, reason=request.maker_reason)
+        if line is not None:
+            line.company = company
+            credit_line_emit_event(line=line, type="credit_line.reactivated")
+    return request
+
+
+def company_change_reject(*, request: CompanyChangeRequest, checker: AbstractBaseUser, reason: str
+                          ) -> CompanyChangeRequest:
+    if not reason.strip():
+        raise ValidationFailed(details={"reason": ["A reason is required."]})
+    with transaction.atomic():
+        request = _lock_company_request(request, checker)
+        request.mark_rejected()
+        request.checker, request.checker_reason, request.decided_at = checker, reason, timezone.now()
+        request.save(update_fields=["status", "checker", "checker_reason", "decided_at"])
+        audit_record(action="company_change.rejected", obj=request, actor=checker, company=request.company,
+                     before={"status": "pending"}, after={"status": "rejected"}, reason=reason)
+    return request

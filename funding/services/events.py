@@ -89,6 +89,7 @@ json_build_object(
             'account_no_last4', right(p.account_no, 4),
             'bank_code', p.bank_code,
             'failure_code', nullif(p.failure_code, ''),
+            'value_date', to_char(p.value_date, 'YYYY-MM-DD'),
             'version', p.version,
             'attempts', coalesce((
                 SELECT json_agg(json_build_object(

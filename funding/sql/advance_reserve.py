@@ -4,8 +4,8 @@ Why a function: an advance touches six tables (business day, credit line, calend
 the advance, its payouts). Sent one statement at a time that was 10 round trips and 10 statements to parse
 and plan, most of the request's cost (docs/benchmarks.md). PL/pgSQL keeps each statement's plan for the life
 of the connection and runs them without leaving the server. Python still validates the input, generates the
-public ids and builds the response; the rules that decide (closing day, line state, limit) live here and in
-the CHECK constraints, where they already were.
+public ids and builds the response; the rules that decide (closing day, company and line state, channel
+capacity, limit, daily cap) live here and in the CHECK constraints, where they already were.
 
 Order matters: the day's lock shared (end of day waits for requests in flight), own funds held first, the
 credit line held LAST by one conditional UPDATE so its row is locked only from there to COMMIT. A refusal
@@ -13,15 +13,16 @@ after a hold returns through the EXCEPTION block, which rolls the holds and rows
 subtransaction), and answers a code instead of raising: the caller's transaction stays usable (the
 idempotency record of the refusal is written in it).
 
-Result codes: ok, business_day_closed, credit_line_inactive, credit_line_frozen, calendar_unavailable,
-duplicate_external_id, insufficient_limit.
+Result codes: ok, business_day_closed, company_suspended, credit_line_inactive, credit_line_frozen,
+calendar_unavailable, outside_channel_hours, duplicate_external_id, insufficient_limit.
 
-This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0008 for
-advance_reserve(), 0006 for the others). No migration imports it; each migration carries its own copy of the
-text it runs. To change the SQL: edit it here, then copy the new CREATE text verbatim into a new migration,
-whose reverse restores the previous text; a changed signature or result type needs a DROP of the old function
-first, so that no stale overload stays behind. tests/config/test_sql_versions.py fails until the migrated
-database equals this text.
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0013 for
+advance_reserve() and the line hold, issue 14: company suspension, D0 channel capacity, daily cap, utilisation
+thresholds; 0006 for calendar_next_business_day). No migration imports it; each migration carries its own copy
+of the text it runs. To change the SQL: edit it here, then copy the new CREATE text verbatim into a new
+migration, whose reverse restores the previous text; a changed signature or result type needs a DROP of the old
+function first, so that no stale overload stays behind. tests/config/test_sql_versions.py fails until the
+migrated database equals this text.
 """
 
 CREATE = r"""
@@ -55,15 +56,63 @@ BEGIN
 END
 $fn$;
 
--- Hold p_amount of the line if it is active and reserved + outstanding stays within the effective limit: one
--- conditional UPDATE, nothing read before it. The one definition: funding.services.line_counters.line_hold and
--- advance_reserve() both call it; the CHECK on limit_ceiling is the backstop.
-CREATE OR REPLACE FUNCTION credit_line_hold(p_line_id bigint, p_amount numeric) RETURNS boolean
+-- Mark the utilisation thresholds (contract 1.7: (reserved + outstanding) / effective_limit) the line has
+-- reached on p_business_date and that were not marked on that date yet; returns them, ascending. Locks the
+-- line's row first (callers already hold it: the hold's UPDATE, or a service's select_for_update), so a
+-- threshold is marked, and its event sent, once per business date.
+CREATE OR REPLACE FUNCTION credit_line_thresholds_mark(p_line_id bigint, p_business_date date) RETURNS numeric[]
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_line record;
+    v_fresh numeric[];
 BEGIN
-    UPDATE funding_creditline l SET reserved = l.reserved + p_amount
-     WHERE l.id = p_line_id AND l.status = 'active' AND l.reserved <= l.effective_limit - l.outstanding - p_amount;
-    RETURN FOUND;
+    SELECT l.limit_thresholds, l.effective_limit, l.reserved + l.outstanding AS used,
+           CASE WHEN l.thresholds_on = p_business_date THEN l.thresholds_reached ELSE '{}'::numeric[] END AS sent
+      INTO v_line
+      FROM funding_creditline l WHERE l.id = p_line_id FOR NO KEY UPDATE;
+    IF NOT FOUND OR v_line.effective_limit <= 0 THEN
+        RETURN '{}'::numeric[];
+    END IF;
+    v_fresh := ARRAY(SELECT t FROM unnest(v_line.limit_thresholds) t
+                      WHERE v_line.used >= t * v_line.effective_limit AND NOT (t = ANY (v_line.sent)) ORDER BY t);
+    IF cardinality(v_fresh) > 0 THEN
+        UPDATE funding_creditline l SET thresholds_reached = v_line.sent || v_fresh, thresholds_on = p_business_date
+         WHERE l.id = p_line_id;
+    END IF;
+    RETURN v_fresh;
+END
+$fn$;
+
+-- Hold p_amount of the line if it is active, reserved + outstanding stays within the effective limit, and the
+-- line's advances of p_business_date stay within its daily cap: one conditional UPDATE, nothing read before
+-- it. The daily counter belongs to `advanced_on`: the first hold of a new business date starts it from zero
+-- (and the cap's ceiling from the cap). The CHECKs on limit_ceiling and daily_cap_ceiling are the backstop.
+-- held: taken or not; thresholds: the utilisation thresholds this hold reached first on the date (already
+-- marked; '{}' when none). The one definition: funding.services.line_counters.line_hold and
+-- advance_reserve() both call it.
+CREATE OR REPLACE FUNCTION credit_line_hold(p_line_id bigint, p_amount numeric, p_business_date date,
+                                            OUT held boolean, OUT thresholds numeric[])
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_due boolean;
+BEGIN
+    UPDATE funding_creditline l
+       SET reserved = l.reserved + p_amount,
+           advanced_today = CASE WHEN l.advanced_on = p_business_date THEN l.advanced_today ELSE 0 END + p_amount,
+           advanced_on = p_business_date,
+           daily_cap_ceiling = CASE WHEN l.advanced_on = p_business_date THEN l.daily_cap_ceiling ELSE l.daily_cap END
+     WHERE l.id = p_line_id AND l.status = 'active'
+       AND l.reserved <= l.effective_limit - l.outstanding - p_amount
+       AND (l.daily_cap IS NULL
+            OR CASE WHEN l.advanced_on = p_business_date THEN l.advanced_today ELSE 0 END + p_amount <= l.daily_cap)
+    RETURNING EXISTS (SELECT 1 FROM unnest(l.limit_thresholds) t
+                       WHERE l.effective_limit > 0 AND l.reserved + l.outstanding >= t * l.effective_limit
+                         AND NOT (COALESCE(l.thresholds_on = p_business_date, false)
+                                  AND t = ANY (l.thresholds_reached)))
+      INTO v_due;
+    held := FOUND;
+    thresholds := CASE WHEN held AND v_due THEN credit_line_thresholds_mark(p_line_id, p_business_date)
+                       ELSE '{}'::numeric[] END;
 END
 $fn$;
 
@@ -93,14 +142,20 @@ CREATE OR REPLACE FUNCTION advance_reserve(
     OUT daily_fee_rate numeric,
     OUT available numeric,
     OUT requested numeric,
-    OUT first_missing date
+    OUT first_missing date,
+    OUT daily_remaining numeric,
+    OUT unpayable integer[],
+    OUT thresholds numeric[]
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     v_closing boolean;
+    v_company_status text;
     v_status text;
     v_valid_from date;
     v_valid_to date;
     v_advanced numeric;
+    v_held boolean;
+    v_local timestamp;
     v_constraint text;
 BEGIN
     own_funds := 0;
@@ -114,12 +169,22 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT l.id, l.status, l.valid_from, l.valid_to, l.daily_fee_rate
-      INTO line_id, v_status, v_valid_from, v_valid_to, daily_fee_rate
-      FROM funding_creditline l
-     WHERE l.company_id = p_company_id AND l.status IN ('active', 'frozen', 'suspended')
-     ORDER BY l.id LIMIT 1;
-    IF NOT FOUND THEN
+    -- The company's status and its live line, in one statement.
+    SELECT c.status, l.id, l.status, l.valid_from, l.valid_to, l.daily_fee_rate
+      INTO v_company_status, line_id, v_status, v_valid_from, v_valid_to, daily_fee_rate
+      FROM funding_company c
+      LEFT JOIN LATERAL (
+            SELECT l.id, l.status, l.valid_from, l.valid_to, l.daily_fee_rate
+              FROM funding_creditline l
+             WHERE l.company_id = c.id AND l.status IN ('active', 'frozen', 'suspended')
+             ORDER BY l.id LIMIT 1) l ON true
+     WHERE c.id = p_company_id;
+    IF v_company_status = 'suspended' THEN
+        code := 'company_suspended';
+        line_id := NULL;
+        daily_fee_rate := NULL;
+        RETURN;
+    ELSIF line_id IS NULL THEN
         code := 'credit_line_inactive';
         RETURN;
     ELSIF v_status = 'frozen' THEN
@@ -135,6 +200,33 @@ BEGIN
     IF due_date IS NULL THEN
         code := 'calendar_unavailable';
         RETURN;
+    END IF;
+
+    -- D0 means today (contract 1.7): every payout must be payable by some channel on this business date: an
+    -- enabled channel whose amount range and banks fit, open 7x24 or before its cut-off of the business date
+    -- (service hours are Shanghai time). The view is settlement's (settlement 0008); with no channel
+    -- configured at all (a fresh install) there is nothing to judge by.
+    IF EXISTS (SELECT 1 FROM funding_channel_capacity_view) THEN
+        v_local := p_created_at AT TIME ZONE 'Asia/Shanghai';
+        -- The channels open for the rest of the business date, read once; then each payout against them.
+        WITH open_channels AS MATERIALIZED (
+            SELECT c.min_amount, c.max_amount, c.bank_codes
+              FROM funding_channel_capacity_view c
+             WHERE c.enabled
+               AND (c.service_start IS NULL OR c.service_end IS NULL
+                    OR v_local < business_date + c.service_end
+                                 + CASE WHEN c.service_start > c.service_end THEN interval '1 day'
+                                        ELSE interval '0' END))
+        SELECT array_agg(u.seq - 1 ORDER BY u.seq) INTO unpayable
+          FROM unnest(p_payout_amounts, p_payout_bank_codes) WITH ORDINALITY AS u(amount, bank_code, seq)
+         WHERE NOT EXISTS (
+                SELECT 1 FROM open_channels c
+                 WHERE u.amount BETWEEN c.min_amount AND c.max_amount
+                   AND (cardinality(c.bank_codes) = 0 OR u.bank_code = ANY (c.bank_codes)));
+        IF unpayable IS NOT NULL THEN
+            code := 'outside_channel_hours';
+            RETURN;
+        END IF;
     END IF;
 
     BEGIN
@@ -185,7 +277,8 @@ BEGIN
          ORDER BY p.seq;
 
         -- Hold last: the line's row stays locked only from here to COMMIT.
-        IF NOT credit_line_hold(line_id, v_advanced) THEN
+        SELECT h.held, h.thresholds INTO v_held, thresholds FROM credit_line_hold(line_id, v_advanced, business_date) h;
+        IF NOT v_held THEN
             RAISE EXCEPTION USING ERRCODE = 'AE001', MESSAGE = 'advance_reserve: hold refused';
         END IF;
     EXCEPTION
@@ -200,13 +293,22 @@ BEGIN
             END IF;
             RAISE;
         WHEN SQLSTATE 'AE001' THEN
-            -- Everything of this block is undone; say why the line refused, and what was asked of it.
+            -- Everything of this block is undone; say why the line refused, and what was asked of it. The
+            -- daily cap's remainder is named only where it decided.
             requested := v_advanced;
             advance_id := NULL;
             own_funds := 0;
             own_parts := NULL;
-            SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0)
-              INTO v_status, available FROM funding_creditline l WHERE l.id = line_id;
+            thresholds := NULL;
+            SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0),
+                   CASE WHEN l.daily_cap IS NOT NULL
+                        THEN GREATEST(l.daily_cap - CASE WHEN l.advanced_on = business_date THEN l.advanced_today
+                                                         ELSE 0 END, 0) END
+              INTO v_status, available, daily_remaining FROM funding_creditline l WHERE l.id = line_id;
+            available := LEAST(available, COALESCE(daily_remaining, available));
+            IF NOT daily_remaining < v_advanced THEN  -- NULL (no cap) included: the cap did not decide
+                daily_remaining := NULL;
+            END IF;
             code := CASE v_status WHEN 'frozen' THEN 'credit_line_frozen'
                                   WHEN 'active' THEN 'insufficient_limit'
                                   ELSE 'credit_line_inactive' END;
@@ -218,8 +320,9 @@ $fn$;
 """
 
 DROP = (
-    "DROP FUNCTION IF EXISTS credit_line_hold(bigint, numeric);"
-    " DROP FUNCTION IF EXISTS calendar_next_business_day(date);"
-    " DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
+    "DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
     " text[], text[], text[], text[], text[], numeric[]);"
+    " DROP FUNCTION IF EXISTS credit_line_hold(bigint, numeric, date);"
+    " DROP FUNCTION IF EXISTS credit_line_thresholds_mark(bigint, date);"
+    " DROP FUNCTION IF EXISTS calendar_next_business_day(date);"
 )

@@ -1,7 +1,14 @@
 """Settlement's models: channels, payout attempts and their manual reviews, channel statements and
 reconciliation, repayments, nightly job runs, and the simulated channels' bank side."""
 
-from settlement.models.channels import Channel, ChannelErrorMapping, ErrorDecision
+from settlement.models.channels import (
+    Channel,
+    ChannelChangeKind,
+    ChannelChangeRequest,
+    ChannelChangeStatus,
+    ChannelErrorMapping,
+    ErrorDecision,
+)
 from settlement.models.jobs import JobName, JobRun, JobRunStatus
 from settlement.models.payouts import LIVE_ATTEMPT_STATES, AttemptStatus, PayoutAttempt
 from settlement.models.reconciliation import ChannelStatement, ReconciliationItem, ReconClass, StatementSource
@@ -13,6 +20,9 @@ __all__ = [
     "LIVE_ATTEMPT_STATES",
     "AttemptStatus",
     "Channel",
+    "ChannelChangeKind",
+    "ChannelChangeRequest",
+    "ChannelChangeStatus",
     "ChannelErrorMapping",
     "ChannelStatement",
     "ErrorDecision",

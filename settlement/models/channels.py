@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django_fsm import FSMField, FSMModelMixin, transition
 
 MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
 
@@ -71,3 +72,59 @@ class ChannelErrorMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id}:{self.channel_code} -> {self.unified_code} ({self.decision})"
+
+
+class ChannelChangeKind(models.TextChoices):
+    CHANNEL_CREATE = "channel_create", "Add a channel"
+    CHANNEL_UPDATE = "channel_update", "Change a channel's configuration"
+    MAPPING_CREATE = "mapping_create", "Add an error-map entry"
+    MAPPING_UPDATE = "mapping_update", "Change an error-map entry"
+    MAPPING_DELETE = "mapping_delete", "Remove an error-map entry"
+
+
+class ChannelChangeStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ChannelChangeRequest(FSMModelMixin, models.Model):
+    """A maker's proposal to change a channel or its error map; a different staff member applies it.
+
+    A wrong failover mapping can pay twice (an outcome read as a failure is sent again elsewhere), and a
+    channel's limits and hours decide what is accepted: so no single person changes either.
+    `proposed` holds the fields to set, `current` what they were when proposed (shown to the checker).
+    """
+
+    kind = models.CharField(max_length=16, choices=ChannelChangeKind.choices)
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    mapping = models.ForeignKey(ChannelErrorMapping, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    proposed = models.JSONField(default=dict, blank=True)
+    current = models.JSONField(default=dict, blank=True)
+    status = FSMField(default=ChannelChangeStatus.PENDING, choices=ChannelChangeStatus.choices, protected=True)
+    maker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    maker_reason = models.TextField()
+    checker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    checker_reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(checker=F("maker")), name="settlement_channel_checker_is_not_maker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"channel change #{self.pk} {self.get_kind_display()} ({self.status})"
+
+    @transition(field=status, source=ChannelChangeStatus.PENDING, target=ChannelChangeStatus.APPROVED)
+    def mark_approved(self) -> None:
+        pass
+
+    @transition(field=status, source=ChannelChangeStatus.PENDING, target=ChannelChangeStatus.REJECTED)
+    def mark_rejected(self) -> None:
+        pass

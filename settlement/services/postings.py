@@ -68,6 +68,9 @@ def payout_post_funds_out(*, payout: Payout, channel: Channel, serial: str, busi
         ],
     )
     payout.funds_out = True
+    # The funds leave on this business date: the fee counts days from here (contract 1.7). A retry after a
+    # rejection leaves again, later: the attempt that pays sets the date last.
+    payout.value_date = business_date
 
 
 def payout_post_confirmed(

@@ -30,6 +30,7 @@ DOCUMENTED_SQL = {
     "ledger.sql.rules": "FORWARD",
     "funding.sql.audit": "FORWARD",
     "funding.sql.advance_reserve": "CREATE",
+    "settlement.sql.channels": "FORWARD",
 }
 
 # Functions and triggers of the project: in the schema of Django's tables, not part of an extension.
@@ -121,21 +122,19 @@ def test_the_migrated_database_has_exactly_the_documented_functions_and_triggers
 def test_a_changed_body_is_drift():
     with connection.cursor() as cursor:
         cursor.execute("""
-            CREATE OR REPLACE FUNCTION credit_line_hold(p_line_id bigint, p_amount numeric) RETURNS boolean
-            LANGUAGE plpgsql AS $fn$
+            CREATE OR REPLACE FUNCTION funding_audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                UPDATE funding_creditline l SET reserved = l.reserved + p_amount
-                 WHERE l.id = p_line_id AND l.status IN ('active', 'frozen')
-                   AND l.reserved <= l.effective_limit - l.outstanding - p_amount;
-                RETURN FOUND;
-            END
-            $fn$""")
+                IF TG_OP = 'DELETE' THEN
+                    RAISE EXCEPTION 'the audit trail is append-only: % refused', TG_OP USING ERRCODE = '23001';
+                END IF;
+                RETURN NEW;
+            END $$""")
 
     drift = sql_drift()
 
     assert len(drift) == 1
-    assert drift[0].startswith("function credit_line_hold(bigint,numeric): the migrated definition differs")
-    assert "+'frozen')" in drift[0]
+    assert drift[0].startswith("function funding_audit_refuse_change(): the migrated definition differs")
+    assert "+RETURN\n+NEW;" in drift[0]  # the diff is word by word
 
 
 def test_a_stale_overload_and_a_missing_trigger_are_drift():

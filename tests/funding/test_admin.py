@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from funding.models import (
     AuditEvent,
+    CalendarChangeRequest,
     CalendarDay,
     ChangeRequestKind,
     ChangeRequestStatus,
@@ -67,8 +68,8 @@ def populated(business_day):
 CHANGELISTS = [
     "funding_company", "funding_creditline", "funding_creditlinechangerequest", "funding_advance",
     "funding_webhookevent", "funding_auditevent", "funding_businessday", "funding_calendaryear",
-    "funding_calendarday", "ledger_account", "ledger_journaltransaction", "ledger_entry",
-    "funding_payout", "settlement_payoutattempt",
+    "funding_calendarday", "funding_calendarchangerequest", "ledger_account", "ledger_journaltransaction",
+    "ledger_entry", "funding_payout", "settlement_payoutattempt",
 ]
 
 
@@ -187,22 +188,30 @@ def test_credit_line_lifecycle_through_admin_actions(business_day, maker, checke
     assert CreditLine.objects.get(pk=line.pk).effective_limit == D("50000.00")
 
 
-def test_calendar_day_edit_is_audited_and_marked_staff(business_day, maker):
+def test_calendar_day_edit_is_a_proposal_applied_by_another_person(business_day, maker, checker):
     client = _client(maker)
     url = reverse("admin:funding_calendarday_change", args=["2026-11-26"])
     assert client.get(url).status_code == 200
     response = client.post(url, {"kind": "holiday", "is_business_day": "", "name": "Closure",
                                  "reason": "regulator notice"}, follow=True)
     assert response.status_code == 200
+    # Issue 14: calendar-day changes are under four eyes; the edit only proposes.
+    assert CalendarDay.objects.get(date=date(2026, 11, 26)).source == "chinese-calendar"
+    proposal = CalendarChangeRequest.objects.get()
+    assert _messages(_action(client, "funding_calendarchangerequest", "approve", [proposal.pk], apply="1",
+                             reason="")) == [f"{proposal}: The proposer of a calendar change cannot approve or "
+                                             "reject it. (four_eyes_violation)"]
+    _action(_client(checker), "funding_calendarchangerequest", "approve", [proposal.pk], apply="1", reason="")
     day = CalendarDay.objects.get(date=date(2026, 11, 26))
-    assert (day.kind, day.is_business_day, day.source, day.updated_by) == ("holiday", False, "staff", maker)
+    assert (day.kind, day.is_business_day, day.source, day.updated_by) == ("holiday", False, "staff", checker)
     audit = AuditEvent.objects.get(action="calendar_day.updated")
-    assert (audit.actor, audit.reason) == (maker, "regulator notice")
+    assert (audit.actor, audit.reason) == (checker, f"calendar change #{proposal.pk}: regulator notice")
 
     inconsistent = client.post(reverse("admin:funding_calendarday_change", args=["2026-11-27"]),
                                {"kind": "workday", "is_business_day": "", "name": "", "reason": "x"})
     assert inconsistent.status_code == 200  # the form again, with an error
     assert CalendarDay.objects.get(date=date(2026, 11, 27)).source == "chinese-calendar"
+    assert CalendarChangeRequest.objects.count() == 1
 
 
 def test_audit_trail_is_view_only(business_day, maker):

@@ -74,13 +74,21 @@ def test_no_business_date_is_a_warning(client):
     assert response.json()["warnings"] == ["business_date", "calendar"]
 
 
-def test_a_missing_calendar_for_next_year_is_a_warning(client, business_day):
-    # 2026-12-31 is the last business day of the only published year: the next one cannot be known.
+def test_readyz_stays_ready_when_next_years_calendar_is_missing(client, business_day):
+    # 2026-12-31 is the last business day of the only published year: the next one cannot be known. The
+    # engine serves on (advances maturing in 2027 are refused, staff are warned): issue 14 changed this from 503.
     BusinessDay.objects.update(current="2026-12-31")
     assert not CalendarYear.objects.filter(year=2027).exists()
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["checks"]["business_date"] == "ok"
+    assert response.json()["checks"]["calendar"] == "ok"
+
+
+def test_an_unpublished_year_of_the_business_date_is_a_warning(client, business_day):
+    CalendarYear.objects.filter(year=2026).update(published=False)
+    response = client.get("/readyz")
+    assert response.status_code == 200
     assert response.json()["checks"]["calendar"] == "fail"
     assert (response.json()["status"], response.json()["warnings"]) == ("degraded", ["calendar"])
 

@@ -79,3 +79,17 @@ def test_job_timer_counts_failures_separately():
     with pytest.raises(RuntimeError), metrics.job_timer("unit_job"):
         raise RuntimeError("boom")
     assert sample("engine_job_duration_seconds_count", job="unit_job", outcome="error") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("current", "days_ahead", "due"),
+    [("2026-11-30", 31, 0), ("2026-12-01", 30, 1), ("2026-12-31", 0, 1)],
+)
+def test_calendar_publication_due_from_30_days_before_the_last_published_day(client, business_day, current,
+                                                                              days_ahead, due):
+    from funding.models import BusinessDay
+
+    BusinessDay.objects.update(current=current)
+    text = client.get("/metrics").content.decode()
+    assert f"engine_calendar_published_days_ahead {float(days_ahead)}" in text
+    assert f"engine_calendar_publication_due {float(due)}" in text

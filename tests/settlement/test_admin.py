@@ -122,4 +122,5 @@ def test_channel_form_refuses_a_bad_adapter_path(client, channels):
     beps.refresh_from_db()
     assert beps.adapter.endswith("SimulatedChannelAdapter")
     data["adapter"] = beps.adapter
+    data["reason"] = "check"  # issue 14: saving proposes the change (four eyes) and needs a reason
     assert staff.post(url, data).status_code == 302

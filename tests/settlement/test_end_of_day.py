@@ -198,10 +198,19 @@ def test_auto_unfreeze_once_cleared(business_day):
 
 
 def test_effective_limit_is_the_smallest_factor_and_blocks_new_advances_only(business_day):
-    company, line = company_with_line(
-        limit="1000000.00", flow_multiple="2", flow_window_days=5, margin_multiple="10"
-    )
+    company, line = company_with_line(limit="1000000.00")
     disbursed_advance(company, "100000.00")
+    # The factors come later, by an approved change: with no credits and no margin yet, the limit drops to 0 at
+    # once (contract 1.7: recomputed at every limit change), below the 100000.00 already drawn.
+    change_request_approve(
+        request=change_request_propose(
+            credit_line=line, kind=ChangeRequestKind.CHANGE_TERMS, maker=staff_user(), reason="factors",
+            proposed={"flow_multiple": "2", "flow_window_days": 5, "margin_multiple": "10"},
+        ),
+        checker=staff_user(),
+    )
+    line.refresh_from_db()
+    assert (line.approved_limit, line.effective_limit) == (Decimal("1000000.00"), Decimal("0.00"))
     credit_settlement(company, "100000.00")  # value date Wednesday
     bank_statement_import(
         stream=io.BytesIO(

@@ -19,11 +19,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from funding.models import Advance, BusinessDay, CreditLine
+from funding.models import Advance, BusinessDay, ChangeRequestKind, CreditLine
+from funding.services.credit_lines import change_request_approve, change_request_propose
 from ledger.models import Account, Entry
 from settlement.models import JobRun, JobRunStatus, Repayment, RepaymentAllocation
 from settlement.services.nightly import business_day_close
-from tests.factories import calendar_and_business_date, company_with_line
+from tests.factories import calendar_and_business_date, company_with_line, staff_user
 from tests.settlement.nightly_helpers import credit_settlement, disbursed_advance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +40,18 @@ def _build() -> None:
         ("RS-E", "10.00"),
     ]
     for code, _ in plans:
-        company, _ = company_with_line(
-            code=code, auto_unfreeze=(code == "RS-D"), flow_multiple="3", flow_window_days=2
-        )
+        company, line = company_with_line(code=code, auto_unfreeze=(code == "RS-D"))
         disbursed_advance(company, "10000.00", external_id=f"{code}-1")
         disbursed_advance(company, "2000.00", "3000.00", external_id=f"{code}-2")
+        # A flow factor, so that the close recomputes limits too (approved after the advances: at approval the
+        # limit is already the minimum of the factors, contract 1.7).
+        change_request_approve(
+            request=change_request_propose(
+                credit_line=line, kind=ChangeRequestKind.CHANGE_TERMS, maker=staff_user(), reason="flow factor",
+                proposed={"flow_multiple": "3", "flow_window_days": 2},
+            ),
+            checker=staff_user(),
+        )
     business_day_close()  # Wednesday: nothing due yet
     for code, amount in plans:
         if amount:

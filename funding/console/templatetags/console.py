@@ -5,6 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
+from funding.selectors import calendar_outlook
 from ledger.money import money
 
 register = template.Library()
@@ -73,3 +74,9 @@ def admin_change_url(obj) -> str:
         return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
     except NoReverseMatch:
         return ""
+
+
+@register.inclusion_tag("console/_calendar_banner.html")
+def calendar_banner() -> dict:
+    """The warning staff see from 30 days before the last published calendar day (contract 2.3)."""
+    return {"outlook": calendar_outlook()}

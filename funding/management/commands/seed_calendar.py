@@ -9,7 +9,7 @@ from importlib.metadata import version
 from django.core.management.base import BaseCommand, CommandError
 
 from funding.models import CalendarYear
-from funding.services.calendar import calendar_seed_year
+from funding.services.calendar import calendar_seed_year, calendar_year_published_by_staff
 
 
 def covered_years() -> list[int]:
@@ -34,6 +34,9 @@ class Command(BaseCommand):
         wanted = sorted(set(years)) if years else covered
         unpublished = []
         for year in wanted:
+            if calendar_year_published_by_staff(year=year):
+                self.stdout.write(f"{year}: kept as published from the State Council's notice (four eyes)")
+                continue
             days = calendar_seed_year(year=year)
             if days:
                 self.stdout.write(f"{year}: {days} days stored from {package}")

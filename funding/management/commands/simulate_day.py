@@ -11,6 +11,7 @@ It writes to the configured database (new SIM-... companies, one calendar day ch
 simulated channels' settings): use the demo database of `make run`, never production (refused there).
 """
 
+import io
 import random
 import time
 from collections import Counter
@@ -27,13 +28,14 @@ from django.utils import timezone
 from funding.errors import EngineError
 from funding.models import Advance, BusinessDay, CalendarDay, Company, CreditLine, WebhookEvent
 from funding.services.advances import PayoutInput, advance_cancel, advance_request
+from funding.services.bank_statements import bank_statement_import
 from funding.services.calendar import (
     business_date_initialize,
-    calendar_day_update,
     calendar_seed_year,
     is_business_day,
     next_business_day,
 )
+from funding.services.calendar_publication import calendar_change_approve, calendar_day_propose
 from funding.services.credit_lines import (
     change_request_approve,
     company_create,
@@ -53,6 +55,13 @@ PROFILES = [
     ("TIGHT", "150000.00", "0.000400", None, None, "0.00", 0.15),  # runs out of limit during the day
     ("WEAK", "300000.00", "0.000500", "1.5", "5.0", "0.00", 0.10),  # cannot repay: frozen
 ]
+# name: (daily settlement credits over the last 20 business days, margin deposit): the factors' inputs.
+FACTOR_HISTORY = {
+    "LARGE": ("1100000.00", "280000.00"),  # flow 3.3M, margin 2.8M: effective 2.8M of 3M approved
+    "MID": ("400000.00", "160000.00"),  # flow 1.0M, margin 1.28M: effective 1.0M of 1.2M
+    "SMALL": ("250000.00", "0.00"),  # flow 500k: the approved 400k decides
+    "WEAK": ("150000.00", "50000.00"),  # flow 225k, margin 250k: effective 225k of 300k
+}
 BANKS = ["ICBC", "ICBC", "CCB", "ABC", "BOC", "SELF"]
 HOLIDAY_NAME = "simulate_day extra holiday"
 FINAL_PAYOUT = {"succeeded", "failed", "cancelled", "manual_review"}
@@ -83,7 +92,7 @@ class Command(BaseCommand):
 
         business_date = self._calendar()
         self.say(f"== simulate_day run {run}: business date {business_date}")
-        due = self._holiday(business_date, maker, skip=opts["no_holiday"])
+        due = self._holiday(business_date, maker, checker, skip=opts["no_holiday"])
         self._channels(opts["failure_rate"], opts["timeout_rate"])
         companies = self._companies(run, business_date, maker, checker)
 
@@ -111,7 +120,7 @@ class Command(BaseCommand):
             raise CommandError("End of day is running; try again when it has finished.")
         return day.current
 
-    def _holiday(self, business_date: date, actor: User, *, skip: bool) -> date:
+    def _holiday(self, business_date: date, maker: User, checker: User, *, skip: bool) -> date:
         due_before = next_business_day(business_date)
         if skip:
             self.say(f"calendar unchanged; advances fall due on {due_before}")
@@ -121,11 +130,12 @@ class Command(BaseCommand):
             self.say(f"calendar: {earlier.date} is already a simulated holiday; due {due_before}")
             return due_before
         entry = CalendarDay.objects.get(date=due_before)
-        if entry.source != "staff":
-            calendar_day_update(
+        if entry.source != "staff":  # four eyes, as staff do it: one proposes, another approves
+            proposal = calendar_day_propose(
                 day=due_before, kind="holiday", is_business_day=False, name=HOLIDAY_NAME,
-                actor=actor, reason="simulate_day: a holiday announced late",
+                maker=maker, reason="simulate_day: a holiday announced late",
             )
+            calendar_change_approve(request=proposal, checker=checker, reason="simulate_day")
         due = next_business_day(business_date)
         self.say(f"calendar: {due_before} made a holiday (announced late); advances now fall due on {due}")
         return due
@@ -175,6 +185,9 @@ class Command(BaseCommand):
                 terms["flow_multiple"] = flow
             if margin:
                 terms["margin_multiple"] = margin
+            if flow or margin:
+                # The factors are computed at approval: the company brings its statement history with it.
+                self._factor_history(company, name, run, business_date)
             line = credit_line_create(company=company, terms=terms, actor=maker)
             change_request_approve(request=line.change_requests.get(), checker=checker, reason="simulate_day")
             if Decimal(own) > 0:
@@ -185,6 +198,24 @@ class Command(BaseCommand):
             ) or "no factors"
             self.say(f"company {code}: limit {limit}, fee {fee}/day, {factors}, own funds {own}")
         return companies
+
+    def _factor_history(self, company: Company, name: str, run: str, business_date: date) -> None:
+        """20 business days of settlement credits, each swept out the same day (the flow factor counts
+        credits; the balance stays as it was), and a margin deposit, through the bank statement import."""
+        daily, deposit = FACTOR_HISTORY[name]
+        days = list(CalendarDay.objects.filter(is_business_day=True, date__lt=business_date)
+                    .order_by("-date").values_list("date", flat=True)[:20])
+        rows = ["value_date,account_no,direction,amount,reference,counterparty,memo"]
+        for day in days:
+            for direction in ("C", "D"):
+                rows.append(f"{day},{company.settlement_account_no},{direction},{daily},"
+                            f"SIM-{run}-{name}-{direction}-{day},UnionPay,history")
+        if Decimal(deposit) and company.margin_account_no:
+            rows.append(f"{business_date},{company.margin_account_no},C,{deposit},SIM-{run}-{name}-MRG,,margin")
+        result = bank_statement_import(stream=io.BytesIO(("\n".join(rows) + "\n").encode()),
+                                       filename=f"simulate_day-{name}.csv", imported_by="simulate_day")
+        if not result.ok:
+            raise CommandError(f"statement history of {name}: {result.rejections}")
 
     # ------------------------------------------------------------------------------------------- day
 

@@ -109,7 +109,8 @@ def _claim_next(advance_id: int, now: datetime) -> Claim | None:
             payout=payout, channel=channel, serial=attempt.serial, business_date=business_date
         )
         payout.save(
-            update_fields=["status", "attempt_count", "dispatch_after", "version", "funds_out", "updated_at"]
+            update_fields=["status", "attempt_count", "dispatch_after", "version", "funds_out", "value_date",
+                           "updated_at"]
         )
     return Claim(attempt_id=attempt.pk)
 

@@ -239,7 +239,8 @@ def job_run_summary(run: JobRun) -> str:
         text += (
             f"; {c.get('advances_overdue', 0)} overdue, {c.get('lines_frozen', 0)} lines frozen, "
             f"penalty {a.get('penalty_accrued', '0.00')} on {c.get('advances_penalised', 0)} advances, "
-            f"{c.get('lines_unfrozen', 0)} lines unfrozen, {c.get('limits_changed', 0)} limits changed; "
+            f"{c.get('lines_unfrozen', 0)} lines unfrozen, {c.get('lines_expired', 0)} lines expired, "
+            f"{c.get('limits_changed', 0)} limits changed; "
             f"next business date {run.next_business_date.isoformat() if run.next_business_date else '-'}"
         )
     return text

@@ -7,6 +7,7 @@ End of day, in order:
   overdue   - advances due by the date and not fully repaid -> overdue; the companies' active lines frozen
   penalty   - penalty interest on overdue principal + fee, for the calendar days to the next business date
   unfreeze  - frozen lines configured with auto_unfreeze whose company has nothing overdue any more
+  expire    - lines whose valid_to is before the next business date become expired (credit_line.expired)
   limits    - effective limits recomputed from the approved limit, flow and margin factors
   aging     - aging buckets of overdue advances, and the per-company aging snapshot for reports
   finish    - the business date moves to the next business day and reopens (the runner's last transaction)
@@ -15,6 +16,7 @@ End of day, in order:
 from collections.abc import Callable
 from decimal import Decimal
 
+from funding.services.credit_lines import credit_lines_expire_past_validity
 from funding.services.limits import credit_limits_recompute_chunk
 from funding.services.overdue import (
     advances_accrue_penalty,
@@ -26,7 +28,7 @@ from funding.services.overdue import (
 from settlement.models import JobName, JobRun
 from settlement.services.repayments import repayments_collect_chunk
 
-CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "limits", "aging", "finish"]
+CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "expire", "limits", "aging", "finish"]
 COLLECT_STEPS = ["repay", "finish"]
 JOB_ACTOR = "job:close_business_day"
 
@@ -72,6 +74,12 @@ def step_unfreeze(ids: list[int], run: JobRun) -> None:
     _add(run.counts, "lines_unfrozen", unfrozen)
 
 
+def step_expire(ids: list[int], run: JobRun) -> None:
+    expired = credit_lines_expire_past_validity(company_ids=ids, next_business_date=run.next_business_date,
+                                                actor_label=JOB_ACTOR)
+    _add(run.counts, "lines_expired", expired)
+
+
 def step_limits(ids: list[int], run: JobRun) -> None:
     changed = credit_limits_recompute_chunk(company_ids=ids, business_date=run.business_date, actor_label=JOB_ACTOR)
     _add(run.counts, "limits_changed", changed)
@@ -86,6 +94,7 @@ STEP_FUNCTIONS: dict[str, Callable[[list[int], JobRun], None]] = {
     "overdue": step_overdue,
     "penalty": step_penalty,
     "unfreeze": step_unfreeze,
+    "expire": step_expire,
     "limits": step_limits,
     "aging": step_aging,
 }

@@ -37,6 +37,9 @@ def test_good_signature_gets_the_credit_line(api, company_line):
         "business_date": "2026-11-25",
         "next_business_date": "2026-11-26",
         "daily_fee_rate": "0.000300",
+        "daily_cap": None,
+        "advanced_today": "0.00",
+        "limit_thresholds": ["0.80", "0.95"],
     }
 
 

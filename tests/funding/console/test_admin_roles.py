@@ -16,13 +16,23 @@ pytestmark = pytest.mark.django_db
 
 # The actions each role is offered on each admin screen ("delete_selected" is never offered: no delete perms).
 EXPECTED_ACTIONS = {
-    "funding.company": {"credit_officer": {"propose_credit_line"}},
+    "funding.company": {
+        "credit_officer": {"propose_credit_line", "propose_reactivation"},
+        "credit_approver": {"suspend"},
+    },
     "funding.creditline": {
         "credit_officer": {"propose_change", "propose_unfreeze", "propose_resume"},
         "credit_approver": {"approve_line", "reject_line", "freeze", "suspend"},
     },
     "funding.creditlinechangerequest": {"credit_approver": {"approve", "reject"}},
-    "settlement.channel": {"finance": {"import_statement_today", "import_statement_yesterday"}},
+    "funding.companychangerequest": {"credit_approver": {"approve", "reject"}},
+    "funding.calendarchangerequest": {"credit_approver": {"approve", "reject"}},
+    "settlement.channel": {
+        "finance": {"import_statement_today", "import_statement_yesterday"},
+        "operations": {"mark_unhealthy", "disable_now", "mark_healthy"},
+    },
+    "settlement.channelerrormapping": {"operations": {"propose_removal"}},
+    "settlement.channelchangerequest": {"credit_approver": {"approve", "reject"}},
     "api.apikey": {"operations": {"revoke"}},
     "api.webhookoutboxevent": {"operations": {"redeliver"}},
 }

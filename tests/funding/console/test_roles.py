@@ -5,7 +5,8 @@ from funding.console import roles
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission, roles_sync
 
-VIEW_CALENDAR = {"funding.view_businessday", "funding.view_calendaryear", "funding.view_calendarday"}
+VIEW_CALENDAR = {"funding.view_businessday", "funding.view_calendaryear", "funding.view_calendarday",
+                 "funding.view_calendarchangerequest"}
 
 EXPECTED = {
     "credit_officer": {
@@ -16,6 +17,8 @@ EXPECTED = {
         "funding.add_creditline",
         "funding.view_creditlinechangerequest",
         "funding.add_creditlinechangerequest",
+        "funding.view_limitfactorsnapshot",
+        "funding.view_companychangerequest",
         "funding.view_advance",
         "funding.view_auditevent",
         *VIEW_CALENDAR,
@@ -30,6 +33,8 @@ EXPECTED = {
         "funding.view_company",
         "funding.view_creditline",
         "funding.view_creditlinechangerequest",
+        "funding.view_limitfactorsnapshot",
+        "funding.view_companychangerequest",
         "funding.view_advance",
         "funding.view_auditevent",
         *VIEW_CALENDAR,
@@ -40,6 +45,12 @@ EXPECTED = {
         "console.view_dashboard",
         "console.approve_credit_change",
         "console.freeze_credit_line",
+        "console.approve_calendar",
+        "console.suspend_company",
+        "console.approve_channel_change",
+        "settlement.view_channel",
+        "settlement.view_channelerrormapping",
+        "settlement.view_channelchangerequest",
     },
     "operations": {
         "funding.view_company",
@@ -50,11 +61,14 @@ EXPECTED = {
         "funding.view_calendaryear",
         "funding.view_calendarday",
         "funding.change_calendarday",
+        "funding.view_calendarchangerequest",
         "settlement.view_channel",
+        "settlement.add_channel",
         "settlement.change_channel",
         "settlement.view_channelerrormapping",
         "settlement.add_channelerrormapping",
         "settlement.change_channelerrormapping",
+        "settlement.view_channelchangerequest",
         "funding.view_payout",
         "settlement.view_payoutattempt",
         "settlement.view_manualreview",
@@ -73,6 +87,8 @@ EXPECTED = {
         "console.redeliver_webhook",
         "console.rerun_job",
         "console.revoke_api_key",
+        "console.propose_calendar",
+        "console.propose_channel_change",
     },
     "finance": {
         "funding.view_company",
@@ -104,6 +120,8 @@ EXPECTED = {
         "funding.view_company",
         "funding.view_creditline",
         "funding.view_creditlinechangerequest",
+        "funding.view_limitfactorsnapshot",
+        "funding.view_companychangerequest",
         "funding.view_auditevent",
         "funding.view_advance",
         "funding.view_webhookevent",
@@ -113,6 +131,7 @@ EXPECTED = {
         "ledger.view_entry",
         "settlement.view_channel",
         "settlement.view_channelerrormapping",
+        "settlement.view_channelchangerequest",
         "funding.view_payout",
         "settlement.view_payoutattempt",
         "settlement.view_manualreview",
@@ -153,6 +172,11 @@ CUSTOM = [
     "upload_statement",
     "reconcile_statement",
     "revoke_api_key",
+    "propose_calendar",
+    "approve_calendar",
+    "propose_channel_change",
+    "approve_channel_change",
+    "suspend_company",
 ]
 
 
@@ -202,7 +226,8 @@ def test_checker_cannot_initiate_and_maker_cannot_approve(user_in_role):
         with pytest.raises(PermissionDenied):
             require_permission(checker, initiating)
         require_permission(maker, initiating)
-    for deciding in ("approve_credit_change", "freeze_credit_line"):
+    for deciding in ("approve_credit_change", "freeze_credit_line", "approve_calendar", "suspend_company",
+                     "approve_channel_change"):
         with pytest.raises(PermissionDenied):
             require_permission(maker, deciding)
         require_permission(checker, deciding)

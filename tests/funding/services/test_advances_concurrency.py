@@ -247,3 +247,30 @@ def _waiting_on_a_lock(query_fragment: str) -> bool:
             [f"%{query_fragment}%"],
         )
         return cursor.fetchone()[0] > 0
+
+
+def test_32_connections_never_exceed_the_daily_cap():
+    """The daily cap is held in the same conditional UPDATE as the exposure limit: racing requests never
+    accept more than the cap on one business date, and each refusal names the cap's remainder."""
+    calendar_and_business_date()
+    company, line = company_with_line(limit="5000000.00", daily_cap="500000.00")
+    rng = random.Random(20261201)
+    amounts = [D(rng.randint(1_000_000, 6_000_000)) / 100 for _ in range(THREADS)]  # 10,000.00..60,000.00
+    assert sum(amounts) > D("500000.00") and sum(amounts) < D("5000000.00")  # only the cap can refuse
+
+    results = _race([_request(company, f"CAP-{i}", amount) for i, amount in enumerate(amounts)])
+
+    accepted = [r for r in results if isinstance(r, Advance)]
+    rejected = [r for r in results if not isinstance(r, Advance)]
+    assert accepted and rejected
+    assert all(isinstance(r, InsufficientLimit) and set(r.details) == {"available", "requested", "daily_remaining"}
+               for r in rejected), rejected
+    accepted_total = sum((a.advanced_amount for a in accepted), D("0.00"))
+    line.refresh_from_db()
+    assert accepted_total <= D("500000.00")
+    assert line.advanced_today == line.reserved == accepted_total
+    assert line.advanced_on == date(2026, 11, 25)
+    smallest_rejected = min(amounts[i] for i, r in enumerate(results) if not isinstance(r, Advance))
+    assert D("500000.00") - line.advanced_today < smallest_rejected
+    assert Advance.objects.count() == len(accepted)
+    assert Payout.objects.aggregate(s=Sum("advanced_amount"))["s"] == accepted_total
