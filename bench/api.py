@@ -7,8 +7,14 @@ active lines and API keys through the services, starts gunicorn (--workers, defa
 it from this process: closed loop at several client counts to find the peak, then open loop at fixed rates
 (half the peak and --open-rates). Then pgbench runs the same essential SQL per advance at the peak's
 concurrency, and the ratio engine/baseline is printed. --profile samples one worker with py-spy during an
-extra closed-loop run and prints where the time goes. Dispatch on commit is off: this measures the API path.
---json PATH writes the figures for docs/benchmarks.md.
+extra closed-loop run and prints where the time goes. --json PATH writes the figures for docs/benchmarks.md.
+
+--defaults picks the engine's configuration (default: both, one after the other, each on a fresh database):
+- ``bench``: the API path alone. Dispatch and webhook enqueue on commit off, persistent connections, the
+  throttle counters in Redis.
+- ``production``: what a deployment gets without tuning anything (config/settings.py defaults): dispatch and
+  webhook enqueue on commit on (each accepted advance also publishes its dispatch task to the broker; no worker
+  consumes them here), persistent connections and the Redis throttle cache, which production requires.
 """
 
 from __future__ import annotations
@@ -81,17 +87,35 @@ def parse_args(argv=None, *, default_db: str = "bench_api") -> argparse.Namespac
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--defaults", choices=("both", "bench", "production"), default="both")
     return p.parse_args(argv)
+
+
+# Environment differences of each configuration from h.engine_env (which is the bench configuration).
+# None removes a variable so config/settings.py's default applies.
+CONFIGURATIONS: dict[str, dict[str, str | None]] = {
+    "bench": {},
+    "production": {
+        "DISBURSEMENT_DISPATCH_ON_COMMIT": None,
+        "WEBHOOK_ENQUEUE_ON_COMMIT": None,
+        "DATABASE_CONN_MAX_AGE": None,
+    },
+}
 
 
 class Bench:
     """Fresh database + seeded companies + gunicorn; stop() cleans everything up."""
 
-    def __init__(self, args: argparse.Namespace, companies: list[dict]):
+    def __init__(self, args: argparse.Namespace, companies: list[dict], configuration: str = "bench"):
         self.args = args
         print(f"creating database {args.db} ...", flush=True)
         self.db_url = h.database_recreate(args.db)
         self.env = h.engine_env(self.db_url, args.broker)
+        for name, value in CONFIGURATIONS[configuration].items():
+            if value is None:
+                self.env.pop(name, None)
+            else:
+                self.env[name] = value
         started = time.monotonic()
         self.companies = h.engine_prepare(self.env, companies)
         print(f"migrated and seeded {len(self.companies)} companies in {time.monotonic() - started:.1f}s")
@@ -128,12 +152,31 @@ class Bench:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    levels = [int(x) for x in args.clients.split(",")]
-    specs = [{"code": f"BENCH-{i:03d}", "limit": "1000000000000.00"} for i in range(args.companies)]
     info = machine()
     print(f"machine: {info}")
-    bench = Bench(args, specs)
-    figures: dict = {"machine": info, "workers": args.workers, "seconds": args.seconds}
+    names = ["bench", "production"] if args.defaults == "both" else [args.defaults]
+    results: dict = {"machine": info, "workers": args.workers, "seconds": args.seconds}
+    for number, name in enumerate(names):
+        print(f"\n==== configuration: {name} ====")
+        # py-spy once: the profile of the API path is the same in both.
+        results[name] = run_configuration(args, name, profile=args.profile and number == 0)
+    print("\n==== summary ====")
+    for name in names:
+        figures = results[name]
+        base = figures.get("baseline", {})
+        ratio = f"{base['ratio']:.1%} of pgbench" if base else "no baseline"
+        print(f"{name:>10}: {figures['closed']['rate']:.1f} advances/s at {figures['closed']['clients']} clients, "
+              f"p99 at half the peak {figures['open'][0]['p99_ms']} ms, {ratio}  (target >= 20%)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def run_configuration(args: argparse.Namespace, configuration: str, *, profile: bool) -> dict:
+    levels = [int(x) for x in args.clients.split(",")]
+    specs = [{"code": f"BENCH-{i:03d}", "limit": "1000000000000.00"} for i in range(args.companies)]
+    bench = Bench(args, specs, configuration)
+    figures: dict = {"configuration": configuration}
     try:
         port, companies = bench.server.port, bench.companies
         print("\n-- closed loop (find the peak)")
@@ -160,14 +203,12 @@ def main(argv=None) -> dict:
         print(f"\n-- where the CPU goes (all processes on this machine, from /proc), {peak_clients} clients")
         figures["cpu"] = h.cpu_per_advance(port, companies, peak_clients, args.seconds)
         print("\n".join(figures["cpu"]))
-        if args.profile:
+        if profile:
             print(f"\n-- where the time goes: py-spy on one worker, {peak_clients} clients, share of samples")
             figures["profile"] = bench.profile(peak_clients)
             print("\n".join(figures["profile"]))
     finally:
         bench.stop()
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
     return figures
 
 

@@ -115,6 +115,7 @@ def test_production_layout_starts_serves_probes_and_runs_tasks_on_their_queues(
         "API_SECRET_ENCRYPTION_KEY": "aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=",
         "DATABASE_URL": deploy_database,
         "DATABASE_POOL": "true",
+        "CACHE_URL": "redis://127.0.0.1:6379/13",
         "CELERY_BROKER_URL": RABBITMQ_URL,
         "CELERY_QUEUE_PREFIX": prefix,
         "LOG_FORMAT": "json",

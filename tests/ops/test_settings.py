@@ -15,6 +15,7 @@ GOOD = {
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://bank.example",
     "DJANGO_ADMIN_URL": "staff-7f3a/",
     "API_SECRET_ENCRYPTION_KEY": "aGVyZS1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=",
+    "CACHE_URL": "redis://127.0.0.1:6379/13",
 }
 
 
@@ -41,7 +42,7 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess:
 def test_production_settings_load_when_complete():
     result = load_settings()
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True True ['https://bank.example'] 0 None True"
+    assert result.stdout.strip() == "True True ['https://bank.example'] 600 None True"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,7 @@ def test_production_settings_load_when_complete():
         ({"DJANGO_CSRF_TRUSTED_ORIGINS": None}, "DJANGO_CSRF_TRUSTED_ORIGINS must be set"),
         ({"DJANGO_CSRF_TRUSTED_ORIGINS": "http://bank.example"}, "https:// origins only"),
         ({"DJANGO_HSTS_SECONDS": "0"}, "DJANGO_HSTS_SECONDS must be at least 3600"),
+        ({"CACHE_URL": None}, "CACHE_URL must be set"),
     ],
 )
 def test_production_settings_refuse_to_start(overrides, message):
