@@ -9,7 +9,6 @@ from funding.errors import EngineError
 from funding.models import (
     Advance,
     AuditEvent,
-    WebhookEvent,
 )
 from funding.services.advances import advance_cancel
 
@@ -43,15 +42,6 @@ class AdvanceAdmin(ReadOnlyAdmin):
                 cancelled += 1
         if cancelled:
             self.message_user(request, f"Advances cancelled: {cancelled}.", messages.SUCCESS)
-
-
-@admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ("public_id", "company", "type", "resource_id", "resource_version", "status",
-                    "attempt_count", "next_attempt_at", "created_at", "delivered_at")
-    list_filter = ("status", "type")
-    list_select_related = ("company",)
-    search_fields = ("public_id", "resource_id", "company__code")
 
 
 @admin.register(AuditEvent)

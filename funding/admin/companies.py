@@ -66,13 +66,13 @@ class CompanyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
                     "created_at")
     list_filter = ("status",)
     search_fields = ("code", "legal_name", "settlement_account_no")
-    readonly_fields = ("status", "created_at", "updated_at")
+    readonly_fields = ("status", "registered_webhook_url", "created_at", "updated_at")
     actions = ["propose_credit_line", "suspend", "propose_reactivation"]
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        if db_field.name == "webhook_url":
-            kwargs["assume_scheme"] = "https"  # webhooks are HTTPS; also Django 6's default
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+    @admin.display(description="Webhook URL (registered by the company through the API)")
+    def registered_webhook_url(self, obj):
+        endpoint = getattr(obj, "webhook_endpoint", None)
+        return (endpoint.url if endpoint else "") or "-"
 
     def get_readonly_fields(self, request, obj=None):
         # The code and account numbers name ledger accounts: fixed once the company exists.
@@ -81,12 +81,11 @@ class CompanyAdmin(ConsoleActionPermissions, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            company_update(company=obj, legal_name=form.cleaned_data["legal_name"],
-                           webhook_url=form.cleaned_data["webhook_url"], actor=request.user)
+            company_update(company=obj, legal_name=form.cleaned_data["legal_name"], actor=request.user)
             return
         created = company_create(
             code=obj.code, legal_name=obj.legal_name, settlement_account_no=obj.settlement_account_no,
-            margin_account_no=obj.margin_account_no, webhook_url=obj.webhook_url, actor=request.user,
+            margin_account_no=obj.margin_account_no, actor=request.user,
         )
         obj.pk = created.pk
         obj._state.adding = False

@@ -64,6 +64,7 @@ class WebhookOutboxEventAdmin(ConsoleActionPermissions, admin.ModelAdmin):
         "delivered_at",
     ]
     list_filter = ["status", "type"]
+    list_select_related = ["company"]
     search_fields = ["public_id", "resource_id", "company__code"]
     fields = [
         "public_id",

@@ -17,7 +17,6 @@ class Company(FSMModelMixin, models.Model):
     status = FSMField(default=CompanyStatus.ACTIVE, choices=CompanyStatus.choices, protected=True)
     settlement_account_no = models.CharField(max_length=34, unique=True)
     margin_account_no = models.CharField(max_length=34, unique=True, null=True, blank=True)
-    webhook_url = models.URLField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -151,7 +151,6 @@ def company_create(
     legal_name: str,
     settlement_account_no: str,
     margin_account_no: str | None = None,
-    webhook_url: str = "",
     actor: AbstractBaseUser | None = None,
 ) -> Company:
     """Create a payment company and its ledger accounts."""
@@ -161,7 +160,6 @@ def company_create(
             legal_name=legal_name,
             settlement_account_no=settlement_account_no,
             margin_account_no=margin_account_no or None,
-            webhook_url=webhook_url,
         )
         company_ensure_accounts(company=company)
         audit_record(action="company.created", obj=company, actor=actor, company=company,
@@ -170,17 +168,20 @@ def company_create(
 
 
 def company_update(
-    *, company: Company, legal_name: str, webhook_url: str, actor: AbstractBaseUser, reason: str = ""
+    *, company: Company, legal_name: str, actor: AbstractBaseUser, reason: str = ""
 ) -> Company:
-    """Staff edit the company's descriptive fields; its code and account numbers never change."""
+    """Staff edit the company's descriptive fields; its code and account numbers never change.
+
+    The webhook URL is the company's own: it registers it through the API (PUT /api/v1/webhook-endpoint).
+    """
     with transaction.atomic():
         company = Company.objects.select_for_update().get(pk=company.pk)
-        before = {"legal_name": company.legal_name, "webhook_url": company.webhook_url}
-        after = {"legal_name": legal_name, "webhook_url": webhook_url}
+        before = {"legal_name": company.legal_name}
+        after = {"legal_name": legal_name}
         if before == after:
             return company
-        company.legal_name, company.webhook_url = legal_name, webhook_url
-        company.save(update_fields=["legal_name", "webhook_url", "updated_at"])
+        company.legal_name = legal_name
+        company.save(update_fields=["legal_name", "updated_at"])
         audit_record(action="company.updated", obj=company, actor=actor, company=company,
                      before=before, after=after, reason=reason)
     return company

@@ -67,7 +67,7 @@ def populated(business_day):
 
 CHANGELISTS = [
     "funding_company", "funding_creditline", "funding_creditlinechangerequest", "funding_advance",
-    "funding_webhookevent", "funding_auditevent", "funding_businessday", "funding_calendaryear",
+    "api_webhookoutboxevent", "funding_auditevent", "funding_businessday", "funding_calendaryear",
     "funding_calendarday", "funding_calendarchangerequest", "ledger_account", "ledger_journaltransaction",
     "ledger_entry", "funding_payout", "settlement_payoutattempt",
 ]
@@ -150,7 +150,7 @@ def test_credit_line_lifecycle_through_admin_actions(business_day, maker, checke
     client_m, client_c = _client(maker), _client(checker)
     response = client_m.post(reverse("admin:funding_company_add"), {
         "code": "ADMIN-CO", "legal_name": "Admin Pay", "settlement_account_no": "3100777",
-        "margin_account_no": "", "webhook_url": "",
+        "margin_account_no": "",
     }, follow=True)
     assert response.status_code == 200
     company = Company.objects.get(code="ADMIN-CO")

@@ -124,3 +124,27 @@ def test_channel_form_refuses_a_bad_adapter_path(client, channels):
     data["adapter"] = beps.adapter
     data["reason"] = "check"  # issue 14: saving proposes the change (four eyes) and needs a reason
     assert staff.post(url, data).status_code == 302
+
+
+def test_the_simulated_banks_table_is_in_the_console_of_local_runs_only():
+    import os
+    import subprocess
+    import sys
+
+    from django.contrib import admin as django_admin
+
+    from settlement.models import SimulatedChannelTransfer
+    from tests.ops.test_settings import GOOD, ROOT
+
+    assert django_admin.site.is_registered(SimulatedChannelTransfer)  # DJANGO_ENV=test is a local run
+    code = (
+        "import django; django.setup(); from django.contrib import admin; admin.autodiscover(); "
+        "from settlement.models import SimulatedChannelTransfer as m; print(admin.site.is_registered(m))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_POOL"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**env, **GOOD, "DJANGO_SETTINGS_MODULE": "config.settings"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -41,3 +41,14 @@ def test_seed_demo_prints_the_console_url_and_logins():
     assert "staff console: http://127.0.0.1:8000/admin/" in text
     assert "channels: BEPS, HVPS, IBPS, INTERNAL" in text
     assert "staff demo_auditor (auditor): password demo-auditor-" in text
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_seed_demo_refuses_outside_local_runs_and_creates_nothing(settings, environment):
+    from django.core.management.base import CommandError
+
+    settings.DJANGO_ENV, settings.LOCAL_RUN = environment, False
+    with pytest.raises(CommandError, match=f"seed_demo refused: DJANGO_ENV={environment}"):
+        call_command("seed_demo", "--json", stdout=io.StringIO())
+    assert User.objects.count() == 0
+    assert Channel.objects.count() == 0

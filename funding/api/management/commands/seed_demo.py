@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from funding.api.services import api_key_issue, webhook_secret_rotate
@@ -76,6 +76,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        if not settings.LOCAL_RUN:
+            # Demo staff get known passwords and demo companies get live API keys: never on a real system.
+            raise CommandError(
+                f"seed_demo refused: DJANGO_ENV={settings.DJANGO_ENV}; demo data is for local runs (DJANGO_ENV=local)"
+            )
         today = _today_shanghai()
         for year in (today.year, today.year + 1):
             calendar_seed_year(year=year)
