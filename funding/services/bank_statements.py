@@ -202,6 +202,19 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
     return result
 
 
+def import_as_json(result: ImportResult) -> dict:
+    s = result.statement
+    return {
+        "file": s.filename,
+        "imported": s.lines_imported,
+        "credits_total": f"{s.credits_total:.2f}",
+        "debits_total": f"{s.debits_total:.2f}",
+        "already_imported": s.lines_skipped,
+        "rejected": s.lines_rejected,
+        "rejections": [{"line": r["line"], "error": r["error"]} for r in result.rejections],
+    }
+
+
 def import_summary(result: ImportResult) -> str:
     s = result.statement
     return (

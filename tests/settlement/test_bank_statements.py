@@ -114,3 +114,19 @@ def test_command_exits_non_zero_when_a_line_is_rejected(business_day, tmp_path, 
     with pytest.raises(CommandError):
         call_command("import_bank_statement", str(bad))
     assert "line 2:" in capsys.readouterr().err
+
+
+def test_command_prints_one_json_object_with_json(business_day, tmp_path, capsys):
+    import json
+
+    company, _ = company_with_line()
+    good = tmp_path / "good.csv"
+    good.write_bytes(statement_csv(("2026-11-25", company.settlement_account_no, "C", "10.00", "J1", "", ""),
+                                   ("2026-11-25", "000", "C", "5.00", "J2", "", "")))
+    with pytest.raises(CommandError):
+        call_command("import_bank_statement", str(good), "--json")
+    assert json.loads(capsys.readouterr().out) == {
+        "file": "good.csv", "imported": 1, "credits_total": "10.00", "debits_total": "0.00",
+        "already_imported": 0, "rejected": 1,
+        "rejections": [{"line": 3, "error": "account 000 is not a company settlement or margin account"}],
+    }

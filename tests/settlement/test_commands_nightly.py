@@ -41,3 +41,39 @@ def test_close_exits_non_zero_with_a_clear_message(business_day):
         call_command("close_business_day")
     with pytest.raises(CommandError, match="not 2026-12-30"):
         call_command("close_business_day", "--date", "2026-12-30")
+
+
+def test_collect_and_close_print_one_json_object_with_json(business_day, capsys):
+    import json
+
+    company, _ = company_with_line()
+    disbursed_advance(company, "1000.00")
+    call_command("close_business_day", "--json")
+    closed = json.loads(capsys.readouterr().out)
+    assert (closed["job"], closed["business_date"], closed["sequence"], closed["status"], closed["changed"]) == (
+        "close_business_day", "2026-11-25", 1, "succeeded", True)
+    assert closed["next_business_date"] == "2026-11-26"
+    credit_settlement(company, "600.00")
+
+    call_command("collect_repayments", "--json")
+
+    collected = json.loads(capsys.readouterr().out)
+    assert (collected["job"], collected["business_date"], collected["changed"]) == (
+        "collect_repayments", "2026-11-26", True)
+    assert collected["counts"]["repayments"] == 1
+    assert collected["amounts"]["repaid"] == "600.00"
+    call_command("close_business_day", "--date", "2026-11-25", "--json")
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+
+
+def test_reconciliation_report_refuses_a_bad_date_cleanly(business_day, capsys):
+    with pytest.raises(CommandError, match="--date '2026-13-01' is not a date"):
+        call_command("reconciliation_report", "--date", "2026-13-01")
+    assert capsys.readouterr().out == ""
+
+
+def test_reconciliation_report_exits_zero_on_a_clean_day(business_day, capsys):
+    import json
+
+    call_command("reconciliation_report", "--date", "2026-11-25")
+    assert json.loads(capsys.readouterr().out) == {"date": "2026-11-25", "channels": {}, "exceptions": []}

@@ -1,9 +1,10 @@
+import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from funding.errors import EngineError
-from funding.services.bank_statements import StatementFileError, bank_statement_import, import_summary
+from funding.services.bank_statements import StatementFileError, bank_statement_import, import_as_json, import_summary
 
 
 class Command(BaseCommand):
@@ -11,6 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
+        parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     def handle(self, *args, **options):
         path = Path(options["file"])
@@ -25,6 +27,9 @@ class Command(BaseCommand):
             raise CommandError(f"import_bank_statement failed: {exc}") from exc
         for rejection in result.rejections:
             self.stderr.write(f"line {rejection['line']}: {rejection['error']}")
-        self.stdout.write(import_summary(result))
+        if options["json"]:
+            self.stdout.write(json.dumps(import_as_json(result)))
+        else:
+            self.stdout.write(import_summary(result))
         if not result.ok:
             raise CommandError(f"{len(result.rejections)} line(s) rejected")

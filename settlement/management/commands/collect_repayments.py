@@ -1,8 +1,10 @@
+import json
+
 from django.core.management.base import BaseCommand, CommandError
 
 from funding.errors import EngineError
 from settlement.management.commands._nightly import terminal_progress
-from settlement.services.nightly import job_run_summary, repayments_collect_run
+from settlement.services.nightly import job_run_as_json, job_run_summary, repayments_collect_run
 
 
 class Command(BaseCommand):
@@ -10,6 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--chunk-size", type=int, default=None, help="companies per transaction")
+        parser.add_argument("--json", action="store_true", help="print the run as one JSON object")
 
     def handle(self, *args, **options):
         progress, close = terminal_progress(self.stdout)
@@ -21,4 +24,7 @@ class Command(BaseCommand):
             raise CommandError(f"collect_repayments failed: {type(exc).__name__}: {exc}") from exc
         finally:
             close()
+        if options["json"]:
+            self.stdout.write(json.dumps(job_run_as_json(outcome.run, changed=outcome.changed)))
+            return
         self.stdout.write(job_run_summary(outcome.run))

@@ -246,6 +246,20 @@ def job_run_summary(run: JobRun) -> str:
     return text
 
 
+def job_run_as_json(run: JobRun, *, changed: bool = True) -> dict:
+    """The run as the commands' --json prints it: counts as integers, amounts as strings with two decimals."""
+    return {
+        "job": run.job,
+        "business_date": run.business_date.isoformat(),
+        "sequence": run.sequence,
+        "status": run.status,
+        "changed": changed,
+        "counts": dict(run.counts),
+        "amounts": dict(run.amounts),
+        "next_business_date": run.next_business_date.isoformat() if run.next_business_date else None,
+    }
+
+
 def job_run_resume(*, run_id: int, actor) -> str:
     """Staff rerun of a failed run: audited, then handed to the nightly worker once this commits.
 
