@@ -41,6 +41,8 @@ if DJANGO_ENV == "local":
     load_dotenv(BASE_DIR / "var" / "services.env")
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False) and LOCAL_RUN
+# Shown on every staff page with the environment (config/ops/console_context.py).
+BANK_NAME = env_str("BANK_NAME", "Demo Bank" if LOCAL_RUN else "Bank")
 if LOCAL_RUN:
     SECRET_KEY = env_str("DJANGO_SECRET_KEY", "local-only-insecure-key-never-used-in-production")
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
@@ -125,6 +127,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.ops.console_context.console_environment",
             ],
         },
     },

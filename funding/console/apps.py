@@ -12,7 +12,11 @@ class ConsoleConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from funding.console.admin_labels import admin_labels_translatable
         from funding.console.roles import roles_sync_after_migrate
+
+        # django.contrib.admin comes first in INSTALLED_APPS: its ready() has registered every admin by now.
+        admin_labels_translatable()
 
         # After every migrate (and every test-database flush) the groups match roles.ROLES exactly,
         # including permissions of models added after the data migration ran.

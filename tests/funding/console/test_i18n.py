@@ -47,3 +47,29 @@ def test_work_queues_and_sign_ins_in_chinese(business_day, client, user_in_role)
     assert "工作队列" in queues and "人工复核的代付" in queues and "Work queues" not in queues
     sign_ins = client.get(reverse("console:sign_ins")).content.decode()
     assert "员工登录记录" in sign_ins and "登录失败（30 天）" in sign_ins and "Last login" not in sign_ins
+
+
+def test_every_admin_label_action_and_model_has_a_chinese_translation():
+    from django.utils.translation import gettext, override
+
+    from funding.console.admin_labels import admin_labels
+
+    labels = admin_labels()
+    assert {"advances", "credit line", "Freeze now", "Partially disbursed", "value date"} <= set(labels)
+    with override("zh-hans"):
+        untranslated = [label for label in labels if gettext(label) == label]
+    assert untranslated == []
+
+
+@pytest.mark.django_db
+def test_admin_screens_in_chinese(business_day, client, user_in_role):
+    from tests.factories import company_with_line
+
+    company_with_line()
+    client.force_login(user_in_role("credit_approver"))
+    client.post(reverse("set_language"), {"language": "zh-hans"})
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "授信额度" in index and "垫资" in index and "Credit lines" not in index
+    lines = client.get(reverse("admin:funding_creditline_changelist")).content.decode()
+    assert "有效额度" in lines and "立即冻结" in lines and "Freeze now" not in lines
+    assert "状态" in lines and "正常" not in ""  # the status column
