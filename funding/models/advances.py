@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import F, Q
 from django_fsm import FSMField, FSMModelMixin, transition
 
-from funding.models.common import MONEY, RATE, new_public_id
+from funding.models.common import MONEY, RATE, new_public_id, transition_sources
 from funding.models.companies import Company
 from funding.models.credit_lines import CreditLine
 
@@ -140,8 +140,8 @@ class Advance(FSMModelMixin, models.Model):
         pass
 
 
-# Source states of the set-based transitions the nightly jobs run (they must match the FSM above).
-ADVANCE_DUE_STATES = [AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED]
-ADVANCE_REPAYABLE_STATES = [AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED, AdvanceStatus.OVERDUE]
+# Source states of the set-based transitions the nightly jobs run, read from the FSM above.
+ADVANCE_DUE_STATES = transition_sources(Advance.mark_overdue)
+ADVANCE_REPAYABLE_STATES = transition_sources(Advance.mark_repaid)
 
 
