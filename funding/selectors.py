@@ -5,7 +5,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Sum
+from django.conf import settings
+from django.db.models import DecimalField, ExpressionWrapper, F, Sum
 
 from funding.errors import CalendarUnavailable
 from funding.models import (
@@ -25,6 +26,83 @@ from funding.representations import amount_str
 from ledger.models import Account, AccountKind
 
 SHOWN_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
+
+
+# --- what an advance owes: one definition, rendered for Python, the ORM and SQL -------------------------------
+# Outstanding = for each part, what was charged less what was repaid. The Advance properties
+# (outstanding_amount, principal_outstanding, repaid_amount), the ORM expressions and the SQL text of the
+# set-based jobs all come from this table (tests/funding/test_selectors.py compares the three).
+OUTSTANDING_PARTS = {
+    "principal": ("advanced_disbursed", "principal_repaid"),
+    "fee": ("fee", "fee_repaid"),
+    "penalty": ("penalty_accrued", "penalty_repaid"),
+}
+ALL_PARTS = ("principal", "fee", "penalty")
+# Penalty interest accrues on overdue principal and fee (never on penalty).
+PENALTY_BASE_PARTS = ("principal", "fee")
+_MONEY_OUTPUT = DecimalField(max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES)
+
+
+def advance_outstanding(advance, *, parts: tuple[str, ...] = ALL_PARTS) -> Decimal:
+    """What `advance` still owes of `parts` (all: principal, fee and penalty)."""
+    result = Decimal(0)
+    for part in parts:
+        charged, repaid = OUTSTANDING_PARTS[part]
+        result = result + getattr(advance, charged) - getattr(advance, repaid)
+    return result
+
+
+def advance_repaid(advance) -> Decimal:
+    """What was repaid on `advance`, all parts."""
+    return sum((getattr(advance, OUTSTANDING_PARTS[part][1]) for part in ALL_PARTS), Decimal(0))
+
+
+def outstanding_expression(*, parts: tuple[str, ...] = ALL_PARTS) -> ExpressionWrapper:
+    """advance_outstanding as an ORM expression over Advance rows (for annotate/aggregate)."""
+    expression = None
+    for part in parts:
+        charged, repaid = OUTSTANDING_PARTS[part]
+        term = F(charged) - F(repaid)
+        expression = term if expression is None else expression + term
+    return ExpressionWrapper(expression, output_field=_MONEY_OUTPUT)
+
+
+def outstanding_sql(alias: str, *, parts: tuple[str, ...] = ALL_PARTS) -> str:
+    """advance_outstanding as SQL over the funding_advance row `alias`, parenthesised."""
+    terms = " + ".join(f"{alias}.{OUTSTANDING_PARTS[p][0]} - {alias}.{OUTSTANDING_PARTS[p][1]}" for p in parts)
+    return f"({terms})"
+
+
+def repaid_sql(alias: str) -> str:
+    """advance_repaid as SQL over the funding_advance row `alias`, parenthesised."""
+    return "(" + " + ".join(f"{alias}.{OUTSTANDING_PARTS[p][1]}" for p in ALL_PARTS) + ")"
+
+
+# Overdue has two meanings, named apart:
+# - overdue principal: the principal outstanding of overdue advances, the part of the credit line's
+#   `outstanding` (advance receivable) that is overdue: GET /credit-line `overdue`;
+# - overdue owed: all that overdue advances still owe (principal, fee, penalty): the statement's and the
+#   console's `overdue`, and the nightly aging snapshot.
+def overdue_principal(*, company: Company) -> Decimal:
+    """Principal outstanding of the company's overdue advances (part of its line's outstanding)."""
+    total = Advance.objects.filter(company=company, status=AdvanceStatus.OVERDUE).aggregate(
+        total=Sum(outstanding_expression(parts=("principal",)))
+    )["total"]
+    return total or Decimal("0.00")
+
+
+def overdue_owed_by_company(*, company_ids: list[int] | None = None, due_by: date | None = None
+                            ) -> dict[int, Decimal]:
+    """{company id: all that its overdue advances still owe}; `due_by`: only advances due on or before it."""
+    advances = Advance.objects.filter(status=AdvanceStatus.OVERDUE)
+    if company_ids is not None:
+        advances = advances.filter(company_id__in=company_ids)
+    if due_by is not None:
+        advances = advances.filter(due_date__lte=due_by)
+    return dict(
+        advances.values("company_id").annotate(total=Sum(outstanding_expression()))
+        .order_by().values_list("company_id", "total")
+    )
 
 
 def settlement_available(company: Company) -> Decimal:
@@ -52,9 +130,7 @@ def credit_line_view(*, company: Company) -> dict[str, Any]:
             next_date = next_business_day(business_date)
         except CalendarUnavailable:
             next_date = None
-    overdue = Advance.objects.filter(company=company, status=AdvanceStatus.OVERDUE).aggregate(
-        total=Sum(F("advanced_disbursed") - F("principal_repaid"))
-    )["total"] or Decimal("0.00")
+    overdue = overdue_principal(company=company)
     zero = Decimal("0.00")
     status = line.status if line else "none"
     if company.status == CompanyStatus.SUSPENDED and status != "none":

@@ -14,6 +14,7 @@ from django.db.models import Prefetch, Q
 from funding.exports import csv_text
 from funding.models import Advance, AdvanceStatus, Company
 from funding.representations import amount_str, timestamp_str
+from funding.selectors import overdue_owed_by_company
 from ledger.models import AccountKind
 from settlement.models import Repayment, RepaymentAllocation
 
@@ -104,15 +105,7 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
         .filter(~Q(status=AdvanceStatus.CANCELLED))
         .order_by("created_at", "id")
     )
-    overdue = sum(
-        (
-            a.outstanding_amount
-            for a in Advance.objects.filter(
-                company=company, status=AdvanceStatus.OVERDUE, due_date__lte=business_date
-            )
-        ),
-        ZERO,
-    )
+    overdue = overdue_owed_by_company(company_ids=[company.pk], due_by=business_date).get(company.pk, ZERO)
     lines = [
         {
             "type": "advance",

@@ -7,14 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from funding.console.reports import percent, receivable_movements
 from funding.models import (
     LIVE_LINE_STATES,
-    Advance,
-    AdvanceStatus,
     AuditEvent,
     BusinessDay,
     CalendarChangeRequest,
@@ -32,12 +30,9 @@ from funding.models import (
     WebhookEvent,
     WebhookEventStatus,
 )
+from funding.selectors import overdue_owed_by_company
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, PayoutAttempt
-
-MONEY_OUTPUT = DecimalField(
-    max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES
-)
 
 
 @dataclass(frozen=True)
@@ -94,13 +89,6 @@ class CompanyExposure:
     overdue: Decimal
 
 
-OVERDUE_AMOUNT = ExpressionWrapper(
-    F("advanced_disbursed") - F("principal_repaid") + F("fee") - F("fee_repaid")
-    + F("penalty_accrued") - F("penalty_repaid"),
-    output_field=MONEY_OUTPUT,
-)
-
-
 def company_exposures() -> list[CompanyExposure]:
     """Per company, its live credit line's figures and what its overdue advances still owe. `available` is
     what an advance may still take today: the exposure limit's room, bounded by the daily cap's."""
@@ -109,12 +97,7 @@ def company_exposures() -> list[CompanyExposure]:
         line.company_id: line
         for line in CreditLine.objects.filter(status__in=LIVE_LINE_STATES)
     }
-    overdue = dict(
-        Advance.objects.filter(status=AdvanceStatus.OVERDUE)
-        .values("company_id")
-        .annotate(total=Sum(OVERDUE_AMOUNT))
-        .values_list("company_id", "total")
-    )
+    overdue = overdue_owed_by_company()
     result = []
     for company in Company.objects.order_by("code"):
         line = lines.get(company.pk)

@@ -87,21 +87,24 @@ class Advance(FSMModelMixin, models.Model):
     def __str__(self) -> str:
         return self.public_id
 
+    # What the advance owes and repaid: the one definition is funding.selectors (OUTSTANDING_PARTS).
     @property
     def principal_outstanding(self):
-        return self.advanced_disbursed - self.principal_repaid
+        from funding.selectors import advance_outstanding
+
+        return advance_outstanding(self, parts=("principal",))
 
     @property
     def outstanding_amount(self):
-        return (
-            self.advanced_disbursed - self.principal_repaid
-            + self.fee - self.fee_repaid
-            + self.penalty_accrued - self.penalty_repaid
-        )
+        from funding.selectors import advance_outstanding
+
+        return advance_outstanding(self)
 
     @property
     def repaid_amount(self):
-        return self.principal_repaid + self.fee_repaid + self.penalty_repaid
+        from funding.selectors import advance_repaid
+
+        return advance_repaid(self)
 
     @transition(field=status, source=AdvanceStatus.RESERVED, target=AdvanceStatus.DISBURSING)
     def start_disbursing(self) -> None:

@@ -1,0 +1,90 @@
+"""One definition of what an advance owes (funding.selectors.OUTSTANDING_PARTS), rendered for Python, the ORM
+and SQL, and the two meanings of "overdue" named apart (issue 12 part 5)."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from funding.models import Advance, AdvanceStatus
+from funding.selectors import (
+    ALL_PARTS,
+    PENALTY_BASE_PARTS,
+    advance_outstanding,
+    credit_line_view,
+    outstanding_expression,
+    outstanding_sql,
+    overdue_owed_by_company,
+    overdue_principal,
+    repaid_sql,
+)
+from funding.services.advances import advance_request
+from tests.factories import company_with_line, payout_inputs
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+THU = date(2026, 11, 26)
+PART_SETS = [ALL_PARTS, PENALTY_BASE_PARTS, ("principal",), ("fee",), ("penalty",)]
+# (status, advanced_disbursed, principal_repaid, fee, fee_repaid, penalty_accrued, penalty_repaid)
+ROWS = [
+    (AdvanceStatus.DISBURSED, "100000.00", "0.00", "30.00", "0.00", "0.00", "0.00"),
+    (AdvanceStatus.OVERDUE, "80000.00", "12345.67", "24.00", "24.00", "16.83", "0.01"),
+    (AdvanceStatus.OVERDUE, "50000.00", "0.00", "15.00", "7.50", "3.33", "0.00"),
+    (AdvanceStatus.PARTIALLY_DISBURSED, "60000.00", "60000.00", "18.00", "18.00", "0.00", "0.00"),
+]
+
+
+@pytest.fixture
+def owed(business_day):
+    company, _ = company_with_line(limit="5000000.00")
+    other, _ = company_with_line(limit="5000000.00")
+    advances = []
+    for n, (status, advanced, principal_repaid, fee, fee_repaid, penalty, penalty_repaid) in enumerate(ROWS):
+        advance = advance_request(company=company, external_id=f"OWE-{n}", amount=D("100000.00"),
+                                  payouts=payout_inputs("100000.00"))
+        Advance.objects.filter(pk=advance.pk).update(
+            status=status, advanced_disbursed=D(advanced), disbursed_amount=D(advanced),
+            principal_repaid=D(principal_repaid), fee=D(fee), fee_repaid=D(fee_repaid),
+            penalty_accrued=D(penalty), penalty_repaid=D(penalty_repaid),
+            due_date=date(2026, 11, 20) if n == 2 else THU,
+        )
+        advances.append(Advance.objects.get(pk=advance.pk))
+    return company, other, advances
+
+
+def test_python_orm_and_sql_agree_on_what_an_advance_owes(owed):
+    _company, _other, advances = owed
+    for parts in PART_SETS:
+        orm = dict(Advance.objects.annotate(o=outstanding_expression(parts=parts)).values_list("pk", "o"))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT v.id, {outstanding_sql('v', parts=parts)} FROM funding_advance v")
+            sql = dict(cursor.fetchall())
+        python = {a.pk: advance_outstanding(a, parts=parts) for a in advances}
+        assert orm == sql == python, parts
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT v.id, {repaid_sql('v')} FROM funding_advance v")
+        assert dict(cursor.fetchall()) == {a.pk: a.repaid_amount for a in advances}
+
+
+def test_the_advance_properties_are_the_definition(owed):
+    second = owed[2][1]
+    # 80000.00 - 12345.67 + 24.00 - 24.00 + 16.83 - 0.01
+    assert second.outstanding_amount == D("67671.15")
+    assert second.principal_outstanding == D("67654.33")
+    assert second.repaid_amount == D("12369.68")
+    assert advance_outstanding(second, parts=PENALTY_BASE_PARTS) == D("67654.33")
+
+
+def test_overdue_principal_and_overdue_owed_are_two_named_figures(owed):
+    company, other, _advances = owed
+    # Principal of the two overdue advances: 67654.33 + 50000.00.
+    assert overdue_principal(company=company) == D("117654.33")
+    assert credit_line_view(company=company)["overdue"] == "117654.33"
+    # All they owe: 67671.15 + (50000.00 + 7.50 + 3.33).
+    assert overdue_owed_by_company() == {company.pk: D("117681.98")}
+    assert overdue_owed_by_company(company_ids=[other.pk]) == {}
+    assert overdue_principal(company=other) == D("0.00")
+    # Due on or before 2026-11-25: only the third advance (due 2026-11-20).
+    assert overdue_owed_by_company(due_by=date(2026, 11, 25)) == {company.pk: D("50010.83")}
