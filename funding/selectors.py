@@ -12,6 +12,7 @@ from funding.errors import CalendarUnavailable
 from funding.models import (
     Advance,
     AdvanceStatus,
+    AgingBucket,
     BusinessDay,
     CalendarChangeKind,
     CalendarChangeRequest,
@@ -76,6 +77,32 @@ def outstanding_sql(alias: str, *, parts: tuple[str, ...] = ALL_PARTS) -> str:
 def repaid_sql(alias: str) -> str:
     """advance_repaid as SQL over the funding_advance row `alias`, parenthesised."""
     return "(" + " + ".join(f"{alias}.{OUTSTANDING_PARTS[p][1]}" for p in ALL_PARTS) + ")"
+
+
+# Aging of overdue amounts by days past due (1 = unpaid at the close of the due date): (bucket, first day,
+# last day or None). The nightly aging (SQL), the advance's aging_bucket and the console's daily position
+# all bucket with this table.
+AGING_BUCKETS = (
+    (AgingBucket.D1_3, 1, 3),
+    (AgingBucket.D4_7, 4, 7),
+    (AgingBucket.D8_30, 8, 30),
+    (AgingBucket.OVER_30, 31, None),
+)
+
+
+def aging_bucket(days_past_due: int) -> AgingBucket:
+    """The bucket of an amount `days_past_due` days late (below 1: the first)."""
+    for bucket, _first, last in AGING_BUCKETS:
+        if last is None or days_past_due <= last:
+            return bucket
+    raise AssertionError("the last aging bucket is open-ended")
+
+
+def aging_bucket_sql(days_past_due: str) -> str:
+    """aging_bucket as a SQL CASE over the integer expression `days_past_due`."""
+    whens = " ".join(f"WHEN {days_past_due} <= {last} THEN '{bucket.value}'"
+                     for bucket, _first, last in AGING_BUCKETS if last is not None)
+    return f"CASE {whens} ELSE '{AGING_BUCKETS[-1][0].value}' END"
 
 
 # Overdue has two meanings, named apart:

@@ -24,7 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from funding.exports import csv_text
-from funding.models import CalendarDay, Company
+from funding.models import AgingBucket, CalendarDay, Company
+from funding.selectors import AGING_BUCKETS, aging_bucket
 from ledger.models import DEBIT_NORMAL, Account, AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
@@ -43,9 +44,13 @@ DEBIT_CATEGORY = {
 RETURN_KINDS = {"payout.returned"}
 REVERSAL_SUFFIX = ".reversal"
 CATEGORIES = ("advanced", "fees", "penalties", "repaid")
-AGING_BUCKETS = (
-    ("overdue_1_3", 1, 3), ("overdue_4_7", 4, 7), ("overdue_8_30", 8, 30), ("overdue_31_plus", 31, None),
-)
+# The report's stable CSV key of each aging bucket (the buckets: funding.selectors.AGING_BUCKETS).
+AGING_KEYS = {
+    AgingBucket.D1_3: "overdue_1_3",
+    AgingBucket.D4_7: "overdue_4_7",
+    AgingBucket.D8_30: "overdue_8_30",
+    AgingBucket.OVER_30: "overdue_31_plus",
+}
 
 
 @dataclass
@@ -131,7 +136,7 @@ def overdue_aging(
     *, history: dict[date, dict[str, Decimal]], as_of: date, closing: Decimal
 ) -> dict[str, Decimal]:
     """First in, first out: the closing balance less what was booked on `as_of`, aged by days past due."""
-    aging = {name: ZERO for name, _lo, _hi in AGING_BUCKETS}
+    aging = {AGING_KEYS[bucket]: ZERO for bucket, _first, _last in AGING_BUCKETS}
     today = history.get(as_of)
     booked_today = max(today["advanced"] + today["fees"] + today["penalties"], ZERO) if today else ZERO
     remaining = max(closing - booked_today, ZERO)
@@ -146,18 +151,11 @@ def overdue_aging(
         if part <= 0:
             continue
         days_past_due = max((as_of - due[day]).days + 1, 1)
-        aging[_bucket(days_past_due)] += part
+        aging[AGING_KEYS[aging_bucket(days_past_due)]] += part
         remaining -= part
     if remaining > 0:  # older than any booking we can attribute: count it as the oldest
-        aging[AGING_BUCKETS[-1][0]] += remaining
+        aging[AGING_KEYS[AGING_BUCKETS[-1][0]]] += remaining
     return {"overdue": overdue, **aging}
-
-
-def _bucket(days: int) -> str:
-    for name, low, high in AGING_BUCKETS:
-        if days >= low and (high is None or days <= high):
-            return name
-    return AGING_BUCKETS[-1][0]
 
 
 def daily_position(*, business_date: date) -> Report:
@@ -181,7 +179,7 @@ def daily_position(*, business_date: date) -> Report:
             **{k: money(v) for k, v in aging.items()},
         })
     amount_keys = ["opening_outstanding", *CATEGORIES, "closing_outstanding", "overdue",
-                   *[name for name, _lo, _hi in AGING_BUCKETS]]
+                   *[AGING_KEYS[bucket] for bucket, _first, _last in AGING_BUCKETS]]
     totals = {"business_date": business_date, "company": "TOTAL", "legal_name": "",
               **{k: sum((r[k] for r in rows), ZERO) for k in amount_keys}}
     return Report(

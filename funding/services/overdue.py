@@ -12,7 +12,7 @@ from django.db.models import CharField, Exists, OuterRef, Subquery
 from django.db.models.functions import Cast
 
 from funding.models import ADVANCE_DUE_STATES, Advance, AdvanceStatus, AuditEvent, CreditLine, CreditLineStatus
-from funding.selectors import PENALTY_BASE_PARTS, outstanding_sql
+from funding.selectors import PENALTY_BASE_PARTS, aging_bucket_sql, outstanding_sql
 from funding.services.credit_lines import credit_line_freeze, credit_line_unfreeze_automatically
 from funding.services.events import advance_events_insert
 from ledger.models import Account, AccountKind
@@ -191,11 +191,9 @@ def advances_age(*, company_ids: list[int], business_date: date, next_business_d
     with connection.cursor() as cursor:
         # Days overdue as of the next business date: unpaid at the close of its due date = 1+ days late.
         cursor.execute(
-            """
+            f"""
             UPDATE funding_advance v SET aging_bucket = b.bucket
-              FROM (SELECT a.id, CASE WHEN %(next)s - a.due_date <= 3 THEN '1-3'
-                                      WHEN %(next)s - a.due_date <= 7 THEN '4-7'
-                                      WHEN %(next)s - a.due_date <= 30 THEN '8-30' ELSE '>30' END AS bucket
+              FROM (SELECT a.id, {aging_bucket_sql("(%(next)s - a.due_date)")} AS bucket
                       FROM funding_advance a
                      WHERE a.company_id = ANY(%(ids)s) AND a.status = %(overdue)s) b
              WHERE v.id = b.id AND v.aging_bucket <> b.bucket

@@ -9,9 +9,12 @@ from django.db import connection
 
 from funding.models import Advance, AdvanceStatus
 from funding.selectors import (
+    AGING_BUCKETS,
     ALL_PARTS,
     PENALTY_BASE_PARTS,
     advance_outstanding,
+    aging_bucket,
+    aging_bucket_sql,
     credit_line_view,
     outstanding_expression,
     outstanding_sql,
@@ -88,3 +91,14 @@ def test_overdue_principal_and_overdue_owed_are_two_named_figures(owed):
     assert overdue_principal(company=other) == D("0.00")
     # Due on or before 2026-11-25: only the third advance (due 2026-11-20).
     assert overdue_owed_by_company(due_by=date(2026, 11, 25)) == {company.pk: D("50010.83")}
+
+
+def test_aging_buckets_python_and_sql_agree(db):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT d, {aging_bucket_sql('d')} FROM generate_series(-2, 400) d")
+        sql = dict(cursor.fetchall())
+    assert sql == {d: aging_bucket(d).value for d in range(-2, 401)}
+    edges = {d: aging_bucket(d).value for d in (1, 3, 4, 7, 8, 30, 31, 365)}
+    assert edges == {1: "1-3", 3: "1-3", 4: "4-7", 7: "4-7", 8: "8-30", 30: "8-30", 31: ">30", 365: ">30"}
+    # The table has no gap: each bucket starts the day after the previous one ends.
+    assert [first for _b, first, _l in AGING_BUCKETS[1:]] == [last + 1 for _b, _f, last in AGING_BUCKETS[:-1]]
