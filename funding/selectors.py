@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import DecimalField, ExpressionWrapper, F, Sum
 
 from funding.errors import CalendarUnavailable
@@ -17,6 +18,7 @@ from funding.models import (
     CalendarChangeKind,
     CalendarChangeRequest,
     CalendarChangeStatus,
+    CalendarDay,
     CalendarYear,
     Company,
     CompanyStatus,
@@ -141,8 +143,6 @@ def settlement_available(company: Company) -> Decimal:
 
 def credit_line_view(*, company: Company) -> dict[str, Any]:
     """The contract's GET /credit-line body. `status` is `none` when no line was ever approved."""
-    from funding.services.calendar import next_business_day
-
     line = (
         CreditLine.objects.filter(company=company, status__in=SHOWN_LINE_STATES).first()
         or CreditLine.objects.filter(company=company, status=CreditLineStatus.EXPIRED)
@@ -200,6 +200,69 @@ def limit_factor_view(factor: dict) -> dict[str, Any]:
     return view
 
 
+
+
+# --- the business calendar: one definition of "business day" and "next business day" --------------------------
+# Every use (due dates in advance_reserve(), end of day, disbursement's routing, the console's reports, limits'
+# flow window, the commands) reads the stored calendar through these; nothing guesses past published years.
+
+def calendar_is_business_day(day: date) -> bool | None:
+    """Whether `day` is a business day by the stored calendar; None when its year is not published (or the
+    day is not stored): unknown."""
+    entry = CalendarDay.objects.filter(date=day).first()
+    if entry is None or not CalendarYear.objects.filter(year=day.year, published=True).exists():
+        return None
+    return entry.is_business_day
+
+
+def is_business_day(day: date) -> bool:
+    """calendar_is_business_day, refusing (calendar_unavailable) when unknown."""
+    known = calendar_is_business_day(day)
+    if known is None:
+        raise CalendarUnavailable(f"The business calendar for {day.year} is not published.")
+    return known
+
+
+def next_business_day(day: date) -> date:
+    """The first business day after `day`, from the stored calendar. Refuses to guess past published years."""
+    # The rule lives in SQL (calendar_next_business_day, funding/sql/advance_reserve.py): advance_reserve()
+    # uses it too, so an advance's due date and every other next business day agree by construction.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT next_day, first_missing FROM calendar_next_business_day(%s)", [day])
+        next_day, first_missing = cursor.fetchone()
+    if next_day is None:
+        raise calendar_unavailable(day=day, first_missing=first_missing)
+    return next_day
+
+
+def next_business_days(days: list[date]) -> dict[date, date | None]:
+    """next_business_day of each of `days` in one query; None where it cannot be known (no refusal)."""
+    if not days:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT d, (calendar_next_business_day(d)).next_day FROM unnest(%s::date[]) d", [sorted(set(days))]
+        )
+        return dict(cursor.fetchall())
+
+
+def calendar_unavailable(*, day: date, first_missing: date | None) -> CalendarUnavailable:
+    """The refusal when no next business day after `day` can be known (first_missing: not published)."""
+    if first_missing is None:
+        return CalendarUnavailable(f"No business day within 40 days after {day.isoformat()}.")
+    return CalendarUnavailable(
+        f"The business calendar for {first_missing.year} is not published: the next business day "
+        f"after {day.isoformat()} cannot be determined."
+    )
+
+
+def business_days_up_to(day: date, count: int) -> list[date]:
+    """The last `count` stored business days on or before `day`, newest first."""
+    return list(
+        CalendarDay.objects.filter(is_business_day=True, date__lte=day)
+        .order_by("-date")
+        .values_list("date", flat=True)[:count]
+    )
 
 
 # Staff are warned (console banner, metric engine_calendar_publication_due) from this many days before the

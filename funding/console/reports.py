@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from funding.exports import csv_text
-from funding.models import AgingBucket, CalendarDay, Company
-from funding.selectors import AGING_BUCKETS, aging_bucket
+from funding.models import AgingBucket, Company
+from funding.selectors import AGING_BUCKETS, aging_bucket, next_business_days
 from ledger.models import DEBIT_NORMAL, Account, AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
@@ -119,17 +119,9 @@ def _net_increase(day: dict[str, Decimal]) -> Decimal:
 
 
 def _due_dates(days: list[date]) -> dict[date, date]:
-    """Each booking date's due date: the next stored business day, else the next calendar day."""
-    if not days:
-        return {}
-    business = list(
-        CalendarDay.objects.filter(date__gt=min(days), date__lte=max(days) + timedelta(days=40),
-                                   is_business_day=True).order_by("date").values_list("date", flat=True)
-    )
-    result = {}
-    for day in days:
-        result[day] = next((b for b in business if b > day), day + timedelta(days=1))
-    return result
+    """Each booking date's due date: its next business day (funding.selectors), else the next calendar day
+    where the calendar cannot tell."""
+    return {day: next_day or day + timedelta(days=1) for day, next_day in next_business_days(days).items()}
 
 
 def overdue_aging(

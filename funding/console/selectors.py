@@ -30,7 +30,7 @@ from funding.models import (
     WebhookEvent,
     WebhookEventStatus,
 )
-from funding.selectors import overdue_owed_by_company
+from funding.selectors import business_days_up_to, overdue_owed_by_company
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, PayoutAttempt
 
@@ -235,10 +235,7 @@ def reconciliation_exceptions_open(*, limit: int = 20) -> list[Any]:
 
 def recent_business_days(*, until: date, count: int = 30) -> list[date]:
     """The last `count` stored business days up to `until`; calendar days when no calendar is stored."""
-    days = list(
-        CalendarDay.objects.filter(date__lte=until, is_business_day=True)
-        .order_by("-date").values_list("date", flat=True)[:count]
-    )
+    days = business_days_up_to(until, count)
     if not days:
         days = [until - timedelta(days=n) for n in range(count)]
     return sorted(days)

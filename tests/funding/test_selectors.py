@@ -102,3 +102,41 @@ def test_aging_buckets_python_and_sql_agree(db):
     assert edges == {1: "1-3", 3: "1-3", 4: "4-7", 7: "4-7", 8: "8-30", 30: "8-30", 31: ">30", 365: ">30"}
     # The table has no gap: each bucket starts the day after the previous one ends.
     assert [first for _b, first, _l in AGING_BUCKETS[1:]] == [last + 1 for _b, _f, last in AGING_BUCKETS[:-1]]
+
+
+def test_one_business_day_rule_for_python_sql_and_disbursement(business_day, settings):
+    from datetime import timedelta
+
+    from funding.errors import CalendarUnavailable
+    from funding.models import CalendarYear
+    from funding.selectors import (
+        business_days_up_to,
+        calendar_is_business_day,
+        is_business_day,
+        next_business_day,
+        next_business_days,
+    )
+    from settlement.services.disbursement.common import _is_business_day
+
+    settings.DISBURSEMENT_ROUTING_CACHE_SECONDS = 0
+    days = [date(2026, 9, 20) + timedelta(days=n) for n in range(60)]  # National Day week included
+    known = {d: calendar_is_business_day(d) for d in days}
+    assert all(v is not None for v in known.values())
+    assert {d: is_business_day(d) for d in days} == known
+    assert {d: _is_business_day(d) for d in days} == known
+    # The SQL function (advance_reserve()'s due dates) and the Python rule agree, one day and in a batch.
+    expected = {d: min(b for b in days + [date(2026, 12, 1)] if b > d and (known.get(b) or b.month == 12))
+                for d in days[:40]}
+    assert {d: next_business_day(d) for d in days[:40]} == expected
+    assert next_business_days(days[:40]) == expected
+    assert next_business_day(date(2026, 9, 30)) == date(2026, 10, 8)  # after the National Day holidays
+    assert business_days_up_to(date(2026, 10, 8), 3) == [date(2026, 10, 8), date(2026, 9, 30), date(2026, 9, 29)]
+    # Unknown past the published years: None, a refusal, and no business day for routing.
+    CalendarYear.objects.filter(year=2026).update(published=False)
+    assert calendar_is_business_day(date(2026, 10, 9)) is None
+    assert _is_business_day(date(2026, 10, 9)) is False
+    with pytest.raises(CalendarUnavailable):
+        is_business_day(date(2026, 10, 9))
+    with pytest.raises(CalendarUnavailable):
+        next_business_day(date(2026, 10, 9))
+    assert next_business_days([date(2026, 10, 9)]) == {date(2026, 10, 9): None}
