@@ -29,6 +29,7 @@ from funding.selectors import AGING_BUCKETS, aging_bucket, next_business_days
 from ledger.models import DEBIT_NORMAL, Account, AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
+from settlement.services.channels import SUCCESS_RATE_COUNTS, channel_success_rate
 
 RECEIVABLE_KINDS = (
     AccountKind.ADVANCE_RECEIVABLE,
@@ -272,6 +273,12 @@ def percent(part: int | Decimal, whole: int | Decimal) -> Decimal | None:
     return money(Decimal(part) * 100 / Decimal(whole))
 
 
+def success_rate_percent(*, succeeded: int, failed: int) -> Decimal | None:
+    """settlement.services.channels.channel_success_rate in percent, to 0.01 (console and reports)."""
+    rate = channel_success_rate(succeeded=succeeded, failed=failed)
+    return None if rate is None else money(rate * 100)
+
+
 def channel_costs(*, start: date, end: date) -> dict[str, Decimal]:
     """Channel cost booked start..end per channel: the channel_cost entries of journals that touch an
     account owned by that channel (the fee posting credits the channel's clearing account)."""
@@ -307,8 +314,7 @@ def channel_report(*, start: date, end: date) -> Report:
         .values("channel_id")
         .annotate(
             attempts=Count("id"),
-            succeeded=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
-            failed=Count("id", filter=Q(status=AttemptStatus.FAILED)),
+            **SUCCESS_RATE_COUNTS,
             undecided=Count("id", filter=Q(status__in=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN])),
             amount_sent=Sum("amount"),
             amount_succeeded=Sum("amount", filter=Q(status=AttemptStatus.SUCCEEDED)),
@@ -325,7 +331,7 @@ def channel_report(*, start: date, end: date) -> Report:
             "succeeded": succeeded,
             "failed": failed,
             "undecided": row.get("undecided", 0),
-            "success_rate": percent(succeeded, succeeded + failed),
+            "success_rate": success_rate_percent(succeeded=succeeded, failed=failed),
             "amount": money(row.get("amount_sent") or ZERO),
             "amount_succeeded": money(row.get("amount_succeeded") or ZERO),
             "cost": money(costs.get(channel.code, ZERO)),

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
-from funding.console.reports import percent, receivable_movements
+from funding.console.reports import percent, receivable_movements, success_rate_percent
 from funding.models import (
     LIVE_LINE_STATES,
     AuditEvent,
@@ -33,6 +33,7 @@ from funding.models import (
 from funding.selectors import business_days_up_to, overdue_owed_by_company
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, PayoutAttempt
+from settlement.services.channels import SUCCESS_RATE_COUNTS
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,7 @@ def channel_success_rates(*, now: datetime | None = None, days: int | None = Non
         .values("channel__code")
         .annotate(
             attempts=Count("id"),
-            succeeded=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
-            failed=Count("id", filter=Q(status=AttemptStatus.FAILED)),
+            **SUCCESS_RATE_COUNTS,
             undecided=Count("id", filter=Q(status__in=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN])),
         )
         .order_by("channel__code")
@@ -210,7 +210,7 @@ def channel_success_rates(*, now: datetime | None = None, days: int | None = Non
     return [
         {"channel": r["channel__code"], "attempts": r["attempts"], "succeeded": r["succeeded"],
          "failed": r["failed"], "undecided": r["undecided"],
-         "success_rate": percent(r["succeeded"], r["succeeded"] + r["failed"])}
+         "success_rate": success_rate_percent(succeeded=r["succeeded"], failed=r["failed"])}
         for r in rows
     ]
 
