@@ -1,5 +1,6 @@
 """Reads of the funding app shared by the API, webhook events and the console."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -26,7 +27,8 @@ from funding.models import (
     CreditLineStatus,
 )
 from funding.representations import amount_str
-from ledger.models import Account, AccountKind
+from ledger.models import Account, AccountKind, Entry, EntryDirection
+from ledger.money import ZERO
 
 SHOWN_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 
@@ -200,6 +202,72 @@ def limit_factor_view(factor: dict) -> dict[str, Any]:
     return view
 
 
+
+
+# --- movements on a company's receivables (advance, fee, penalty): one classification ------------------------
+# Every entry falls in exactly one category, so closing = opening + advanced + fees + penalties - repaid equals
+# the ledger balance: a debit is "advanced" (advance receivable), "fees" or "penalties" by account; a credit of
+# a returned payout reduces "advanced"; every other credit is "repaid"; a reversal ("<kind>.reversal") counts
+# against the category of the entry it mirrors. The API's daily statement and the console's reports use it.
+RECEIVABLE_KINDS = (
+    AccountKind.ADVANCE_RECEIVABLE,
+    AccountKind.FEE_RECEIVABLE,
+    AccountKind.PENALTY_RECEIVABLE,
+)
+DEBIT_CATEGORY = {
+    AccountKind.ADVANCE_RECEIVABLE: "advanced",
+    AccountKind.FEE_RECEIVABLE: "fees",
+    AccountKind.PENALTY_RECEIVABLE: "penalties",
+}
+# Journal kinds whose credit on the advance receivable gives funds back rather than repaying them.
+RETURN_KINDS = {"payout.returned"}
+REVERSAL_SUFFIX = ".reversal"
+CATEGORIES = ("advanced", "fees", "penalties", "repaid")
+
+def entry_category(*, account_kind: str, direction: str, journal_kind: str) -> tuple[str, int]:
+    """(category, sign) of one receivable entry: its amount times sign adds to that category."""
+    reversal = journal_kind.endswith(REVERSAL_SUFFIX)
+    base_kind = journal_kind[: -len(REVERSAL_SUFFIX)] if reversal else journal_kind
+    flipped = EntryDirection.CREDIT if direction == EntryDirection.DEBIT else EntryDirection.DEBIT
+    original = flipped if reversal else direction
+    if original == EntryDirection.DEBIT:
+        category = DEBIT_CATEGORY[account_kind]
+    elif account_kind == AccountKind.ADVANCE_RECEIVABLE and base_kind in RETURN_KINDS:
+        category = "advanced"
+    else:
+        category = "repaid"
+    increases = EntryDirection.CREDIT if category == "repaid" else EntryDirection.DEBIT
+    return category, 1 if direction == increases else -1
+
+
+def receivable_movements(*, end: date, start: date | None = None, owners: list[str] | None = None
+                         ) -> dict[str, dict[date, dict[str, Decimal]]]:
+    """{owner: {business_date: {category: amount}}} for receivable entries dated start..end (one query)."""
+    entries = Entry.objects.filter(account__kind__in=RECEIVABLE_KINDS, transaction__business_date__lte=end)
+    if start is not None:
+        entries = entries.filter(transaction__business_date__gte=start)
+    if owners is not None:
+        entries = entries.filter(account__owner__in=owners)
+    grouped = entries.values(
+        "account__owner", "account__kind", "direction", "transaction__kind", "transaction__business_date"
+    ).annotate(total=Sum("amount"))
+    result: dict[str, dict[date, dict[str, Decimal]]] = defaultdict(
+        lambda: defaultdict(lambda: dict.fromkeys(CATEGORIES, ZERO))
+    )
+    for row in grouped:
+        category, sign = entry_category(
+            account_kind=row["account__kind"],
+            direction=row["direction"],
+            journal_kind=row["transaction__kind"],
+        )
+        day = result[row["account__owner"]][row["transaction__business_date"]]
+        day[category] += sign * row["total"]
+    return result
+
+
+def receivable_net(day: dict[str, Decimal]) -> Decimal:
+    """What a day's categories add to the receivables' balance."""
+    return day["advanced"] + day["fees"] + day["penalties"] - day["repaid"]
 
 
 # --- the business calendar: one definition of "business day" and "next business day" --------------------------

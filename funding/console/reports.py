@@ -25,26 +25,20 @@ from django.utils.translation import gettext_lazy as _
 
 from funding.exports import csv_text
 from funding.models import AgingBucket, Company
-from funding.selectors import AGING_BUCKETS, aging_bucket, next_business_days
+from funding.selectors import (
+    AGING_BUCKETS,
+    CATEGORIES,
+    RECEIVABLE_KINDS,  # noqa: F401  (the reports' receivables, as tests read them)
+    aging_bucket,
+    next_business_days,
+    receivable_movements,
+    receivable_net,
+)
 from ledger.models import DEBIT_NORMAL, Account, AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
 from settlement.services.channels import SUCCESS_RATE_COUNTS, channel_success_rate
 
-RECEIVABLE_KINDS = (
-    AccountKind.ADVANCE_RECEIVABLE,
-    AccountKind.FEE_RECEIVABLE,
-    AccountKind.PENALTY_RECEIVABLE,
-)
-DEBIT_CATEGORY = {
-    AccountKind.ADVANCE_RECEIVABLE: "advanced",
-    AccountKind.FEE_RECEIVABLE: "fees",
-    AccountKind.PENALTY_RECEIVABLE: "penalties",
-}
-# Journal kinds whose credit on the advance receivable gives funds back rather than repaying them.
-RETURN_KINDS = {"payout.returned"}
-REVERSAL_SUFFIX = ".reversal"
-CATEGORIES = ("advanced", "fees", "penalties", "repaid")
 # The report's stable CSV key of each aging bucket (the buckets: funding.selectors.AGING_BUCKETS).
 AGING_KEYS = {
     AgingBucket.D1_3: "overdue_1_3",
@@ -72,51 +66,6 @@ def report_csv(report: Report) -> str:
     through funding.exports (formula triggers quoted)."""
     rows = report.rows + ([report.totals] if report.totals else [])
     return csv_text(report.keys, ([row.get(key) for key in report.keys] for row in rows))
-
-
-def entry_category(*, account_kind: str, direction: str, journal_kind: str) -> tuple[str, int]:
-    """(category, sign) of one receivable entry: its amount times sign adds to that category."""
-    reversal = journal_kind.endswith(REVERSAL_SUFFIX)
-    base_kind = journal_kind[: -len(REVERSAL_SUFFIX)] if reversal else journal_kind
-    flipped = EntryDirection.CREDIT if direction == EntryDirection.DEBIT else EntryDirection.DEBIT
-    original = flipped if reversal else direction
-    if original == EntryDirection.DEBIT:
-        category = DEBIT_CATEGORY[account_kind]
-    elif account_kind == AccountKind.ADVANCE_RECEIVABLE and base_kind in RETURN_KINDS:
-        category = "advanced"
-    else:
-        category = "repaid"
-    increases = EntryDirection.CREDIT if category == "repaid" else EntryDirection.DEBIT
-    return category, 1 if direction == increases else -1
-
-
-def receivable_movements(*, end: date, start: date | None = None, owners: list[str] | None = None
-                         ) -> dict[str, dict[date, dict[str, Decimal]]]:
-    """{owner: {business_date: {category: amount}}} for receivable entries dated start..end (one query)."""
-    entries = Entry.objects.filter(account__kind__in=RECEIVABLE_KINDS, transaction__business_date__lte=end)
-    if start is not None:
-        entries = entries.filter(transaction__business_date__gte=start)
-    if owners is not None:
-        entries = entries.filter(account__owner__in=owners)
-    grouped = entries.values(
-        "account__owner", "account__kind", "direction", "transaction__kind", "transaction__business_date"
-    ).annotate(total=Sum("amount"))
-    result: dict[str, dict[date, dict[str, Decimal]]] = defaultdict(
-        lambda: defaultdict(lambda: dict.fromkeys(CATEGORIES, ZERO))
-    )
-    for row in grouped:
-        category, sign = entry_category(
-            account_kind=row["account__kind"],
-            direction=row["direction"],
-            journal_kind=row["transaction__kind"],
-        )
-        day = result[row["account__owner"]][row["transaction__business_date"]]
-        day[category] += sign * row["total"]
-    return result
-
-
-def _net_increase(day: dict[str, Decimal]) -> Decimal:
-    return day["advanced"] + day["fees"] + day["penalties"] - day["repaid"]
 
 
 def _due_dates(days: list[date]) -> dict[date, date]:
@@ -158,9 +107,9 @@ def daily_position(*, business_date: date) -> Report:
     rows = []
     for code, legal_name in companies:
         history = movements.get(code, {})
-        opening = sum((_net_increase(v) for d, v in history.items() if d < business_date), ZERO)
+        opening = sum((receivable_net(v) for d, v in history.items() if d < business_date), ZERO)
         day = history.get(business_date, dict.fromkeys(CATEGORIES, ZERO))
-        closing = opening + _net_increase(day)
+        closing = opening + receivable_net(day)
         aging = overdue_aging(history=history, as_of=business_date, closing=closing)
         rows.append({
             "business_date": business_date,

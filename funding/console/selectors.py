@@ -244,7 +244,7 @@ def recent_business_days(*, until: date, count: int = 30) -> list[date]:
 def daily_disbursed_and_repaid(*, until: date, count: int = 30) -> list[dict[str, Any]]:
     """Per business day, all companies: advanced (bank-funded principal out, net of returns) and repaid.
 
-    Both come from the receivable accounts in the ledger (see reports.entry_category), so repayments appear
+    Both come from the receivable accounts in the ledger (see funding.selectors.entry_category), so repayments appear
     as soon as the nightly repayment job posts them; until then "repaid" is zero.
     """
     days = recent_business_days(until=until, count=count)

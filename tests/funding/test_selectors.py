@@ -140,3 +140,53 @@ def test_one_business_day_rule_for_python_sql_and_disbursement(business_day, set
     with pytest.raises(CalendarUnavailable):
         next_business_day(date(2026, 10, 9))
     assert next_business_days([date(2026, 10, 9)]) == {date(2026, 10, 9): None}
+
+
+@pytest.mark.parametrize(
+    ("account_kind", "direction", "journal_kind", "expected"),
+    [
+        ("advance_receivable", "D", "payout.funds_out", ("advanced", 1)),
+        ("advance_receivable", "C", "payout.returned", ("advanced", -1)),
+        ("advance_receivable", "D", "payout.returned.reversal", ("advanced", 1)),
+        ("advance_receivable", "C", "repayment", ("repaid", 1)),
+        ("advance_receivable", "D", "repayment.reversal", ("repaid", -1)),
+        ("fee_receivable", "D", "advance.fee", ("fees", 1)),
+        ("fee_receivable", "C", "advance.fee.reversal", ("fees", -1)),
+        ("fee_receivable", "C", "repayment", ("repaid", 1)),
+        ("penalty_receivable", "D", "penalty.accrual", ("penalties", 1)),
+        ("penalty_receivable", "C", "payout.returned", ("repaid", 1)),  # a return concerns principal only
+    ],
+)
+def test_each_receivable_entry_falls_in_one_category(account_kind, direction, journal_kind, expected):
+    from funding.selectors import entry_category
+
+    assert entry_category(account_kind=account_kind, direction=direction, journal_kind=journal_kind) == expected
+
+
+def test_the_statement_and_the_daily_position_classify_alike(business_day):
+    from funding.api.selectors_statements import statement_build
+    from funding.console.reports import daily_position
+    from ledger.models import Account, AccountKind, JournalTransaction
+    from ledger.services import ledger_reverse
+    from tests.settlement.nightly_helpers import disbursed_advance
+
+    company, _ = company_with_line()
+    disbursed_advance(company, "1000.00")
+    second = disbursed_advance(company, "2000.00")
+    fee = JournalTransaction.objects.get(kind="advance.fee", reference__contains=second.public_id)
+    ledger_reverse(journal=fee, reference=f"{fee.reference}:fix", business_date=date(2026, 11, 25))
+
+    statement = statement_build(company=company, business_date=date(2026, 11, 25))
+    row = next(r for r in daily_position(business_date=date(2026, 11, 25)).rows if r["company"] == company.code)
+    keys = ("opening_outstanding", "advanced", "fees", "penalties", "repaid", "closing_outstanding")
+    assert {k: statement[k] for k in keys} == {k: f"{row[k]:.2f}" for k in keys}
+    # Fees 0.30 + 0.60, the second reversed; the closing balance is the ledger's.
+    assert {k: statement[k] for k in keys} == {
+        "opening_outstanding": "0.00", "advanced": "3000.00", "fees": "0.30", "penalties": "0.00",
+        "repaid": "0.00", "closing_outstanding": "3000.30",
+    }
+    ledger = sum((a.balance for a in Account.objects.filter(
+        owner=company.code,
+        kind__in=[AccountKind.ADVANCE_RECEIVABLE, AccountKind.FEE_RECEIVABLE, AccountKind.PENALTY_RECEIVABLE])),
+        D(0))
+    assert ledger == D("3000.30")
