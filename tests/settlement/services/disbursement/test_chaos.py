@@ -30,7 +30,7 @@ from tests.factories import company_with_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 END_STATES = {"succeeded", "failed", "manual_review"}
 REVIEW_AFTER_SECONDS = 4
 
