@@ -73,7 +73,11 @@ class JobRun(FSMModelMixin, models.Model):
 
     @transition(field=status, source=[JobRunStatus.RUNNING, JobRunStatus.FAILED], target=JobRunStatus.RUNNING)
     def resume(self) -> None:
-        """Start again where it stopped: after a failure, or after the process running it was killed."""
+        """Start again where it stopped: after a failure, or after the process running it was killed. One
+        more start; the last failure's error and end are cleared."""
+        self.attempts += 1
+        self.error = ""
+        self.finished_at = None
 
 
 # The runs a failure may be recorded on (JobRun.fail's sources).

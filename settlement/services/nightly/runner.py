@@ -170,9 +170,6 @@ def business_day_close(
                 return JobOutcome(run=run, changed=False)
             else:
                 run.resume()
-                run.attempts += 1
-                run.error = ""
-                run.finished_at = None
                 run.save(update_fields=["status", "attempts", "error", "finished_at"])
         try:
             run = _run_steps(run, CLOSE_STEPS, chunk_size=_chunk_size(chunk_size), progress=progress)
@@ -212,8 +209,6 @@ def repayments_collect_run(*, chunk_size: int | None = None, progress: Progress 
             if last is not None and last.status != JobRunStatus.SUCCEEDED:
                 run = last
                 run.resume()
-                run.attempts += 1
-                run.error = ""
                 run.save(update_fields=["status", "attempts", "error"])
             else:
                 run = JobRun.objects.create(
