@@ -17,11 +17,10 @@ def pytest_report_header(config):
 def test_settings():
     """The tests' own settings (config/settings.py has no branch for tests):
     - a fast password hasher;
-    - no webhook delivery enqueued on commit: the tests call the delivery directly and need no broker. The
-      processes the tests start inherit it through the environment (unless a test names it)."""
+    - no webhook delivery enqueued on commit: the tests call the delivery directly and need no broker (the
+      tests that start engine processes say so in those processes' environment)."""
     from django.test import override_settings
 
-    os.environ.setdefault("WEBHOOK_ENQUEUE_ON_COMMIT", "false")
     with override_settings(
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         WEBHOOK_ENQUEUE_ON_COMMIT=False,

@@ -57,6 +57,7 @@ class Worker:
         env = {
             **os.environ,
             "DJANGO_ENV": "test",
+            "WEBHOOK_ENQUEUE_ON_COMMIT": "false",
             "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
             f"{db['NAME']}",
             "CELERY_BROKER_URL": broker_url,

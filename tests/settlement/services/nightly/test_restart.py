@@ -71,7 +71,8 @@ def _close_command() -> list[str]:
 
 
 def _env() -> dict:
-    return {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url(), "NIGHTLY_CHUNK_COMPANIES": "1"}
+    return {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url(), "NIGHTLY_CHUNK_COMPANIES": "1",
+            "WEBHOOK_ENQUEUE_ON_COMMIT": "false"}
 
 
 def _run_close() -> subprocess.CompletedProcess:
