@@ -58,6 +58,8 @@ def main() -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_ENV", "test")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # The bench has no worker: deliveries are not enqueued on commit (the settings no longer tie that to tests).
+    os.environ.setdefault("WEBHOOK_ENQUEUE_ON_COMMIT", "false")
     import django
 
     django.setup()

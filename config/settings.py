@@ -183,8 +183,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-if DJANGO_ENV == "test":
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
@@ -309,9 +307,8 @@ WEBHOOK_RETRY_SCHEDULE = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 ]
 WEBHOOK_BATCH_SIZE = 100
-# Enqueue a delivery as soon as an event commits (the beat job still catches anything missed). Off in tests,
-# which call the delivery directly and need no broker.
-WEBHOOK_ENQUEUE_ON_COMMIT = env_bool("WEBHOOK_ENQUEUE_ON_COMMIT", default=DJANGO_ENV != "test")
+# Enqueue a delivery as soon as an event commits (the beat job still catches anything missed).
+WEBHOOK_ENQUEUE_ON_COMMIT = env_bool("WEBHOOK_ENQUEUE_ON_COMMIT", default=True)
 
 # Shared across processes (throttling): Redis. Production requires it (throttle counters in a PostgreSQL
 # table cost a write per API request); local runs and tests fall back to a PostgreSQL table without it.

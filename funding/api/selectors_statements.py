@@ -8,17 +8,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import Prefetch, Q
 
 from funding.exports import csv_text
 from funding.models import Advance, AdvanceStatus, Company
 from funding.representations import amount_str, timestamp_str
-from ledger.models import AccountKind
+from funding.selectors import CATEGORIES, overdue_owed_by_company, receivable_movements, receivable_net
 from settlement.models import Repayment, RepaymentAllocation
 
 ZERO = Decimal("0.00")
-RECEIVABLE_KINDS = [AccountKind.ADVANCE_RECEIVABLE, AccountKind.FEE_RECEIVABLE, AccountKind.PENALTY_RECEIVABLE]
 
 
 def _repayments(company: Company, business_date: date | None):
@@ -54,46 +52,18 @@ def repayment_list(*, company: Company, business_date: date | None = None) -> li
 
 
 def _ledger_totals(company: Company, business_date: date) -> dict[str, Decimal]:
-    """Movements on the company's receivables: before the day (opening) and on the day, by nature."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT
-              coalesce(sum(CASE WHEN j.business_date < %(d)s
-                                THEN CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END END), 0),
-              coalesce(sum(CASE WHEN j.business_date = %(d)s AND a.kind = %(principal)s
-                                 AND j.kind IN ('payout.funds_out', 'payout.returned')
-                                THEN CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END END), 0),
-              coalesce(sum(CASE WHEN j.business_date = %(d)s AND a.kind = %(fee)s AND e.direction = 'D'
-                                THEN e.amount END), 0),
-              coalesce(sum(CASE WHEN j.business_date = %(d)s AND a.kind = %(penalty)s AND e.direction = 'D'
-                                THEN e.amount END), 0),
-              coalesce(sum(CASE WHEN j.business_date = %(d)s AND j.kind = 'repayment' AND e.direction = 'C'
-                                THEN e.amount END), 0),
-              coalesce(sum(CASE WHEN j.business_date <= %(d)s
-                                THEN CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END END), 0)
-              FROM ledger_entry e
-              JOIN ledger_account a ON a.id = e.account_id
-              JOIN ledger_journaltransaction j ON j.id = e.transaction_id
-             WHERE a.owner = %(owner)s AND a.kind = ANY(%(kinds)s)
-            """,
-            {
-                "d": business_date,
-                "owner": company.code,
-                "kinds": [str(k) for k in RECEIVABLE_KINDS],
-                "principal": str(AccountKind.ADVANCE_RECEIVABLE),
-                "fee": str(AccountKind.FEE_RECEIVABLE),
-                "penalty": str(AccountKind.PENALTY_RECEIVABLE),
-            },
-        )
-        opening, advanced, fees, penalties, repaid, closing = cursor.fetchone()
+    """Movements on the company's receivables: before the day (opening) and on the day, by nature
+    (funding.selectors.entry_category, as the console's daily position)."""
+    history = receivable_movements(end=business_date, owners=[company.code]).get(company.code, {})
+    opening = sum((receivable_net(day) for d, day in history.items() if d < business_date), ZERO)
+    today = history.get(business_date, dict.fromkeys(CATEGORIES, ZERO))
     return {
         "opening_outstanding": opening,
-        "advanced": advanced,
-        "fees": fees,
-        "penalties": penalties,
-        "repaid": repaid,
-        "closing_outstanding": closing,
+        "advanced": today["advanced"],
+        "fees": today["fees"],
+        "penalties": today["penalties"],
+        "repaid": today["repaid"],
+        "closing_outstanding": opening + receivable_net(today),
     }
 
 
@@ -104,15 +74,7 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
         .filter(~Q(status=AdvanceStatus.CANCELLED))
         .order_by("created_at", "id")
     )
-    overdue = sum(
-        (
-            a.outstanding_amount
-            for a in Advance.objects.filter(
-                company=company, status=AdvanceStatus.OVERDUE, due_date__lte=business_date
-            )
-        ),
-        ZERO,
-    )
+    overdue = overdue_owed_by_company(company_ids=[company.pk], due_by=business_date).get(company.pk, ZERO)
     lines = [
         {
             "type": "advance",

@@ -8,7 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from funding.models import AdvanceStatus
+from funding.models import AdvanceStatus, PayoutStatus
 
 AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?")
 MAX_AMOUNT = Decimal("9999999999999.99")
@@ -362,9 +362,7 @@ class PayoutAttemptOut(serializers.Serializer):
 class PayoutOut(serializers.Serializer):
     id = serializers.CharField()
     external_id = serializers.CharField()
-    status = serializers.ChoiceField(
-        choices=["pending", "processing", "succeeded", "failed", "unknown", "manual_review", "cancelled"]
-    )
+    status = serializers.ChoiceField(choices=PayoutStatus.values)
     amount = MoneyOut()
     own_funds_amount = MoneyOut()
     advanced_amount = MoneyOut()

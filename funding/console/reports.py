@@ -24,28 +24,28 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from funding.exports import csv_text
-from funding.models import CalendarDay, Company
+from funding.models import AgingBucket, Company
+from funding.selectors import (
+    AGING_BUCKETS,
+    CATEGORIES,
+    RECEIVABLE_KINDS,  # noqa: F401  (the reports' receivables, as tests read them)
+    aging_bucket,
+    next_business_days,
+    receivable_movements,
+    receivable_net,
+)
 from ledger.models import DEBIT_NORMAL, Account, AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
+from settlement.services.channels import SUCCESS_RATE_COUNTS, channel_success_rate
 
-RECEIVABLE_KINDS = (
-    AccountKind.ADVANCE_RECEIVABLE,
-    AccountKind.FEE_RECEIVABLE,
-    AccountKind.PENALTY_RECEIVABLE,
-)
-DEBIT_CATEGORY = {
-    AccountKind.ADVANCE_RECEIVABLE: "advanced",
-    AccountKind.FEE_RECEIVABLE: "fees",
-    AccountKind.PENALTY_RECEIVABLE: "penalties",
+# The report's stable CSV key of each aging bucket (the buckets: funding.selectors.AGING_BUCKETS).
+AGING_KEYS = {
+    AgingBucket.D1_3: "overdue_1_3",
+    AgingBucket.D4_7: "overdue_4_7",
+    AgingBucket.D8_30: "overdue_8_30",
+    AgingBucket.OVER_30: "overdue_31_plus",
 }
-# Journal kinds whose credit on the advance receivable gives funds back rather than repaying them.
-RETURN_KINDS = {"payout.returned"}
-REVERSAL_SUFFIX = ".reversal"
-CATEGORIES = ("advanced", "fees", "penalties", "repaid")
-AGING_BUCKETS = (
-    ("overdue_1_3", 1, 3), ("overdue_4_7", 4, 7), ("overdue_8_30", 8, 30), ("overdue_31_plus", 31, None),
-)
 
 
 @dataclass
@@ -68,70 +68,17 @@ def report_csv(report: Report) -> str:
     return csv_text(report.keys, ([row.get(key) for key in report.keys] for row in rows))
 
 
-def entry_category(*, account_kind: str, direction: str, journal_kind: str) -> tuple[str, int]:
-    """(category, sign) of one receivable entry: its amount times sign adds to that category."""
-    reversal = journal_kind.endswith(REVERSAL_SUFFIX)
-    base_kind = journal_kind[: -len(REVERSAL_SUFFIX)] if reversal else journal_kind
-    flipped = EntryDirection.CREDIT if direction == EntryDirection.DEBIT else EntryDirection.DEBIT
-    original = flipped if reversal else direction
-    if original == EntryDirection.DEBIT:
-        category = DEBIT_CATEGORY[account_kind]
-    elif account_kind == AccountKind.ADVANCE_RECEIVABLE and base_kind in RETURN_KINDS:
-        category = "advanced"
-    else:
-        category = "repaid"
-    increases = EntryDirection.CREDIT if category == "repaid" else EntryDirection.DEBIT
-    return category, 1 if direction == increases else -1
-
-
-def receivable_movements(*, end: date, start: date | None = None, owners: list[str] | None = None
-                         ) -> dict[str, dict[date, dict[str, Decimal]]]:
-    """{owner: {business_date: {category: amount}}} for receivable entries dated start..end (one query)."""
-    entries = Entry.objects.filter(account__kind__in=RECEIVABLE_KINDS, transaction__business_date__lte=end)
-    if start is not None:
-        entries = entries.filter(transaction__business_date__gte=start)
-    if owners is not None:
-        entries = entries.filter(account__owner__in=owners)
-    grouped = entries.values(
-        "account__owner", "account__kind", "direction", "transaction__kind", "transaction__business_date"
-    ).annotate(total=Sum("amount"))
-    result: dict[str, dict[date, dict[str, Decimal]]] = defaultdict(
-        lambda: defaultdict(lambda: dict.fromkeys(CATEGORIES, ZERO))
-    )
-    for row in grouped:
-        category, sign = entry_category(
-            account_kind=row["account__kind"],
-            direction=row["direction"],
-            journal_kind=row["transaction__kind"],
-        )
-        day = result[row["account__owner"]][row["transaction__business_date"]]
-        day[category] += sign * row["total"]
-    return result
-
-
-def _net_increase(day: dict[str, Decimal]) -> Decimal:
-    return day["advanced"] + day["fees"] + day["penalties"] - day["repaid"]
-
-
 def _due_dates(days: list[date]) -> dict[date, date]:
-    """Each booking date's due date: the next stored business day, else the next calendar day."""
-    if not days:
-        return {}
-    business = list(
-        CalendarDay.objects.filter(date__gt=min(days), date__lte=max(days) + timedelta(days=40),
-                                   is_business_day=True).order_by("date").values_list("date", flat=True)
-    )
-    result = {}
-    for day in days:
-        result[day] = next((b for b in business if b > day), day + timedelta(days=1))
-    return result
+    """Each booking date's due date: its next business day (funding.selectors), else the next calendar day
+    where the calendar cannot tell."""
+    return {day: next_day or day + timedelta(days=1) for day, next_day in next_business_days(days).items()}
 
 
 def overdue_aging(
     *, history: dict[date, dict[str, Decimal]], as_of: date, closing: Decimal
 ) -> dict[str, Decimal]:
     """First in, first out: the closing balance less what was booked on `as_of`, aged by days past due."""
-    aging = {name: ZERO for name, _lo, _hi in AGING_BUCKETS}
+    aging = {AGING_KEYS[bucket]: ZERO for bucket, _first, _last in AGING_BUCKETS}
     today = history.get(as_of)
     booked_today = max(today["advanced"] + today["fees"] + today["penalties"], ZERO) if today else ZERO
     remaining = max(closing - booked_today, ZERO)
@@ -146,18 +93,11 @@ def overdue_aging(
         if part <= 0:
             continue
         days_past_due = max((as_of - due[day]).days + 1, 1)
-        aging[_bucket(days_past_due)] += part
+        aging[AGING_KEYS[aging_bucket(days_past_due)]] += part
         remaining -= part
     if remaining > 0:  # older than any booking we can attribute: count it as the oldest
-        aging[AGING_BUCKETS[-1][0]] += remaining
+        aging[AGING_KEYS[AGING_BUCKETS[-1][0]]] += remaining
     return {"overdue": overdue, **aging}
-
-
-def _bucket(days: int) -> str:
-    for name, low, high in AGING_BUCKETS:
-        if days >= low and (high is None or days <= high):
-            return name
-    return AGING_BUCKETS[-1][0]
 
 
 def daily_position(*, business_date: date) -> Report:
@@ -167,9 +107,9 @@ def daily_position(*, business_date: date) -> Report:
     rows = []
     for code, legal_name in companies:
         history = movements.get(code, {})
-        opening = sum((_net_increase(v) for d, v in history.items() if d < business_date), ZERO)
+        opening = sum((receivable_net(v) for d, v in history.items() if d < business_date), ZERO)
         day = history.get(business_date, dict.fromkeys(CATEGORIES, ZERO))
-        closing = opening + _net_increase(day)
+        closing = opening + receivable_net(day)
         aging = overdue_aging(history=history, as_of=business_date, closing=closing)
         rows.append({
             "business_date": business_date,
@@ -181,7 +121,7 @@ def daily_position(*, business_date: date) -> Report:
             **{k: money(v) for k, v in aging.items()},
         })
     amount_keys = ["opening_outstanding", *CATEGORIES, "closing_outstanding", "overdue",
-                   *[name for name, _lo, _hi in AGING_BUCKETS]]
+                   *[AGING_KEYS[bucket] for bucket, _first, _last in AGING_BUCKETS]]
     totals = {"business_date": business_date, "company": "TOTAL", "legal_name": "",
               **{k: sum((r[k] for r in rows), ZERO) for k in amount_keys}}
     return Report(
@@ -282,6 +222,12 @@ def percent(part: int | Decimal, whole: int | Decimal) -> Decimal | None:
     return money(Decimal(part) * 100 / Decimal(whole))
 
 
+def success_rate_percent(*, succeeded: int, failed: int) -> Decimal | None:
+    """settlement.services.channels.channel_success_rate in percent, to 0.01 (console and reports)."""
+    rate = channel_success_rate(succeeded=succeeded, failed=failed)
+    return None if rate is None else money(rate * 100)
+
+
 def channel_costs(*, start: date, end: date) -> dict[str, Decimal]:
     """Channel cost booked start..end per channel: the channel_cost entries of journals that touch an
     account owned by that channel (the fee posting credits the channel's clearing account)."""
@@ -317,8 +263,7 @@ def channel_report(*, start: date, end: date) -> Report:
         .values("channel_id")
         .annotate(
             attempts=Count("id"),
-            succeeded=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
-            failed=Count("id", filter=Q(status=AttemptStatus.FAILED)),
+            **SUCCESS_RATE_COUNTS,
             undecided=Count("id", filter=Q(status__in=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN])),
             amount_sent=Sum("amount"),
             amount_succeeded=Sum("amount", filter=Q(status=AttemptStatus.SUCCEEDED)),
@@ -335,7 +280,7 @@ def channel_report(*, start: date, end: date) -> Report:
             "succeeded": succeeded,
             "failed": failed,
             "undecided": row.get("undecided", 0),
-            "success_rate": percent(succeeded, succeeded + failed),
+            "success_rate": success_rate_percent(succeeded=succeeded, failed=failed),
             "amount": money(row.get("amount_sent") or ZERO),
             "amount_succeeded": money(row.get("amount_succeeded") or ZERO),
             "cost": money(costs.get(channel.code, ZERO)),

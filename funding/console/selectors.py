@@ -7,14 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
-from funding.console.reports import percent, receivable_movements
+from funding.console.reports import percent, receivable_movements, success_rate_percent
 from funding.models import (
     LIVE_LINE_STATES,
-    Advance,
-    AdvanceStatus,
     AuditEvent,
     BusinessDay,
     CalendarChangeRequest,
@@ -32,12 +30,10 @@ from funding.models import (
     WebhookEvent,
     WebhookEventStatus,
 )
+from funding.selectors import business_days_up_to, overdue_owed_by_company
 from ledger.money import ZERO, money
 from settlement.models import AttemptStatus, PayoutAttempt
-
-MONEY_OUTPUT = DecimalField(
-    max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES
-)
+from settlement.services.channels import SUCCESS_RATE_COUNTS
 
 
 @dataclass(frozen=True)
@@ -94,13 +90,6 @@ class CompanyExposure:
     overdue: Decimal
 
 
-OVERDUE_AMOUNT = ExpressionWrapper(
-    F("advanced_disbursed") - F("principal_repaid") + F("fee") - F("fee_repaid")
-    + F("penalty_accrued") - F("penalty_repaid"),
-    output_field=MONEY_OUTPUT,
-)
-
-
 def company_exposures() -> list[CompanyExposure]:
     """Per company, its live credit line's figures and what its overdue advances still owe. `available` is
     what an advance may still take today: the exposure limit's room, bounded by the daily cap's."""
@@ -109,12 +98,7 @@ def company_exposures() -> list[CompanyExposure]:
         line.company_id: line
         for line in CreditLine.objects.filter(status__in=LIVE_LINE_STATES)
     }
-    overdue = dict(
-        Advance.objects.filter(status=AdvanceStatus.OVERDUE)
-        .values("company_id")
-        .annotate(total=Sum(OVERDUE_AMOUNT))
-        .values_list("company_id", "total")
-    )
+    overdue = overdue_owed_by_company()
     result = []
     for company in Company.objects.order_by("code"):
         line = lines.get(company.pk)
@@ -218,8 +202,7 @@ def channel_success_rates(*, now: datetime | None = None, days: int | None = Non
         .values("channel__code")
         .annotate(
             attempts=Count("id"),
-            succeeded=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
-            failed=Count("id", filter=Q(status=AttemptStatus.FAILED)),
+            **SUCCESS_RATE_COUNTS,
             undecided=Count("id", filter=Q(status__in=[AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN])),
         )
         .order_by("channel__code")
@@ -227,7 +210,7 @@ def channel_success_rates(*, now: datetime | None = None, days: int | None = Non
     return [
         {"channel": r["channel__code"], "attempts": r["attempts"], "succeeded": r["succeeded"],
          "failed": r["failed"], "undecided": r["undecided"],
-         "success_rate": percent(r["succeeded"], r["succeeded"] + r["failed"])}
+         "success_rate": success_rate_percent(succeeded=r["succeeded"], failed=r["failed"])}
         for r in rows
     ]
 
@@ -252,10 +235,7 @@ def reconciliation_exceptions_open(*, limit: int = 20) -> list[Any]:
 
 def recent_business_days(*, until: date, count: int = 30) -> list[date]:
     """The last `count` stored business days up to `until`; calendar days when no calendar is stored."""
-    days = list(
-        CalendarDay.objects.filter(date__lte=until, is_business_day=True)
-        .order_by("-date").values_list("date", flat=True)[:count]
-    )
+    days = business_days_up_to(until, count)
     if not days:
         days = [until - timedelta(days=n) for n in range(count)]
     return sorted(days)
@@ -264,7 +244,7 @@ def recent_business_days(*, until: date, count: int = 30) -> list[date]:
 def daily_disbursed_and_repaid(*, until: date, count: int = 30) -> list[dict[str, Any]]:
     """Per business day, all companies: advanced (bank-funded principal out, net of returns) and repaid.
 
-    Both come from the receivable accounts in the ledger (see reports.entry_category), so repayments appear
+    Both come from the receivable accounts in the ledger (see funding.selectors.entry_category), so repayments appear
     as soon as the nightly repayment job posts them; until then "repaid" is zero.
     """
     days = recent_business_days(until=until, count=count)

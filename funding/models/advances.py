@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import F, Q
 from django_fsm import FSMField, FSMModelMixin, transition
 
-from funding.models.common import MONEY, RATE, new_public_id
+from funding.models.common import MONEY, RATE, new_public_id, transition_sources
 from funding.models.companies import Company
 from funding.models.credit_lines import CreditLine
 
@@ -87,21 +87,24 @@ class Advance(FSMModelMixin, models.Model):
     def __str__(self) -> str:
         return self.public_id
 
+    # What the advance owes and repaid: the one definition is funding.selectors (OUTSTANDING_PARTS).
     @property
     def principal_outstanding(self):
-        return self.advanced_disbursed - self.principal_repaid
+        from funding.selectors import advance_outstanding
+
+        return advance_outstanding(self, parts=("principal",))
 
     @property
     def outstanding_amount(self):
-        return (
-            self.advanced_disbursed - self.principal_repaid
-            + self.fee - self.fee_repaid
-            + self.penalty_accrued - self.penalty_repaid
-        )
+        from funding.selectors import advance_outstanding
+
+        return advance_outstanding(self)
 
     @property
     def repaid_amount(self):
-        return self.principal_repaid + self.fee_repaid + self.penalty_repaid
+        from funding.selectors import advance_repaid
+
+        return advance_repaid(self)
 
     @transition(field=status, source=AdvanceStatus.RESERVED, target=AdvanceStatus.DISBURSING)
     def start_disbursing(self) -> None:
@@ -140,8 +143,8 @@ class Advance(FSMModelMixin, models.Model):
         pass
 
 
-# Source states of the set-based transitions the nightly jobs run (they must match the FSM above).
-ADVANCE_DUE_STATES = [AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED]
-ADVANCE_REPAYABLE_STATES = [AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED, AdvanceStatus.OVERDUE]
+# Source states of the set-based transitions the nightly jobs run, read from the FSM above.
+ADVANCE_DUE_STATES = transition_sources(Advance.mark_overdue)
+ADVANCE_REPAYABLE_STATES = transition_sources(Advance.mark_repaid)
 
 

@@ -4,9 +4,10 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from funding import selectors
 from funding.errors import CalendarUnavailable, NotFound, ValidationFailed
 from funding.models import BusinessDay, CalendarDay, CalendarDayKind, CalendarYear
 from funding.services.audit import audit_record
@@ -126,30 +127,8 @@ def calendar_day_update(
     return entry
 
 
-def next_business_day(day: date) -> date:
-    """The first business day after `day`, from the stored calendar. Refuses to guess past published years."""
-    # The rule lives in SQL (calendar_next_business_day, funding/sql/advance_reserve.py): advance_reserve()
-    # uses it too, so an advance's due date and every other next business day agree by construction.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT next_day, first_missing FROM calendar_next_business_day(%s)", [day])
-        next_day, first_missing = cursor.fetchone()
-    if next_day is None:
-        raise calendar_unavailable(day=day, first_missing=first_missing)
-    return next_day
-
-
-def calendar_unavailable(*, day: date, first_missing: date | None) -> CalendarUnavailable:
-    """The refusal when no next business day after `day` can be known (first_missing: not published)."""
-    if first_missing is None:
-        return CalendarUnavailable(f"No business day within 40 days after {day.isoformat()}.")
-    return CalendarUnavailable(
-        f"The business calendar for {first_missing.year} is not published: the next business day "
-        f"after {day.isoformat()} cannot be determined."
-    )
-
-
-def is_business_day(day: date) -> bool:
-    entry = CalendarDay.objects.filter(date=day).first()
-    if entry is None or not CalendarYear.objects.filter(year=day.year, published=True).exists():
-        raise CalendarUnavailable(f"The business calendar for {day.year} is not published.")
-    return entry.is_business_day
+# The business-day rules only read; their one definition is in funding.selectors (re-exported for callers that
+# take them with the calendar's services, and named by calendar_next_business_day's comment).
+calendar_unavailable = selectors.calendar_unavailable
+is_business_day = selectors.is_business_day
+next_business_day = selectors.next_business_day

@@ -23,6 +23,7 @@ from funding.models import (
     CreditLineStatus,
     LimitFactorTrigger,
 )
+from funding.models.common import transition_sources
 from funding.representations import amount_str
 from funding.services.audit import audit_record
 from funding.services.limits import LIMIT_TERMS, credit_line_limits_recompute
@@ -34,8 +35,7 @@ from ledger.money import MAX_AMOUNT, money, rate
 from ledger.services import account_get_or_create
 
 # A line past its valid_to expires at end of day from any of these (the FSM's `expire` sources).
-EXPIRABLE_LINE_STATES = [CreditLineStatus.PENDING_APPROVAL, CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN,
-                         CreditLineStatus.SUSPENDED]
+EXPIRABLE_LINE_STATES = transition_sources(CreditLine.expire)
 # The line whose event announces a company's suspension or reactivation.
 SUSPENDABLE_COMPANY_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from ulid import ULID
 
 from funding.models import Company, WebhookEvent, new_public_id
+from funding.selectors import outstanding_sql, repaid_sql
 
 
 def event_emit(
@@ -71,9 +72,8 @@ json_build_object(
     'penalty', v.penalty_accrued::text,
     'business_date', to_char(v.business_date, 'YYYY-MM-DD'),
     'due_date', to_char(v.due_date, 'YYYY-MM-DD'),
-    'repaid_amount', (v.principal_repaid + v.fee_repaid + v.penalty_repaid)::text,
-    'outstanding_amount', (v.advanced_disbursed - v.principal_repaid + v.fee - v.fee_repaid
-                           + v.penalty_accrued - v.penalty_repaid)::text,
+    'repaid_amount', {repaid_sql("v")}::text,
+    'outstanding_amount', {outstanding_sql("v")}::text,
     'version', v.version,
     'created_at', {_TS.format(col="v.created_at")},
     'updated_at', {_TS.format(col="v.updated_at")},

@@ -19,7 +19,6 @@ from django.db.models import Q, Sum
 
 from funding.models import (
     BankStatementLine,
-    CalendarDay,
     CreditLine,
     CreditLineChangeRequest,
     CreditLineStatus,
@@ -28,6 +27,7 @@ from funding.models import (
     StatementDirection,
 )
 from funding.representations import amount_str, decimal_str
+from funding.selectors import business_days_up_to
 from funding.services.audit import audit_record
 from funding.services.line_counters import line_set_limits
 from funding.services.line_events import credit_line_emit_event
@@ -38,14 +38,6 @@ from ledger.money import money
 LIMITED_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 # The terms whose change recomputes the effective limit at approval.
 LIMIT_TERMS = ("approved_limit", "flow_multiple", "flow_window_days", "margin_multiple")
-
-
-def _business_days_up_to(day: date, count: int) -> list[date]:
-    return list(
-        CalendarDay.objects.filter(is_business_day=True, date__lte=day)
-        .order_by("-date")
-        .values_list("date", flat=True)[:count]
-    )
 
 
 def limit_factors_compute(
@@ -59,7 +51,7 @@ def limit_factors_compute(
     values = [line.approved_limit]
     factors: list[dict] = [{"factor": "approved_limit", "value": amount_str(line.approved_limit)}]
     if line.flow_multiple is not None:
-        window = _business_days_up_to(business_date, line.flow_window_days)
+        window = business_days_up_to(business_date, line.flow_window_days)
         total = sum((flow_credits.get(d, Decimal(0)) for d in window), Decimal(0))
         # Divide by the full window even when the history is shorter: a new company earns its limit.
         average = money(total / line.flow_window_days) if line.flow_window_days else Decimal("0.00")
@@ -107,7 +99,7 @@ def _factor_inputs(lines: list[CreditLine], business_date: date) -> tuple[dict, 
     longest = max((line.flow_window_days for line in lines if line.flow_multiple is not None), default=0)
     by_account: dict[int, dict[date, Decimal]] = defaultdict(dict)
     if longest:
-        window = _business_days_up_to(business_date, longest)
+        window = business_days_up_to(business_date, longest)
         settlement_ids = [a.id for (owner, kind), a in accounts.items() if kind == AccountKind.SETTLEMENT]
         if window:
             rows = (

@@ -12,6 +12,7 @@ from django.db.models import CharField, Exists, OuterRef, Subquery
 from django.db.models.functions import Cast
 
 from funding.models import ADVANCE_DUE_STATES, Advance, AdvanceStatus, AuditEvent, CreditLine, CreditLineStatus
+from funding.selectors import PENALTY_BASE_PARTS, aging_bucket_sql, outstanding_sql
 from funding.services.credit_lines import credit_line_freeze, credit_line_unfreeze_automatically
 from funding.services.events import advance_events_insert
 from ledger.models import Account, AccountKind
@@ -90,7 +91,7 @@ def advances_accrue_penalty(*, company_ids: list[int], business_date: date, next
         cursor.execute("DROP TABLE IF EXISTS nightly_pen")
         # PostgreSQL's round() on numeric is half away from zero = half-up for these positive amounts.
         cursor.execute(
-            """
+            f"""
             CREATE TEMP TABLE nightly_pen ON COMMIT DROP AS
             SELECT s.*, round(s.prev_exact + s.exact, 2) - s.prev_posted AS posted
               FROM (
@@ -99,8 +100,7 @@ def advances_accrue_penalty(*, company_ids: list[int], business_date: date, next
                        v.penalty_accrued_exact AS prev_exact, v.penalty_accrued AS prev_posted
                   FROM funding_advance v
                   JOIN funding_creditline l ON l.id = v.credit_line_id
-                 CROSS JOIN LATERAL (SELECT v.advanced_disbursed - v.principal_repaid + v.fee - v.fee_repaid
-                                            AS base) b
+                 CROSS JOIN LATERAL (SELECT {outstanding_sql("v", parts=PENALTY_BASE_PARTS)} AS base) b
                  WHERE v.company_id = ANY(%(ids)s) AND v.status = %(overdue)s
                    AND l.penalty_rate > 0 AND b.base > 0
               ) s
@@ -191,11 +191,9 @@ def advances_age(*, company_ids: list[int], business_date: date, next_business_d
     with connection.cursor() as cursor:
         # Days overdue as of the next business date: unpaid at the close of its due date = 1+ days late.
         cursor.execute(
-            """
+            f"""
             UPDATE funding_advance v SET aging_bucket = b.bucket
-              FROM (SELECT a.id, CASE WHEN %(next)s - a.due_date <= 3 THEN '1-3'
-                                      WHEN %(next)s - a.due_date <= 7 THEN '4-7'
-                                      WHEN %(next)s - a.due_date <= 30 THEN '8-30' ELSE '>30' END AS bucket
+              FROM (SELECT a.id, {aging_bucket_sql("(%(next)s - a.due_date)")} AS bucket
                       FROM funding_advance a
                      WHERE a.company_id = ANY(%(ids)s) AND a.status = %(overdue)s) b
              WHERE v.id = b.id AND v.aging_bucket <> b.bucket
@@ -203,11 +201,10 @@ def advances_age(*, company_ids: list[int], business_date: date, next_business_d
             {"next": next_business_date, "ids": company_ids, "overdue": AdvanceStatus.OVERDUE.value},
         )
         cursor.execute(
-            """
+            f"""
             INSERT INTO funding_agingsnapshot (business_date, company_id, bucket, advances, outstanding)
             SELECT %(d)s, v.company_id, v.aging_bucket, count(*),
-                   sum(v.advanced_disbursed - v.principal_repaid + v.fee - v.fee_repaid
-                       + v.penalty_accrued - v.penalty_repaid)
+                   sum({outstanding_sql("v")})
               FROM funding_advance v
              WHERE v.company_id = ANY(%(ids)s) AND v.status = %(overdue)s
              GROUP BY v.company_id, v.aging_bucket

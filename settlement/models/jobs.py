@@ -3,7 +3,10 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django_fsm import FSMField, FSMModelMixin, transition
+
+from funding.models.common import transition_sources
 
 MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
 
@@ -62,10 +65,20 @@ class JobRun(FSMModelMixin, models.Model):
     def succeed(self) -> None:
         pass
 
+    @transition(field=status, source=JobRunStatus.RUNNING, target=JobRunStatus.FAILED)
+    def fail(self, exc: BaseException) -> None:
+        """The one record of a failure: the exception as `error`, and when the run stopped."""
+        self.error = f"{type(exc).__name__}: {exc}"[:4000]
+        self.finished_at = timezone.now()
+
     @transition(field=status, source=[JobRunStatus.RUNNING, JobRunStatus.FAILED], target=JobRunStatus.RUNNING)
     def resume(self) -> None:
-        """Start again where it stopped: after a failure, or after the process running it was killed."""
+        """Start again where it stopped: after a failure, or after the process running it was killed. One
+        more start; the last failure's error and end are cleared."""
+        self.attempts += 1
+        self.error = ""
+        self.finished_at = None
 
 
-# The set-based failure mark names the FSM's source state (JobRun.fail would be running -> failed).
-JOB_RUN_FAILABLE_STATES = [JobRunStatus.RUNNING]
+# The runs a failure may be recorded on (JobRun.fail's sources).
+JOB_RUN_FAILABLE_STATES = transition_sources(JobRun.fail)

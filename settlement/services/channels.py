@@ -164,6 +164,21 @@ def error_map_lookup(*, channel: Channel, channel_code: str) -> MappedError:
     return MappedError(unified_code=mapping.unified_code, decision=mapping.decision, mapped=True)
 
 
+def channel_success_rate(*, succeeded: int, failed: int) -> Decimal | None:
+    """The channel success rate, one definition for routing, the console and its reports:
+    succeeded / (succeeded + failed) as a fraction. Attempts still processing or unknown are undecided and do
+    not count; None before any decided attempt."""
+    decided = succeeded + failed
+    return Decimal(succeeded) / Decimal(decided) if decided else None
+
+
+# The attempt counts channel_success_rate takes, as aggregates over PayoutAttempt rows.
+SUCCESS_RATE_COUNTS = {
+    "succeeded": Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
+    "failed": Count("id", filter=Q(status=AttemptStatus.FAILED)),
+}
+
+
 @dataclass(frozen=True)
 class ChannelRate:
     succeeded: int
@@ -175,7 +190,8 @@ class ChannelRate:
 
     @property
     def rate(self) -> float | None:
-        return self.succeeded / self.samples if self.samples else None
+        rate = channel_success_rate(succeeded=self.succeeded, failed=self.failed)
+        return None if rate is None else float(rate)
 
     @property
     def score(self) -> float:
@@ -192,9 +208,6 @@ def channel_success_rates(
     rows = (
         PayoutAttempt.objects.filter(resolved_at__gte=now - window, resolved_at__lte=now)
         .values("channel_id")
-        .annotate(
-            s=Count("id", filter=Q(status=AttemptStatus.SUCCEEDED)),
-            f=Count("id", filter=Q(status=AttemptStatus.FAILED)),
-        )
+        .annotate(**SUCCESS_RATE_COUNTS)
     )
-    return {row["channel_id"]: ChannelRate(succeeded=row["s"], failed=row["f"]) for row in rows}
+    return {row["channel_id"]: ChannelRate(succeeded=row["succeeded"], failed=row["failed"]) for row in rows}

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from funding.models import ADVANCE_REPAYABLE_STATES, Company
+from funding.selectors import outstanding_sql
 from funding.services.advances import advances_apply_repayments
 from funding.services.audit import audit_record
 from funding.services.line_counters import line_reduce_outstanding
@@ -48,7 +49,7 @@ class RepaymentTotals:
         self.principal += other.principal
 
 
-_ALLOCATE_SQL = """
+_ALLOCATE_SQL = f"""
 CREATE TEMP TABLE nightly_alloc ON COMMIT DROP AS
 WITH avail AS (
     SELECT c.id AS company_id, greatest(a.credits_posted - a.debits_posted - a.debits_pending, 0) AS avail
@@ -58,9 +59,9 @@ WITH avail AS (
 ),
 due AS (
     SELECT v.id, v.company_id, v.credit_line_id, v.due_date,
-           v.penalty_accrued - v.penalty_repaid AS pen_due,
-           v.fee - v.fee_repaid AS fee_due,
-           v.advanced_disbursed - v.principal_repaid AS prin_due
+           {outstanding_sql("v", parts=("penalty",))} AS pen_due,
+           {outstanding_sql("v", parts=("fee",))} AS fee_due,
+           {outstanding_sql("v", parts=("principal",))} AS prin_due
       FROM funding_advance v
      WHERE v.company_id = ANY(%(company_ids)s) AND v.status = ANY(%(states)s)
        AND v.due_date <= %(business_date)s AND v.currency = %(currency)s

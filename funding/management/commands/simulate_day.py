@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from funding.errors import EngineError
 from funding.models import Advance, BusinessDay, CalendarDay, Company, CreditLine, WebhookEvent
+from funding.selectors import business_days_up_to
 from funding.services.advances import PayoutInput, advance_cancel, advance_request
 from funding.services.bank_statements import bank_statement_import
 from funding.services.calendar import (
@@ -203,8 +204,7 @@ class Command(BaseCommand):
         """20 business days of settlement credits, each swept out the same day (the flow factor counts
         credits; the balance stays as it was), and a margin deposit, through the bank statement import."""
         daily, deposit = FACTOR_HISTORY[name]
-        days = list(CalendarDay.objects.filter(is_business_day=True, date__lt=business_date)
-                    .order_by("-date").values_list("date", flat=True)[:20])
+        days = business_days_up_to(business_date - timedelta(days=1), 20)
         rows = ["value_date,account_no,direction,amount,reference,counterparty,memo"]
         for day in days:
             for direction in ("C", "D"):

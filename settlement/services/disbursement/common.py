@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from funding.models import CalendarDay, Payout
+from funding.models import Payout
 from funding.representations import payout_representation
+from funding.selectors import calendar_is_business_day
 from funding.services.events import event_emit
 from ledger.models import AccountKind
 from ledger.services import account_get_or_create
@@ -106,11 +107,8 @@ def cached(key: str, load: Callable[[], T]) -> T:
 
 
 def _is_business_day(day) -> bool:
-    def load() -> bool:
-        entry = CalendarDay.objects.filter(date=day).first()
-        return bool(entry and entry.is_business_day)
-
-    return cached(f"business_day:{day.isoformat()}", load)
+    """The stored calendar's answer (funding.selectors); a day not known to be one is no business day here."""
+    return cached(f"business_day:{day.isoformat()}", lambda: calendar_is_business_day(day) is True)
 
 
 def query_delay(query_count: int) -> timedelta:

@@ -113,9 +113,13 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
 
 
 def _fail(run: JobRun, exc: BaseException) -> None:
-    JobRun.objects.filter(pk=run.pk, status__in=JOB_RUN_FAILABLE_STATES).update(
-        status=JobRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now()
-    )
+    """Record the failure through JobRun.fail on the stored row (the failed chunk's transaction rolled back,
+    so the row, not the object in hand, says whether the run is still running)."""
+    with transaction.atomic():
+        stored = JobRun.objects.select_for_update().filter(pk=run.pk, status__in=JOB_RUN_FAILABLE_STATES).first()
+        if stored is not None:
+            stored.fail(exc)
+            stored.save(update_fields=["status", "error", "finished_at"])
 
 
 def _chunk_size(chunk_size: int | None) -> int:
@@ -166,9 +170,6 @@ def business_day_close(
                 return JobOutcome(run=run, changed=False)
             else:
                 run.resume()
-                run.attempts += 1
-                run.error = ""
-                run.finished_at = None
                 run.save(update_fields=["status", "attempts", "error", "finished_at"])
         try:
             run = _run_steps(run, CLOSE_STEPS, chunk_size=_chunk_size(chunk_size), progress=progress)
@@ -208,8 +209,6 @@ def repayments_collect_run(*, chunk_size: int | None = None, progress: Progress 
             if last is not None and last.status != JobRunStatus.SUCCEEDED:
                 run = last
                 run.resume()
-                run.attempts += 1
-                run.error = ""
                 run.save(update_fields=["status", "attempts", "error"])
             else:
                 run = JobRun.objects.create(

@@ -127,7 +127,7 @@ def test_the_proposer_approving_exits_non_zero_with_four_eyes_violation():
     calendar_and_business_date(current=date(2026, 12, 31))
     maker = _staff("ops.li", "operations")
     calendar_year_propose(year=2027, content=EXAMPLE_2027.read_bytes(), file_name=EXAMPLE_2027.name, maker=maker)
-    env = {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url()}
+    env = {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url(), "WEBHOOK_ENQUEUE_ON_COMMIT": "false"}
     done = subprocess.run([sys.executable, "manage.py", "calendar_approve", "2027", "--user", "ops.li"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CONF = ROOT / "deploy" / "nginx" / "advance-engine.conf"
 LENGTH_REQUIRED = {
     "error": {

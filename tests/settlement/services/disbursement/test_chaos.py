@@ -30,7 +30,7 @@ from tests.factories import company_with_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 END_STATES = {"succeeded", "failed", "manual_review"}
 REVIEW_AFTER_SECONDS = 4
 
@@ -57,6 +57,7 @@ class Worker:
         env = {
             **os.environ,
             "DJANGO_ENV": "test",
+            "WEBHOOK_ENQUEUE_ON_COMMIT": "false",
             "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
             f"{db['NAME']}",
             "CELERY_BROKER_URL": broker_url,

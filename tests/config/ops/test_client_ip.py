@@ -58,7 +58,7 @@ def test_a_trusted_network(settings):
 
 
 def test_an_invalid_trusted_proxy_is_refused_at_start():
-    from tests.ops.test_settings import load_settings
+    from tests.config.ops.test_settings import load_settings
 
     result = load_settings(TRUSTED_PROXIES="10.0.0.2,proxy.example")
     assert result.returncode != 0

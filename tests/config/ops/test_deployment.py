@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 RABBITMQ_URL = os.environ.get("DEPLOY_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BUDGET_SECONDS = 150

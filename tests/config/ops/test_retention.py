@@ -79,7 +79,7 @@ def test_webhook_events_are_kept_at_least_30_days_whatever_the_rules_say():
 
 
 def test_the_webhook_retention_setting_cannot_go_under_30_days():
-    from tests.ops.test_settings import load_settings
+    from tests.config.ops.test_settings import load_settings
 
     result = load_settings(RETENTION_WEBHOOK_DAYS="7")
     assert result.returncode != 0 and "RETENTION_WEBHOOK_DAYS must be at least 30" in result.stderr

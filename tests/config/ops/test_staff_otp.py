@@ -64,7 +64,7 @@ def test_local_runs_do_not_require_a_device(client, staff):
 def test_otp_is_off_for_test_runs_and_on_in_production():
     from django.conf import settings
 
-    from tests.ops.test_settings import load_settings
+    from tests.config.ops.test_settings import load_settings
 
     assert settings.STAFF_OTP_REQUIRED is False
     result = load_settings()

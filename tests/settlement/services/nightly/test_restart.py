@@ -27,7 +27,7 @@ from settlement.services.nightly import business_day_close
 from tests.factories import calendar_and_business_date, company_with_line, staff_user
 from tests.settlement.nightly_helpers import credit_settlement, disbursed_advance
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _build() -> None:
@@ -71,7 +71,8 @@ def _close_command() -> list[str]:
 
 
 def _env() -> dict:
-    return {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url(), "NIGHTLY_CHUNK_COMPANIES": "1"}
+    return {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": _database_url(), "NIGHTLY_CHUNK_COMPANIES": "1",
+            "WEBHOOK_ENQUEUE_ON_COMMIT": "false"}
 
 
 def _run_close() -> subprocess.CompletedProcess:
