@@ -134,7 +134,7 @@ def test_the_simulated_banks_table_is_in_the_console_of_local_runs_only():
     from django.contrib import admin as django_admin
 
     from settlement.models import SimulatedChannelTransfer
-    from tests.ops.test_settings import GOOD, ROOT
+    from tests.config.ops.test_settings import GOOD, ROOT
 
     assert django_admin.site.is_registered(SimulatedChannelTransfer)  # DJANGO_ENV=test is a local run
     code = (
