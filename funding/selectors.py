@@ -28,7 +28,7 @@ from funding.models import (
 )
 from funding.representations import amount_str
 from ledger.models import Account, AccountKind, Entry, EntryDirection
-from ledger.money import ZERO
+from ledger.money import ZERO, money
 
 SHOWN_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 
@@ -136,11 +136,20 @@ def overdue_owed_by_company(*, company_ids: list[int] | None = None, due_by: dat
     )
 
 
-def settlement_available(company: Company) -> Decimal:
-    account = Account.objects.filter(kind=AccountKind.SETTLEMENT, owner=company.code).first()
-    if account is None:
-        return Decimal("0.00")
-    return max(account.available, Decimal("0.00"))
+def own_funds_available(*, company: Company, business_date: date | None) -> Decimal:
+    """What an advance's own-funds part may take now (contract 1.7): the settlement account's balance, less
+    what is due for repayment on or before `business_date` and not yet collected (principal, fee and penalty),
+    less own funds held by advances not yet final; never below 0.00.
+
+    The one definition is PostgreSQL's own_funds_available() (funding/sql/advance_reserve.py), which
+    advance_reserve() holds own funds from; this reads it, so that what the API shows is what a request gets.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT own_funds_available(%s::bigint, %s::text, %s::date)",
+            [company.pk, settings.ENGINE_CURRENCY, business_date],
+        )
+        return money(cursor.fetchone()[0])
 
 
 def credit_line_view(*, company: Company) -> dict[str, Any]:
@@ -175,7 +184,7 @@ def credit_line_view(*, company: Company) -> dict[str, Any]:
         "outstanding": amount_str(line.outstanding if line else zero),
         "overdue": amount_str(overdue),
         "available": amount_str(line.available_on(business_date) if line else zero),
-        "own_funds_available": amount_str(settlement_available(company)),
+        "own_funds_available": amount_str(own_funds_available(company=company, business_date=business_date)),
         "business_date": business_date.isoformat() if business_date else None,
         "next_business_date": next_date.isoformat() if next_date else None,
         "daily_fee_rate": str(line.daily_fee_rate) if line else None,

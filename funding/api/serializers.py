@@ -426,7 +426,11 @@ class CreditLineOut(serializers.Serializer):
     outstanding = MoneyOut()
     overdue = MoneyOut(help_text="Principal outstanding of overdue advances (part of outstanding).")
     available = MoneyOut()
-    own_funds_available = MoneyOut(help_text="Available balance of the settlement account at the bank.")
+    own_funds_available = MoneyOut(
+        help_text="The settlement account's balance at the bank, less what is due for repayment on or before the "
+        "business date and not yet collected, less own funds held by advances not yet final; never below 0.00. "
+        "The own-funds part of a new advance is taken only from it."
+    )
     business_date = serializers.DateField(allow_null=True)
     next_business_date = serializers.DateField(allow_null=True)
     daily_fee_rate = serializers.CharField(allow_null=True)

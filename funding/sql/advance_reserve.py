@@ -8,7 +8,9 @@ public ids and builds the response; the rules that decide (closing day, company 
 capacity, limit, daily cap) live here and in the CHECK constraints, where they already were.
 
 Order matters: the day's lock shared (end of day waits for requests in flight), own funds held first, the
-credit line held LAST by one conditional UPDATE so its row is locked only from there to COMMIT. A refusal
+credit line held LAST by one conditional UPDATE so its row is locked only from there to COMMIT. Own funds come
+only from own_funds_available() (contract 1.7: never money due for repayment), computed and held in one UPDATE
+after the settlement account's row is locked, the lock repayment collection takes first too. A refusal
 after a hold returns through the EXCEPTION block, which rolls the holds and rows of this call back (a
 subtransaction), and answers a code instead of raising: the caller's transaction stays usable (the
 idempotency record of the refusal is written in it).
@@ -16,9 +18,10 @@ idempotency record of the refusal is written in it).
 Result codes: ok, business_day_closed, company_suspended, credit_line_inactive, credit_line_frozen,
 calendar_unavailable, outside_channel_hours, duplicate_external_id, insufficient_limit.
 
-This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0013 for
-advance_reserve() and the line hold, issue 14: company suspension, D0 channel capacity, daily cap, utilisation
-thresholds; 0006 for calendar_next_business_day). No migration imports it; each migration carries its own copy
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0014 for
+advance_reserve(), advances_due() and own_funds_available(), issue 13: own funds never take money that is due;
+0013 for the line hold, issue 14: company suspension, D0 channel capacity, daily cap, utilisation thresholds;
+0006 for calendar_next_business_day). No migration imports it; each migration carries its own copy
 of the text it runs. To change the SQL: edit it here, then copy the new CREATE text verbatim into a new
 migration, whose reverse restores the previous text; a changed signature or result type needs a DROP of the old
 function first, so that no stale overload stays behind. tests/config/test_sql_versions.py fails until the
@@ -114,6 +117,41 @@ BEGIN
     thresholds := CASE WHEN held AND v_due THEN credit_line_thresholds_mark(p_line_id, p_business_date)
                        ELSE '{}'::numeric[] END;
 END
+$fn$;
+
+-- What a company owes for repayment on p_business_date and has not paid: per advance due on or before that
+-- date, in a repayable state (funding.models.ADVANCE_REPAYABLE_STATES), its penalty, fee and principal not yet
+-- repaid. The one definition: repayment collection allocates these rows (settlement.services.repayments) and
+-- own_funds_available() keeps their sum out of own funds. Plain SQL, so that the planner inlines it.
+CREATE OR REPLACE FUNCTION advances_due(p_company_ids bigint[], p_currency text, p_business_date date)
+RETURNS TABLE (id bigint, company_id bigint, credit_line_id bigint, due_date date,
+               pen_due numeric, fee_due numeric, prin_due numeric)
+LANGUAGE sql STABLE AS $fn$
+    SELECT v.id, v.company_id, v.credit_line_id, v.due_date,
+           v.penalty_accrued - v.penalty_repaid, v.fee - v.fee_repaid, v.advanced_disbursed - v.principal_repaid
+      FROM funding_advance v
+     WHERE v.company_id = ANY (p_company_ids)
+       AND v.status IN ('disbursed', 'partially_disbursed', 'overdue')
+       AND v.due_date <= p_business_date AND v.currency = p_currency
+$fn$;
+
+-- Own funds never take money that is due (contract 1.7): the settlement account's balance, less what is due
+-- for repayment on or before p_business_date and not yet collected (advances_due), less own funds held by
+-- advances not yet final (the account's pending debits); never below 0.00. The one definition:
+-- funding.selectors.own_funds_available (GET /credit-line) and advance_reserve() both call it. A caller that
+-- acts on it locks the account first (repayment collection locks it too before it reads what is due).
+CREATE OR REPLACE FUNCTION own_funds_available(p_company_id bigint, p_currency text, p_business_date date)
+RETURNS numeric
+LANGUAGE sql STABLE AS $fn$
+    SELECT GREATEST(
+               COALESCE((SELECT a.credits_posted - a.debits_posted - a.debits_pending
+                           FROM funding_company c
+                           JOIN ledger_account a ON a.owner = c.code AND a.kind = 'settlement'
+                                                AND a.currency = p_currency
+                          WHERE c.id = p_company_id), 0)
+               - COALESCE((SELECT SUM(d.pen_due + d.fee_due + d.prin_due)
+                             FROM advances_due(ARRAY[p_company_id], p_currency, p_business_date) d), 0),
+               0)::numeric(19, 2)
 $fn$;
 
 CREATE OR REPLACE FUNCTION advance_reserve(
@@ -231,17 +269,19 @@ BEGIN
 
     BEGIN
         IF p_use_own_funds THEN
-            -- Own funds first: hold up to the amount of the settlement balance with one UPDATE.
-            WITH target AS (
-                SELECT a.id, LEAST(p_amount, a.credits_posted - a.debits_posted - a.debits_pending) AS take
-                  FROM ledger_account a
-                 WHERE a.kind = p_settlement_kind AND a.owner = p_company_code AND a.currency = p_currency
-                   AND a.credits_posted - a.debits_posted - a.debits_pending > 0
-                 FOR NO KEY UPDATE
-            )
-            UPDATE ledger_account a SET debits_pending = a.debits_pending + t.take
-              FROM target t WHERE a.id = t.id
-            RETURNING t.take INTO own_funds;
+            -- Own funds first, only from what is free of repayments due (own_funds_available). The settlement
+            -- account is locked by its own statement first: a repayment collection in flight locks it before
+            -- it reads what is due, so once this returns the collection has committed, and the UPDATE below
+            -- (a new snapshot) sees what it took; a collection starting later waits for this COMMIT and finds
+            -- the due money untouched. The amount is computed and held in that one UPDATE, under the lock.
+            PERFORM 1 FROM ledger_account a
+              WHERE a.kind = p_settlement_kind AND a.owner = p_company_code AND a.currency = p_currency
+              FOR NO KEY UPDATE;
+            UPDATE ledger_account a SET debits_pending = a.debits_pending + f.take
+              FROM (SELECT LEAST(p_amount, own_funds_available(p_company_id, p_currency, business_date)) AS take) f
+             WHERE a.kind = p_settlement_kind AND a.owner = p_company_code AND a.currency = p_currency
+               AND f.take > 0
+            RETURNING f.take INTO own_funds;
             own_funds := COALESCE(own_funds, 0);
         END IF;
         v_advanced := p_amount - own_funds;
@@ -322,6 +362,8 @@ $fn$;
 DROP = (
     "DROP FUNCTION IF EXISTS advance_reserve(bigint, text, text, text, text, text, numeric, boolean, timestamptz,"
     " text[], text[], text[], text[], text[], numeric[]);"
+    " DROP FUNCTION IF EXISTS own_funds_available(bigint, text, date);"
+    " DROP FUNCTION IF EXISTS advances_due(bigint[], text, date);"
     " DROP FUNCTION IF EXISTS credit_line_hold(bigint, numeric, date);"
     " DROP FUNCTION IF EXISTS credit_line_thresholds_mark(bigint, date);"
     " DROP FUNCTION IF EXISTS calendar_next_business_day(date);"

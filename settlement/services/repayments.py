@@ -16,8 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
-from funding.models import ADVANCE_REPAYABLE_STATES, Company
-from funding.selectors import outstanding_sql
+from funding.models import Company
 from funding.services.advances import advances_apply_repayments
 from funding.services.audit import audit_record
 from funding.services.line_counters import line_reduce_outstanding
@@ -49,7 +48,7 @@ class RepaymentTotals:
         self.principal += other.principal
 
 
-_ALLOCATE_SQL = f"""
+_ALLOCATE_SQL = """
 CREATE TEMP TABLE nightly_alloc ON COMMIT DROP AS
 WITH avail AS (
     SELECT c.id AS company_id, greatest(a.credits_posted - a.debits_posted - a.debits_pending, 0) AS avail
@@ -58,13 +57,9 @@ WITH avail AS (
      WHERE c.id = ANY(%(company_ids)s)
 ),
 due AS (
-    SELECT v.id, v.company_id, v.credit_line_id, v.due_date,
-           {outstanding_sql("v", parts=("penalty",))} AS pen_due,
-           {outstanding_sql("v", parts=("fee",))} AS fee_due,
-           {outstanding_sql("v", parts=("principal",))} AS prin_due
-      FROM funding_advance v
-     WHERE v.company_id = ANY(%(company_ids)s) AND v.status = ANY(%(states)s)
-       AND v.due_date <= %(business_date)s AND v.currency = %(currency)s
+    -- What is due, as own funds exclude it (funding's advances_due(), funding/sql/advance_reserve.py).
+    SELECT d.id, d.company_id, d.credit_line_id, d.due_date, d.pen_due, d.fee_due, d.prin_due
+      FROM advances_due(%(company_ids)s::bigint[], %(currency)s, %(business_date)s::date) d
 ),
 parts AS (
     SELECT d.id, d.company_id, p.ord, p.amt,
@@ -101,7 +96,6 @@ def repayments_collect_chunk(
     if not company_ids:
         return totals
     currency = settings.ENGINE_CURRENCY
-    states = [str(s) for s in ADVANCE_REPAYABLE_STATES]
     with transaction.atomic(), connection.cursor() as cursor:
         # Lock the settlement accounts first, in id order: the balance read below is the balance debited.
         cursor.execute(
@@ -118,7 +112,6 @@ def repayments_collect_chunk(
             {
                 "company_ids": company_ids,
                 "currency": currency,
-                "states": states,
                 "business_date": business_date,
             },
         )
