@@ -27,7 +27,7 @@ from funding.models import (
     CreditLineStatus,
 )
 from funding.representations import amount_str
-from ledger.models import Account, AccountKind, Entry, EntryDirection
+from ledger.models import AccountKind, Entry, EntryDirection
 from ledger.money import ZERO, money
 
 SHOWN_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
