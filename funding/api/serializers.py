@@ -363,7 +363,9 @@ class PayoutOut(serializers.Serializer):
     id = serializers.CharField()
     external_id = serializers.CharField()
     status = serializers.ChoiceField(
-        choices=["pending", "processing", "succeeded", "failed", "unknown", "manual_review", "cancelled"]
+        choices=["pending", "processing", "succeeded", "failed", "unknown", "manual_review", "cancelled", "returned"],
+        help_text="`returned`: paid, then sent back by the beneficiary's bank (退汇); see the advance's "
+        "`returned_amount`.",
     )
     amount = MoneyOut()
     own_funds_amount = MoneyOut()
@@ -387,7 +389,10 @@ class AdvanceOut(serializers.Serializer):
     amount = MoneyOut()
     own_funds_amount = MoneyOut()
     advanced_amount = MoneyOut()
-    disbursed_amount = MoneyOut()
+    disbursed_amount = MoneyOut(help_text="Paid out by payouts that succeeded, net of returned payouts.")
+    returned_amount = MoneyOut(help_text="Sum of the payouts returned by the beneficiaries' banks (退汇). A return "
+                               "booked on or before due_date recomputes the fee on what stays disbursed; a "
+                               "repaid excess is credited to the settlement account (a `refund` repayment).")
     fee = MoneyOut()
     penalty = MoneyOut()
     business_date = serializers.DateField()
