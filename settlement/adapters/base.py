@@ -38,7 +38,7 @@ class StatementRow:
     status: Literal["succeeded", "failed", "returned"]
     code: str = ""
     value_date: date | None = None
-    line: int | None = None  # the line of an uploaded file (reports name it)
+    line: int | None = field(default=None, compare=False)  # the line of an uploaded file (reports name it)
 
 
 class ChannelError(Exception):

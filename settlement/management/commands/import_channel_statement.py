@@ -41,10 +41,12 @@ class Command(BaseCommand):
                 actor_label="import_channel_statement",
             )
         except EngineError as exc:
-            for where, problems in (exc.details or {}).items():
-                self.stderr.write(f"{where}: {'; '.join(str(p) for p in problems)}")
+            problems = [f"{where}: {'; '.join(str(p) for p in found)}" for where, found in (exc.details or {}).items()]
+            for problem in problems:
+                self.stderr.write(problem)
+            shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
             raise CommandError(
-                f"import_channel_statement failed: {exc.message} Nothing was imported."
+                f"{exc.code}: import_channel_statement failed ({shown or exc.message}). Nothing was imported."
             ) from exc
         summary = result.as_dict()
         if as_json:
