@@ -148,9 +148,7 @@ def _record(advance: Advance, payout: Payout, effect: ReturnEffect, business_dat
         after={"payout": payout.public_id, "business_date": business_date.isoformat(),
                "returned_amount": amount_str(advance.returned_amount), **effect.as_dict()},
     )
-    event_emit(
-        company=advance.company,
-        type="advance.payout_returned",
+    event_emit(company=advance.company, type="advance.payout_returned",
         resource_type="advance",
         resource_id=advance.public_id,
         version=advance.version,
