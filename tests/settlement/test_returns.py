@@ -364,3 +364,75 @@ def test_only_a_succeeded_payout_can_be_returned(business_day, channels):
         payout_return_book(payout_id=payout.pk, source=ReturnSource.STAFF, actor_label="x")
     assert not JournalTransaction.objects.filter(kind="payout.bank_return").exists()
     assert not PayoutAttempt.objects.filter(status=AttemptStatus.SUCCEEDED).exists()
+
+
+def test_api_shows_the_return_and_its_events(business_day):
+    company, _ = company_with_line()
+    advance = paid_advance(company, "60000.00", "40000.00")
+    book(second_payout(advance))
+    api = signed_client_for(company)
+
+    body = api.get(f"/api/v1/advances/{advance.public_id}").json()
+    assert (body["returned_amount"], body["disbursed_amount"], body["fee"], body["outstanding_amount"]) == (
+        "40000.00", "60000.00", "18.00", "60018.00")
+    assert [p["status"] for p in body["payouts"]] == ["succeeded", "returned"]
+    events = api.get("/api/v1/events?type=payout.returned").json()["results"]
+    assert [(e["type"], e["data"]["id"], e["data"]["status"]) for e in events] == [
+        ("payout.returned", second_payout(advance).public_id, "returned")]
+    events = api.get("/api/v1/events?type=advance.payout_returned").json()["results"]
+    assert [(e["data"]["id"], e["data"]["returned_amount"], e["data"]["version"]) for e in events] == [
+        (advance.public_id, "40000.00", body["version"])]
+    csv_text = api.get("/api/v1/statements/2026-11-25?format=csv").content.decode()
+    header = csv_text.splitlines()[0]
+    assert header.endswith(",outstanding,amount,returned,refunded")
+    assert f"return,{second_payout(advance).public_id}," in csv_text
+
+
+def test_return_while_the_advance_is_still_disbursing(business_day):
+    """One payout paid and returned while the other is still unknown: the finisher leaves the returned one out."""
+    company, _ = company_with_line()
+    advance = advance_request(company=company, external_id="DISB-1", amount=Decimal("100000.00"),
+                              payouts=payout_inputs("60000.00", "40000.00"), use_own_funds=False)
+    channel, _ = Channel.objects.get_or_create(code="TESTCH", defaults={"name": "Test", "adapter": "tests.fake"})
+    day = business_date_current()
+    with transaction.atomic():
+        advance = Advance.objects.select_for_update().get(pk=advance.pk)
+        advance.start_disbursing()
+        advance.save(update_fields=["status"])
+        first, second = advance.payouts.order_by("sequence")
+        for payout in (first, second):
+            payout.start_attempt()
+            payout_post_funds_out(payout=payout, channel=channel, serial=f"{payout.public_id}-1", business_date=day)
+            PayoutAttempt.objects.create(payout=payout, number=1, serial=f"{payout.public_id}-1", channel=channel,
+                                         amount=payout.amount)
+        attempt = PayoutAttempt.objects.get(payout=second)
+        attempt.mark_succeeded()
+        attempt.save()
+        second.mark_succeeded()
+        for payout in (first, second):
+            payout.save()
+        payout_post_confirmed(payout=second, channel=channel, serial=attempt.serial, fee=Decimal("0"),
+                              business_date=day)
+
+    returned = book(second)
+    advance.refresh_from_db()
+    assert (advance.status, advance.returned_amount, advance.fee) == ("disbursing", Decimal("40000.00"), Decimal("0"))
+    assert returned.principal_released == Decimal("40000.00")
+    assert line_figures(company)[0] == "60000.00"  # the first payout's funds are still out
+
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().get(pk=first.pk)
+        attempt = PayoutAttempt.objects.get(payout=payout)
+        attempt.mark_succeeded()
+        attempt.save()
+        payout.mark_succeeded()
+        payout.save()
+        payout_post_confirmed(payout=payout, channel=channel, serial=attempt.serial, fee=Decimal("0"),
+                              business_date=day)
+    advance = advance_finish_disbursement(advance_id=advance.pk, business_date=day)
+    assert advance.status == AdvanceStatus.PARTIALLY_DISBURSED
+    assert (advance.disbursed_amount, advance.advanced_disbursed, advance.fee, advance.returned_amount) == (
+        Decimal("60000.00"), Decimal("60000.00"), Decimal("18.00"), Decimal("40000.00"))
+    assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == Decimal("60000.00")
+    assert trial_balance() == {"CNY": Decimal("0.00")}
+    assert account_totals_drift() == []
