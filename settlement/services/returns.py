@@ -90,8 +90,10 @@ def _book(payout_id, source, actor_label, statement, request) -> Booked:
         attempt = (
             PayoutAttempt.objects.select_related("channel")
             .filter(payout=payout, status=AttemptStatus.SUCCEEDED)
-            .get()
+            .first()
         )
+        if attempt is None:  # the one-live-attempt index allows at most one
+            raise InvalidState(f"The payout {payout.public_id} has no succeeded attempt to return.")
         company = payout.advance.company
         business_date = business_date_current()
         settlement = company_account(advance=payout.advance, kind=AccountKind.SETTLEMENT)
