@@ -63,6 +63,7 @@ def advance_representation(advance, payouts=None, *, fresh: bool = False) -> dic
         "own_funds_amount": amount_str(advance.own_funds_amount),
         "advanced_amount": amount_str(advance.advanced_amount),
         "disbursed_amount": amount_str(advance.disbursed_amount),
+        "returned_amount": amount_str(advance.returned_amount),
         "fee": amount_str(advance.fee),
         "penalty": amount_str(advance.penalty_accrued),
         "business_date": advance.business_date.isoformat(),

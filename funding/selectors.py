@@ -230,8 +230,11 @@ DEBIT_CATEGORY = {
 }
 # Journal kinds whose credit on the advance receivable gives funds back rather than repaying them.
 RETURN_KINDS = {"payout.returned"}
+# A return (退汇) of a paid payout: its credit on the advance receivable is "returned", its credit on the fee
+# receivable (fee given back) lowers "fees" (settlement/services/returns.py writes it).
+BANK_RETURN_KIND = "payout.bank_return"
 REVERSAL_SUFFIX = ".reversal"
-CATEGORIES = ("advanced", "fees", "penalties", "repaid")
+CATEGORIES = ("advanced", "fees", "penalties", "repaid", "returned")
 
 def entry_category(*, account_kind: str, direction: str, journal_kind: str) -> tuple[str, int]:
     """(category, sign) of one receivable entry: its amount times sign adds to that category."""
@@ -243,9 +246,13 @@ def entry_category(*, account_kind: str, direction: str, journal_kind: str) -> t
         category = DEBIT_CATEGORY[account_kind]
     elif account_kind == AccountKind.ADVANCE_RECEIVABLE and base_kind in RETURN_KINDS:
         category = "advanced"
+    elif account_kind == AccountKind.ADVANCE_RECEIVABLE and base_kind == BANK_RETURN_KIND:
+        category = "returned"
+    elif account_kind == AccountKind.FEE_RECEIVABLE and base_kind == BANK_RETURN_KIND:
+        category = "fees"
     else:
         category = "repaid"
-    increases = EntryDirection.CREDIT if category == "repaid" else EntryDirection.DEBIT
+    increases = EntryDirection.CREDIT if category in ("repaid", "returned") else EntryDirection.DEBIT
     return category, 1 if direction == increases else -1
 
 
@@ -276,7 +283,7 @@ def receivable_movements(*, end: date, start: date | None = None, owners: list[s
 
 def receivable_net(day: dict[str, Decimal]) -> Decimal:
     """What a day's categories add to the receivables' balance."""
-    return day["advanced"] + day["fees"] + day["penalties"] - day["repaid"]
+    return day["advanced"] + day["fees"] + day["penalties"] - day["repaid"] - day["returned"]
 
 
 # --- the business calendar: one definition of "business day" and "next business day" --------------------------

@@ -13,6 +13,8 @@ EVENT_DATA = {
     "advance.failed": "AdvanceOut",
     "advance.repaid": "AdvanceOut",
     "advance.overdue": "AdvanceOut",
+    # A payout of the advance was returned (退汇): the advance's new version (returned_amount, fee, amounts).
+    "advance.payout_returned": "AdvanceOut",
     "payout.succeeded": "PayoutOut",
     "payout.failed": "PayoutOut",
     "payout.manual_review": "PayoutOut",

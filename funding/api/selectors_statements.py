@@ -14,18 +14,20 @@ from funding.exports import csv_text
 from funding.models import Advance, AdvanceStatus, Company
 from funding.representations import amount_str, timestamp_str
 from funding.selectors import CATEGORIES, overdue_owed_by_company, receivable_movements, receivable_net
-from settlement.models import Repayment, RepaymentAllocation
+from settlement.models import PayoutReturn, Repayment, RepaymentAllocation, RepaymentSource
 
 ZERO = Decimal("0.00")
 
 
-def _repayments(company: Company, business_date: date | None):
+def _repayments(company: Company, business_date: date | None, *, refunds: bool = True):
     allocations = RepaymentAllocation.objects.select_related("advance").order_by("id")
     repayments = Repayment.objects.filter(company=company).prefetch_related(
         Prefetch("allocations", queryset=allocations)
     )
     if business_date is not None:
         repayments = repayments.filter(business_date=business_date)
+    if not refunds:
+        repayments = repayments.exclude(source=RepaymentSource.REFUND)
     return repayments.order_by("-business_date", "-id")
 
 
@@ -63,6 +65,7 @@ def _ledger_totals(company: Company, business_date: date) -> dict[str, Decimal]:
         "fees": today["fees"],
         "penalties": today["penalties"],
         "repaid": today["repaid"],
+        "returned": today["returned"],
         "closing_outstanding": opening + receivable_net(today),
     }
 
@@ -86,6 +89,8 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
             "penalty": amount_str(a.penalty_accrued),
             "repaid": amount_str(a.repaid_amount),
             "outstanding": amount_str(a.outstanding_amount),
+            "returned": amount_str(a.returned_amount),
+            "refunded": amount_str(ZERO),
         }
         for a in todays
     ]
@@ -100,9 +105,34 @@ def statement_build(*, company: Company, business_date: date) -> dict[str, Any]:
             "penalty": amount_str(r.penalty),
             "repaid": amount_str(r.amount),
             "outstanding": amount_str(ZERO),
+            "returned": amount_str(ZERO),
+            "refunded": amount_str(ZERO),
         }
-        for r in reversed(list(_repayments(company, business_date)))
+        for r in reversed(list(_repayments(company, business_date, refunds=False)))
     ]
+    # One line per payout returned on the day (退汇): its amount, the fee given back, the repaid part refunded.
+    returns = (
+        PayoutReturn.objects.filter(payout__advance__company=company, business_date=business_date)
+        .select_related("payout")
+        .order_by("created_at", "id")
+    )
+    lines += [
+        {
+            "type": "return",
+            "id": r.payout.public_id,
+            "external_id": r.payout.external_id,
+            "status": r.payout.status,
+            "advanced": amount_str(ZERO),
+            "fee": amount_str(r.fee_after - r.fee_before),
+            "penalty": amount_str(ZERO),
+            "repaid": amount_str(ZERO),
+            "outstanding": amount_str(ZERO),
+            "returned": amount_str(r.amount),
+            "refunded": amount_str(r.refund),
+        }
+        for r in returns
+    ]
+    totals["refunded"] = sum((r.refund for r in returns), ZERO)
     return {
         "company": company.code,
         "business_date": business_date.isoformat(),
@@ -124,6 +154,8 @@ STATEMENT_CSV_COLUMNS = [
     "repaid",
     "outstanding",
 ]
+# Added with returns (contract 1.7); after `amount`, so the earlier columns keep their places.
+STATEMENT_CSV_RETURN_COLUMNS = ["returned", "refunded"]
 STATEMENT_CSV_SUMMARY = [
     "opening_outstanding",
     "advanced",
@@ -132,6 +164,8 @@ STATEMENT_CSV_SUMMARY = [
     "penalties",
     "closing_outstanding",
     "overdue",
+    "returned",
+    "refunded",
 ]
 
 
@@ -139,9 +173,15 @@ def statement_csv(statement: dict[str, Any]) -> str:
     """Same content as the JSON: one row per line, then one `summary` row per total (name in `id`, value in
     `amount`). Cells go through funding.exports: text a company sent (external ids) cannot become a formula."""
     head = [statement["company"], statement["business_date"], statement["currency"]]
-    rows = [[*head, *[line[c] for c in STATEMENT_CSV_COLUMNS], None] for line in statement["lines"]]
+    rows = [
+        [*head, *[line[c] for c in STATEMENT_CSV_COLUMNS], None, *[line[c] for c in STATEMENT_CSV_RETURN_COLUMNS]]
+        for line in statement["lines"]
+    ]
     rows += [
-        [*head, "summary", name, *([None] * (len(STATEMENT_CSV_COLUMNS) - 2)), statement[name]]
+        [*head, "summary", name, *([None] * (len(STATEMENT_CSV_COLUMNS) - 2)), statement[name],
+         *([None] * len(STATEMENT_CSV_RETURN_COLUMNS))]
         for name in STATEMENT_CSV_SUMMARY
     ]
-    return csv_text(["company", "business_date", "currency", *STATEMENT_CSV_COLUMNS, "amount"], rows)
+    return csv_text(
+        ["company", "business_date", "currency", *STATEMENT_CSV_COLUMNS, "amount", *STATEMENT_CSV_RETURN_COLUMNS], rows
+    )

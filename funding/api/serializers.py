@@ -362,7 +362,11 @@ class PayoutAttemptOut(serializers.Serializer):
 class PayoutOut(serializers.Serializer):
     id = serializers.CharField()
     external_id = serializers.CharField()
-    status = serializers.ChoiceField(choices=PayoutStatus.values)
+    status = serializers.ChoiceField(
+        choices=PayoutStatus.values,
+        help_text="`returned`: paid, then sent back by the beneficiary's bank (退汇); see the advance's "
+        "`returned_amount`.",
+    )
     amount = MoneyOut()
     own_funds_amount = MoneyOut()
     advanced_amount = MoneyOut()
@@ -385,7 +389,10 @@ class AdvanceOut(serializers.Serializer):
     amount = MoneyOut()
     own_funds_amount = MoneyOut()
     advanced_amount = MoneyOut()
-    disbursed_amount = MoneyOut()
+    disbursed_amount = MoneyOut(help_text="Paid out by payouts that succeeded, net of returned payouts.")
+    returned_amount = MoneyOut(help_text="Sum of the payouts returned by the beneficiaries' banks (退汇). A return "
+                               "booked on or before due_date recomputes the fee on what stays disbursed; a "
+                               "repaid excess is credited to the settlement account (a `refund` repayment).")
     fee = MoneyOut()
     penalty = MoneyOut()
     business_date = serializers.DateField()
@@ -451,7 +458,12 @@ class AllocationOut(serializers.Serializer):
 class RepaymentOut(serializers.Serializer):
     id = serializers.CharField()
     business_date = serializers.DateField()
-    source = serializers.CharField()
+    source = serializers.ChoiceField(
+        choices=["settlement_debit", "refund"],
+        help_text="`settlement_debit`: taken from the settlement account. `refund`: credited back to it, because "
+        "a payout whose principal (and fee) had been repaid was returned by the beneficiary's bank (退汇); "
+        "the allocations show the refunded principal and fee per advance.",
+    )
     amount = MoneyOut()
     allocations = AllocationOut(many=True)
     created_at = serializers.DateTimeField()
@@ -462,7 +474,9 @@ class RepaymentListOut(serializers.Serializer):
 
 
 class StatementLineOut(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["advance", "repayment"])
+    type = serializers.ChoiceField(choices=["advance", "repayment", "return"], help_text=(
+        "`return`: a payout returned on the day (退汇); `id` is the payout's id, `fee` the fee given back "
+        "(negative), `returned` the payout's amount, `refunded` what was credited to the settlement account."))
     id = serializers.CharField()
     external_id = serializers.CharField(allow_null=True)
     status = serializers.CharField(allow_null=True)
@@ -471,6 +485,8 @@ class StatementLineOut(serializers.Serializer):
     penalty = MoneyOut()
     repaid = MoneyOut()
     outstanding = MoneyOut()
+    returned = MoneyOut(help_text="advance: its returned_amount; return: the payout's amount.")
+    refunded = MoneyOut(help_text="return: repaid principal and fee credited back to the settlement account.")
 
 
 class StatementOut(serializers.Serializer):
@@ -484,6 +500,11 @@ class StatementOut(serializers.Serializer):
     penalties = MoneyOut()
     closing_outstanding = MoneyOut()
     overdue = MoneyOut()
+    returned = MoneyOut(help_text="Principal still owed that returned payouts released on the day: closing = "
+                        "opening + advanced + fees + penalties - repaid - returned (fees are net of fees given "
+                        "back for returns).")
+    refunded = MoneyOut(help_text="Credited to the settlement account on the day for returned payouts already "
+                        "repaid (the `refund` repayments).")
     lines = StatementLineOut(many=True)
 
 

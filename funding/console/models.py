@@ -30,6 +30,8 @@ class ConsolePermissions(models.Model):
             ("propose_channel_change", "Can propose channel and error-map changes (maker)"),
             ("approve_channel_change", "Can apply proposed channel and error-map changes (checker)"),
             ("suspend_company", "Can suspend a payment company"),
+            ("propose_payout_return", "Can propose booking a returned payout (maker)"),
+            ("approve_payout_return", "Can approve or reject a proposed payout return (checker)"),
         ]
 
     def __str__(self) -> str:

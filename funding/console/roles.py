@@ -51,6 +51,8 @@ ENGINE_MODELS = [
     "funding.payout",
     "settlement.payoutattempt",
     "settlement.manualreview",
+    "settlement.payoutreturn",
+    "settlement.payoutreturnrequest",
     "settlement.channelstatement",
     "settlement.reconciliationitem",
     "settlement.simulatedchanneltransfer",
@@ -108,8 +110,11 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.channel": ["view"],
         "settlement.channelerrormapping": ["view"],
         "settlement.channelchangerequest": ["view"],
+        "funding.payout": ["view"],
+        "settlement.payoutreturn": ["view"],
+        "settlement.payoutreturnrequest": ["view", "change"],
         CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line", "approve_calendar",
-                  "suspend_company", "approve_channel_change"],
+                  "suspend_company", "approve_channel_change", "approve_payout_return"],
     },
     OPERATIONS: {
         "funding.company": ["view"],
@@ -129,6 +134,9 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.payoutattempt": ["view"],
         # The review form is the only way to change a review; it calls the four-eyes services.
         "settlement.manualreview": ["view", "change"],
+        # Returns (退汇) booked by staff: operations proposes (the request form), a checker approves.
+        "settlement.payoutreturn": ["view"],
+        "settlement.payoutreturnrequest": ["view", "add", "change"],
         "settlement.channelstatement": ["view"],
         "settlement.reconciliationitem": ["view"],
         "settlement.simulatedchanneltransfer": ["view"],
@@ -139,7 +147,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.jobrun": ["view"],
         "funding.bankstatementimport": ["view"],
         CONSOLE: ["view_dashboard", "resolve_manual_review", "redeliver_webhook", "rerun_job",
-                  "revoke_api_key", "propose_calendar", "propose_channel_change"],
+                  "revoke_api_key", "propose_calendar", "propose_channel_change", "propose_payout_return"],
     },
     FINANCE: {
         "funding.company": ["view"],
@@ -155,6 +163,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.payoutattempt": ["view"],
         "settlement.channelstatement": ["view"],
         "settlement.reconciliationitem": ["view"],
+        "settlement.payoutreturn": ["view"],
         "settlement.jobrun": ["view"],
         "settlement.repayment": ["view"],
         "settlement.repaymentallocation": ["view"],

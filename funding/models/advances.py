@@ -41,6 +41,8 @@ class Advance(FSMModelMixin, models.Model):
     disbursed_amount = models.DecimalField(**MONEY, default=0)
     advanced_disbursed = models.DecimalField(**MONEY, default=0)
     fee = models.DecimalField(**MONEY, default=0)
+    # Sum of the payouts returned by the beneficiaries' banks (contract 1.7); no longer part of disbursed_amount.
+    returned_amount = models.DecimalField(**MONEY, default=0, db_default=0)
     daily_fee_rate = models.DecimalField(**RATE)
     business_date = models.DateField(db_index=True)
     due_date = models.DateField(db_index=True)

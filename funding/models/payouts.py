@@ -26,9 +26,11 @@ class PayoutStatus(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
     MANUAL_REVIEW = "manual_review", "Manual review"
     CANCELLED = "cancelled", "Cancelled"
+    # Paid, then sent back by the beneficiary's bank (退汇, contract 1.7): the money is back at the bank.
+    RETURNED = "returned", "Returned"
 
 
-FINAL_PAYOUT_STATES = [PayoutStatus.SUCCEEDED, PayoutStatus.FAILED, PayoutStatus.CANCELLED]
+FINAL_PAYOUT_STATES = [PayoutStatus.SUCCEEDED, PayoutStatus.FAILED, PayoutStatus.CANCELLED, PayoutStatus.RETURNED]
 
 
 class Payout(FSMModelMixin, models.Model):
@@ -123,6 +125,10 @@ class Payout(FSMModelMixin, models.Model):
     @transition(field=status, source=PayoutStatus.PENDING, target=PayoutStatus.CANCELLED)
     def cancel(self) -> None:
         pass
+
+    @transition(field=status, source=PayoutStatus.SUCCEEDED, target=PayoutStatus.RETURNED)
+    def mark_returned(self) -> None:
+        """The beneficiary's bank sent the money back (statement import or staff, four eyes)."""
 
 
 class PayoutAttemptView(models.Model):

@@ -68,6 +68,7 @@ json_build_object(
     'own_funds_amount', v.own_funds_amount::text,
     'advanced_amount', v.advanced_amount::text,
     'disbursed_amount', v.disbursed_amount::text,
+    'returned_amount', v.returned_amount::text,
     'fee', v.fee::text,
     'penalty', v.penalty_accrued::text,
     'business_date', to_char(v.business_date, 'YYYY-MM-DD'),

@@ -35,9 +35,10 @@ class QueryResult:
 class StatementRow:
     serial: str
     amount: Decimal
-    status: Literal["succeeded", "failed"]
+    status: Literal["succeeded", "failed", "returned"]
     code: str = ""
     value_date: date | None = None
+    line: int | None = field(default=None, compare=False)  # the line of an uploaded file (reports name it)
 
 
 class ChannelError(Exception):

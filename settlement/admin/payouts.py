@@ -11,7 +11,7 @@ from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
 from funding.errors import EngineError
 from funding.models import Payout
-from settlement.models import ManualReview, ManualReviewStatus, PayoutAttempt
+from settlement.models import ManualReview, ManualReviewStatus, PayoutAttempt, PayoutReturn, PayoutReturnRequest
 from settlement.services.reviews import manual_review_approve, manual_review_propose, manual_review_reject
 
 
@@ -42,6 +42,34 @@ class AttemptInline(ReadOnlyInline):
     ]
 
 
+class ReturnInline(ReadOnlyInline):
+    """The return (退汇) of a returned payout: how it split, the fee before and after, the refund."""
+
+    model = PayoutReturn
+    fields = [
+        "business_date",
+        "source",
+        "channel",
+        "amount",
+        "own_funds",
+        "principal_released",
+        "principal_refunded",
+        "fee_before",
+        "fee_after",
+        "fee_refunded",
+        "journal",
+        "statement",
+        "request",
+    ]
+
+
+class ReturnRequestInline(ReadOnlyInline):
+    """Staff proposals to book a return (four eyes), decided in the return requests screen."""
+
+    model = PayoutReturnRequest
+    fields = ["status", "reason", "proposed_by", "proposed_at", "decided_by", "decided_at", "decision_reason"]
+
+
 @admin.register(Payout)
 class PayoutAdmin(ReadOnlyAdmin):
     list_display = [
@@ -56,7 +84,7 @@ class PayoutAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "failure_code"]
     search_fields = ["public_id", "external_id", "advance__public_id"]
-    inlines = [AttemptInline]
+    inlines = [AttemptInline, ReturnInline, ReturnRequestInline]
 
     def changelist_view(self, request, extra_context=None):
         alert_open_reviews(request)

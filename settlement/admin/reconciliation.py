@@ -45,6 +45,7 @@ class ItemInline(ReadOnlyInline):
         "our_status",
         "statement_code",
         "resolved_attempt",
+        "booked_return",
     ]
 
 
@@ -141,6 +142,7 @@ class ReconciliationItemAdmin(ReadOnlyAdmin):
         "statement_status",
         "our_status",
         "resolved_attempt",
+        "booked_return",
     ]
     list_filter = ["classification", "statement__channel", "statement__statement_date"]
     search_fields = ["serial"]

@@ -13,6 +13,7 @@ from settlement.models.jobs import JobName, JobRun, JobRunStatus
 from settlement.models.payouts import LIVE_ATTEMPT_STATES, AttemptStatus, PayoutAttempt
 from settlement.models.reconciliation import ChannelStatement, ReconciliationItem, ReconClass, StatementSource
 from settlement.models.repayments import Repayment, RepaymentAllocation, RepaymentSource
+from settlement.models.returns import PayoutReturn, PayoutReturnRequest, PayoutReturnRequestStatus, ReturnSource
 from settlement.models.reviews import ManualReview, ManualReviewOutcome, ManualReviewStatus
 from settlement.models.simulator import SimulatedChannelTransfer, SimulatedTransferStatus
 
@@ -33,11 +34,15 @@ __all__ = [
     "ManualReviewOutcome",
     "ManualReviewStatus",
     "PayoutAttempt",
+    "PayoutReturn",
+    "PayoutReturnRequest",
+    "PayoutReturnRequestStatus",
     "ReconClass",
     "ReconciliationItem",
     "Repayment",
     "RepaymentAllocation",
     "RepaymentSource",
+    "ReturnSource",
     "SimulatedChannelTransfer",
     "SimulatedTransferStatus",
     "StatementSource",

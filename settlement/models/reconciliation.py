@@ -56,6 +56,7 @@ class ReconciliationItem(models.Model):
     our_status = models.CharField(max_length=16, blank=True, default="")
     classification = models.CharField(max_length=24, choices=ReconClass.choices)
     resolved_attempt = models.BooleanField(default=False, help_text="this line resolved an unknown attempt")
+    booked_return = models.BooleanField(default=False, help_text="this line booked the return of its payout")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

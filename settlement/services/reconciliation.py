@@ -3,15 +3,18 @@
 import csv
 import io
 import logging
+import re
+from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from funding.errors import ValidationFailed
-from ledger.money import money
+from funding.errors import InvalidState, ValidationFailed
+from funding.models import PayoutStatus
+from ledger.money import MAX_AMOUNT, money
 from settlement.adapters.base import StatementRow, adapter_for
 from settlement.models import (
     AttemptStatus,
@@ -20,43 +23,51 @@ from settlement.models import (
     PayoutAttempt,
     ReconciliationItem,
     ReconClass,
+    ReturnSource,
     StatementSource,
 )
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["serial", "amount", "status"]
+STATEMENT_STATUSES = ("succeeded", "failed", "returned")
+# Digits with at most 2 decimals, as the contract writes amounts: no sign, exponent, NaN or grouping.
+AMOUNT_TEXT = re.compile(r"[0-9]{1,13}(\.[0-9]{1,2})?")
 
 
 def statement_rows_from_csv(*, text: str) -> list[StatementRow]:
-    """Parse an uploaded statement (header serial,amount,status[,code]); any bad line refuses the file."""
+    """Parse an uploaded statement (header serial,amount,status[,code]; contract 2.2); any bad line refuses the
+    file, each named by its line number. `status` is succeeded, failed or returned; a serial appears once."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise ValidationFailed(details={"file": [f"Missing column(s): {', '.join(missing)}."]})
-    rows, errors = [], {}
+    rows, errors, seen = [], {}, {}
     for line_no, raw in enumerate(reader, start=2):
+        if None in raw or any(value is None for value in raw.values()):
+            errors[f"line {line_no}"] = ["wrong number of fields"]
+            continue
         serial = (raw.get("serial") or "").strip()
         status = (raw.get("status") or "").strip().lower()
-        try:
-            amount = Decimal((raw.get("amount") or "").strip())
-        except InvalidOperation:
-            amount = None
+        code = (raw.get("code") or "").strip()
+        text = (raw.get("amount") or "").strip()
+        amount = Decimal(text) if AMOUNT_TEXT.fullmatch(text) else None
         problems = []
-        if not serial:
-            problems.append("serial is empty")
-        if amount is None or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        if not serial or len(serial) > 64 or "\x00" in serial:
+            problems.append("serial must be 1 to 64 characters")
+        elif serial in seen:
+            problems.append(f"serial {serial} already on line {seen[serial]}")
+        if amount is None or amount <= 0 or amount > MAX_AMOUNT:
             problems.append("amount must be a positive amount with at most 2 decimals")
-        if status not in ("succeeded", "failed"):
-            problems.append("status must be succeeded or failed")
+        if status not in STATEMENT_STATUSES:
+            problems.append("status must be succeeded, failed or returned")
+        if len(code) > 64 or "\x00" in code:
+            problems.append("code must be at most 64 characters")
         if problems:
             errors[f"line {line_no}"] = problems
             continue
-        rows.append(
-            StatementRow(
-                serial=serial, amount=money(amount), status=status, code=(raw.get("code") or "").strip()
-            )
-        )
+        seen[serial] = line_no
+        rows.append(StatementRow(serial=serial, amount=money(amount), status=status, code=code, line=line_no))
     if errors:
         raise ValidationFailed(details=errors)
     return rows
@@ -64,6 +75,31 @@ def statement_rows_from_csv(*, text: str) -> list[StatementRow]:
 
 def _attempts_of_day(channel: Channel, statement_date: date):
     return PayoutAttempt.objects.filter(channel=channel, created_at__date=statement_date)
+
+
+@dataclass
+class StatementImportResult:
+    """What one import did: counts of the file's lines, and of what this run changed."""
+
+    statement: ChannelStatement
+    lines: int = 0
+    matched: int = 0  # lines that agree with the engine (after resolving and booking returns)
+    resolved: int = 0  # unknown or processing attempts this run resolved
+    returned: int = 0  # returns of succeeded payouts this run booked
+    returned_amount: Decimal = Decimal("0.00")
+    exceptions: int = 0  # the statement's items that are not matched (lines and our attempts missing from it)
+
+    def as_dict(self) -> dict:
+        return {
+            "channel": self.statement.channel.code,
+            "date": self.statement.statement_date.isoformat(),
+            "lines": self.lines,
+            "matched": self.matched,
+            "resolved": self.resolved,
+            "returned": self.returned,
+            "returned_amount": f"{self.returned_amount:.2f}",
+            "exceptions": self.exceptions,
+        }
 
 
 def statement_import(
@@ -75,46 +111,84 @@ def statement_import(
     actor_label: str = "reconciliation",
 ) -> ChannelStatement:
     """Store and reconcile one statement. Importing the same day again refreshes it; nothing is doubled."""
+    return statement_reconcile(
+        channel=channel, statement_date=statement_date, rows=rows, source=source, actor_label=actor_label
+    ).statement
+
+
+def statement_reconcile(
+    *,
+    channel: Channel,
+    statement_date: date,
+    rows: list[StatementRow],
+    source: str = StatementSource.ADAPTER,
+    actor_label: str = "reconciliation",
+) -> StatementImportResult:
+    """Store and reconcile one statement (contract 2.2); see statement_import.
+
+    A `succeeded` or `failed` line resolves a live (processing or unknown) attempt of this channel with its
+    serial and amount; a `returned` line books the return of the succeeded payout of its attempt
+    (settlement.services.returns, at most once per payout). Every line is then classified against what the
+    engine holds; the lines that match nothing or disagree are the exceptions for staff.
+    """
     from settlement.services.disbursement import advance_try_finish, attempt_apply
+    from settlement.services.returns import payout_return_book
 
     by_serial = {row.serial: row for row in rows}
     attempts = {a.serial: a for a in PayoutAttempt.objects.filter(serial__in=by_serial)}
+    with transaction.atomic():
+        statement, created = ChannelStatement.objects.get_or_create(
+            channel=channel,
+            statement_date=statement_date,
+            defaults={"source": source, "imported_by": actor_label, "row_count": len(rows)},
+        )
+    result = StatementImportResult(statement=statement, lines=len(rows))
     # First let the statement settle live attempts it proves (each in its own transaction, like a query).
-    resolved = set()
+    resolved, returned = set(), set()
     for serial, row in by_serial.items():
         attempt = attempts.get(serial)
-        if (
-            attempt is not None
-            and attempt.channel_id == channel.pk
-            and attempt.status in (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN)
-            and money(row.amount) == attempt.amount
+        if attempt is None or attempt.channel_id != channel.pk or money(row.amount) != attempt.amount:
+            continue
+        if row.status in ("succeeded", "failed") and attempt.status in (
+            AttemptStatus.PROCESSING,
+            AttemptStatus.UNKNOWN,
         ):
-            applied = attempt_apply(
-                attempt_id=attempt.pk, status=row.status, code=row.code, source="statement"
-            )
+            applied = attempt_apply(attempt_id=attempt.pk, status=row.status, code=row.code, source="statement")
             if applied.changed:
                 resolved.add(serial)
             if applied.final:
                 advance_try_finish(advance_id=applied.advance_id)
-    attempts = {a.serial: a for a in PayoutAttempt.objects.filter(serial__in=by_serial)}
+        elif row.status == "returned" and attempt.status == AttemptStatus.SUCCEEDED:
+            try:
+                booked = payout_return_book(
+                    payout_id=attempt.payout_id,
+                    source=ReturnSource.STATEMENT,
+                    actor_label=actor_label,
+                    statement=statement,
+                )
+            except InvalidState:
+                continue  # the payout is not succeeded: classified as a status mismatch below
+            if booked.created:
+                returned.add(serial)
+                result.returned_amount += booked.payout_return.amount
+    result.resolved, result.returned = len(resolved), len(returned)
+    attempts = {
+        a.serial: a for a in PayoutAttempt.objects.filter(serial__in=by_serial).select_related("payout")
+    }
     with transaction.atomic():
-        statement, _ = ChannelStatement.objects.get_or_create(
-            channel=channel, statement_date=statement_date, defaults={"source": source}
-        )
-        statement.source = source
-        statement.imported_by = actor_label
-        statement.row_count = len(rows)
-        statement.save(update_fields=["source", "imported_by", "row_count", "imported_at"])
+        statement = ChannelStatement.objects.select_for_update().get(pk=statement.pk)
+        if not created and (statement.source, statement.row_count) != (source, len(rows)):
+            statement.source = source
+            statement.imported_by = actor_label
+            statement.row_count = len(rows)
+            statement.save(update_fields=["source", "imported_by", "row_count", "imported_at"])
         for serial, row in by_serial.items():
             attempt = attempts.get(serial)
-            if attempt is None or attempt.channel_id != channel.pk:
-                attempt, classification = None, ReconClass.MISSING_ON_OUR_SIDE
-            elif money(row.amount) != attempt.amount:
-                classification = ReconClass.AMOUNT_MISMATCH
-            elif row.status != attempt.status:
-                classification = ReconClass.STATUS_MISMATCH
-            else:
-                classification = ReconClass.MATCHED
+            classification = _classify(channel, row, attempt)
+            if classification == ReconClass.MISSING_ON_OUR_SIDE:
+                attempt = None
+            if classification == ReconClass.MATCHED:
+                result.matched += 1
             _item_upsert(
                 statement,
                 serial,
@@ -122,6 +196,7 @@ def statement_import(
                 row=row,
                 classification=classification,
                 resolved=serial in resolved,
+                booked_return=serial in returned,
             )
         listed = set(by_serial)
         for attempt in _attempts_of_day(channel, statement_date).exclude(status=AttemptStatus.FAILED):
@@ -138,22 +213,84 @@ def statement_import(
         statement.items.exclude(serial__in=listed).exclude(
             classification=ReconClass.MISSING_IN_STATEMENT
         ).delete()
-    return statement
+        result.exceptions = statement.items.exclude(classification=ReconClass.MATCHED).count()
+    return result
 
 
-def _item_upsert(statement, serial, *, attempt, row, classification, resolved) -> None:
+def _classify(channel: Channel, row: StatementRow, attempt: PayoutAttempt | None) -> str:
+    if attempt is None or attempt.channel_id != channel.pk:
+        return ReconClass.MISSING_ON_OUR_SIDE
+    if money(row.amount) != attempt.amount:
+        return ReconClass.AMOUNT_MISMATCH
+    if row.status == "returned":
+        # Matched once the payout is returned (by this line, an earlier import or staff).
+        returned = attempt.status == AttemptStatus.SUCCEEDED and attempt.payout.status == PayoutStatus.RETURNED
+        return ReconClass.MATCHED if returned else ReconClass.STATUS_MISMATCH
+    if row.status != attempt.status:
+        return ReconClass.STATUS_MISMATCH
+    return ReconClass.MATCHED
+
+
+def _item_upsert(statement, serial, *, attempt, row, classification, resolved, booked_return=False) -> None:
     item = ReconciliationItem.objects.filter(
         statement=statement, serial=serial
     ).first() or ReconciliationItem(statement=statement, serial=serial)
-    item.attempt = attempt
-    item.statement_amount = money(row.amount) if row else None
-    item.statement_status = row.status if row else ""
-    item.statement_code = row.code if row else ""
-    item.our_amount = attempt.amount if attempt else None
-    item.our_status = attempt.status if attempt else ""
-    item.classification = classification
-    item.resolved_attempt = item.resolved_attempt or resolved
+    values = {
+        "attempt_id": attempt.pk if attempt else None,
+        "statement_amount": money(row.amount) if row else None,
+        "statement_status": row.status if row else "",
+        "statement_code": row.code if row else "",
+        "our_amount": attempt.amount if attempt else None,
+        "our_status": attempt.status if attempt else "",
+        "classification": classification,
+        "resolved_attempt": item.resolved_attempt or resolved,
+        "booked_return": item.booked_return or booked_return,
+    }
+    if item.pk is not None and all(getattr(item, name) == value for name, value in values.items()):
+        return  # the same line imported again: nothing changes
+    for name, value in values.items():
+        setattr(item, name, value)
     item.save()
+
+
+def channel_statement_file_import(
+    *, channel_code: str, statement_date: date, data: bytes, actor_label: str
+) -> StatementImportResult:
+    """`import_channel_statement CHANNEL DATE FILE` (contract 2.2): a channel's statement file for one value
+    date. The whole file is refused (ValidationFailed, each bad line named by number, nothing imported) if a
+    line is malformed or refers to another channel's transfer (an attempt of that serial sent through another
+    channel). Importing the same file again changes nothing: attempts resolve once, a payout is returned once
+    (unique), and each line is one item per statement and serial (unique)."""
+    channel = Channel.objects.filter(code=channel_code).first()
+    if channel is None:
+        raise ValidationFailed(details={"channel": [f"Unknown channel {channel_code!r}."]})
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(details={"file": [f"Not UTF-8 (byte {exc.start})."]}) from exc
+    if "\x00" in text:
+        raise ValidationFailed(details={"file": ["The file contains NUL bytes."]})
+    rows = statement_rows_from_csv(text=text)
+    others = dict(
+        PayoutAttempt.objects.filter(serial__in=[r.serial for r in rows])
+        .exclude(channel=channel)
+        .values_list("serial", "channel__code")
+    )
+    if others:
+        raise ValidationFailed(
+            details={
+                f"line {row.line}": [f"serial {row.serial} was sent through {others[row.serial]}, not {channel.code}"]
+                for row in rows
+                if row.serial in others
+            }
+        )
+    return statement_reconcile(
+        channel=channel,
+        statement_date=statement_date,
+        rows=rows,
+        source=StatementSource.CSV,
+        actor_label=actor_label,
+    )
 
 
 def statement_fetch_and_import(*, channel: Channel, statement_date: date) -> ChannelStatement:

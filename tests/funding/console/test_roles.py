@@ -51,6 +51,12 @@ EXPECTED = {
         "settlement.view_channel",
         "settlement.view_channelerrormapping",
         "settlement.view_channelchangerequest",
+        # Returns booked by staff (four eyes): the checker decides the request.
+        "funding.view_payout",
+        "settlement.view_payoutreturn",
+        "settlement.view_payoutreturnrequest",
+        "settlement.change_payoutreturnrequest",
+        "console.approve_payout_return",
     },
     "operations": {
         "funding.view_company",
@@ -73,6 +79,10 @@ EXPECTED = {
         "settlement.view_payoutattempt",
         "settlement.view_manualreview",
         "settlement.change_manualreview",
+        "settlement.view_payoutreturn",
+        "settlement.view_payoutreturnrequest",
+        "settlement.add_payoutreturnrequest",
+        "settlement.change_payoutreturnrequest",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
         "settlement.view_simulatedchanneltransfer",
@@ -89,6 +99,7 @@ EXPECTED = {
         "console.revoke_api_key",
         "console.propose_calendar",
         "console.propose_channel_change",
+        "console.propose_payout_return",
     },
     "finance": {
         "funding.view_company",
@@ -104,6 +115,7 @@ EXPECTED = {
         "settlement.view_payoutattempt",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
+        "settlement.view_payoutreturn",
         "settlement.view_jobrun",
         "settlement.view_repayment",
         "settlement.view_repaymentallocation",
@@ -135,6 +147,8 @@ EXPECTED = {
         "funding.view_payout",
         "settlement.view_payoutattempt",
         "settlement.view_manualreview",
+        "settlement.view_payoutreturn",
+        "settlement.view_payoutreturnrequest",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
         "settlement.view_simulatedchanneltransfer",
@@ -177,6 +191,8 @@ CUSTOM = [
     "propose_channel_change",
     "approve_channel_change",
     "suspend_company",
+    "propose_payout_return",
+    "approve_payout_return",
 ]
 
 
@@ -227,7 +243,7 @@ def test_checker_cannot_initiate_and_maker_cannot_approve(user_in_role):
             require_permission(checker, initiating)
         require_permission(maker, initiating)
     for deciding in ("approve_credit_change", "freeze_credit_line", "approve_calendar", "suspend_company",
-                     "approve_channel_change"):
+                     "approve_channel_change", "approve_payout_return"):
         with pytest.raises(PermissionDenied):
             require_permission(maker, deciding)
         require_permission(checker, deciding)
