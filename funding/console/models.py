@@ -30,6 +30,8 @@ class ConsolePermissions(models.Model):
             ("propose_channel_change", "Can propose channel and error-map changes (maker)"),
             ("approve_channel_change", "Can apply proposed channel and error-map changes (checker)"),
             ("suspend_company", "Can suspend a payment company"),
+            ("propose_write_off", "Can propose writing off a reconciliation exception (maker)"),
+            ("approve_write_off", "Can approve or reject a proposed write-off (checker)"),
         ]
 
     def __str__(self) -> str:

@@ -6,9 +6,9 @@
 given to a role by editing this dict; the post_migrate hook applies it after every `migrate`.
 
 Four eyes: the maker roles propose (credit_officer: companies, lines, changes; operations: calendar years and
-days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds no permission to
-initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker, and a CHECK
-constraint on each request table refuses it again in the database.
+days; finance: write-offs of reconciliation exceptions); the checker role (credit_approver) approves, rejects,
+publishes and freezes but holds no permission to initiate anything (no add_* and no propose_*). The services
+refuse a checker who is the maker, and a CHECK constraint on each request table refuses it again in the database.
 """
 
 from typing import Any
@@ -53,6 +53,8 @@ ENGINE_MODELS = [
     "settlement.manualreview",
     "settlement.channelstatement",
     "settlement.reconciliationitem",
+    "settlement.reconciliationexception",
+    "settlement.integritycheckrun",
     "settlement.simulatedchanneltransfer",
     "settlement.jobrun",
     "funding.agingsnapshot",
@@ -108,8 +110,10 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.channel": ["view"],
         "settlement.channelerrormapping": ["view"],
         "settlement.channelchangerequest": ["view"],
+        # Checker of write-offs: sees the queue, approves or rejects what finance proposed.
+        "settlement.reconciliationexception": ["view"],
         CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line", "approve_calendar",
-                  "suspend_company", "approve_channel_change"],
+                  "suspend_company", "approve_channel_change", "approve_write_off"],
     },
     OPERATIONS: {
         "funding.company": ["view"],
@@ -131,6 +135,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.manualreview": ["view", "change"],
         "settlement.channelstatement": ["view"],
         "settlement.reconciliationitem": ["view"],
+        "settlement.reconciliationexception": ["view"],
+        "settlement.integritycheckrun": ["view"],
         "settlement.simulatedchanneltransfer": ["view"],
         "api.apikey": ["view"],
         "api.webhookendpoint": ["view"],
@@ -155,6 +161,10 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.payoutattempt": ["view"],
         "settlement.channelstatement": ["view"],
         "settlement.reconciliationitem": ["view"],
+        # The reconciliation work queue: resolve with a reason; a write-off is proposed here and approved by a
+        # credit_approver (four eyes).
+        "settlement.reconciliationexception": ["view"],
+        "settlement.integritycheckrun": ["view"],
         "settlement.jobrun": ["view"],
         "settlement.repayment": ["view"],
         "settlement.repaymentallocation": ["view"],
@@ -162,7 +172,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.agingsnapshot": ["view"],
         "funding.bankstatementimport": ["view"],
         "funding.bankstatementline": ["view"],
-        CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement"],
+        CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement", "propose_write_off"],
     },
     AUDITOR: {
         **{model: ["view"] for model in ENGINE_MODELS + STAFF_DIRECTORY},

@@ -22,6 +22,7 @@ from settlement.models import (
     ReconClass,
     StatementSource,
 )
+from settlement.services.reconciliation_queue import reconciliation_exceptions_sync_statement
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ def statement_import(
         statement.items.exclude(serial__in=listed).exclude(
             classification=ReconClass.MISSING_IN_STATEMENT
         ).delete()
+        # What is not matched is an exception in the staff work queue (opened once, closed when matched).
+        reconciliation_exceptions_sync_statement(statement=statement)
     return statement
 
 

@@ -10,6 +10,8 @@ End of day, in order:
   expire    - lines whose valid_to is before the next business date become expired (credit_line.expired)
   limits    - effective limits recomputed from the approved limit, flow and margin factors
   aging     - aging buckets of overdue advances, and the per-company aging snapshot for reports
+  integrity - once, not per chunk: the integrity checks of the closed day (check_integrity), stored with the
+              run; a failure raises the alert metric and the console banner but does not stop the day
   finish    - the business date moves to the next business day and reopens (the runner's last transaction)
 """
 
@@ -26,9 +28,10 @@ from funding.services.overdue import (
     credit_lines_unfreeze_cleared,
 )
 from settlement.models import JobName, JobRun
+from settlement.services.integrity import integrity_check_run
 from settlement.services.repayments import repayments_collect_chunk
 
-CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "expire", "limits", "aging", "finish"]
+CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "expire", "limits", "aging", "integrity", "finish"]
 COLLECT_STEPS = ["repay", "finish"]
 JOB_ACTOR = "job:close_business_day"
 
@@ -97,4 +100,17 @@ STEP_FUNCTIONS: dict[str, Callable[[list[int], JobRun], None]] = {
     "expire": step_expire,
     "limits": step_limits,
     "aging": step_aging,
+}
+
+
+def step_integrity(run: JobRun) -> None:
+    """The books after the close, compared with themselves and the counters (a run resumed after this step
+    committed does not check twice: the check is stored with the run, in the step's transaction)."""
+    check = integrity_check_run(triggered_by=JOB_ACTOR, business_date=run.business_date, job_run=run)
+    run.counts["integrity_problems"] = len(check.problems)
+
+
+# Steps that run once for the whole date (not per chunk of companies), in the runner's transaction.
+ONCE_STEP_FUNCTIONS: dict[str, Callable[[JobRun], None]] = {
+    "integrity": step_integrity,
 }
