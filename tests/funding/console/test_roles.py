@@ -51,6 +51,8 @@ EXPECTED = {
         "settlement.view_channel",
         "settlement.view_channelerrormapping",
         "settlement.view_channelchangerequest",
+        "settlement.view_reconciliationexception",
+        "console.approve_write_off",
     },
     "operations": {
         "funding.view_company",
@@ -75,6 +77,8 @@ EXPECTED = {
         "settlement.change_manualreview",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
+        "settlement.view_reconciliationexception",
+        "settlement.view_integritycheckrun",
         "settlement.view_simulatedchanneltransfer",
         "api.view_apikey",
         "api.view_webhookendpoint",
@@ -104,6 +108,8 @@ EXPECTED = {
         "settlement.view_payoutattempt",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
+        "settlement.view_reconciliationexception",
+        "settlement.view_integritycheckrun",
         "settlement.view_jobrun",
         "settlement.view_repayment",
         "settlement.view_repaymentallocation",
@@ -115,6 +121,7 @@ EXPECTED = {
         "console.view_reports",
         "console.upload_statement",
         "console.reconcile_statement",
+        "console.propose_write_off",
     },
     "auditor": {
         "funding.view_company",
@@ -137,6 +144,8 @@ EXPECTED = {
         "settlement.view_manualreview",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
+        "settlement.view_reconciliationexception",
+        "settlement.view_integritycheckrun",
         "settlement.view_simulatedchanneltransfer",
         "settlement.view_jobrun",
         "funding.view_agingsnapshot",
@@ -177,6 +186,8 @@ CUSTOM = [
     "propose_channel_change",
     "approve_channel_change",
     "suspend_company",
+    "propose_write_off",
+    "approve_write_off",
 ]
 
 
