@@ -17,7 +17,10 @@ from settlement.models import (
     AttemptStatus,
     Channel,
     ChannelStatement,
+    ExceptionSource,
+    ExceptionStatus,
     PayoutAttempt,
+    ReconciliationException,
     ReconciliationItem,
     ReconClass,
     StatementSource,
@@ -192,6 +195,11 @@ def reconciliation_report(*, statement_date: date) -> dict:
     per_channel: dict[str, dict[str, int]] = {}
     for row in counts:
         per_channel.setdefault(row["statement__channel__code"], {})[row["classification"]] = row["n"]
+    queue = dict(
+        ReconciliationException.objects.filter(
+            source=ExceptionSource.CHANNEL_STATEMENT, value_date=statement_date
+        ).values_list("key", "status")
+    )
     exceptions = [
         {
             "channel": item.statement.channel.code,
@@ -201,10 +209,19 @@ def reconciliation_report(*, statement_date: date) -> dict:
             "our_amount": None if item.our_amount is None else f"{item.our_amount:.2f}",
             "statement_status": item.statement_status,
             "our_status": item.our_status,
+            # Where the exception stands in the staff work queue (open, resolved, written_off).
+            "status": queue.get(
+                f"channel:{item.statement.channel.code}:{statement_date.isoformat()}:{item.serial}", ""
+            ),
         }
         for item in ReconciliationItem.objects.filter(statement__statement_date=statement_date)
         .exclude(classification=ReconClass.MATCHED)
         .select_related("statement__channel")
         .order_by("statement__channel__code", "serial")
     ]
-    return {"date": statement_date.isoformat(), "channels": per_channel, "exceptions": exceptions}
+    return {
+        "date": statement_date.isoformat(),
+        "channels": per_channel,
+        "exceptions": exceptions,
+        "open_exceptions": sum(1 for e in exceptions if e["status"] == ExceptionStatus.OPEN),
+    }

@@ -19,7 +19,7 @@ from settlement.adapters.base import StatementRow
 from settlement.models import PayoutAttempt, ReconciliationException
 from settlement.selectors import reconciliation_exceptions_open_count
 from settlement.services.disbursement import advance_dispatch
-from settlement.services.reconciliation import statement_import
+from settlement.services.reconciliation import reconciliation_report, statement_import
 from settlement.services.reconciliation_queue import (
     reconciliation_exception_resolve,
     reconciliation_exception_write_off_approve,
@@ -96,6 +96,9 @@ def test_a_corrected_statement_closes_what_it_now_matches(exceptions):
         "po_failed-1": ("resolved", "reconciliation", "no longer in the statement after a later import"),
     }
     assert reconciliation_exceptions_open_count() == 1
+    report = reconciliation_report(statement_date=timezone.localdate())
+    assert report["open_exceptions"] == 1
+    assert [(e["serial"], e["status"]) for e in report["exceptions"]] == [("po_stranger-1", "open")]
 
 
 def test_resolve_needs_a_reason_and_records_who_when_why(exceptions):
