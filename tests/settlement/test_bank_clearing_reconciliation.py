@@ -2,6 +2,7 @@
 movements of the bank clearing account; what does not match becomes a reconciliation exception."""
 
 import io
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -136,6 +137,21 @@ def test_matching_is_one_to_one_by_date_direction_and_amount(business_day, clear
     assert ReconciliationException.objects.get(reference="stmt:A2").entry_id == second_500.pk
     # The 24th has no line of the clearing account: it is not reconciled (A3 opens nothing) until one comes.
     assert not ReconciliationException.objects.filter(reference="stmt:A3").exists()
+
+    # Writing off the ledger's second 500.00 (the bank never received it) takes it off the clearing account.
+    movement = ReconciliationException.objects.get(reference="stmt:A2")
+    reconciliation_exception_write_off_propose(exception_id=movement.pk, maker=staff_user(), reason="not received")
+    reconciliation_exception_write_off_approve(exception_id=movement.pk, checker=staff_user())
+    movement.refresh_from_db()
+    assert sorted(movement.write_off_journal.entries.values_list("account__code", "direction", "amount")) == [
+        ("bank:bank_clearing:CNY", "C", Decimal("500.00")),
+        ("bank:reconciliation_difference:CNY", "D", Decimal("500.00")),
+    ]
+    assert account_balance(kind=AccountKind.BANK_CLEARING) == Decimal("580.00")  # 500 + 500 + 80 - 500
+    assert account_balance(kind=AccountKind.RECONCILIATION_DIFFERENCE) == Decimal("500.00")
+    result = bank_clearing_reconcile(value_dates=[date(2026, 11, 25)])
+    assert (result.matched, result.opened, result.closed) == (1, 0, 0)
+    assert ReconciliationException.objects.count() == 3
 
 
 def test_without_the_setting_a_clearing_line_is_an_unknown_account(business_day, settings, tmp_path):
