@@ -208,3 +208,23 @@ def test_end_of_day_runs_the_check_after_the_close_and_a_failure_alerts(day, cli
     # The date is closed once: running the close again checks nothing more.
     assert business_day_close(business_date=run.business_date).changed is False
     assert IntegrityCheckRun.objects.filter(job_run__isnull=False).count() == 1
+
+
+def test_a_check_that_cannot_run_does_not_keep_the_day_shut_and_still_alerts(day, client, monkeypatch):
+    from django.db import DatabaseError
+
+    from settlement.services.nightly import steps
+
+    def broken(**kwargs):
+        _sql("SELECT 1 / 0")  # a real database error inside the step's savepoint
+
+    monkeypatch.setattr(steps, "integrity_check_run", broken)
+    with pytest.raises(DatabaseError):
+        broken()
+    outcome = business_day_close()
+    assert (outcome.run.status, outcome.run.next_business_date.isoformat()) == ("succeeded", "2026-11-26")
+    check = IntegrityCheckRun.objects.get(job_run=outcome.run)
+    assert check.passed is False
+    assert [(p["check"], p["subject"]) for p in check.problems] == [("error", "DataError")]
+    assert check.problems[0]["message"].startswith("the integrity check could not run: DataError: division by zero")
+    assert _metric(client, "engine_integrity_check_failed") == "1.0"
