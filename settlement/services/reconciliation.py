@@ -185,7 +185,8 @@ def statements_import_all(*, statement_date: date | None = None) -> int:
 
 
 def reconciliation_report(*, statement_date: date) -> dict:
-    """The daily report: per channel, the count of each classification, and every exception."""
+    """The daily report: per channel, the count of each classification; the exceptions still open in the work
+    queue, and those already resolved or written off."""
     counts = (
         ReconciliationItem.objects.filter(statement__statement_date=statement_date)
         .values("statement__channel__code", "classification")
@@ -200,7 +201,7 @@ def reconciliation_report(*, statement_date: date) -> dict:
             source=ExceptionSource.CHANNEL_STATEMENT, value_date=statement_date
         ).values_list("key", "status")
     )
-    exceptions = [
+    lines = [
         {
             "channel": item.statement.channel.code,
             "serial": item.serial,
@@ -219,9 +220,12 @@ def reconciliation_report(*, statement_date: date) -> dict:
         .select_related("statement__channel")
         .order_by("statement__channel__code", "serial")
     ]
+    # `exceptions` are those still to work (open in the queue); resolved and written-off ones are history.
+    exceptions = [e for e in lines if e["status"] in (ExceptionStatus.OPEN, "")]
     return {
         "date": statement_date.isoformat(),
         "channels": per_channel,
         "exceptions": exceptions,
-        "open_exceptions": sum(1 for e in exceptions if e["status"] == ExceptionStatus.OPEN),
+        "open_exceptions": len(exceptions),
+        "closed_exceptions": [e for e in lines if e["status"] not in (ExceptionStatus.OPEN, "")],
     }

@@ -98,7 +98,9 @@ def test_a_corrected_statement_closes_what_it_now_matches(exceptions):
     assert reconciliation_exceptions_open_count() == 1
     report = reconciliation_report(statement_date=timezone.localdate())
     assert report["open_exceptions"] == 1
+    # Only what is still open is an exception of the day; the rest is history.
     assert [(e["serial"], e["status"]) for e in report["exceptions"]] == [("po_stranger-1", "open")]
+    assert report["closed_exceptions"] == []  # what matched, or left the statement, is no exception at all
 
 
 def test_resolve_needs_a_reason_and_records_who_when_why(exceptions):
@@ -119,6 +121,9 @@ def test_resolve_needs_a_reason_and_records_who_when_why(exceptions):
     assert (audit.actor_id, audit.reason, audit.before, audit.after) == (
         staff.pk, "test transfer of the channel", {"status": "open"}, {"status": "resolved"})
     assert reconciliation_exceptions_open_count() == 3
+    report = reconciliation_report(statement_date=timezone.localdate())
+    assert (report["open_exceptions"], len(report["exceptions"])) == (3, 3)
+    assert [(e["serial"], e["status"]) for e in report["closed_exceptions"]] == [("po_stranger-1", "resolved")]
     with pytest.raises(InvalidState):
         reconciliation_exception_resolve(exception_id=exception.pk, actor=staff, reason="again")
     with pytest.raises(InvalidState):
