@@ -25,15 +25,18 @@ from settlement.models import AttemptStatus, IntegrityCheckRun, JobRun
 UNRESOLVED_ATTEMPT_STATES = [AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN]
 
 INTEGRITY_SQL = """
-WITH entry_sums AS (
-    SELECT account_id,
+WITH entry_sums AS MATERIALIZED (
+    -- the only scan of the entries: per account and currency
+    SELECT account_id, currency,
            coalesce(sum(amount) FILTER (WHERE direction = 'D'), 0) AS d,
            coalesce(sum(amount) FILTER (WHERE direction = 'C'), 0) AS c
-      FROM ledger_entry GROUP BY account_id
+      FROM ledger_entry GROUP BY account_id, currency
 ), accounts AS (
     SELECT a.code, a.kind, a.owner, a.debits_posted, a.credits_posted,
            coalesce(s.d, 0) AS d, coalesce(s.c, 0) AS c
-      FROM ledger_account a LEFT JOIN entry_sums s ON s.account_id = a.id
+      FROM ledger_account a
+      LEFT JOIN (SELECT account_id, sum(d) AS d, sum(c) AS c FROM entry_sums GROUP BY account_id) s
+        ON s.account_id = a.id
 ), receivable AS (
     SELECT owner, sum(d - c) AS balance FROM accounts WHERE kind = 'advance_receivable' GROUP BY owner
 ), lines AS (
@@ -46,9 +49,7 @@ WITH entry_sums AS (
       FROM settlement_payoutattempt pa JOIN settlement_channel ch ON ch.id = pa.channel_id
      WHERE pa.status = ANY(%(unresolved)s) GROUP BY ch.code
 )
-SELECT 'trial_balance', currency, 0::numeric,
-       sum(CASE WHEN direction = 'D' THEN amount ELSE -amount END), ''
-  FROM ledger_entry GROUP BY currency
+SELECT 'trial_balance', currency, 0::numeric, sum(d - c), '' FROM entry_sums GROUP BY currency
 UNION ALL
 SELECT 'accounts_checked', '', count(*), count(*), '' FROM accounts
 UNION ALL
