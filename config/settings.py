@@ -462,6 +462,10 @@ MONEY_DECIMAL_PLACES = 2
 RATE_DECIMAL_PLACES = 6
 ACCRUAL_DECIMAL_PLACES = 8
 ENGINE_CURRENCY = "CNY"
+# The bank's own clearing account number as the bank statement file names it (contract 2.1). Its lines are not
+# booked: they are matched against the ledger movements of the bank clearing account, and what does not match
+# becomes a reconciliation exception. Empty: such lines are rejected as an unknown account.
+BANK_CLEARING_ACCOUNT_NO = env_str("BANK_CLEARING_ACCOUNT_NO", "")
 # Local time (TIME_ZONE) after which the current business date is closed by the end-of-day job.
 EOD_CUTOFF_TIME = env_str("EOD_CUTOFF_TIME", "23:00")
 # How far back the console dashboard counts payout attempts for channel success rates.

@@ -36,6 +36,7 @@ class AccountKind(models.TextChoices):
     PENALTY_INCOME = "penalty_income", "Penalty income"
     CHANNEL_COST = "channel_cost", "Channel cost"
     BANK_CLEARING = "bank_clearing", "Bank clearing (funds received from outside)"
+    RECONCILIATION_DIFFERENCE = "reconciliation_difference", "Reconciliation differences written off"
 
 
 ACCOUNT_TYPE_OF_KIND = {
@@ -50,6 +51,8 @@ ACCOUNT_TYPE_OF_KIND = {
     AccountKind.PENALTY_INCOME: AccountType.INCOME,
     AccountKind.CHANNEL_COST: AccountType.EXPENSE,
     AccountKind.BANK_CLEARING: AccountType.ASSET,
+    # A loss written off is a debit, a gain a credit: the balance is the net cost of differences.
+    AccountKind.RECONCILIATION_DIFFERENCE: AccountType.EXPENSE,
 }
 
 

@@ -218,6 +218,32 @@ def _database_families(cursor) -> Iterator[GaugeMetricFamily]:
     yield from (backlog, backlog_age, failed)
 
     yield from _calendar_families()
+    yield from _reconciliation_families(cursor)
+
+
+def _reconciliation_families(cursor) -> Iterator[GaugeMetricFamily]:
+    """The latest integrity check (check_integrity, end of day) and the reconciliation work queue."""
+    cursor.execute(
+        "SELECT passed, jsonb_array_length(problems), EXTRACT(EPOCH FROM now() - finished_at)"
+        " FROM settlement_integritycheckrun ORDER BY finished_at DESC, id DESC LIMIT 1"
+    )
+    latest = cursor.fetchone()
+    failed = GaugeMetricFamily(
+        "engine_integrity_check_failed",
+        "1 while the latest integrity check failed (trial balance, account totals, line outstanding vs "
+        "receivable, in transit vs unresolved attempts): alert; run check_integrity for the details.",
+    )
+    failed.add_metric([], 0 if latest is None or latest[0] else 1)
+    problems = GaugeMetricFamily("engine_integrity_check_problems", "Problems found by the latest integrity check.")
+    problems.add_metric([], 0 if latest is None else latest[1])
+    age = GaugeMetricFamily("engine_integrity_check_age_seconds",
+                            "Seconds since the latest integrity check (-1: never run).")
+    age.add_metric([], -1 if latest is None else float(latest[2]))
+    cursor.execute("SELECT count(*) FROM settlement_reconciliationexception WHERE status = 'open'")
+    open_exceptions = GaugeMetricFamily("engine_reconciliation_exceptions_open",
+                                        "Reconciliation exceptions waiting in the staff work queue.")
+    open_exceptions.add_metric([], cursor.fetchone()[0])
+    yield from (failed, problems, age, open_exceptions)
 
 
 def _calendar_families() -> Iterator[GaugeMetricFamily]:

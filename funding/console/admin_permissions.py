@@ -28,6 +28,9 @@ CONSOLE_ACTION_PERMISSIONS = (
     "propose_channel_change",
     "approve_channel_change",
     "suspend_company",
+    "reconcile_statement",
+    "propose_write_off",
+    "approve_write_off",
 )
 
 

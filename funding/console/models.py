@@ -32,6 +32,8 @@ class ConsolePermissions(models.Model):
             ("suspend_company", "Can suspend a payment company"),
             ("propose_payout_return", "Can propose booking a returned payout (maker)"),
             ("approve_payout_return", "Can approve or reject a proposed payout return (checker)"),
+            ("propose_write_off", "Can propose writing off a reconciliation exception (maker)"),
+            ("approve_write_off", "Can approve or reject a proposed write-off (checker)"),
         ]
 
     def __str__(self) -> str:

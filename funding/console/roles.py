@@ -6,9 +6,9 @@
 given to a role by editing this dict; the post_migrate hook applies it after every `migrate`.
 
 Four eyes: the maker roles propose (credit_officer: companies, lines, changes; operations: calendar years and
-days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds no permission to
-initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker, and a CHECK
-constraint on each request table refuses it again in the database.
+days; finance: write-offs of reconciliation exceptions); the checker role (credit_approver) approves, rejects,
+publishes and freezes but holds no permission to initiate anything (no add_* and no propose_*). The services
+refuse a checker who is the maker, and a CHECK constraint on each request table refuses it again in the database.
 """
 
 from typing import Any
@@ -55,6 +55,8 @@ ENGINE_MODELS = [
     "settlement.payoutreturnrequest",
     "settlement.channelstatement",
     "settlement.reconciliationitem",
+    "settlement.reconciliationexception",
+    "settlement.integritycheckrun",
     "settlement.simulatedchanneltransfer",
     "settlement.jobrun",
     "funding.agingsnapshot",
@@ -113,8 +115,10 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.payout": ["view"],
         "settlement.payoutreturn": ["view"],
         "settlement.payoutreturnrequest": ["view", "change"],
+        # Checker of write-offs: sees the queue, approves or rejects what finance proposed.
+        "settlement.reconciliationexception": ["view"],
         CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line", "approve_calendar",
-                  "suspend_company", "approve_channel_change", "approve_payout_return"],
+                  "suspend_company", "approve_channel_change", "approve_payout_return", "approve_write_off"],
     },
     OPERATIONS: {
         "funding.company": ["view"],
@@ -139,6 +143,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.payoutreturnrequest": ["view", "add", "change"],
         "settlement.channelstatement": ["view"],
         "settlement.reconciliationitem": ["view"],
+        "settlement.reconciliationexception": ["view"],
+        "settlement.integritycheckrun": ["view"],
         "settlement.simulatedchanneltransfer": ["view"],
         "api.apikey": ["view"],
         "api.webhookendpoint": ["view"],
@@ -164,6 +170,10 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.channelstatement": ["view"],
         "settlement.reconciliationitem": ["view"],
         "settlement.payoutreturn": ["view"],
+        # The reconciliation work queue: resolve with a reason; a write-off is proposed here and approved by a
+        # credit_approver (four eyes).
+        "settlement.reconciliationexception": ["view"],
+        "settlement.integritycheckrun": ["view"],
         "settlement.jobrun": ["view"],
         "settlement.repayment": ["view"],
         "settlement.repaymentallocation": ["view"],
@@ -171,7 +181,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.agingsnapshot": ["view"],
         "funding.bankstatementimport": ["view"],
         "funding.bankstatementline": ["view"],
-        CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement"],
+        CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement", "propose_write_off"],
     },
     AUDITOR: {
         **{model: ["view"] for model in ENGINE_MODELS + STAFF_DIRECTORY},

@@ -223,14 +223,17 @@ def job_runs_latest(*, limit: int = 10) -> list[Any]:
 
 
 def reconciliation_exceptions_open(*, limit: int = 20) -> list[Any]:
-    """Statement lines that did not match our attempts (every class but `matched`), newest first."""
-    from settlement.models import ReconciliationItem, ReconClass
+    """The reconciliation work queue: open exceptions only (resolved and written-off ones are history),
+    oldest first."""
+    from settlement.selectors import reconciliation_exceptions_open as queue
 
-    return list(
-        ReconciliationItem.objects.exclude(classification=ReconClass.MATCHED)
-        .select_related("statement__channel")
-        .order_by("-created_at", "-id")[:limit]
-    )
+    return list(queue()[:limit])
+
+
+def reconciliation_exceptions_open_count() -> int:
+    from settlement.selectors import reconciliation_exceptions_open_count as count
+
+    return count()
 
 
 def recent_business_days(*, until: date, count: int = 30) -> list[date]:

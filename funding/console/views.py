@@ -66,6 +66,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         channels=selectors.channel_success_rates(now=now),
         job_runs=selectors.job_runs_latest(),
         reconciliation_exceptions=selectors.reconciliation_exceptions_open(),
+        reconciliation_exceptions_count=selectors.reconciliation_exceptions_open_count(),
         utilisation_chart=charts.utilisation_bars(
             [(e.code, e.utilisation) for e in exposures], title=_("Utilisation per company")
         ),
@@ -190,6 +191,8 @@ def work_queues(request: HttpRequest) -> HttpResponse:
         credit_lines=selectors.credit_lines_for_queue(),
         manual_reviews=selectors.manual_reviews_open(),
         failed_webhooks=selectors.webhooks_failed(),
+        reconciliation_exceptions=selectors.reconciliation_exceptions_open(limit=200),
+        reconciliation_exceptions_count=selectors.reconciliation_exceptions_open_count(),
     )
     return TemplateResponse(request, "console/queues.html", context)
 

@@ -45,7 +45,11 @@ class BankStatementLine(models.Model):
     amount = models.DecimalField(**MONEY)
     counterparty = models.CharField(max_length=200, blank=True, default="")
     memo = models.CharField(max_length=255, blank=True, default="")
-    journal = models.OneToOneField("ledger.JournalTransaction", on_delete=models.PROTECT, related_name="+")
+    # None for a line of the bank's own clearing account (BANK_CLEARING_ACCOUNT_NO): it is not booked but
+    # reconciled against the clearing account's ledger movements.
+    journal = models.OneToOneField(
+        "ledger.JournalTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,5 +1,6 @@
 """Bank statement import (contract 2.1): each movement on a company's settlement or margin account becomes a
-ledger posting against the bank's clearing account.
+ledger posting against the bank's clearing account. A movement on the bank clearing account itself
+(settings.BANK_CLEARING_ACCOUNT_NO) is recorded without a posting, for the clearing reconciliation.
 
 Each line is its own transaction: its posting and its BankStatementLine (unique reference) commit together,
 so a process that dies mid-file leaves every line either fully imported or not at all, and importing the file
@@ -8,16 +9,19 @@ again skips what is already in. A bad line is reported with its line number and 
 
 import csv
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from funding.models import BankStatementImport, BankStatementLine, StatementDirection
 from funding.services.calendar import business_date_current
+from funding.signals import bank_statement_imported
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_get_or_create, credit, debit, ledger_post
@@ -25,6 +29,7 @@ from ledger.services import account_get_or_create, credit, debit, ledger_post
 COLUMNS = ["value_date", "account_no", "direction", "amount", "reference", "counterparty", "memo"]
 REQUIRED = ["value_date", "account_no", "direction", "amount", "reference"]
 STATEMENT_ACCOUNT_KINDS = [AccountKind.SETTLEMENT, AccountKind.MARGIN]
+logger = logging.getLogger(__name__)
 
 
 class StatementFileError(Exception):
@@ -51,6 +56,8 @@ class ParsedLine:
 class ImportResult:
     statement: BankStatementImport
     rejections: list[dict] = field(default_factory=list)
+    # One-line summaries of what the receivers of bank_statement_imported did (the clearing reconciliation).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,6 +115,8 @@ def _import_line(
         if _same(existing, line):
             return False
         raise LineRejected(f"reference {line.reference} was already imported with different details")
+    if settings.BANK_CLEARING_ACCOUNT_NO and line.account_no == settings.BANK_CLEARING_ACCOUNT_NO:
+        return _record_clearing_line(statement=statement, line=line, clearing=clearing)
     account = Account.objects.filter(
         external_account_no=line.account_no, kind__in=STATEMENT_ACCOUNT_KINDS
     ).first()
@@ -148,6 +157,32 @@ def _import_line(
     return True
 
 
+def _record_clearing_line(*, statement: BankStatementImport, line: ParsedLine, clearing: Account) -> bool:
+    """A movement on the bank's own clearing account is not booked (the ledger books the other side of each
+    company's movement there already): it is recorded, and settlement's clearing reconciliation matches it
+    against the clearing account's ledger movements."""
+    try:
+        with transaction.atomic():
+            BankStatementLine.objects.create(
+                statement=statement,
+                line_no=line.line_no,
+                reference=line.reference,
+                value_date=line.value_date,
+                account_no=line.account_no,
+                account=clearing,
+                direction=line.direction,
+                amount=line.amount,
+                counterparty=line.counterparty,
+                memo=line.memo,
+                journal=None,
+            )
+    except IntegrityError:
+        if BankStatementLine.objects.filter(reference=line.reference).exists():
+            return False  # imported concurrently by another run
+        raise
+    return True
+
+
 def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str) -> ImportResult:
     """Import a statement file. Raises StatementFileError if the file cannot be read at all."""
     raw = stream.read()
@@ -169,6 +204,7 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
     result = ImportResult(statement=statement)
     credits = debits = Decimal("0.00")
     imported = skipped = total = 0
+    value_dates: set[date] = set()
     for row in reader:
         line_no = reader.line_num  # the physical line in the file, the header being line 1
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
@@ -180,6 +216,7 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
             line = _parse(line_no, row)
             if _import_line(statement=statement, line=line, clearing=clearing, business_date=business_date):
                 imported += 1
+                value_dates.add(line.value_date)
                 if line.direction == StatementDirection.CREDIT:
                     credits += line.amount
                 else:
@@ -199,6 +236,14 @@ def bank_statement_import(*, stream: IO[bytes], filename: str, imported_by: str)
     statement.rejections = result.rejections
     statement.finished_at = timezone.now()
     statement.save()
+    for receiver, response in bank_statement_imported.send_robust(
+        sender=BankStatementImport, statement=statement, value_dates=sorted(value_dates)
+    ):
+        if isinstance(response, Exception):
+            logger.error("after the import of %s, %s failed", statement, receiver, exc_info=response)
+            result.notes.append(f"{getattr(receiver, '__name__', receiver)} failed: {response}")
+        elif isinstance(response, str) and response:
+            result.notes.append(response)
     return result
 
 
@@ -212,6 +257,7 @@ def import_as_json(result: ImportResult) -> dict:
         "already_imported": s.lines_skipped,
         "rejected": s.lines_rejected,
         "rejections": [{"line": r["line"], "error": r["error"]} for r in result.rejections],
+        "notes": list(result.notes),
     }
 
 
@@ -220,4 +266,4 @@ def import_summary(result: ImportResult) -> str:
     return (
         f"import_bank_statement {s.filename}: {s.lines_imported} imported (credits {s.credits_total}, "
         f"debits {s.debits_total}), {s.lines_skipped} already imported, {s.lines_rejected} rejected"
-    )
+    ) + "".join(f"; {note}" for note in result.notes)

@@ -11,12 +11,17 @@ from django.urls import path
 from django.utils import timezone
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
+from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_form
+from funding.console.admin_permissions import ConsoleActionPermissions
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
 from funding.errors import EngineError
 from settlement.models import (
     Channel,
     ChannelStatement,
+    ExceptionStatus,
+    IntegrityCheckRun,
+    ReconciliationException,
     ReconciliationItem,
     ReconClass,
     StatementSource,
@@ -25,6 +30,12 @@ from settlement.services.reconciliation import (
     reconciliation_report,
     statement_import,
     statement_rows_from_csv,
+)
+from settlement.services.reconciliation_queue import (
+    reconciliation_exception_resolve,
+    reconciliation_exception_write_off_approve,
+    reconciliation_exception_write_off_propose,
+    reconciliation_exception_write_off_reject,
 )
 
 
@@ -68,10 +79,16 @@ class ChannelStatementAdmin(ReadOnlyAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(n_exceptions=Count("items", filter=~Q(items__classification=ReconClass.MATCHED)))
+            .annotate(
+                n_exceptions=Count(
+                    "items",
+                    filter=Q(items__exceptions__status=ExceptionStatus.OPEN)
+                    & ~Q(items__classification=ReconClass.MATCHED),
+                )
+            )
         )
 
-    @admin.display(description="exceptions", ordering="n_exceptions")
+    @admin.display(description="open exceptions", ordering="n_exceptions")
     def exceptions(self, obj):
         return obj.n_exceptions
 
@@ -146,3 +163,115 @@ class ReconciliationItemAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["classification", "statement__channel", "statement__statement_date"]
     search_fields = ["serial"]
+
+
+class OpenFilter(admin.SimpleListFilter):
+    """The queue shows open exceptions unless staff ask for the history."""
+
+    title = "status"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Open (the queue)"), ("resolved", "Resolved"), ("written_off", "Written off"),
+                ("all", "All")]
+
+    def choices(self, changelist):
+        value = self.value() or "open"
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": value == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or "open"
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
+@admin.register(ReconciliationException)
+class ReconciliationExceptionAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
+    """The reconciliation work queue. Resolving needs a reason; a write-off is proposed by one staff member and
+    approved by another (four eyes), and posts the difference to the reconciliation-difference account."""
+
+    list_display = [
+        "id",
+        "source",
+        "classification",
+        "channel_code",
+        "value_date",
+        "reference",
+        "statement_amount",
+        "ledger_amount",
+        "adjustment",
+        "status",
+        "write_off_proposed_by",
+        "opened_at",
+    ]
+    list_filter = [OpenFilter, "source", "classification", "channel_code", "value_date"]
+    list_select_related = ["write_off_proposed_by"]
+    search_fields = ["reference", "key"]
+    actions = ["resolve", "propose_write_off", "approve_write_off", "reject_write_off"]
+
+    def has_change_permission(self, request, obj=None):
+        # Only to offer the actions on the list; every field stays read-only.
+        return obj is None and (
+            self.has_reconcile_statement_permission(request)
+            or self.has_propose_write_off_permission(request)
+            or self.has_approve_write_off_permission(request)
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.action(description="Resolve with a reason", permissions=["reconcile_statement"])
+    def resolve(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Resolve reconciliation exceptions", form_class=ReasonForm,
+            done="Exceptions resolved", permission="reconcile_statement",
+            perform=lambda exc, data: reconciliation_exception_resolve(
+                exception_id=exc.pk, actor=request.user, reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Propose a write-off (maker)", permissions=["propose_write_off"])
+    def propose_write_off(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Propose writing off the difference", form_class=ReasonForm,
+            done="Write-offs proposed", permission="propose_write_off",
+            perform=lambda exc, data: reconciliation_exception_write_off_propose(
+                exception_id=exc.pk, maker=request.user, reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Approve the write-off (never the proposer)", permissions=["approve_write_off"])
+    def approve_write_off(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Approve the write-off", form_class=OptionalReasonForm,
+            done="Exceptions written off", permission="approve_write_off",
+            perform=lambda exc, data: reconciliation_exception_write_off_approve(
+                exception_id=exc.pk, checker=request.user, reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Reject the write-off (never the proposer)", permissions=["approve_write_off"])
+    def reject_write_off(self, request, queryset):
+        return action_with_form(
+            self, request, queryset, title="Reject the write-off", form_class=ReasonForm,
+            done="Write-offs rejected", permission="approve_write_off",
+            perform=lambda exc, data: reconciliation_exception_write_off_reject(
+                exception_id=exc.pk, checker=request.user, reason=data["reason"]
+            ),
+        )
+
+
+@admin.register(IntegrityCheckRun)
+class IntegrityCheckRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "finished_at", "business_date", "triggered_by", "passed", "problem_count"]
+    list_filter = ["passed", "triggered_by"]
+    readonly_fields = ["business_date", "job_run", "triggered_by", "passed", "problems", "figures",
+                       "started_at", "finished_at"]
+
+    @admin.display(description="problems")
+    def problem_count(self, obj):
+        return len(obj.problems or [])

@@ -20,12 +20,16 @@ from settlement.models import (
     AttemptStatus,
     Channel,
     ChannelStatement,
+    ExceptionSource,
+    ExceptionStatus,
     PayoutAttempt,
+    ReconciliationException,
     ReconciliationItem,
     ReconClass,
     ReturnSource,
     StatementSource,
 )
+from settlement.services.reconciliation_queue import reconciliation_exceptions_sync_statement
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +217,8 @@ def statement_reconcile(
         statement.items.exclude(serial__in=listed).exclude(
             classification=ReconClass.MISSING_IN_STATEMENT
         ).delete()
+        # What is not matched is an exception in the staff work queue (opened once, closed when matched).
+        reconciliation_exceptions_sync_statement(statement=statement)
         result.exceptions = statement.items.exclude(classification=ReconClass.MATCHED).count()
     return result
 
@@ -316,7 +322,8 @@ def statements_import_all(*, statement_date: date | None = None) -> int:
 
 
 def reconciliation_report(*, statement_date: date) -> dict:
-    """The daily report: per channel, the count of each classification, and every exception."""
+    """The daily report: per channel, the count of each classification; the exceptions still open in the work
+    queue, and those already resolved or written off."""
     counts = (
         ReconciliationItem.objects.filter(statement__statement_date=statement_date)
         .values("statement__channel__code", "classification")
@@ -326,7 +333,12 @@ def reconciliation_report(*, statement_date: date) -> dict:
     per_channel: dict[str, dict[str, int]] = {}
     for row in counts:
         per_channel.setdefault(row["statement__channel__code"], {})[row["classification"]] = row["n"]
-    exceptions = [
+    queue = dict(
+        ReconciliationException.objects.filter(
+            source=ExceptionSource.CHANNEL_STATEMENT, value_date=statement_date
+        ).values_list("key", "status")
+    )
+    lines = [
         {
             "channel": item.statement.channel.code,
             "serial": item.serial,
@@ -335,10 +347,22 @@ def reconciliation_report(*, statement_date: date) -> dict:
             "our_amount": None if item.our_amount is None else f"{item.our_amount:.2f}",
             "statement_status": item.statement_status,
             "our_status": item.our_status,
+            # Where the exception stands in the staff work queue (open, resolved, written_off).
+            "status": queue.get(
+                f"channel:{item.statement.channel.code}:{statement_date.isoformat()}:{item.serial}", ""
+            ),
         }
         for item in ReconciliationItem.objects.filter(statement__statement_date=statement_date)
         .exclude(classification=ReconClass.MATCHED)
         .select_related("statement__channel")
         .order_by("statement__channel__code", "serial")
     ]
-    return {"date": statement_date.isoformat(), "channels": per_channel, "exceptions": exceptions}
+    # `exceptions` are those still to work (open in the queue); resolved and written-off ones are history.
+    exceptions = [e for e in lines if e["status"] in (ExceptionStatus.OPEN, "")]
+    return {
+        "date": statement_date.isoformat(),
+        "channels": per_channel,
+        "exceptions": exceptions,
+        "open_exceptions": len(exceptions),
+        "closed_exceptions": [e for e in lines if e["status"] not in (ExceptionStatus.OPEN, "")],
+    }

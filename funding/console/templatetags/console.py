@@ -80,3 +80,12 @@ def admin_change_url(obj) -> str:
 def calendar_banner() -> dict:
     """The warning staff see from 30 days before the last published calendar day (contract 2.3)."""
     return {"outlook": calendar_outlook()}
+
+
+@register.inclusion_tag("console/_integrity_banner.html")
+def integrity_banner() -> dict:
+    """The alert staff see while the latest integrity check (check_integrity, end of day) failed."""
+    from settlement.selectors import integrity_check_latest
+
+    latest = integrity_check_latest()
+    return {"check": latest if latest is not None and not latest.passed else None}

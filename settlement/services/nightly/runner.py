@@ -22,7 +22,7 @@ from funding.services.audit import audit_record
 from funding.services.calendar import business_day_mark_closing, next_business_day
 from settlement.models import JobName, JobRun, JobRunStatus
 from settlement.models.jobs import JOB_RUN_FAILABLE_STATES
-from settlement.services.nightly.steps import CLOSE_STEPS, COLLECT_STEPS, STEP_FUNCTIONS
+from settlement.services.nightly.steps import CLOSE_STEPS, COLLECT_STEPS, ONCE_STEP_FUNCTIONS, STEP_FUNCTIONS
 
 # One session-level advisory lock for collect_repayments and close_business_day: never both at once.
 NIGHTLY_LOCK_KEY = 0x4E494748  # "NIGH"
@@ -83,7 +83,7 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
     while run.step != "done":
         step = run.step
         ids = []
-        if step != "finish":
+        if step != "finish" and step not in ONCE_STEP_FUNCTIONS:
             ids = list(
                 Company.objects.filter(id__gt=run.cursor)
                 .order_by("id")
@@ -95,6 +95,10 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
                 raise JobError("the run was changed by someone else")
             if step == "finish":
                 _finish(run)
+            elif step in ONCE_STEP_FUNCTIONS:
+                ONCE_STEP_FUNCTIONS[step](run)
+                run.step = steps[steps.index(step) + 1]
+                run.cursor = 0
             elif ids:
                 STEP_FUNCTIONS[step](ids, run)
                 run.cursor = ids[-1]
@@ -103,7 +107,7 @@ def _run_steps(run: JobRun, steps: list[str], *, chunk_size: int, progress: Prog
                 run.step = steps[steps.index(step) + 1]
                 run.cursor = 0
             run.save()
-        if progress and step != "finish":
+        if progress and step != "finish" and step not in ONCE_STEP_FUNCTIONS:
             done = Company.objects.filter(id__lte=run.cursor).count() if run.step == step else total
             progress(step, done, total)
     if run.finished_at:
@@ -235,11 +239,17 @@ def job_run_summary(run: JobRun) -> str:
         f"({c.get('advances_repaid', 0)} advances repaid in full, {c.get('advances_paid', 0)} paid)"
     )
     if run.job == JobName.CLOSE_BUSINESS_DAY:
+        if "integrity_problems" not in c:
+            integrity = ""
+        elif not c["integrity_problems"]:
+            integrity = "integrity check passed; "
+        else:
+            integrity = f"integrity check FAILED ({c['integrity_problems']} problem(s), see check_integrity); "
         text += (
             f"; {c.get('advances_overdue', 0)} overdue, {c.get('lines_frozen', 0)} lines frozen, "
             f"penalty {a.get('penalty_accrued', '0.00')} on {c.get('advances_penalised', 0)} advances, "
             f"{c.get('lines_unfrozen', 0)} lines unfrozen, {c.get('lines_expired', 0)} lines expired, "
-            f"{c.get('limits_changed', 0)} limits changed; "
+            f"{c.get('limits_changed', 0)} limits changed; {integrity}"
             f"next business date {run.next_business_date.isoformat() if run.next_business_date else '-'}"
         )
     return text

@@ -10,11 +10,17 @@ End of day, in order:
   expire    - lines whose valid_to is before the next business date become expired (credit_line.expired)
   limits    - effective limits recomputed from the approved limit, flow and margin factors
   aging     - aging buckets of overdue advances, and the per-company aging snapshot for reports
+  integrity - once, not per chunk: the integrity checks of the closed day (check_integrity), stored with the
+              run; a failure raises the alert metric and the console banner but does not stop the day
   finish    - the business date moves to the next business day and reopens (the runner's last transaction)
 """
 
+import logging
 from collections.abc import Callable
 from decimal import Decimal
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from funding.services.credit_lines import credit_lines_expire_past_validity
 from funding.services.limits import credit_limits_recompute_chunk
@@ -25,12 +31,14 @@ from funding.services.overdue import (
     credit_lines_freeze_overdue,
     credit_lines_unfreeze_cleared,
 )
-from settlement.models import JobName, JobRun
+from settlement.models import IntegrityCheckRun, JobName, JobRun
+from settlement.services.integrity import integrity_check_run
 from settlement.services.repayments import repayments_collect_chunk
 
-CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "expire", "limits", "aging", "finish"]
+CLOSE_STEPS = ["repay", "overdue", "penalty", "unfreeze", "expire", "limits", "aging", "integrity", "finish"]
 COLLECT_STEPS = ["repay", "finish"]
 JOB_ACTOR = "job:close_business_day"
+logger = logging.getLogger(__name__)
 
 
 def _add(mapping: dict, key: str, value) -> None:
@@ -97,4 +105,33 @@ STEP_FUNCTIONS: dict[str, Callable[[list[int], JobRun], None]] = {
     "expire": step_expire,
     "limits": step_limits,
     "aging": step_aging,
+}
+
+
+def step_integrity(run: JobRun) -> None:
+    """The books after the close, compared with themselves and the counters (a run resumed after this step
+    committed does not check twice: the check is stored with the run, in the step's transaction).
+
+    A check that cannot run (a database error) does not keep the next business day shut: it is stored as a
+    failed check, which raises the same alert."""
+    started_at = timezone.now()
+    try:
+        with transaction.atomic():
+            check = integrity_check_run(
+                triggered_by=JOB_ACTOR, business_date=run.business_date, job_run=run, started_at=started_at
+            )
+    except DatabaseError as exc:
+        logger.exception("the integrity check of %s could not run", run.business_date)
+        check = IntegrityCheckRun.objects.create(
+            business_date=run.business_date, job_run=run, triggered_by=JOB_ACTOR, passed=False,
+            problems=[{"check": "error", "subject": type(exc).__name__, "expected": "", "actual": "",
+                       "message": f"the integrity check could not run: {type(exc).__name__}: {exc}"[:1000]}],
+            started_at=started_at,
+        )
+    run.counts["integrity_problems"] = len(check.problems)
+
+
+# Steps that run once for the whole date (not per chunk of companies), in the runner's transaction.
+ONCE_STEP_FUNCTIONS: dict[str, Callable[[JobRun], None]] = {
+    "integrity": step_integrity,
 }

@@ -33,6 +33,10 @@ EXPECTED_ACTIONS = {
     },
     "settlement.channelerrormapping": {"operations": {"propose_removal"}},
     "settlement.channelchangerequest": {"credit_approver": {"approve", "reject"}},
+    "settlement.reconciliationexception": {
+        "finance": {"resolve", "propose_write_off"},
+        "credit_approver": {"approve_write_off", "reject_write_off"},
+    },
     "api.apikey": {"operations": {"revoke"}},
     "api.webhookoutboxevent": {"operations": {"redeliver"}},
 }

@@ -186,18 +186,26 @@ def test_admin_index_links_to_the_console(business_day, client, user_in_role):
 def test_dashboard_lists_job_runs_and_open_reconciliation_exceptions(business_day, client, user_in_role):
     from datetime import date
 
-    from settlement.models import ChannelStatement, JobName, JobRun, JobRunStatus, ReconciliationItem, ReconClass
+    from settlement.adapters.base import StatementRow
+    from settlement.models import JobName, JobRun, JobRunStatus, ReconciliationException
     from settlement.services.channels import channel_seed_simulated
+    from settlement.services.reconciliation import statement_import
+    from settlement.services.reconciliation_queue import reconciliation_exception_resolve
 
     channel = channel_seed_simulated()[0]
     JobRun.objects.create(job=JobName.CLOSE_BUSINESS_DAY, business_date=date(2026, 11, 24),
                           next_business_date=date(2026, 11, 25), step="done", status=JobRunStatus.SUCCEEDED)
-    statement = ChannelStatement.objects.create(channel=channel, statement_date=date(2026, 11, 24))
-    ReconciliationItem.objects.create(statement=statement, serial="po_X-1", classification=ReconClass.MATCHED)
-    ReconciliationItem.objects.create(statement=statement, serial="po_Y-1",
-                                      classification=ReconClass.MISSING_ON_OUR_SIDE)
-    client.force_login(user_in_role("operations"))
+    statement_import(channel=channel, statement_date=date(2026, 11, 24), rows=[
+        StatementRow(serial="po_Y-1", amount=Decimal("5.00"), status="succeeded"),
+        StatementRow(serial="po_Z-1", amount=Decimal("6.00"), status="succeeded"),
+    ])
+    operations = user_in_role("operations")
+    reconciliation_exception_resolve(exception_id=ReconciliationException.objects.get(reference="po_Z-1").pk,
+                                     actor=operations, reason="explained")
+    client.force_login(operations)
     body = client.get(reverse("console:dashboard")).content.decode()
     assert f"{JobName.CLOSE_BUSINESS_DAY} 2026-11-24 #1 succeeded" in body
-    assert "po_Y-1 missing_on_our_side" in body
-    assert "po_X-1" not in body
+    # Open ones only: the resolved exception is neither listed nor counted.
+    assert 'Open reconciliation exceptions (<span data-count="reconciliation-open">1</span>)' in body
+    assert "po_Y-1 missing_on_our_side (open)" in body
+    assert "po_Z-1" not in body

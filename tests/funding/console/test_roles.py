@@ -57,6 +57,8 @@ EXPECTED = {
         "settlement.view_payoutreturnrequest",
         "settlement.change_payoutreturnrequest",
         "console.approve_payout_return",
+        "settlement.view_reconciliationexception",
+        "console.approve_write_off",
     },
     "operations": {
         "funding.view_company",
@@ -85,6 +87,8 @@ EXPECTED = {
         "settlement.change_payoutreturnrequest",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
+        "settlement.view_reconciliationexception",
+        "settlement.view_integritycheckrun",
         "settlement.view_simulatedchanneltransfer",
         "api.view_apikey",
         "api.view_webhookendpoint",
@@ -116,6 +120,8 @@ EXPECTED = {
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
         "settlement.view_payoutreturn",
+        "settlement.view_reconciliationexception",
+        "settlement.view_integritycheckrun",
         "settlement.view_jobrun",
         "settlement.view_repayment",
         "settlement.view_repaymentallocation",
@@ -127,6 +133,7 @@ EXPECTED = {
         "console.view_reports",
         "console.upload_statement",
         "console.reconcile_statement",
+        "console.propose_write_off",
     },
     "auditor": {
         "funding.view_company",
@@ -151,6 +158,8 @@ EXPECTED = {
         "settlement.view_payoutreturnrequest",
         "settlement.view_channelstatement",
         "settlement.view_reconciliationitem",
+        "settlement.view_reconciliationexception",
+        "settlement.view_integritycheckrun",
         "settlement.view_simulatedchanneltransfer",
         "settlement.view_jobrun",
         "funding.view_agingsnapshot",
@@ -193,6 +202,8 @@ CUSTOM = [
     "suspend_company",
     "propose_payout_return",
     "approve_payout_return",
+    "propose_write_off",
+    "approve_write_off",
 ]
 
 

@@ -129,4 +129,5 @@ def test_command_prints_one_json_object_with_json(business_day, tmp_path, capsys
         "file": "good.csv", "imported": 1, "credits_total": "10.00", "debits_total": "0.00",
         "already_imported": 0, "rejected": 1,
         "rejections": [{"line": 3, "error": "account 000 is not a company settlement or margin account"}],
+        "notes": [],
     }
