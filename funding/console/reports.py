@@ -141,6 +141,8 @@ def daily_position(*, business_date: date) -> Report:
             ("overdue_4_7", _("Overdue 4-7 days")),
             ("overdue_8_30", _("Overdue 8-30 days")),
             ("overdue_31_plus", _("Overdue over 30 days")),
+            # Last, so that the CSV's earlier columns keep their positions for existing readers.
+            ("returned", _("Returned (退汇)")),
         ],
         rows=rows,
         totals=totals,

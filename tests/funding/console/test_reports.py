@@ -78,6 +78,7 @@ def zero_row(day):
                 "fees",
                 "penalties",
                 "repaid",
+                "returned",
                 "closing_outstanding",
                 "overdue",
                 "overdue_1_3",
@@ -103,6 +104,7 @@ def test_daily_position_from_the_ledger(business_day):
         "fees": Decimal("0.00"),
         "penalties": Decimal("0.00"),
         "repaid": Decimal("600.30"),
+        "returned": Decimal("0.00"),
         "closing_outstanding": Decimal("700.00"),
         # first in, first out: Tuesday's 300.00 is not due yet; 400.00 of Monday's was due Tuesday
         "overdue": Decimal("400.00"),
@@ -170,7 +172,7 @@ def test_daily_position_csv_exact(business_day, client, user_in_role):
     lines = response.content.decode("utf-8-sig").splitlines()
     assert lines[0] == (
         "business_date,company,legal_name,opening_outstanding,advanced,fees,penalties,repaid,"
-        "closing_outstanding,overdue,overdue_1_3,overdue_4_7,overdue_8_30,overdue_31_plus"
+        "closing_outstanding,overdue,overdue_1_3,overdue_4_7,overdue_8_30,overdue_31_plus,returned"
     )
     assert lines[1].startswith("2026-11-24,ACME,Payment Company ")
     assert lines[1].split(",")[3:] == [
@@ -185,9 +187,10 @@ def test_daily_position_csv_exact(business_day, client, user_in_role):
         "0.00",
         "0.00",
         "0.00",
+        "0.00",
     ]
     assert lines[2].split(",")[:2] == ["2026-11-24", "ZETA"]
-    assert lines[3] == "2026-11-24,TOTAL,,1000.30,300.00,0.00,0.00,600.30,700.00,400.00,400.00,0.00,0.00,0.00"
+    assert lines[3] == "2026-11-24,TOTAL,,1000.30,300.00,0.00,0.00,600.30,700.00,400.00,400.00,0.00,0.00,0.00,0.00"
     assert len(lines) == 4
 
 

@@ -76,4 +76,5 @@ def test_reconciliation_report_exits_zero_on_a_clean_day(business_day, capsys):
     import json
 
     call_command("reconciliation_report", "--date", "2026-11-25")
-    assert json.loads(capsys.readouterr().out) == {"date": "2026-11-25", "channels": {}, "exceptions": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "date": "2026-11-25", "channels": {}, "exceptions": [], "open_exceptions": 0, "closed_exceptions": []}
