@@ -10,6 +10,7 @@ from settlement.models.channels import (
     ErrorDecision,
 )
 from settlement.models.jobs import JobName, JobRun, JobRunStatus
+from settlement.models.margin import MarginSetOff, MarginSetOffStatus
 from settlement.models.payouts import LIVE_ATTEMPT_STATES, AttemptStatus, PayoutAttempt
 from settlement.models.reconciliation import ChannelStatement, ReconciliationItem, ReconClass, StatementSource
 from settlement.models.repayments import Repayment, RepaymentAllocation, RepaymentSource
@@ -30,6 +31,8 @@ __all__ = [
     "JobRun",
     "JobRunStatus",
     "ManualReview",
+    "MarginSetOff",
+    "MarginSetOffStatus",
     "ManualReviewOutcome",
     "ManualReviewStatus",
     "PayoutAttempt",

@@ -1,0 +1,270 @@
+"""Margin (保证金) set-off under four eyes: allocation penalty -> fee -> principal across the overdue advances
+(the repayment's one allocation), balanced postings, events, audit, refusals without side effects."""
+
+import io
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from funding.errors import BusinessDayClosed, FourEyesViolation, InvalidState, ValidationFailed
+from funding.models import Advance, AdvanceStatus, AuditEvent, BusinessDay, CreditLine, WebhookEvent
+from funding.services.bank_statements import bank_statement_import
+from ledger.models import AccountKind, JournalTransaction
+from ledger.selectors import account_totals_drift, trial_balance
+from settlement.errors import AmountExceedsOverdue, InsufficientMargin, NothingOverdue
+from settlement.models import MarginSetOff, MarginSetOffStatus, Repayment, RepaymentAllocation, RepaymentSource
+from settlement.services.margin import (
+    margin_available,
+    margin_overdue_total,
+    margin_setoff_approve,
+    margin_setoff_propose,
+    margin_setoff_reject,
+)
+from settlement.services.nightly import business_day_close
+from tests.factories import company_with_line, staff_user
+from tests.settlement.nightly_helpers import balance, disbursed_advance, ledger_fingerprint, statement_csv
+
+pytestmark = pytest.mark.django_db
+
+MON = date(2026, 11, 30)
+
+
+def margin_statement(company, direction: str, amount: str, reference: str) -> None:
+    data = statement_csv(
+        (BusinessDay.objects.get().current.isoformat(), company.margin_account_no, direction, amount, reference,
+         "", "margin")
+    )
+    result = bank_statement_import(stream=io.BytesIO(data), filename="margin.csv", imported_by="test")
+    assert result.ok, result.rejections
+
+
+@pytest.fixture
+def overdue_company(business_day):
+    """Two overdue advances on Monday 2026-11-30, a margin deposit of 120,000.00, the line frozen.
+
+    A: 100,000.00 on Wed (due Thu, fee 30.00), overdue Thu; penalty Thu 1 day + Fri 3 days on 100,030.00 at
+    0.0005: 50.015 + 150.045 = 200.06. B: 50,000.00 on Thu (due Fri, fee 15.00), overdue Fri; penalty 3 days on
+    50,015.00: 75.0225 -> 75.02. Overdue total 100,230.06 + 50,090.02 = 150,320.08.
+    """
+    company, line = company_with_line(penalty_rate="0.000500")
+    first = disbursed_advance(company, "100000.00")
+    business_day_close()  # Wed
+    second = disbursed_advance(company, "50000.00")
+    business_day_close()  # Thu: A overdue, the line frozen
+    business_day_close()  # Fri: B overdue
+    assert BusinessDay.objects.get().current == MON
+    margin_statement(company, "C", "120000.00", "MRG-DEPOSIT-1")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.fee, first.penalty_accrued) == (AdvanceStatus.OVERDUE, Decimal("30.00"),
+                                                              Decimal("200.06"))
+    assert (second.status, second.fee, second.penalty_accrued) == (AdvanceStatus.OVERDUE, Decimal("15.00"),
+                                                                 Decimal("75.02"))
+    line.refresh_from_db()
+    assert line.status == "frozen"
+    return company, line, first, second
+
+
+def _state(company) -> tuple:
+    """Everything a set-off may change: ledger, advances, line counters, repayments, events, audit, set-offs."""
+    line = CreditLine.objects.get(company=company)
+    return (
+        ledger_fingerprint(),
+        sorted(Advance.objects.filter(company=company).values_list(
+            "id", "status", "version", "penalty_repaid", "fee_repaid", "principal_repaid")),
+        (line.status, line.reserved, line.outstanding, line.limit_ceiling, line.effective_limit),
+        Repayment.objects.count(),
+        RepaymentAllocation.objects.count(),
+        WebhookEvent.objects.count(),
+        AuditEvent.objects.count(),
+        sorted(MarginSetOff.objects.values_list("id", "status", "checker_id", "repayment_id")),
+    )
+
+
+def test_setoff_allocates_penalty_fee_principal_oldest_first_with_postings_events_and_audit(overdue_company):
+    company, line, first, second = overdue_company
+    maker, checker = staff_user("maker1"), staff_user("checker1")
+    assert margin_available(company=company) == Decimal("120000.00")
+    assert margin_overdue_total(company=company) == Decimal("150320.08")
+    versions = (first.version, second.version)
+
+    setoff = margin_setoff_propose(company=company, amount="100330.08", maker=maker, reason="overdue since Thu")
+    assert (setoff.status, setoff.margin_balance_at_proposal, setoff.overdue_at_proposal) == (
+        MarginSetOffStatus.PENDING, Decimal("120000.00"), Decimal("150320.08"))
+    assert Repayment.objects.count() == 0
+
+    setoff = margin_setoff_approve(setoff=setoff, checker=checker, reason="checked the deposit agreement")
+
+    setoff.refresh_from_db()
+    assert (setoff.status, setoff.checker, setoff.business_date) == (MarginSetOffStatus.APPROVED, checker, MON)
+    # A: penalty 200.06, fee 30.00, principal 100,000.00 (100,230.06, paid in full); the remaining 100.02 goes to
+    # B: penalty 75.02, fee 15.00, principal 10.00.
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.penalty_repaid, first.fee_repaid, first.principal_repaid) == (
+        AdvanceStatus.REPAID, Decimal("200.06"), Decimal("30.00"), Decimal("100000.00"))
+    assert (second.status, second.penalty_repaid, second.fee_repaid, second.principal_repaid) == (
+        AdvanceStatus.OVERDUE, Decimal("75.02"), Decimal("15.00"), Decimal("10.00"))
+    assert first.aging_bucket == ""
+    assert (first.version, second.version) == (versions[0] + 1, versions[1] + 1)
+
+    repayment = setoff.repayment
+    assert (repayment.source, repayment.reference, repayment.business_date) == (
+        RepaymentSource.MARGIN_SETOFF, f"margin_setoff:{setoff.pk}", MON)
+    assert (repayment.amount, repayment.penalty, repayment.fee, repayment.principal) == (
+        Decimal("100330.08"), Decimal("275.08"), Decimal("45.00"), Decimal("100010.00"))
+    allocations = {a.advance_id: (a.penalty, a.fee, a.principal, a.settles_advance)
+                   for a in repayment.allocations.all()}
+    assert allocations == {
+        first.pk: (Decimal("200.06"), Decimal("30.00"), Decimal("100000.00"), True),
+        second.pk: (Decimal("75.02"), Decimal("15.00"), Decimal("10.00"), False),
+    }
+
+    journal = JournalTransaction.objects.get(reference=f"margin_setoff:{setoff.pk}")
+    assert journal.kind == "repayment"
+    assert sorted((e.account.kind, e.direction, e.amount) for e in journal.entries.select_related("account")) == [
+        (AccountKind.ADVANCE_RECEIVABLE, "C", Decimal("100010.00")),
+        (AccountKind.FEE_RECEIVABLE, "C", Decimal("45.00")),
+        (AccountKind.MARGIN, "D", Decimal("100330.08")),
+        (AccountKind.PENALTY_RECEIVABLE, "C", Decimal("275.08")),
+    ]
+    assert balance(company, AccountKind.MARGIN) == Decimal("19669.92")
+    assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == Decimal("49990.00")
+    assert balance(company, AccountKind.FEE_RECEIVABLE) == Decimal("0.00")
+    assert balance(company, AccountKind.PENALTY_RECEIVABLE) == Decimal("0.00")
+    assert balance(company, AccountKind.SETTLEMENT) == Decimal("0.00")  # the settlement account is not touched
+    line.refresh_from_db()
+    assert (line.outstanding, line.reserved) == (Decimal("49990.00"), Decimal("0.00"))
+    assert line.available == Decimal("950010.00")  # 1,000,000.00 - 49,990.00 (the line itself stays frozen)
+    assert line.status == "frozen"
+    assert margin_overdue_total(company=company) == Decimal("49990.00")
+
+    repaid = WebhookEvent.objects.filter(type="advance.repaid", company=company)
+    assert list(repaid.values_list("resource_id", flat=True)) == [first.public_id]
+    assert repaid.get().payload["data"]["version"] == first.version
+    assert repaid.get().payload["data"]["status"] == "repaid"
+
+    proposed = AuditEvent.objects.get(action="margin_setoff.proposed")
+    approved = AuditEvent.objects.get(action="margin_setoff.approved")
+    booked = AuditEvent.objects.get(action="repayment.margin_setoff")
+    assert (proposed.actor, proposed.actor_label, proposed.company) == (maker, "maker1", company)
+    assert (approved.actor, approved.reason) == (checker, "checked the deposit agreement")
+    assert (approved.after["maker"], approved.after["checker"], approved.after["amount"]) == (
+        "maker1", "checker1", "100330.08")
+    assert (booked.actor, booked.after["maker"], booked.after["checker"], booked.after["source"]) == (
+        checker, "maker1", "checker1", "margin_setoff")
+    assert trial_balance() == {"CNY": Decimal("0.00")}
+    assert account_totals_drift() == []
+
+
+def test_setoff_of_everything_overdue_repays_every_advance(overdue_company):
+    company, line, first, second = overdue_company
+    margin_statement(company, "C", "40000.00", "MRG-DEPOSIT-2")
+    setoff = margin_setoff_propose(company=company, amount="150320.08", maker=staff_user(), reason="all of it")
+    margin_setoff_approve(setoff=setoff, checker=staff_user())
+    assert set(Advance.objects.filter(company=company).values_list("status", flat=True)) == {AdvanceStatus.REPAID}
+    line.refresh_from_db()
+    assert line.outstanding == Decimal("0.00")
+    assert balance(company, AccountKind.MARGIN) == Decimal("9679.92")  # 160,000.00 - 150,320.08
+    assert WebhookEvent.objects.filter(type="advance.repaid", company=company).count() == 2
+    assert trial_balance() == {"CNY": Decimal("0.00")}
+
+
+def test_the_maker_cannot_approve_and_nothing_changes(overdue_company):
+    company, *_ = overdue_company
+    maker = staff_user()
+    setoff = margin_setoff_propose(company=company, amount="1000.00", maker=maker, reason="overdue")
+    before = _state(company)
+    with pytest.raises(FourEyesViolation) as exc:
+        margin_setoff_approve(setoff=setoff, checker=maker)
+    assert exc.value.code == "four_eyes_violation"
+    with pytest.raises(FourEyesViolation):
+        margin_setoff_reject(setoff=setoff, checker=maker, reason="no")
+    assert _state(company) == before
+    # The database refuses it as well.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        MarginSetOff.objects.filter(pk=setoff.pk).update(checker=maker)
+
+
+@pytest.mark.parametrize(
+    ("amount", "error", "code"),
+    [
+        ("120000.01", InsufficientMargin, "insufficient_margin"),
+        ("150320.09", AmountExceedsOverdue, "amount_exceeds_overdue"),
+    ],
+)
+def test_proposal_refusals_leave_nothing(overdue_company, amount, error, code):
+    company, *_ = overdue_company
+    before = _state(company)
+    with pytest.raises(error) as exc:
+        margin_setoff_propose(company=company, amount=amount, maker=staff_user(), reason="too much")
+    assert exc.value.code == code
+    assert exc.value.details["margin_available"] == "120000.00"
+    assert exc.value.details["overdue"] == "150320.08"
+    assert _state(company) == before
+
+
+@pytest.mark.parametrize("amount", ["0", "-5.00", "1.001", "abc", "NaN"])
+def test_bad_amounts_are_validation_errors(overdue_company, amount):
+    company, *_ = overdue_company
+    before = _state(company)
+    with pytest.raises(ValidationFailed):
+        margin_setoff_propose(company=company, amount=amount, maker=staff_user(), reason="bad")
+    with pytest.raises(ValidationFailed):
+        margin_setoff_propose(company=company, amount="10.00", maker=staff_user(), reason="  ")
+    assert _state(company) == before
+
+
+def test_nothing_overdue_is_refused(business_day):
+    company, _ = company_with_line()
+    disbursed_advance(company, "1000.00")  # due tomorrow: not overdue
+    margin_statement(company, "C", "5000.00", "MRG-NOTHING")
+    before = _state(company)
+    with pytest.raises(NothingOverdue) as exc:
+        margin_setoff_propose(company=company, amount="100.00", maker=staff_user(), reason="nothing")
+    assert exc.value.code == "nothing_overdue"
+    assert _state(company) == before
+
+
+def test_approval_rechecks_under_lock_and_refuses_without_side_effects(overdue_company):
+    company, *_ = overdue_company
+    setoff = margin_setoff_propose(company=company, amount="110000.00", maker=staff_user(), reason="overdue")
+    margin_statement(company, "D", "20000.00", "MRG-WITHDRAW-1")  # the margin falls to 100,000.00
+    before = _state(company)
+    checker = staff_user()
+    with pytest.raises(InsufficientMargin) as exc:
+        margin_setoff_approve(setoff=setoff, checker=checker)
+    assert exc.value.details == {"amount": "110000.00", "margin_available": "100000.00", "overdue": "150320.08"}
+    assert _state(company) == before
+    setoff.refresh_from_db()
+    assert setoff.status == MarginSetOffStatus.PENDING
+
+    BusinessDay.objects.update(closing=True)
+    with pytest.raises(BusinessDayClosed):
+        margin_setoff_approve(setoff=setoff, checker=checker)
+    BusinessDay.objects.update(closing=False)
+    assert _state(company) == before
+
+    margin_setoff_reject(setoff=setoff, checker=checker, reason="margin withdrawn")
+    setoff.refresh_from_db()
+    assert (setoff.status, setoff.checker, setoff.repayment) == (MarginSetOffStatus.REJECTED, checker, None)
+    rejected = AuditEvent.objects.get(action="margin_setoff.rejected")
+    assert (rejected.actor, rejected.reason) == (checker, "margin withdrawn")
+    with pytest.raises(InvalidState):
+        margin_setoff_approve(setoff=setoff, checker=checker)
+    assert Repayment.objects.count() == 0
+
+
+def test_approval_after_the_debt_was_repaid_is_refused(overdue_company):
+    company, *_ = overdue_company
+    margin_statement(company, "C", "100000.00", "MRG-DEPOSIT-3")
+    first = margin_setoff_propose(company=company, amount="150000.00", maker=staff_user(), reason="a")
+    second = margin_setoff_propose(company=company, amount="150000.00", maker=staff_user(), reason="b")
+    margin_setoff_approve(setoff=first, checker=staff_user())
+    before = _state(company)
+    with pytest.raises(AmountExceedsOverdue) as exc:
+        margin_setoff_approve(setoff=second, checker=staff_user())
+    assert exc.value.details["overdue"] == "320.08"
+    assert _state(company) == before
