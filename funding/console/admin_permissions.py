@@ -28,6 +28,8 @@ CONSOLE_ACTION_PERMISSIONS = (
     "propose_channel_change",
     "approve_channel_change",
     "suspend_company",
+    "propose_margin_setoff",
+    "approve_margin_setoff",
 )
 
 

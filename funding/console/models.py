@@ -30,6 +30,8 @@ class ConsolePermissions(models.Model):
             ("propose_channel_change", "Can propose channel and error-map changes (maker)"),
             ("approve_channel_change", "Can apply proposed channel and error-map changes (checker)"),
             ("suspend_company", "Can suspend a payment company"),
+            ("propose_margin_setoff", "Can propose setting a company's margin off against its overdue debt (maker)"),
+            ("approve_margin_setoff", "Can approve or reject a margin set-off (checker)"),
         ]
 
     def __str__(self) -> str:

@@ -5,10 +5,10 @@
 `roles_sync()` makes every group hold exactly these permissions (adding and removing), so a new model is
 given to a role by editing this dict; the post_migrate hook applies it after every `migrate`.
 
-Four eyes: the maker roles propose (credit_officer: companies, lines, changes; operations: calendar years and
-days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds no permission to
-initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker, and a CHECK
-constraint on each request table refuses it again in the database.
+Four eyes: the maker roles propose (credit_officer: companies, lines, changes, margin set-offs; operations:
+calendar years and days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds
+no permission to initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker,
+and a CHECK constraint on each request table refuses it again in the database.
 """
 
 from typing import Any
@@ -58,6 +58,7 @@ ENGINE_MODELS = [
     "funding.agingsnapshot",
     "settlement.repayment",
     "settlement.repaymentallocation",
+    "settlement.marginsetoff",
     "funding.penaltyaccrual",
     "funding.bankstatementimport",
     "funding.bankstatementline",
@@ -90,7 +91,9 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.repaymentallocation": ["view"],
         "funding.penaltyaccrual": ["view"],
         "funding.agingsnapshot": ["view"],
-        CONSOLE: ["view_dashboard", "propose_credit_change"],
+        # Proposing a margin set-off (four eyes: a credit approver applies it).
+        "settlement.marginsetoff": ["view", "add"],
+        CONSOLE: ["view_dashboard", "propose_credit_change", "propose_margin_setoff"],
     },
     CREDIT_APPROVER: {
         "funding.company": ["view"],
@@ -108,8 +111,9 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.channel": ["view"],
         "settlement.channelerrormapping": ["view"],
         "settlement.channelchangerequest": ["view"],
+        "settlement.marginsetoff": ["view"],
         CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line", "approve_calendar",
-                  "suspend_company", "approve_channel_change"],
+                  "suspend_company", "approve_channel_change", "approve_margin_setoff"],
     },
     OPERATIONS: {
         "funding.company": ["view"],
@@ -162,6 +166,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.agingsnapshot": ["view"],
         "funding.bankstatementimport": ["view"],
         "funding.bankstatementline": ["view"],
+        "settlement.marginsetoff": ["view"],
         CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement"],
     },
     AUDITOR: {

@@ -63,8 +63,8 @@ class RepaymentAllocationInline(ReadOnlyInline):
 
 @admin.register(Repayment)
 class RepaymentAdmin(ReadOnlyAdmin):
-    list_display = ["reference", "company", "business_date", "amount", "penalty", "fee", "principal"]
-    list_filter = ["business_date"]
+    list_display = ["reference", "company", "business_date", "source", "amount", "penalty", "fee", "principal"]
+    list_filter = ["business_date", "source"]
     search_fields = ["reference", "company__code"]
     readonly_fields = [
         "reference",

@@ -77,6 +77,15 @@ def _check(*, amount: Decimal, margin: Decimal, overdue: Decimal) -> None:
         raise InsufficientMargin(details=details)
 
 
+def margin_setoff_validate(*, company: Company, amount: Decimal | str) -> tuple[Decimal, Decimal, Decimal]:
+    """Could `amount` of the company's margin be set off now? Returns (amount, margin available, overdue) or
+    raises the refusal. A read: the approval checks again under locks."""
+    amount = _amount(amount)
+    margin, overdue = margin_available(company=company), margin_overdue_total(company=company)
+    _check(amount=amount, margin=margin, overdue=overdue)
+    return amount, margin, overdue
+
+
 def margin_setoff_propose(
     *, company: Company, amount: Decimal | str, maker: AbstractBaseUser, reason: str
 ) -> MarginSetOff:
@@ -85,8 +94,7 @@ def margin_setoff_propose(
     amount = _amount(amount)
     if not (reason or "").strip():
         raise ValidationFailed(details={"reason": ["A reason is required."]})
-    margin, overdue = margin_available(company=company), margin_overdue_total(company=company)
-    _check(amount=amount, margin=margin, overdue=overdue)
+    amount, margin, overdue = margin_setoff_validate(company=company, amount=amount)
     with transaction.atomic():
         setoff = MarginSetOff.objects.create(
             company=company, amount=amount, currency=settings.ENGINE_CURRENCY, maker=maker, maker_reason=reason,

@@ -268,3 +268,52 @@ def test_approval_after_the_debt_was_repaid_is_refused(overdue_company):
         margin_setoff_approve(setoff=second, checker=staff_user())
     assert exc.value.details["overdue"] == "320.08"
     assert _state(company) == before
+
+
+def _as(role: str, name: str):
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    user = User.objects.create_user(name, password="pw-long-enough-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_console_credit_officer_proposes_and_credit_approver_applies(overdue_company):
+    from django.urls import reverse
+
+    company, line, first, second = overdue_company
+    add_url = reverse("admin:settlement_marginsetoff_add")
+    list_url = reverse("admin:settlement_marginsetoff_changelist")
+    approver = _as("credit_approver", "approver1")
+    assert approver.get(add_url).status_code == 403  # a checker proposes nothing
+    officer = _as("credit_officer", "officer1")
+    assert officer.get(add_url).status_code == 200
+
+    refused = officer.post(add_url, {"company": company.pk, "amount": "120000.01", "maker_reason": "too much"})
+    assert refused.status_code == 200 and "insufficient_margin" in refused.content.decode()
+    assert MarginSetOff.objects.count() == 0
+
+    response = officer.post(add_url, {"company": company.pk, "amount": "100330.08", "maker_reason": "overdue"})
+    assert response.status_code == 302
+    setoff = MarginSetOff.objects.get()
+    assert (setoff.amount, setoff.maker.username, setoff.status) == (Decimal("100330.08"), "officer1", "pending")
+
+    # The officer holds no approve permission: the action is refused, nothing changes.
+    officer.post(list_url, {"action": "approve", "_selected_action": [setoff.pk], "apply": "1", "reason": ""})
+    setoff.refresh_from_db()
+    assert setoff.status == "pending"
+    assert approver.get(list_url).status_code == 200
+    response = approver.post(
+        list_url, {"action": "approve", "_selected_action": [setoff.pk], "apply": "1", "reason": "ok"}
+    )
+    assert response.status_code in (200, 302)
+    setoff.refresh_from_db()
+    assert (setoff.status, setoff.checker.username, setoff.repayment.amount) == (
+        "approved", "approver1", Decimal("100330.08"))
+    line.refresh_from_db()
+    assert line.outstanding == Decimal("49990.00")
+    assert _as("auditor", "auditor1").get(reverse("admin:settlement_marginsetoff_change", args=[setoff.pk])
+                                          ).status_code == 200
