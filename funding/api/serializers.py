@@ -449,7 +449,10 @@ class AllocationOut(serializers.Serializer):
 class RepaymentOut(serializers.Serializer):
     id = serializers.CharField()
     business_date = serializers.DateField()
-    source = serializers.CharField()
+    source = serializers.CharField(
+        help_text="`settlement_debit` (collected from the settlement account) or `margin_setoff` (the bank applied "
+                  "the company's margin deposit to its overdue debt)"
+    )
     amount = MoneyOut()
     allocations = AllocationOut(many=True)
     created_at = serializers.DateTimeField()

@@ -8,7 +8,8 @@ booking of settlement.services.repayments): the company's overdue advances oldes
 then fee, then principal; one journal transaction Dr margin deposit / Cr penalty, fee and advance
 receivables; a Repayment (source `margin_setoff`) with its allocation rows, shown to the company on
 GET /api/v1/repayments; the advances' new versions (`advance.repaid` for each paid in full, which leaves
-`overdue`); the credit line's outstanding lowered (available rises). Every refusal (amount above the margin
+`overdue`); the credit line's outstanding lowered (available rises) and, when its limit has a margin factor,
+its effective limit recomputed from the smaller deposit at once. Every refusal (amount above the margin
 balance or the overdue debt, nothing overdue, the day closing, four eyes, decided already) changes nothing:
 the proposal stays pending and may be approved later or rejected.
 """
@@ -25,6 +26,7 @@ from funding.errors import BusinessDayClosed, FourEyesViolation, InvalidState, V
 from funding.models import Advance, AdvanceStatus, BusinessDay, Company
 from funding.services.audit import audit_record
 from funding.services.calendar import BUSINESS_DAY_LOCK, business_date_current
+from funding.services.limits import credit_line_margin_fell
 from ledger.models import Account, AccountKind
 from ledger.money import MAX_AMOUNT, money
 from settlement.errors import AmountExceedsOverdue, InsufficientMargin, NothingOverdue
@@ -169,6 +171,9 @@ def margin_setoff_approve(*, setoff: MarginSetOff, checker: AbstractBaseUser, re
         )
         if len(totals.repayments) != 1 or totals.amount != setoff.amount:
             raise RuntimeError(f"margin set-off #{setoff.pk} booked {totals.amount}, expected {setoff.amount}")
+        # The deposit no longer backs the limit: a margin factor is recomputed now, not at end of day.
+        limits = credit_line_margin_fell(company_id=company.pk, business_date=business_date,
+                                         actor_label=checker.get_username())
 
         setoff.mark_approved()
         setoff.checker, setoff.checker_reason, setoff.decided_at = checker, reason, timezone.now()
@@ -182,7 +187,8 @@ def margin_setoff_approve(*, setoff: MarginSetOff, checker: AbstractBaseUser, re
             after={"status": MarginSetOffStatus.APPROVED.value, "maker": maker.get_username(),
                    "checker": checker.get_username(), "amount": str(setoff.amount), "penalty": str(totals.penalty),
                    "fee": str(totals.fee), "principal": str(totals.principal),
-                   "advances_repaid": totals.advances_repaid, "repayment": totals.repayments[0]},
+                   "advances_repaid": totals.advances_repaid, "repayment": totals.repayments[0],
+                   **({"effective_limit": str(limits[1])} if limits else {})},
         )
     return setoff
 

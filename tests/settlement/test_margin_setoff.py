@@ -146,6 +146,17 @@ def test_setoff_allocates_penalty_fee_principal_oldest_first_with_postings_event
     assert repaid.get().payload["data"]["version"] == first.version
     assert repaid.get().payload["data"]["status"] == "repaid"
 
+    # The company sees it on GET /api/v1/repayments, and its statement counts it as repaid.
+    from funding.api.selectors_statements import repayment_list
+
+    listed = repayment_list(company=company)
+    assert [(r["id"], r["source"], r["amount"]) for r in listed] == [
+        (f"margin_setoff:{setoff.pk}", "margin_setoff", "100330.08")]
+    assert [(a["advance_id"], a["penalty"], a["fee"], a["principal"]) for a in listed[0]["allocations"]] == [
+        (first.public_id, "200.06", "30.00", "100000.00"), (second.public_id, "75.02", "15.00", "10.00")]
+    assert not WebhookEvent.objects.filter(type="credit_line.limit_changed", created_at__gte=setoff.created_at,
+                                           company=company).exists()  # no margin factor: the limit stays
+
     proposed = AuditEvent.objects.get(action="margin_setoff.proposed")
     approved = AuditEvent.objects.get(action="margin_setoff.approved")
     booked = AuditEvent.objects.get(action="repayment.margin_setoff")
@@ -317,3 +328,42 @@ def test_console_credit_officer_proposes_and_credit_approver_applies(overdue_com
     assert line.outstanding == Decimal("49990.00")
     assert _as("auditor", "auditor1").get(reverse("admin:settlement_marginsetoff_change", args=[setoff.pk])
                                           ).status_code == 200
+
+
+def test_a_margin_factor_is_recomputed_at_once_from_the_smaller_deposit(business_day):
+    from funding.models import LimitFactorSnapshot
+    from funding.services.credit_lines import change_request_approve, company_create, credit_line_create
+
+    company = company_create(code="MARGINED", legal_name="Margined Payments", settlement_account_no="3100999",
+                             margin_account_no="3200999")
+    margin_statement(company, "C", "300000.00", "MRG-MARGINED-1")
+    line = credit_line_create(company=company, actor=staff_user(), terms={
+        "approved_limit": "1000000.00", "daily_fee_rate": "0.000300", "penalty_rate": "0.000500",
+        "valid_from": "2026-01-01", "valid_to": "2027-12-31", "margin_multiple": "2.0"})
+    change_request_approve(request=line.change_requests.get(), checker=staff_user())
+    line.refresh_from_db()
+    assert line.effective_limit == Decimal("600000.00")  # 2.0 x 300,000.00
+    advance = disbursed_advance(company, "100000.00")  # fee 30.00, due Thu
+    business_day_close()  # Wed
+    business_day_close()  # Thu: overdue, penalty 100,030.00 x 0.0005 = 50.015 -> 50.02; frozen
+    advance.refresh_from_db()
+    assert (advance.status, advance.penalty_accrued) == (AdvanceStatus.OVERDUE, Decimal("50.02"))
+
+    setoff = margin_setoff_propose(company=company, amount="100080.02", maker=staff_user(), reason="overdue")
+    margin_setoff_approve(setoff=setoff, checker=staff_user("margin-checker"))
+
+    advance.refresh_from_db()
+    line.refresh_from_db()
+    assert advance.status == AdvanceStatus.REPAID
+    assert balance(company, AccountKind.MARGIN) == Decimal("199919.98")
+    # 2.0 x 199,919.98 = 399,839.96: the deposit set off no longer backs the limit.
+    assert (line.effective_limit, line.outstanding, line.available) == (
+        Decimal("399839.96"), Decimal("0.00"), Decimal("399839.96"))
+    snapshot = LimitFactorSnapshot.objects.filter(credit_line=line).order_by("-id").first()
+    assert (snapshot.trigger, snapshot.effective_limit, snapshot.actor_label) == (
+        "margin_setoff", Decimal("399839.96"), "margin-checker")
+    assert WebhookEvent.objects.filter(type="credit_line.limit_changed", company=company).order_by("-id").first(
+        ).payload["data"]["effective_limit"] == "399839.96"
+    assert AuditEvent.objects.get(action="margin_setoff.approved").after["effective_limit"] == "399839.96"
+    assert trial_balance() == {"CNY": Decimal("0.00")}
+    assert account_totals_drift() == []
