@@ -42,6 +42,10 @@ def margin_statement(company, direction: str, amount: str, reference: str) -> No
 
 @pytest.fixture
 def overdue_company(business_day):
+    return make_overdue_company()
+
+
+def make_overdue_company():
     """Two overdue advances on Monday 2026-11-30, a margin deposit of 120,000.00, the line frozen.
 
     A: 100,000.00 on Wed (due Thu, fee 30.00), overdue Thu; penalty Thu 1 day + Fri 3 days on 100,030.00 at
