@@ -33,7 +33,7 @@ from funding.models import (
     WebhookEventStatus,
 )
 from ledger.money import ZERO, money
-from settlement.models import AttemptStatus, PayoutAttempt
+from settlement.models import AttemptStatus, MarginSetOff, MarginSetOffStatus, PayoutAttempt
 
 MONEY_OUTPUT = DecimalField(
     max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES
@@ -396,6 +396,15 @@ def calendar_changes_pending() -> list[CalendarChangeRequest]:
 def company_requests_pending() -> list[CompanyChangeRequest]:
     return list(
         CompanyChangeRequest.objects.filter(status=CompanyChangeStatus.PENDING)
+        .select_related("company", "maker")
+        .order_by("created_at", "id")
+    )
+
+
+def margin_setoffs_pending() -> list[MarginSetOff]:
+    """Margin set-offs waiting for a checker, oldest first."""
+    return list(
+        MarginSetOff.objects.filter(status=MarginSetOffStatus.PENDING)
         .select_related("company", "maker")
         .order_by("created_at", "id")
     )

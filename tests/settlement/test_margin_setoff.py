@@ -371,3 +371,32 @@ def test_a_margin_factor_is_recomputed_at_once_from_the_smaller_deposit(business
     assert AuditEvent.objects.get(action="margin_setoff.approved").after["effective_limit"] == "399839.96"
     assert trial_balance() == {"CNY": Decimal("0.00")}
     assert account_totals_drift() == []
+
+
+def test_work_queue_lists_pending_setoffs_with_buttons_for_the_checker_only(overdue_company):
+    from django.urls import reverse
+
+    company, *_ = overdue_company
+    setoff = margin_setoff_propose(company=company, amount="1000.00", maker=staff_user("queue-maker"),
+                                   reason="overdue since Thu")
+    officer = _as("credit_officer", "officer2")
+    page = officer.get(reverse("console:queues")).content.decode()
+    assert f'data-margin-setoff="{setoff.pk}"' in page
+    assert reverse("admin:settlement_marginsetoff_add") in page
+    section = page.split('id="queue-margin-setoffs"')[1].split('class="console-card"')[0]
+    assert 'data-action="approve"' not in section
+    approver = _as("credit_approver", "approver2")
+    approver.post(reverse("set_language"), {"language": "zh-hans"})
+    page = approver.get(reverse("console:queues")).content.decode()
+    section = page.split('id="queue-margin-setoffs"')[1].split('class="console-card"')[0]
+    assert 'data-action="approve"' in section and "保证金抵扣" in section
+    assert reverse("admin:settlement_marginsetoff_add") not in section
+    margin_setoff_approve(setoff=setoff, checker=_user("approver2"))
+    page = approver.get(reverse("console:queues")).content.decode()
+    assert f'data-margin-setoff="{setoff.pk}"' not in page
+
+
+def _user(username: str):
+    from django.contrib.auth.models import User
+
+    return User.objects.get(username=username)
