@@ -114,6 +114,8 @@ class Command(BaseCommand):
         codes = [c.code for c, _, _ in companies.values()]
 
         outcomes: dict[str, Counter] = {n: Counter() for n in companies}
+        # One business day: morning (statement, collection), day (advances, disbursement), evening (end of day).
+        # Further steps of a day (returns, partly settled advances) go in this loop as methods of their own.
         for day in range(1, opts["days"] + 1):
             business_date = BusinessDay.objects.get().current
             self.say(f"\n== day {day}: business date {business_date}")
@@ -339,7 +341,10 @@ class Command(BaseCommand):
                 rows.append((company, "C", arrives, f"{reference}-C"))
             if arrives > needed:
                 rows.append((company, "D", arrives - needed, f"{reference}-D"))
-            self.say(f"  {company.code}: {due} due; {arrives} arrives, {needed} stays on the settlement account")
+            if arrives > 0:
+                self.say(f"  {company.code}: {due} due; {arrives} arrives, {needed} stays on the settlement account")
+            else:
+                self.say(f"  {company.code}: nothing due, no money today")
         if rows:
             self.say(f"  {_statement(rows, business_date, f'simulate_day-{business_date}.csv', 'T+1 settlement')}")
         self._job("collect_repayments")
