@@ -459,10 +459,11 @@ class RepaymentOut(serializers.Serializer):
     id = serializers.CharField()
     business_date = serializers.DateField()
     source = serializers.ChoiceField(
-        choices=["settlement_debit", "refund"],
+        choices=["settlement_debit", "refund", "margin_setoff"],
         help_text="`settlement_debit`: taken from the settlement account. `refund`: credited back to it, because "
         "a payout whose principal (and fee) had been repaid was returned by the beneficiary's bank (退汇); "
-        "the allocations show the refunded principal and fee per advance.",
+        "the allocations show the refunded principal and fee per advance. `margin_setoff`: the bank applied "
+        "the company's margin deposit (保证金) to its overdue debt.",
     )
     amount = MoneyOut()
     allocations = AllocationOut(many=True)

@@ -31,6 +31,8 @@ CONSOLE_ACTION_PERMISSIONS = (
     "reconcile_statement",
     "propose_write_off",
     "approve_write_off",
+    "propose_margin_setoff",
+    "approve_margin_setoff",
 )
 
 

@@ -34,6 +34,8 @@ class ConsolePermissions(models.Model):
             ("approve_payout_return", "Can approve or reject a proposed payout return (checker)"),
             ("propose_write_off", "Can propose writing off a reconciliation exception (maker)"),
             ("approve_write_off", "Can approve or reject a proposed write-off (checker)"),
+            ("propose_margin_setoff", "Can propose setting a company's margin off against its overdue debt (maker)"),
+            ("approve_margin_setoff", "Can approve or reject a margin set-off (checker)"),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,10 @@ Four eyes: the maker roles propose (credit_officer: companies, lines, changes; o
 days; finance: write-offs of reconciliation exceptions); the checker role (credit_approver) approves, rejects,
 publishes and freezes but holds no permission to initiate anything (no add_* and no propose_*). The services
 refuse a checker who is the maker, and a CHECK constraint on each request table refuses it again in the database.
+Four eyes: the maker roles propose (credit_officer: companies, lines, changes, margin set-offs; operations:
+calendar years and days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds
+no permission to initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker,
+and a CHECK constraint on each request table refuses it again in the database.
 """
 
 from typing import Any
@@ -62,6 +66,7 @@ ENGINE_MODELS = [
     "funding.agingsnapshot",
     "settlement.repayment",
     "settlement.repaymentallocation",
+    "settlement.marginsetoff",
     "funding.penaltyaccrual",
     "funding.bankstatementimport",
     "funding.bankstatementline",
@@ -94,7 +99,9 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.repaymentallocation": ["view"],
         "funding.penaltyaccrual": ["view"],
         "funding.agingsnapshot": ["view"],
-        CONSOLE: ["view_dashboard", "propose_credit_change"],
+        # Proposing a margin set-off (four eyes: a credit approver applies it).
+        "settlement.marginsetoff": ["view", "add"],
+        CONSOLE: ["view_dashboard", "propose_credit_change", "propose_margin_setoff"],
     },
     CREDIT_APPROVER: {
         "funding.company": ["view"],
@@ -117,8 +124,10 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "settlement.payoutreturnrequest": ["view", "change"],
         # Checker of write-offs: sees the queue, approves or rejects what finance proposed.
         "settlement.reconciliationexception": ["view"],
+        "settlement.marginsetoff": ["view"],
         CONSOLE: ["view_dashboard", "approve_credit_change", "freeze_credit_line", "approve_calendar",
-                  "suspend_company", "approve_channel_change", "approve_payout_return", "approve_write_off"],
+                  "suspend_company", "approve_channel_change", "approve_payout_return", "approve_write_off",
+                  "approve_margin_setoff"],
     },
     OPERATIONS: {
         "funding.company": ["view"],
@@ -181,6 +190,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "funding.agingsnapshot": ["view"],
         "funding.bankstatementimport": ["view"],
         "funding.bankstatementline": ["view"],
+        "settlement.marginsetoff": ["view"],
         CONSOLE: ["view_dashboard", "view_reports", "upload_statement", "reconcile_statement", "propose_write_off"],
     },
     AUDITOR: {

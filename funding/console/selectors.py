@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, DecimalField, Max, Min, Q, Sum
 from django.utils import timezone
 
 from funding.console.reports import percent, receivable_movements, success_rate_percent
@@ -32,8 +32,12 @@ from funding.models import (
 )
 from funding.selectors import business_days_up_to, overdue_owed_by_company
 from ledger.money import ZERO, money
-from settlement.models import AttemptStatus, PayoutAttempt
+from settlement.models import AttemptStatus, MarginSetOff, MarginSetOffStatus, PayoutAttempt
 from settlement.services.channels import SUCCESS_RATE_COUNTS
+
+MONEY_OUTPUT = DecimalField(
+    max_digits=settings.MONEY_MAX_DIGITS + 2, decimal_places=settings.MONEY_DECIMAL_PLACES
+)
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,15 @@ def calendar_changes_pending() -> list[CalendarChangeRequest]:
 def company_requests_pending() -> list[CompanyChangeRequest]:
     return list(
         CompanyChangeRequest.objects.filter(status=CompanyChangeStatus.PENDING)
+        .select_related("company", "maker")
+        .order_by("created_at", "id")
+    )
+
+
+def margin_setoffs_pending() -> list[MarginSetOff]:
+    """Margin set-offs waiting for a checker, oldest first."""
+    return list(
+        MarginSetOff.objects.filter(status=MarginSetOffStatus.PENDING)
         .select_related("company", "maker")
         .order_by("created_at", "id")
     )

@@ -188,6 +188,7 @@ def work_queues(request: HttpRequest) -> HttpResponse:
         _("Work queues"),
         pending_approvals=selectors.pending_approvals(),
         company_requests=selectors.company_requests_pending(),
+        margin_setoffs=selectors.margin_setoffs_pending(),
         credit_lines=selectors.credit_lines_for_queue(),
         manual_reviews=selectors.manual_reviews_open(),
         failed_webhooks=selectors.webhooks_failed(),

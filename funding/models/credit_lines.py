@@ -243,6 +243,7 @@ class LimitFactorTrigger(models.TextChoices):
     APPROVAL = "approval", "Line approved"
     LIMIT_CHANGE = "limit_change", "Limit or factor terms changed"
     END_OF_DAY = "end_of_day", "End of day"
+    MARGIN_SETOFF = "margin_setoff", "Margin set off against overdue debt"
 
 
 class LimitFactorSnapshot(models.Model):

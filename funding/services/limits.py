@@ -192,3 +192,37 @@ def credit_limits_recompute_chunk(*, company_ids: list[int], business_date: date
             changed += 1
     LimitFactorSnapshot.objects.bulk_create(snapshots)
     return changed
+
+
+def credit_line_margin_fell(
+    *, company_id: int, business_date: date, actor_label: str
+) -> tuple[Decimal, Decimal] | None:
+    """The company's margin deposit was set off against its debt: a live line with a margin factor gets its
+    effective limit recomputed at once (the deposit no longer backs it), not only at end of day. Call inside
+    the set-off's transaction. Returns (effective limit before, after), or None when no line has the factor."""
+    line = (
+        CreditLine.objects.select_for_update()
+        .select_related("company")
+        .filter(company_id=company_id, status__in=LIMITED_LINE_STATES, margin_multiple__isnull=False)
+        .order_by("id")
+        .first()
+    )
+    if line is None:
+        return None
+    before, after = credit_line_limits_recompute(
+        line=line, business_date=business_date, trigger=LimitFactorTrigger.MARGIN_SETOFF, actor_label=actor_label
+    )
+    if after != before:
+        audit_record(
+            action="credit_line.limit_recomputed",
+            obj=line,
+            actor_label=actor_label,
+            company=line.company,
+            before={"effective_limit": amount_str(before)},
+            after={"effective_limit": amount_str(after), "limit_factors": line.limit_factors},
+            reason="margin set-off",
+        )
+        credit_line_emit_event(line=line, type="credit_line.limit_changed")
+        if after < before:
+            credit_line_thresholds_check(line=line, business_date=business_date)
+    return before, after

@@ -11,6 +11,7 @@ from settlement.models.channels import (
 )
 from settlement.models.integrity import IntegrityCheckRun
 from settlement.models.jobs import JobName, JobRun, JobRunStatus
+from settlement.models.margin import MarginSetOff, MarginSetOffStatus
 from settlement.models.payouts import LIVE_ATTEMPT_STATES, AttemptStatus, PayoutAttempt
 from settlement.models.reconciliation import (
     UNMATCHED_LEDGER_MOVEMENT,
@@ -48,6 +49,8 @@ __all__ = [
     "JobRun",
     "JobRunStatus",
     "ManualReview",
+    "MarginSetOff",
+    "MarginSetOffStatus",
     "ManualReviewOutcome",
     "ManualReviewStatus",
     "PayoutAttempt",

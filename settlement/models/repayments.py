@@ -11,13 +11,17 @@ class RepaymentSource(models.TextChoices):
     SETTLEMENT_DEBIT = "settlement_debit", "Settlement-account debit"
     # Principal (and fee) repaid for a payout that was later returned (退汇): credited back (contract 1.7).
     REFUND = "refund", "Refund to the settlement account"
+    # Staff applied the company's margin deposit to its overdue debt (four eyes; settlement.MarginSetOff).
+    MARGIN_SETOFF = "margin_setoff", "Margin set-off"
 
 
 class Repayment(models.Model):
-    """One debit of a company's settlement account by one collection pass; one journal transaction."""
+    """One debit of a company's settlement account by one collection pass, or of its margin account by one
+    approved margin set-off; one journal transaction."""
 
     # Idempotency key: repay:<business date>:<pass>:<company code>. A pass never takes twice from a company.
     # A refund: refund:<payout id> (one return per payout).
+    # A margin set-off: margin_setoff:<set-off id>.
     reference = models.CharField(max_length=120, unique=True)
     company = models.ForeignKey("funding.Company", on_delete=models.PROTECT, related_name="repayments")
     business_date = models.DateField(db_index=True)

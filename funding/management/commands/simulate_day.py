@@ -1,17 +1,27 @@
-"""A realistic business day on the engine, in this process, through the services: `manage.py simulate_day`.
+"""Realistic business days on the engine, in this process, through the services: `manage.py simulate_day`.
 
-Five payment companies with different limits, fee rates and limit factors; hundreds of advances (some
+Five payment companies with different limits, fee rates and limit factors; hundreds of advances a day (some
 refused for lack of limit, some cancelled); payouts sent through the simulated channels with failures and
 timeouts (failover, status queries, manual review); an extra holiday in the calendar that pushes the due
-date; a company that cannot repay and is frozen; then end of day and T+1 repayment through
-`close_business_day` and `collect_repayments` when those commands are installed.
-Prints progress and a final report.
+date. Each business day (`--days`, default 2) runs like the bank's:
+
+  morning   the bank statement of the day arrives (`import_bank_statement`'s service): the companies'
+            clearing money, enough for what is due today, on their settlement accounts, except for the weak
+            company, which cannot repay; then `collect_repayments` takes what is due
+  day       advance requests, disbursement through the channels
+  evening   `close_business_day`: what is still due becomes overdue, penalty accrues, the line of a company
+            with overdue advances is frozen, limits are recomputed from the statement flow and the margin
+
+After the last evening, one more morning collects the last day's advances (T+1). So the paid companies keep
+their limits (the money they repay arrives through the statement, as flow) and the weak one is overdue,
+charged penalty and frozen by the real jobs from its first due date's close. Prints progress and a report.
 
 It writes to the configured database (new SIM-... companies, one calendar day changed to a holiday, the
 simulated channels' settings): use the demo database of `make run`, never production (refused there).
 """
 
 import io
+import logging
 import random
 import time
 from collections import Counter
@@ -22,14 +32,21 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Count, Sum
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from funding.errors import EngineError
-from funding.models import Advance, BusinessDay, CalendarDay, Company, CreditLine, WebhookEvent
+from funding.models import (
+    ADVANCE_REPAYABLE_STATES,
+    Advance,
+    BusinessDay,
+    CalendarDay,
+    Company,
+    WebhookEvent,
+)
 from funding.selectors import business_days_up_to
 from funding.services.advances import PayoutInput, advance_cancel, advance_request
-from funding.services.bank_statements import bank_statement_import
+from funding.services.bank_statements import bank_statement_import, import_summary
 from funding.services.calendar import (
     business_date_initialize,
     calendar_seed_year,
@@ -37,16 +54,10 @@ from funding.services.calendar import (
     next_business_day,
 )
 from funding.services.calendar_publication import calendar_change_approve, calendar_day_propose
-from funding.services.credit_lines import (
-    change_request_approve,
-    company_create,
-    credit_line_create,
-    credit_line_freeze,
-)
+from funding.services.credit_lines import change_request_approve, company_create, credit_line_create
 from ledger.models import Account, AccountKind
 from ledger.money import money
 from ledger.selectors import account_totals_drift, trial_balance
-from ledger.services import account_get_or_create, credit, debit, ledger_post
 
 # code suffix, limit, daily fee rate, flow multiple, margin multiple, own funds, share of the traffic
 PROFILES = [
@@ -72,7 +83,9 @@ class Command(BaseCommand):
     help = "Run a realistic business day on the engine (in this process) and print a report."
 
     def add_arguments(self, parser):
-        parser.add_argument("--advances", type=int, default=400, help="advance requests to send (400)")
+        parser.add_argument("--advances", type=int, default=400, help="advance requests per day (400)")
+        parser.add_argument("--days", type=int, default=2,
+                            help="business days to run (2: the weak company is overdue and frozen by the 2nd close)")
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--failure-rate", type=float, default=0.08, help="channel rejection rate")
         parser.add_argument("--timeout-rate", type=float, default=0.03, help="channel no-answer rate")
@@ -91,22 +104,32 @@ class Command(BaseCommand):
         maker, _ = User.objects.get_or_create(username="sim_credit_officer", defaults={"is_staff": True})
         checker, _ = User.objects.get_or_create(username="sim_credit_approver", defaults={"is_staff": True})
 
-        business_date = self._calendar()
-        self.say(f"== simulate_day run {run}: business date {business_date}")
-        due = self._holiday(business_date, maker, checker, skip=opts["no_holiday"])
+        if opts["days"] < 1:
+            raise CommandError("--days must be at least 1.")
+        first_date = self._calendar()
+        self.say(f"== simulate_day run {run}: business date {first_date}, {opts['days']} day(s)")
+        due = self._holiday(first_date, maker, checker, skip=opts["no_holiday"])
         self._channels(opts["failure_rate"], opts["timeout_rate"])
-        companies = self._companies(run, business_date, maker, checker)
-
-        self.say(f"\n== {opts['advances']} advance requests through funding.services.advances")
-        outcomes = self._advances(companies, opts["advances"], rng)
-        self.say("\n== disbursement: simulated channels, called synchronously (failover, status queries)")
-        self._disburse([c.code for c, _, _ in companies.values()])
-
-        self.say("\n== end of day and T+1 repayment")
+        companies = self._companies(run, first_date, maker, checker)
         weak = companies["WEAK"][0]
-        self._fund_repayments(companies, business_date, exclude=weak)
-        self._nightly(weak, maker)
-        self._report(companies, outcomes, business_date, due, time.monotonic() - started)
+        codes = [c.code for c, _, _ in companies.values()]
+
+        outcomes: dict[str, Counter] = {n: Counter() for n in companies}
+        # One business day: morning (statement, collection), day (advances, disbursement), evening (end of day).
+        # Further steps of a day (returns, partly settled advances) go in this loop as methods of their own.
+        for day in range(1, opts["days"] + 1):
+            business_date = BusinessDay.objects.get().current
+            self.say(f"\n== day {day}: business date {business_date}")
+            self._morning(companies, business_date, run, unpaid=weak)
+            self.say(f"-- {opts['advances']} advance requests through funding.services.advances")
+            self._advances(companies, opts["advances"], rng, outcomes, prefix=f"SIM-{run}-D{day}")
+            self.say("-- disbursement: simulated channels, called synchronously (failover, status queries)")
+            self._disburse(codes)
+            self._evening()
+        business_date = BusinessDay.objects.get().current
+        self.say(f"\n== T+1 of the last day: business date {business_date}")
+        self._morning(companies, business_date, run, unpaid=weak)
+        self._report(companies, outcomes, first_date, due, time.monotonic() - started)
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -192,7 +215,8 @@ class Command(BaseCommand):
             line = credit_line_create(company=company, terms=terms, actor=maker)
             change_request_approve(request=line.change_requests.get(), checker=checker, reason="simulate_day")
             if Decimal(own) > 0:
-                _money_in(company, Decimal(own), business_date, f"SIM-OWN-{code}")
+                _statement([(company, "C", Decimal(own), f"SIM-OWN-{code}")], business_date,
+                           f"simulate_day-{name}.csv", "own funds")
             companies[name] = (company, line, share)
             factors = ", ".join(
                 f"{k} {v}" for k, v in (("flow x", flow), ("margin x", margin)) if v
@@ -219,10 +243,10 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------------------------------------- day
 
-    def _advances(self, companies: dict, count: int, rng: random.Random) -> dict:
+    def _advances(self, companies: dict, count: int, rng: random.Random, outcomes: dict, *, prefix: str) -> None:
         names = list(companies)
         weights = [companies[n][2] for n in names]
-        outcomes: dict[str, Counter] = {n: Counter() for n in names}
+        today: Counter = Counter()
         accepted: list[tuple[str, Advance]] = []
         for i in range(count):
             name = rng.choices(names, weights)[0]
@@ -240,14 +264,16 @@ class Command(BaseCommand):
             try:
                 advance = advance_request(
                     company=company,
-                    external_id=f"SIM-ADV-{i:05d}",
+                    external_id=f"{prefix}-{i:05d}",
                     amount=sum((p.amount for p in payouts), Decimal("0.00")),
                     payouts=payouts,
                 )
                 outcomes[name]["accepted"] += 1
+                today["accepted"] += 1
                 accepted.append((name, advance))
             except EngineError as exc:
                 outcomes[name][exc.code] += 1
+                today[exc.code] += 1
             # A few companies change their mind before the payouts go out.
             if accepted and rng.random() < 0.03:
                 cname, victim = accepted.pop(rng.randrange(len(accepted)))
@@ -256,14 +282,12 @@ class Command(BaseCommand):
                         company=victim.company, public_id=victim.public_id, actor_label="simulate_day"
                     )
                     outcomes[cname]["cancelled"] += 1
+                    today["cancelled"] += 1
                 except EngineError as exc:
                     outcomes[cname][f"cancel_{exc.code}"] += 1
-            if (i + 1) % 100 == 0:
-                total = Counter()
-                for c in outcomes.values():
-                    total.update(c)
-                self.say(f"  {i + 1} requests: {dict(total)}")
-        return outcomes
+                    today[f"cancel_{exc.code}"] += 1
+            if (i + 1) % 100 == 0 or i + 1 == count:
+                self.say(f"  {i + 1} requests: {dict(today)}")
 
     def _disburse(self, codes: list[str]) -> None:
         from funding.models import Payout
@@ -277,6 +301,10 @@ class Command(BaseCommand):
         # Unresolved attempts go to manual review after hours in production; here after a simulated hour.
         review_after = settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS
         settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS = 3600
+        # Each lost or unanswered request is a warning in the log; the rounds below count them. Alerts still show.
+        noisy = logging.getLogger("settlement.services.disbursement")
+        level = noisy.level
+        noisy.setLevel(logging.ERROR)
         try:
             clock = timezone.now()
             for round_ in range(1, 20):
@@ -292,37 +320,48 @@ class Command(BaseCommand):
                     break
         finally:
             settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS = review_after
+            noisy.setLevel(level)
 
-    def _fund_repayments(self, companies: dict, business_date: date, *, exclude: Company) -> None:
-        """Money arrives on each settlement account for the collection, except on the weak company's."""
-        for company, line, _ in companies.values():
-            if company.pk == exclude.pk:
-                self.say(f"  {company.code}: no money arrives for repayment")
+    def _morning(self, companies: dict, business_date: date, run: str, *, unpaid: Company) -> None:
+        """The day's bank statement, then the repayment collection. Each paid company's clearing money arrives
+        on its settlement account: its usual daily flow (FACTOR_HISTORY), at least what is due today; what is
+        more than it needs is swept out the same day, as in its history (the flow factor counts credits)."""
+        self.say("-- morning: the bank statement arrives, then collect_repayments")
+        rows: list[tuple[Company, str, Decimal, str]] = []
+        for name, (company, _, _) in companies.items():
+            due = _due_on(company, business_date)
+            if company.pk == unpaid.pk:
+                self.say(f"  {company.code}: {due} due; no money arrives (it cannot repay)")
                 continue
-            line.refresh_from_db()
-            needed = money(line.outstanding * Decimal("1.01"))  # principal plus a margin for fees
-            if needed > 0:
-                _money_in(company, needed, business_date, f"SIM-REPAY-{company.code}")
-                self.say(f"  {company.code}: {needed} arrives on the settlement account")
-
-    def _nightly(self, weak: Company, actor: User) -> None:
-        available = get_commands()
-        for name in ("close_business_day", "collect_repayments"):
-            if name in available:
-                self.say(f"  running {name} ...")
-                try:
-                    call_command(name, stdout=self.stdout, stderr=self.stderr)
-                except Exception as exc:  # noqa: BLE001 - a demo reports the failure and shows the rest
-                    self.say(f"  {name} did not complete: {type(exc).__name__}: {exc}")
+            needed = money(due * Decimal("1.01"))  # what is due, with some to spare
+            flow = Decimal(FACTOR_HISTORY.get(name, ("0.00", "0.00"))[0])
+            arrives = max(flow, needed)
+            reference = f"SIM-{run}-{name}-{business_date}"
+            if arrives > 0:
+                rows.append((company, "C", arrives, f"{reference}-C"))
+            if arrives > needed:
+                rows.append((company, "D", arrives - needed, f"{reference}-D"))
+            if arrives > 0:
+                self.say(f"  {company.code}: {due} due; {arrives} arrives, {needed} stays on the settlement account")
             else:
-                self.say(f"  note: `{name}` is not installed in this build; skipped")
-        line = CreditLine.objects.filter(company=weak).first()
-        if line.status == "active":
-            # Without the nightly jobs (or before the overdue rule fires), staff freeze the line by hand.
-            credit_line_freeze(credit_line=line, actor=actor, reason="simulate_day: the company cannot repay")
-            self.say(f"  {weak.code}: cannot repay; line frozen by staff")
-        else:
-            self.say(f"  {weak.code}: line {line.status} by the nightly jobs")
+                self.say(f"  {company.code}: nothing due, no money today")
+        if rows:
+            self.say(f"  {_statement(rows, business_date, f'simulate_day-{business_date}.csv', 'T+1 settlement')}")
+        self._job("collect_repayments")
+
+    def _evening(self) -> None:
+        """End of day through the real chain: collection pass, overdue, penalty, freeze, limits, aging."""
+        self.say("-- evening: close_business_day (overdue, penalty, freeze, limits)")
+        self._job("close_business_day")
+
+    def _job(self, name: str) -> None:
+        if name not in get_commands():
+            self.say(f"  note: `{name}` is not installed in this build; skipped")
+            return
+        try:
+            call_command(name, stdout=self.stdout, stderr=self.stderr)
+        except Exception as exc:  # noqa: BLE001 - a demo reports the failure and shows the rest
+            self.say(f"  {name} did not complete: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------------------------------ report
 
@@ -332,14 +371,20 @@ class Command(BaseCommand):
         from funding.models import Payout
         from settlement.models import PayoutAttempt
 
-        self.say(f"\n== report (business date {business_date}, due {due}, {seconds:.0f}s)")
-        self.say(f"{'company':<24}{'limit':>14}{'reserved':>13}{'outstanding':>14}  status   requests")
-        for name, (company, line, _) in companies.items():
+        now = BusinessDay.objects.get().current
+        self.say(f"\n== report (from business date {business_date}, first due {due}, now {now}; {seconds:.0f}s)")
+        self.say(f"{'company':<24}{'limit':>13}{'reserved':>12}{'outstanding':>13}{'available':>13}"
+                 f"{'overdue':>12}{'penalty':>9}  status")
+        for company, line, _ in companies.values():
             line.refresh_from_db()
+            overdue = Advance.objects.filter(company=company, status="overdue").aggregate(
+                n=Count("id"), penalty=Sum("penalty_accrued"))
             self.say(
-                f"{company.code:<24}{line.effective_limit:>14}{line.reserved:>13}{line.outstanding:>14}  "
-                f"{line.status:<8} {dict(outcomes[name])}"
+                f"{company.code:<24}{line.effective_limit:>13}{line.reserved:>12}{line.outstanding:>13}"
+                f"{line.available:>13}{overdue['n']:>12}{overdue['penalty'] or Decimal('0.00'):>9}  {line.status}"
             )
+        for name, (company, _, _) in companies.items():
+            self.say(f"  requests {company.code}: {dict(outcomes[name])}")
         codes = [c.code for c, _, _ in companies.values()]
         advances = Advance.objects.filter(company__code__in=codes)
         self.say(f"advances by status: {dict(advances.values_list('status').annotate(n=Count('id')))}")
@@ -369,16 +414,28 @@ class Command(BaseCommand):
         self.say(f"payouts in transit: {sum((a.balance for a in in_transit), Decimal('0.00'))}")
 
 
-def _money_in(company: Company, amount: Decimal, business_date: date, reference: str) -> None:
-    """Money arrives on the company's settlement account at the bank from outside (stable reference)."""
-    clearing = account_get_or_create(kind=AccountKind.BANK_CLEARING)
-    settlement_account = account_get_or_create(
-        kind=AccountKind.SETTLEMENT, owner=company.code, external_account_no=company.settlement_account_no
-    )
-    ledger_post(
-        kind="demo.funding",
-        reference=reference,
-        business_date=business_date,
-        legs=[debit(clearing, amount), credit(settlement_account, amount)],
-        description="simulate_day: money in",
-    )
+def _due_on(company: Company, business_date: date) -> Decimal:
+    """What the company owes on its advances due on or before `business_date`: principal, fee, penalty."""
+    total = Advance.objects.filter(
+        company=company, status__in=ADVANCE_REPAYABLE_STATES, due_date__lte=business_date
+    ).aggregate(
+        due=Sum(F("advanced_disbursed") - F("principal_repaid") + F("fee") - F("fee_repaid")
+                + F("penalty_accrued") - F("penalty_repaid"))
+    )["due"]
+    return money(total or Decimal("0.00"))
+
+
+def _statement(
+    rows: list[tuple[Company, str, Decimal, str]], value_date: date, filename: str, memo: str
+) -> str:
+    """Movements (company, C or D, amount, reference) on the companies' settlement accounts, as the bank's
+    statement file, through the statement import (contract 2.1): its credits are the flow the limits are
+    computed from. Returns the import's summary."""
+    lines = ["value_date,account_no,direction,amount,reference,counterparty,memo"]
+    lines += [f"{value_date},{company.settlement_account_no},{direction},{amount},{reference},UnionPay clearing,"
+              f"{memo}" for company, direction, amount, reference in rows]
+    result = bank_statement_import(stream=io.BytesIO(("\n".join(lines) + "\n").encode()), filename=filename,
+                                   imported_by="simulate_day")
+    if not result.ok:
+        raise CommandError(f"{filename}: {result.rejections}")
+    return import_summary(result)

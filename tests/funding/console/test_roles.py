@@ -26,8 +26,11 @@ EXPECTED = {
         "settlement.view_repaymentallocation",
         "funding.view_penaltyaccrual",
         "funding.view_agingsnapshot",
+        "settlement.view_marginsetoff",
+        "settlement.add_marginsetoff",
         "console.view_dashboard",
         "console.propose_credit_change",
+        "console.propose_margin_setoff",
     },
     "credit_approver": {
         "funding.view_company",
@@ -48,6 +51,8 @@ EXPECTED = {
         "console.approve_calendar",
         "console.suspend_company",
         "console.approve_channel_change",
+        "console.approve_margin_setoff",
+        "settlement.view_marginsetoff",
         "settlement.view_channel",
         "settlement.view_channelerrormapping",
         "settlement.view_channelchangerequest",
@@ -129,6 +134,7 @@ EXPECTED = {
         "funding.view_agingsnapshot",
         "funding.view_bankstatementimport",
         "funding.view_bankstatementline",
+        "settlement.view_marginsetoff",
         "console.view_dashboard",
         "console.view_reports",
         "console.upload_statement",
@@ -165,6 +171,7 @@ EXPECTED = {
         "funding.view_agingsnapshot",
         "settlement.view_repayment",
         "settlement.view_repaymentallocation",
+        "settlement.view_marginsetoff",
         "funding.view_penaltyaccrual",
         "funding.view_bankstatementimport",
         "funding.view_bankstatementline",
@@ -204,6 +211,8 @@ CUSTOM = [
     "approve_payout_return",
     "propose_write_off",
     "approve_write_off",
+    "propose_margin_setoff",
+    "approve_margin_setoff",
 ]
 
 
@@ -249,12 +258,14 @@ def test_checker_cannot_initiate_and_maker_cannot_approve(user_in_role):
         "funding.add_creditline",
         "funding.add_company",
         "funding.change_company",
+        "propose_margin_setoff",
+        "settlement.add_marginsetoff",
     ):
         with pytest.raises(PermissionDenied):
             require_permission(checker, initiating)
         require_permission(maker, initiating)
     for deciding in ("approve_credit_change", "freeze_credit_line", "approve_calendar", "suspend_company",
-                     "approve_channel_change", "approve_payout_return"):
+                     "approve_channel_change", "approve_payout_return", "approve_margin_setoff"):
         with pytest.raises(PermissionDenied):
             require_permission(maker, deciding)
         require_permission(checker, deciding)
