@@ -17,7 +17,7 @@ from funding.services.advances import advance_cancel
 class AdvanceAdmin(ReadOnlyAdmin):
     list_display = ("public_id", "company", "external_id", "status", "amount", "own_funds_amount",
                     "advanced_amount", "returned_amount", "fee", "business_date", "due_date", "created_at")
-    list_filter = ("status", "business_date", "due_date")
+    list_filter = ("status", "company", "business_date", "due_date")
     list_select_related = ("company",)
     search_fields = ("public_id", "external_id", "company__code")
     date_hierarchy = "business_date"

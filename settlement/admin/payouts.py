@@ -82,8 +82,11 @@ class PayoutAdmin(ReadOnlyAdmin):
         "failure_code",
         "updated_at",
     ]
-    list_filter = ["status", "failure_code"]
-    search_fields = ["public_id", "external_id", "advance__public_id"]
+    # Staff look for "this company's payouts through HVPS yesterday that failed".
+    list_filter = ["status", "attempts__channel", "advance__company",
+                   "value_date", "failure_code"]
+    search_fields = ["public_id", "external_id", "advance__public_id", "advance__company__code", "account_no"]
+    date_hierarchy = "created_at"
     inlines = [AttemptInline, ReturnInline, ReturnRequestInline]
 
     def changelist_view(self, request, extra_context=None):
@@ -160,7 +163,9 @@ class ManualReviewAdmin(admin.ModelAdmin):
         "approved_by",
         "resolution",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "attempt__channel", "opened_at"]
+    search_fields = ["attempt__serial", "payout__public_id", "payout__external_id", "payout__advance__public_id",
+                     "payout__advance__company__code"]
     readonly_fields = [
         "attempt",
         "payout",

@@ -148,3 +148,31 @@ def test_the_simulated_banks_table_is_in_the_console_of_local_runs_only():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_payouts_filter_by_channel_company_and_status_and_reviews_are_searchable(client, advance_factory, channels):
+    import re
+
+    channel_configure(channels["BEPS"], timeout_rate=1, timeout_lost_share=1)
+    first = advance_factory("100.00")
+    second = advance_factory("200.00")
+    advance_dispatch(advance_id=first.pk)
+    attempt = PayoutAttempt.objects.get()
+    attempts_poll_due(now=attempt.review_due_at + timedelta(seconds=1))
+    staff = _client(client, "filters")
+    url = reverse("admin:funding_payout_changelist")
+
+    def listed(**query) -> set[str]:
+        page = staff.get(url, query).content.decode()
+        return set(re.findall(r">(po_[0-9A-Z]+)<", page))
+
+    first_payout, second_payout = first.payouts.get().public_id, second.payouts.get().public_id
+    assert listed(**{"advance__company__id__exact": second.company_id}) == {second_payout}
+    assert listed(status__exact="pending") == {second_payout}
+    reviews = staff.get(reverse("admin:settlement_manualreview_changelist"), {"q": attempt.serial}).content.decode()
+    assert attempt.serial in reviews
+    none = staff.get(reverse("admin:settlement_manualreview_changelist"), {"q": "no-such-serial"}).content.decode()
+    assert attempt.serial not in none
+    advances = staff.get(reverse("admin:funding_advance_changelist"),
+                         {"company__id__exact": first.company_id}).content.decode()
+    assert first.public_id in advances and second.public_id not in advances
