@@ -7,6 +7,10 @@ transaction per company (Dr settlement; Cr penalty, fee and advance receivables)
 the advances by funding (a set-based transition naming the FSM's source states, with one `advance.repaid`
 outbox event per advance repaid in full), one INSERT of the allocation rows, and the credit lines'
 outstanding lowered.
+
+An advance still `disbursing` (a payout's outcome unknown) owes what its succeeded payouts paid and is collected
+like any other (contract 1.7); paid in full it is not `repaid` while a payout may still add to what it owes
+(`settles` false, `clears` true: an overdue one goes back to `disbursing`).
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +20,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
-from funding.models import ADVANCE_REPAYABLE_STATES, Company
+from funding.models import ADVANCE_COLLECTABLE_STATES, AdvanceStatus, Company, advance_disbursement_open_sql
 from funding.services.advances import advances_apply_repayments
 from funding.services.audit import audit_record
 from funding.services.line_counters import line_reduce_outstanding
@@ -60,7 +64,8 @@ due AS (
     SELECT v.id, v.company_id, v.credit_line_id, v.due_date,
            v.penalty_accrued - v.penalty_repaid AS pen_due,
            v.fee - v.fee_repaid AS fee_due,
-           v.advanced_disbursed - v.principal_repaid AS prin_due
+           v.advanced_disbursed - v.principal_repaid AS prin_due,
+           v.status <> %(disbursing)s AND NOT {open_sql} AS closed
       FROM funding_advance v
      WHERE v.company_id = ANY(%(company_ids)s) AND v.status = ANY(%(states)s)
        AND v.due_date <= %(business_date)s AND v.currency = %(currency)s
@@ -81,11 +86,12 @@ SELECT d.id AS advance_id, d.company_id, d.credit_line_id,
        coalesce(sum(t.take) FILTER (WHERE t.ord = 1), 0)::numeric(19, 2) AS penalty,
        coalesce(sum(t.take) FILTER (WHERE t.ord = 2), 0)::numeric(19, 2) AS fee,
        coalesce(sum(t.take) FILTER (WHERE t.ord = 3), 0)::numeric(19, 2) AS principal,
-       coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due AS settles
+       d.closed AND coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due AS settles,
+       coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due AS clears
   FROM due d LEFT JOIN taken t ON t.id = d.id
- GROUP BY d.id, d.company_id, d.credit_line_id, d.pen_due, d.fee_due, d.prin_due
-HAVING coalesce(sum(t.take), 0) > 0 OR coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due
-"""
+ GROUP BY d.id, d.company_id, d.credit_line_id, d.pen_due, d.fee_due, d.prin_due, d.closed
+HAVING coalesce(sum(t.take), 0) > 0 OR (d.closed AND coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due)
+""".format(open_sql=advance_disbursement_open_sql("v"))
 
 
 def repayments_collect_chunk(
@@ -100,7 +106,7 @@ def repayments_collect_chunk(
     if not company_ids:
         return totals
     currency = settings.ENGINE_CURRENCY
-    states = [str(s) for s in ADVANCE_REPAYABLE_STATES]
+    states = [str(s) for s in ADVANCE_COLLECTABLE_STATES]
     with transaction.atomic(), connection.cursor() as cursor:
         # Lock the settlement accounts first, in id order: the balance read below is the balance debited.
         cursor.execute(
@@ -119,6 +125,7 @@ def repayments_collect_chunk(
                 "currency": currency,
                 "states": states,
                 "business_date": business_date,
+                "disbursing": AdvanceStatus.DISBURSING.value,
             },
         )
         # Without statistics the planner guesses badly on the temporary table's joins.
@@ -211,7 +218,7 @@ def repayments_collect_chunk(
 
         # The advances take their allocations (funding's set-based transition) in this same transaction.
         advances_apply_repayments(
-            allocations_sql="SELECT advance_id, penalty, fee, principal, settles FROM nightly_alloc"
+            allocations_sql="SELECT advance_id, penalty, fee, principal, settles, clears FROM nightly_alloc"
         )
         if repayment_rows:
             cursor.execute(
