@@ -282,6 +282,16 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
     Returns None (and changes nothing) when nothing new is known. Safe to call again.
     """
     with transaction.atomic():
+        advance = Advance.objects.select_related("company").get(pk=advance_id)
+        if advance.status not in (AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE):
+            return None
+        if advance.due_date <= business_date:
+            # A repayment pass may take money for this advance now: it locks the company's receivables (its
+            # posting) before the advances (its UPDATE). Take the fee receivable first too, or each waits for
+            # the other's row.
+            list(Account.objects.select_for_update(no_key=True).filter(
+                kind=AccountKind.FEE_RECEIVABLE, owner=advance.company.code, currency=advance.currency
+            ).values_list("pk"))
         advance = Advance.objects.select_for_update().select_related("company").get(pk=advance_id)
         if advance.status not in (AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE):
             return None
