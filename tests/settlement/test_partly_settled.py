@@ -24,6 +24,7 @@ from settlement.services.disbursement import advance_try_finish, advances_finish
 from settlement.services.nightly import business_day_close, repayments_collect_run
 from settlement.services.reviews import manual_review_approve, manual_review_propose
 from tests.factories import company_with_line, payout_inputs, staff_user
+from tests.funding.api.conftest import signed_client_for
 from tests.money_helpers import advance_start_disbursing, payout_send
 from tests.settlement.nightly_helpers import balance, credit_settlement
 
@@ -78,6 +79,15 @@ def test_the_paid_part_is_owed_at_once_and_the_unknown_part_stays_reserved(busin
         "disbursing", "100000.00", "30.00", "100030.00")
     view = credit_line_view(company=company)
     assert (view["reserved"], view["outstanding"], view["available"]) == ("50000.00", "100000.00", "850000.00")
+    # The same through the API, black-box.
+    api = signed_client_for(company)
+    got = api.get(f"/api/v1/advances/{advance.public_id}").json()
+    assert (got["status"], got["disbursed_amount"], got["fee"], got["outstanding_amount"]) == (
+        "disbursing", "100000.00", "30.00", "100030.00")
+    assert [p["status"] for p in got["payouts"]] == ["succeeded", "manual_review"]
+    got = api.get("/api/v1/credit-line").json()
+    assert (got["reserved"], got["outstanding"], got["overdue"], got["available"]) == (
+        "50000.00", "100000.00", "0.00", "850000.00")
     # The ledger: both parts left (the receivable is exposure from hand-off), A's fee is charged.
     assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == D("150000.00")
     assert balance(company, AccountKind.FEE_RECEIVABLE) == D("30.00")
@@ -205,6 +215,9 @@ def test_a_late_success_is_due_at_the_next_collection_and_charged_only_from_then
     event = WebhookEvent.objects.get(type="advance.disbursed", resource_id=advance.public_id)
     assert (event.resource_version, event.payload["data"]["outstanding_amount"]) == (advance.version, "50015.00")
     assert _line(line) == (CreditLineStatus.ACTIVE, D("0.00"), D("50000.00"))
+    got = signed_client_for(company).get(f"/api/v1/advances/{advance.public_id}").json()
+    assert (got["status"], got["disbursed_amount"], got["repaid_amount"], got["outstanding_amount"]) == (
+        "disbursed", "150000.00", "100030.00", "50015.00")
 
     business_day_close()  # Friday: B's part was due at this collection and did not arrive
     advance.refresh_from_db()
