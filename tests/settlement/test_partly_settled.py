@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from funding.models import Advance, AdvanceStatus, CreditLine, CreditLineStatus, PenaltyAccrual, WebhookEvent
 from funding.representations import advance_representation
-from funding.selectors import credit_line_view
+from funding.selectors import credit_line_view, credit_lines_unknown_out
 from funding.services.advances import advance_request
 from ledger.models import AccountKind, JournalTransaction
 from ledger.selectors import account_balance, account_totals_drift, trial_balance
@@ -88,8 +88,10 @@ def test_the_paid_part_is_owed_at_once_and_the_unknown_part_stays_reserved(busin
     got = api.get("/api/v1/credit-line").json()
     assert (got["reserved"], got["outstanding"], got["overdue"], got["available"]) == (
         "50000.00", "100000.00", "0.00", "850000.00")
-    # The ledger: both parts left (the receivable is exposure from hand-off), A's fee is charged.
+    # The ledger: both parts left (the receivable is exposure from hand-off), A's fee is charged; the line's
+    # outstanding is the receivable less B's part, out with its outcome unknown.
     assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == D("150000.00")
+    assert credit_lines_unknown_out() == {line.pk: D("50000.00")}
     assert balance(company, AccountKind.FEE_RECEIVABLE) == D("30.00")
     _books_balanced()
     # Nothing new is known: taking the outcomes in again changes nothing.
@@ -250,6 +252,7 @@ def test_a_late_failure_is_released(business_day):
         AdvanceStatus.PARTIALLY_DISBURSED, D("100000.00"), D("30.00"))
     assert _line(line) == (CreditLineStatus.ACTIVE, D("0.00"), D("0.00"))
     assert credit_line_view(company=company)["available"] == "1000000.00"
+    assert credit_lines_unknown_out() == {}
     # Balanced postings: B's 50,000.00 came back from the channel to the receivable.
     assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == D("0.00")
     assert account_balance(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="IBPS") == D("0.00")
