@@ -13,7 +13,14 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from funding.models import Advance, AdvanceStatus, CreditLine, CreditLineStatus, PenaltyAccrual, WebhookEvent
+from funding.models import (
+    Advance,
+    AdvanceStatus,
+    CreditLine,
+    CreditLineStatus,
+    PenaltyAccrual,
+    WebhookEvent,
+)
 from funding.representations import advance_representation
 from funding.selectors import credit_line_view, credit_lines_unknown_out
 from funding.services.advances import advance_request
@@ -21,11 +28,12 @@ from ledger.models import AccountKind, JournalTransaction
 from ledger.selectors import account_balance, account_totals_drift, trial_balance
 from settlement.models import ManualReview, PayoutAttempt, Repayment
 from settlement.services.disbursement import advance_try_finish, advances_finish_sweep, attempt_apply
+from settlement.services.disbursement.claim import payout_claim_next
 from settlement.services.nightly import business_day_close, repayments_collect_run
 from settlement.services.reviews import manual_review_approve, manual_review_propose
 from tests.factories import company_with_line, payout_inputs, staff_user
 from tests.funding.api.conftest import signed_client_for
-from tests.money_helpers import advance_start_disbursing, payout_send
+from tests.money_helpers import advance_start_disbursing, payout_resolve, payout_send
 from tests.settlement.nightly_helpers import balance, credit_settlement
 
 pytestmark = pytest.mark.django_db
@@ -44,14 +52,16 @@ def _line(line: CreditLine) -> tuple:
     return line.status, line.reserved, line.outstanding
 
 
-def _partly_settled(company) -> tuple[Advance, PayoutAttempt]:
-    """A succeeded at once; B's channel gave no answer past the review deadline: B is in manual review."""
+def _partly_settled(company, *, review: bool = True) -> tuple[Advance, PayoutAttempt]:
+    """A succeeded at once; B's channel gave no answer: B is `unknown`, and past the review deadline (`review`)
+    in manual review."""
     advance = advance_request(company=company, external_id="SETTLE-1", amount=D("150000.00"),
                               payouts=payout_inputs("100000.00", "50000.00"), use_own_funds=False)
     advance_start_disbursing(advance=advance)
     a, b = advance.payouts.order_by("sequence")
     attempt_a, attempt_b = payout_send(payout=a, business_date=WED), payout_send(payout=b, business_date=WED)
-    PayoutAttempt.objects.filter(pk=attempt_b.pk).update(review_due_at=timezone.now() - timedelta(minutes=1))
+    deadline = timezone.now() + timedelta(minutes=-1 if review else 60)
+    PayoutAttempt.objects.filter(pk=attempt_b.pk).update(review_due_at=deadline)
     attempt_apply(attempt_id=attempt_a.pk, status="succeeded", source="submit")
     attempt_apply(attempt_id=attempt_b.pk, status="unknown", source="submit")
     advance_try_finish(advance_id=advance.pk)
@@ -297,4 +307,27 @@ def test_a_lost_finishing_step_is_found_by_the_sweep(business_day):
     assert (advance.status, advance.fee, advance.outstanding_amount) == (
         AdvanceStatus.DISBURSED, D("45.00"), D("50015.00"))
     assert advances_finish_sweep() == 0
+    _books_balanced()
+
+
+def test_an_overdue_advance_still_sends_a_payout_waiting_for_a_retry(business_day, channels):
+    """B's channel rejects it explicitly after A's part went overdue: B goes back to pending and is sent again
+    (claims accept an overdue advance); its part stays reserved throughout."""
+    company, line = company_with_line()
+    advance, _ = _partly_settled(company, review=False)
+    business_day_close()
+    business_day_close()  # Thursday: A's part overdue
+    b = advance.payouts.get(sequence=2)
+    assert b.status == "unknown"
+    payout_resolve(payout=b, outcome="retry", business_date=FRI)
+    assert _line(line) == (CreditLineStatus.FROZEN, D("50000.00"), D("100000.00"))
+
+    claim = payout_claim_next(advance_id=advance.pk)
+
+    assert claim is not None and claim.attempt_id is not None
+    b.refresh_from_db()
+    assert (b.status, b.attempt_count, b.funds_out, b.value_date) == ("processing", 2, True, FRI)
+    advance.refresh_from_db()
+    assert advance.status == AdvanceStatus.OVERDUE
+    assert _line(line) == (CreditLineStatus.FROZEN, D("50000.00"), D("100000.00"))
     _books_balanced()
