@@ -164,12 +164,11 @@ def money_snapshot() -> dict:
 
 
 def expected_reserved(line: CreditLine) -> Decimal:
-    """reserved = advanced parts of payouts whose funds are not out, of advances still reserved/disbursing."""
+    """reserved = advanced parts of payouts whose outcome is not yet known (contract 1.7): not sent, sent and
+    awaiting the answer, unknown or in manual review; a success draws its part, a final failure releases it."""
     return Payout.objects.filter(
         advance__credit_line=line,
-        advance__status__in=[AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING],
-        status__in=[PayoutStatus.PENDING, PayoutStatus.PROCESSING],
-        funds_out=False,
+        status__in=[PayoutStatus.PENDING, PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN, PayoutStatus.MANUAL_REVIEW],
     ).aggregate(s=Sum("advanced_amount"))["s"] or Decimal("0.00")
 
 

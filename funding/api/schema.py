@@ -56,6 +56,14 @@ its factors, and at end of day. `daily_cap` (null: none) bounds the line's part 
 one business date (`advanced_today`, cancelled advances excluded); `available` is
 `max(0, min(effective_limit - reserved - outstanding, daily_cap - advanced_today))`.
 
+**Due for what actually left the bank.** An advance whose payout is still `unknown` or in `manual_review`
+stays `disbursing`, but what its succeeded payouts paid (`disbursed_amount`, its `fee`,
+`outstanding_amount`) is owed at once: due on `due_date`, collected, made `overdue` and charged penalty like
+any other advance. The unknown amount stays in the line's `reserved`. If that payout later succeeds, its
+amount and fee are added and due at the next collection (penalty only from the first end of day that finds it
+unpaid); if it fails, it is released. An advance is `repaid` only once every payout is final; an `overdue`
+advance whose owed part is repaid while a payout is still open goes back to `disbursing`.
+
 **Fees.** Each payout shows its `value_date` (the business date its funds left the bank); the fee counts the
 calendar days from each succeeded payout's value date to `due_date`.
 

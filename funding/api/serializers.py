@@ -429,8 +429,10 @@ class CreditLineOut(serializers.Serializer):
     approved_limit = MoneyOut()
     effective_limit = MoneyOut()
     limit_factors = LimitFactorOut(many=True)
-    reserved = MoneyOut()
-    outstanding = MoneyOut()
+    reserved = MoneyOut(help_text="The line's parts of payouts whose outcome is not yet known: not yet sent, sent "
+                                  "and awaiting the channel's answer, unknown or in manual review.")
+    outstanding = MoneyOut(help_text="Principal paid out by succeeded payouts and not yet repaid (overdue "
+                                     "included).")
     overdue = MoneyOut(help_text="Principal outstanding of overdue advances (part of outstanding).")
     available = MoneyOut()
     own_funds_available = MoneyOut(

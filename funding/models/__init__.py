@@ -2,7 +2,10 @@
 the companies' bank statements, audit and the webhook outbox."""
 
 from funding.models.advances import (
+    ADVANCE_CLEARABLE_STATES,
+    ADVANCE_COLLECTABLE_STATES,
     ADVANCE_DUE_STATES,
+    ADVANCE_OPEN_PAYOUT_STATES,
     ADVANCE_REPAYABLE_STATES,
     Advance,
     AdvanceStatus,
@@ -40,13 +43,24 @@ from funding.models.credit_lines import (
 )
 from funding.models.events import WebhookEvent, WebhookEventStatus
 from funding.models.overdue import AgingBucket, AgingSnapshot, PenaltyAccrual
-from funding.models.payouts import FINAL_PAYOUT_STATES, Payout, PayoutAttemptView, PayoutStatus, new_payout_id
+from funding.models.payouts import (
+    FINAL_PAYOUT_STATES,
+    Payout,
+    PayoutAttemptView,
+    PayoutStatus,
+    advance_disbursement_open_sql,
+    new_payout_id,
+)
 
 __all__ = [
+    "ADVANCE_CLEARABLE_STATES",
+    "ADVANCE_COLLECTABLE_STATES",
     "ADVANCE_DUE_STATES",
+    "ADVANCE_OPEN_PAYOUT_STATES",
     "ADVANCE_REPAYABLE_STATES",
     "DEFAULT_THRESHOLDS",
     "FINAL_PAYOUT_STATES",
+    "advance_disbursement_open_sql",
     "LIVE_LINE_STATES",
     "MONEY",
     "RATE",

@@ -138,15 +138,31 @@ class Advance(FSMModelMixin, models.Model):
 
     @transition(
         field=status,
-        source=[AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED],
+        source=[AdvanceStatus.DISBURSED, AdvanceStatus.PARTIALLY_DISBURSED, AdvanceStatus.DISBURSING],
         target=AdvanceStatus.OVERDUE,
     )
     def mark_overdue(self) -> None:
-        pass
+        """Due and not repaid. A `disbursing` advance is due for what its succeeded payouts paid (contract
+        1.7: "due for what actually left the bank"), so it goes overdue too when that part is not repaid."""
+
+    @transition(field=status, source=AdvanceStatus.OVERDUE, target=AdvanceStatus.DISBURSING)
+    def clear_overdue(self) -> None:
+        """Everything due was repaid while a payout's outcome is still unknown: nothing is overdue any more,
+        and the advance is back to `disbursing` until that payout is final (then disbursed, partially
+        disbursed, or failed; what it paid is due at the next collection)."""
 
 
-# Source states of the set-based transitions the nightly jobs run, read from the FSM above.
+# Source states of the set-based transitions the jobs run, read from the FSM above.
+# mark_overdue: also a `disbursing` advance whose succeeded payouts' part is due and unpaid.
 ADVANCE_DUE_STATES = transition_sources(Advance.mark_overdue)
+# mark_repaid: only advances whose payouts are all final (an open payout may still add to what is owed).
 ADVANCE_REPAYABLE_STATES = transition_sources(Advance.mark_repaid)
+ADVANCE_CLEARABLE_STATES = transition_sources(Advance.clear_overdue)
+# What repayment collection takes money for: every advance owing what its succeeded payouts paid, including
+# one still `disbursing` (another payout's outcome unknown) - mark_repaid's sources plus `disbursing`.
+ADVANCE_COLLECTABLE_STATES = [*ADVANCE_REPAYABLE_STATES, AdvanceStatus.DISBURSING]
+# Advances whose payouts may still be open (sent, pending a retry, unknown, in manual review): the outcomes
+# of those payouts are taken into the advance (advance_finish_disbursement) in these states.
+ADVANCE_OPEN_PAYOUT_STATES = [AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE]
 
 

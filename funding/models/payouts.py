@@ -33,6 +33,18 @@ class PayoutStatus(models.TextChoices):
 FINAL_PAYOUT_STATES = [PayoutStatus.SUCCEEDED, PayoutStatus.FAILED, PayoutStatus.CANCELLED, PayoutStatus.RETURNED]
 
 
+def advance_disbursement_open_sql(alias: str) -> str:
+    """SQL that is true while the advance `alias` (a funding_advance row) may still owe more than it shows: one
+    of its payouts is not final, or a succeeded payout is not yet taken into the advance's disbursed amount (its
+    outcome committed, advance_finish_disbursement not yet run). Such an advance is never marked repaid."""
+    final = ", ".join(f"'{s}'" for s in FINAL_PAYOUT_STATES)
+    return (
+        f"(EXISTS (SELECT 1 FROM funding_payout op WHERE op.advance_id = {alias}.id AND op.status NOT IN ({final}))"
+        f" OR {alias}.disbursed_amount <> (SELECT coalesce(sum(sp.amount), 0) FROM funding_payout sp"
+        f" WHERE sp.advance_id = {alias}.id AND sp.status = '{PayoutStatus.SUCCEEDED.value}'))"
+    )
+
+
 class Payout(FSMModelMixin, models.Model):
     """One beneficiary payment of an advance: the company's own funds first, then the credit line."""
 

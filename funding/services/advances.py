@@ -22,6 +22,8 @@ from funding.errors import (
     ValidationFailed,
 )
 from funding.models import (
+    ADVANCE_CLEARABLE_STATES,
+    ADVANCE_COLLECTABLE_STATES,
     ADVANCE_REPAYABLE_STATES,
     FINAL_PAYOUT_STATES,
     Advance,
@@ -268,42 +270,80 @@ def advance_fee_of_payouts(*, payouts: list[Payout], daily_fee_rate: Decimal, bu
 
 
 def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | None:
-    """Once every payout is final: set the disbursed amounts, charge the fee, move the advance's FSM.
+    """Take the known payout outcomes into the advance: its disbursed amounts and fee (posted as it grows),
+    and once every payout is final the FSM's move out of `disbursing`.
 
-    Returns None (and changes nothing) while a payout is still open. Safe to call again.
+    Contract 1.7, "due for what actually left the bank": while one payout is still `unknown` or in
+    `manual_review`, what the succeeded ones paid (and its fee) is already owed, due on the due date, collected
+    and made overdue like any other advance; a payout that succeeds later adds its part (due at the next
+    collection: penalty accrues only from the close that finds it unpaid). The line's counters follow the payouts
+    themselves (a success draws its hold, a final failure releases it), not this step.
+
+    Returns None (and changes nothing) when nothing new is known. Safe to call again.
     """
     with transaction.atomic():
+        advance = Advance.objects.select_related("company").get(pk=advance_id)
+        if advance.status not in (AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE):
+            return None
+        if advance.due_date <= business_date:
+            # A repayment pass may take money for this advance now: it locks the company's receivables (its
+            # posting) before the advances (its UPDATE). Take the fee receivable first too, or each waits for
+            # the other's row.
+            list(Account.objects.select_for_update(no_key=True).filter(
+                kind=AccountKind.FEE_RECEIVABLE, owner=advance.company.code, currency=advance.currency
+            ).values_list("pk"))
         advance = Advance.objects.select_for_update().select_related("company").get(pk=advance_id)
-        if advance.status != AdvanceStatus.DISBURSING:
+        if advance.status not in (AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE):
             return None
         payouts = list(Payout.objects.filter(advance=advance))
-        if any(p.status not in FINAL_PAYOUT_STATES for p in payouts):
-            return None
+        final = all(p.status in FINAL_PAYOUT_STATES for p in payouts)
         succeeded = [p for p in payouts if p.status == PayoutStatus.SUCCEEDED]
-        advance.disbursed_amount = sum((p.amount for p in succeeded), Decimal("0.00"))
-        advance.advanced_disbursed = sum((p.advanced_amount for p in succeeded), Decimal("0.00"))
-        advance.fee = advance_fee_of_payouts(
+        disbursed_amount = sum((p.amount for p in succeeded), Decimal("0.00"))
+        advanced_disbursed = sum((p.advanced_amount for p in succeeded), Decimal("0.00"))
+        fee = advance_fee_of_payouts(
             payouts=succeeded,
             daily_fee_rate=advance.daily_fee_rate,
             business_date=advance.business_date,
             due_date=advance.due_date,
         )
-        if len(succeeded) == len(payouts):
-            advance.mark_disbursed()
-        elif succeeded:
-            advance.mark_partially_disbursed()
-        else:
-            advance.mark_failed()
+        moves = final and advance.status == AdvanceStatus.DISBURSING
+        if not moves and (disbursed_amount, advanced_disbursed, fee) == (
+            advance.disbursed_amount, advance.advanced_disbursed, advance.fee
+        ):
+            return None
+        before = {"status": advance.status}
+        if not moves:
+            before.update(disbursed_amount=amount_str(advance.disbursed_amount), fee=amount_str(advance.fee))
+        # The fee of the succeeded payouts only grows as more of them succeed (each rounded once, half-up).
+        fee_added = fee - advance.fee
+        first_fee = not advance.fee
+        advance.disbursed_amount = disbursed_amount
+        advance.advanced_disbursed = advanced_disbursed
+        advance.fee = fee
+        if moves:
+            if len(succeeded) == len(payouts):
+                advance.mark_disbursed()
+            elif succeeded:
+                advance.mark_partially_disbursed()
+            else:
+                advance.mark_failed()
         advance.version += 1
         advance.save(update_fields=["status", "disbursed_amount", "advanced_disbursed", "fee", "version",
                                     "updated_at"])
-        advance_post_fee(advance=advance, fee=advance.fee, business_date=business_date)
-        audit_record(action=f"advance.{advance.status}", obj=advance, actor_label="disbursement",
-                     company=advance.company, before={"status": "disbursing"},
-                     after={"status": advance.status, "fee": amount_str(advance.fee)})
-        event_emit(company=advance.company, type=f"advance.{advance.status}", resource_type="advance",
-                   resource_id=advance.public_id, version=advance.version,
-                   data=advance_representation(advance))
+        # One fee posting when the advance settles at once (the usual case); a partly settled advance posts its
+        # fee as each part becomes known (references :fee, then :fee:v<version>).
+        advance_post_fee(advance=advance, fee=fee_added, business_date=business_date,
+                         reference=None if first_fee else f"{advance.public_id}:fee:v{advance.version}")
+        after = {"status": advance.status, "fee": amount_str(advance.fee)}
+        if not moves:
+            after["disbursed_amount"] = amount_str(advance.disbursed_amount)
+        action = f"advance.{advance.status}" if moves else "advance.settled_in_part"
+        audit_record(action=action, obj=advance, actor_label="disbursement", company=advance.company,
+                     before=before, after=after)
+        if moves:
+            event_emit(company=advance.company, type=f"advance.{advance.status}", resource_type="advance",
+                       resource_id=advance.public_id, version=advance.version,
+                       data=advance_representation(advance))
     return advance
 
 
@@ -311,36 +351,45 @@ def advances_apply_repayments(*, allocations_sql: str, params: dict | None = Non
     """Apply repayment allocations to their advances, set-based; an advance paid in full becomes `repaid`
     (one `advance.repaid` event each). Runs inside the repayment's transaction.
 
-    `allocations_sql` is a query returning (advance_id, penalty, fee, principal, settles), one row per advance.
+    `allocations_sql` is a query returning (advance_id, penalty, fee, principal, settles, clears), one row per
+    advance: `clears` when everything owed is paid, `settles` when besides no payout of the advance is still
+    open (advance_disbursement_open_sql). An overdue advance that clears without settling (a payout's outcome
+    still unknown) goes back to `disbursing` (clear_overdue); one that settles becomes `repaid` (mark_repaid).
     Returns the number of advances updated; raises if it differs from the allocations (a concurrent change).
     """
-    states = [str(s) for s in ADVANCE_REPAYABLE_STATES]
+    states = [str(s) for s in ADVANCE_COLLECTABLE_STATES]
+    columns = "(advance_id, penalty, fee, principal, settles, clears)"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM ({allocations_sql}) n", params or {})
         expected = cursor.fetchone()[0]
-        # A set-based transition disbursed|partially_disbursed|overdue -> repaid (the FSM's mark_repaid sources).
+        # Set-based transitions disbursed|partially_disbursed|overdue -> repaid (the FSM's mark_repaid sources)
+        # and overdue -> disbursing (clear_overdue's source); a disbursing advance only takes its allocation.
         cursor.execute(
             f"""
             UPDATE funding_advance v
                SET penalty_repaid = v.penalty_repaid + n.penalty,
                    fee_repaid = v.fee_repaid + n.fee,
                    principal_repaid = v.principal_repaid + n.principal,
-                   status = CASE WHEN n.settles THEN %(repaid)s ELSE v.status END,
-                   aging_bucket = CASE WHEN n.settles THEN '' ELSE v.aging_bucket END,
+                   status = CASE WHEN n.settles AND v.status = ANY(%(repayable)s) THEN %(repaid)s
+                                 WHEN n.clears AND v.status = ANY(%(clearable)s) THEN %(disbursing)s
+                                 ELSE v.status END,
+                   aging_bucket = CASE WHEN n.clears THEN '' ELSE v.aging_bucket END,
                    version = v.version + 1,
                    updated_at = now()
-              FROM ({allocations_sql}) n (advance_id, penalty, fee, principal, settles)
+              FROM ({allocations_sql}) n {columns}
              WHERE v.id = n.advance_id AND v.status = ANY(%(states)s)
+               AND (NOT n.settles OR v.status = ANY(%(repayable)s))
             """,
-            {**(params or {}), "repaid": AdvanceStatus.REPAID.value, "states": states},
+            {**(params or {}), "repaid": AdvanceStatus.REPAID.value, "disbursing": AdvanceStatus.DISBURSING.value,
+             "states": states, "repayable": [str(s) for s in ADVANCE_REPAYABLE_STATES],
+             "clearable": [str(s) for s in ADVANCE_CLEARABLE_STATES]},
         )
         updated = cursor.rowcount
     if updated != expected:
         raise RepaymentConflict(f"{updated} advances updated, {expected} allocated: a concurrent change")
     advance_events_insert(
         event_type="advance.repaid",
-        ids_sql=f"SELECT n.advance_id FROM ({allocations_sql}) n (advance_id, penalty, fee, principal, settles)"
-        " WHERE n.settles",
+        ids_sql=f"SELECT n.advance_id FROM ({allocations_sql}) n {columns} WHERE n.settles",
         params=params or {},
     )
     return updated

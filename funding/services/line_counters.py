@@ -42,7 +42,7 @@ def line_hold(*, line_id: int, amount: Decimal, business_date: date | None = Non
 
 
 def line_release(*, line_id: int, amount: Decimal, advanced_on: date | None = None) -> None:
-    """Give back a hold that will not be used (cancellation, final payout failure).
+    """Give back a hold that will not be used (cancellation, final payout failure, sent or not).
 
     `advanced_on`: a cancelled advance's business date; if the line's daily counter is still that date's, the
     amount no longer counts against the daily cap (contract 1.7: cancelled advances are excluded).
@@ -64,21 +64,16 @@ def line_release(*, line_id: int, amount: Decimal, advanced_on: date | None = No
 
 
 def line_draw(*, line_id: int, amount: Decimal) -> None:
-    """Funds left the bank: the hold becomes outstanding principal. Usage is unchanged."""
+    """A payout succeeded (its outcome is known): the hold becomes outstanding principal. Usage is unchanged.
+
+    Not at hand-off: an amount whose outcome is not yet known stays reserved (contract 1.7)."""
     amount = money(amount)
     if amount:
         _update(line_id, reserved=F("reserved") - amount, outstanding=F("outstanding") + amount)
 
 
-def line_undraw(*, line_id: int, amount: Decimal) -> None:
-    """Funds came back for a retry: outstanding becomes a hold again. Usage is unchanged."""
-    amount = money(amount)
-    if amount:
-        _update(line_id, reserved=F("reserved") + amount, outstanding=F("outstanding") - amount)
-
-
 def line_reduce_outstanding(*, line_id: int, amount: Decimal) -> None:
-    """Principal repaid, or funds of a finally failed payout returned."""
+    """Principal repaid."""
     amount = money(amount)
     if amount:
         _update(

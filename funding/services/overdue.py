@@ -24,11 +24,14 @@ class OverdueError(Exception):
 
 
 def advances_mark_overdue(*, company_ids: list[int], business_date: date) -> int:
-    """Advances due by `business_date` and not repaid become overdue (one `advance.overdue` event each)."""
+    """Advances due by `business_date` and not repaid become overdue (one `advance.overdue` event each).
+
+    Including a `disbursing` advance that owes what its succeeded payouts paid while another payout's outcome
+    is still unknown (contract 1.7); one that owes nothing yet (no payout succeeded) is not overdue."""
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS nightly_ids")
         cursor.execute("CREATE TEMP TABLE nightly_ids (id bigint PRIMARY KEY) ON COMMIT DROP")
-        # A set-based transition disbursed|partially_disbursed -> overdue (the FSM's mark_overdue sources).
+        # A set-based transition disbursed|partially_disbursed|disbursing -> overdue (mark_overdue's sources).
         cursor.execute(
             """
             WITH moved AS (
@@ -36,6 +39,8 @@ def advances_mark_overdue(*, company_ids: list[int], business_date: date) -> int
                    SET status = %(overdue)s, overdue_since = %(d)s, version = v.version + 1,
                        updated_at = now()
                  WHERE v.company_id = ANY(%(ids)s) AND v.status = ANY(%(sources)s) AND v.due_date <= %(d)s
+                   AND v.advanced_disbursed - v.principal_repaid + v.fee - v.fee_repaid
+                       + v.penalty_accrued - v.penalty_repaid > 0
              RETURNING v.id)
             INSERT INTO nightly_ids SELECT id FROM moved
             """,

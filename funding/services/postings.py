@@ -13,13 +13,15 @@ def company_account(*, advance: Advance, kind: str) -> Account:
     return Account.objects.get(kind=kind, owner=advance.company.code, currency=advance.currency)
 
 
-def advance_post_fee(*, advance: Advance, fee: Decimal, business_date: date) -> None:
-    """The advance's fee: Dr fee receivable / Cr fee income (nothing for a zero fee)."""
+def advance_post_fee(*, advance: Advance, fee: Decimal, business_date: date, reference: str | None = None) -> None:
+    """The advance's fee: Dr fee receivable / Cr fee income (nothing for a zero fee).
+
+    `reference`: default `<advance>:fee`; a partly settled advance's later parts post under their own."""
     if fee <= 0:
         return
     ledger_post(
         kind="advance.fee",
-        reference=f"{advance.public_id}:fee",
+        reference=reference or f"{advance.public_id}:fee",
         business_date=business_date,
         description=f"fee on {advance.public_id}",
         legs=[

@@ -84,8 +84,9 @@ def advance_apply_payout_return(
         raise ValueError(f"payout {payout.public_id} is not a returned payout of {advance.public_id}")
     amount, own, line_part = money(payout.amount), money(payout.own_funds_amount), money(payout.advanced_amount)
     fee_before = advance.fee
-    if advance.status not in ADVANCE_FINISHED_STATES:
-        # Still disbursing: nothing disbursed or charged yet; the finisher leaves the returned payout out.
+    if advance.status not in ADVANCE_FINISHED_STATES and not _taken_in(advance, payout):
+        # Still disbursing and the payout's success not yet taken into the advance (advance_finish_disbursement
+        # takes each success in, even while other payouts are open): the finisher leaves the returned one out.
         advance.returned_amount += amount
         _save(advance, ["returned_amount"])
         effect = ReturnEffect(amount, own, line_part, ZERO, fee_before, fee_before, ZERO, ZERO)
@@ -131,6 +132,14 @@ def advance_apply_payout_return(
     )
     _record(advance, payout, effect, business_date, actor_label)
     return effect
+
+
+def _taken_in(advance: Advance, payout: Payout) -> bool:
+    """Whether the advance's disbursed amount already counts `payout` (now returned): it equals the payouts
+    still succeeded plus this one."""
+    still = Payout.objects.filter(advance=advance, status=PayoutStatus.SUCCEEDED).exclude(pk=payout.pk)
+    succeeded = sum((p.amount for p in still), ZERO)
+    return advance.status == AdvanceStatus.DISBURSING and advance.disbursed_amount == succeeded + payout.amount
 
 
 def _save(advance: Advance, fields: list[str]) -> None:

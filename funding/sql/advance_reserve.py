@@ -18,8 +18,9 @@ idempotency record of the refusal is written in it).
 Result codes: ok, business_day_closed, company_suspended, credit_line_inactive, credit_line_frozen,
 calendar_unavailable, outside_channel_hours, duplicate_external_id, insufficient_limit.
 
-This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0014 for
-advance_reserve(), advances_due() and own_funds_available(), issue 13: own funds never take money that is due;
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0019 for
+advances_due(), issue 13: a partly settled advance is due for what left the bank; 0015 for
+advance_reserve() and own_funds_available(), issue 13: own funds never take money that is due;
 0013 for the line hold, issue 14: company suspension, D0 channel capacity, daily cap, utilisation thresholds;
 0006 for calendar_next_business_day). No migration imports it; each migration carries its own copy
 of the text it runs. To change the SQL: edit it here, then copy the new CREATE text verbatim into a new
@@ -120,7 +121,8 @@ END
 $fn$;
 
 -- What a company owes for repayment on p_business_date and has not paid: per advance due on or before that
--- date, in a repayable state (funding.models.ADVANCE_REPAYABLE_STATES), its penalty, fee and principal not yet
+-- date, in a collectable state (funding.models.ADVANCE_COLLECTABLE_STATES: a `disbursing` one owes what its
+-- succeeded payouts paid), its penalty, fee and principal not yet
 -- repaid. The one definition: repayment collection allocates these rows (settlement.services.repayments) and
 -- own_funds_available() keeps their sum out of own funds. Plain SQL, so that the planner inlines it.
 CREATE OR REPLACE FUNCTION advances_due(p_company_ids bigint[], p_currency text, p_business_date date)
@@ -131,7 +133,7 @@ LANGUAGE sql STABLE AS $fn$
            v.penalty_accrued - v.penalty_repaid, v.fee - v.fee_repaid, v.advanced_disbursed - v.principal_repaid
       FROM funding_advance v
      WHERE v.company_id = ANY (p_company_ids)
-       AND v.status IN ('disbursed', 'partially_disbursed', 'overdue')
+       AND v.status IN ('disbursed', 'partially_disbursed', 'overdue', 'disbursing')
        AND v.due_date <= p_business_date AND v.currency = p_currency
 $fn$;
 

@@ -4,10 +4,13 @@ Each function runs inside the caller's transaction, after the caller has locked 
 FSM, so that the state change and its journal commit together.
 
 - funds out (handed to a channel): Dr settlement (own part), Dr advance receivable (bank part);
-  Cr payouts in transit of the channel. The own-funds hold and the line's hold become postings.
+  Cr payouts in transit of the channel. The own-funds hold becomes a posting; the line's part stays
+  `reserved` (contract 1.7: an amount whose outcome is not yet known stays reserved).
 - confirmed: Dr payouts in transit; Cr channel clearing.  Channel fee: Dr channel cost; Cr channel clearing.
-- returned (explicit failure): the mirror of funds out. Before a retry the holds are taken again; after a
-  final failure they are released to the company and the credit line.
+  The line's hold becomes outstanding (line_draw): the line's `outstanding` is what succeeded payouts paid,
+  i.e. the advance-receivable balance less the bank parts of payouts out whose outcome is not yet known.
+- returned (explicit failure): the mirror of funds out. Before a retry the holds are taken again (the line's
+  part never left `reserved`); after a final failure they are released to the company and the credit line.
 The advance's fee (all payouts final) is funding's posting: funding.services.postings.advance_post_fee.
 """
 
@@ -15,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 
 from funding.models import Advance, Payout
-from funding.services.line_counters import line_draw, line_reduce_outstanding, line_release, line_undraw
+from funding.services.line_counters import line_draw, line_release
 from funding.services.postings import company_account
 from ledger.models import Account, AccountKind
 from ledger.services import (
@@ -55,7 +58,6 @@ def payout_post_funds_out(*, payout: Payout, channel: Channel, serial: str, busi
     accounts_lock(settlement, receivable, in_transit)
     if payout.own_funds_amount:
         account_release_hold(account=settlement, amount=payout.own_funds_amount)
-    line_draw(line_id=advance.credit_line_id, amount=payout.advanced_amount)
     ledger_post(
         kind="payout.funds_out",
         reference=f"{serial}:out",
@@ -85,6 +87,9 @@ def payout_post_confirmed(
         description=f"payout {payout.public_id} confirmed by {channel.code}",
         legs=[debit(in_transit, payout.amount), credit(clearing, payout.amount)],
     )
+    # The outcome is known: the line's part is drawn (owed, due on the advance's due date or, when it succeeds
+    # later, at the next collection).
+    line_draw(line_id=payout.advance.credit_line_id, amount=payout.advanced_amount)
     if fee > 0:
         ledger_post(
             kind="payout.channel_fee",
@@ -116,9 +121,8 @@ def payout_post_returned(
     )
     payout.funds_out = False
     if final:
-        line_reduce_outstanding(line_id=advance.credit_line_id, amount=payout.advanced_amount)
+        line_release(line_id=advance.credit_line_id, amount=payout.advanced_amount)
         return
-    line_undraw(line_id=advance.credit_line_id, amount=payout.advanced_amount)
     # The credit just posted makes room for exactly this hold, under the same row lock.
     if not account_hold(account=settlement, amount=payout.own_funds_amount):
         raise PostingError(f"could not re-hold own funds of payout {payout.public_id}")

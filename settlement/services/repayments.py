@@ -11,6 +11,10 @@ outstanding lowered.
 The allocation and the booking are one definition for every source of repayment money: the nightly collection
 (the settlement account's available balance) and an approved margin set-off (the amount staff set off from the
 margin deposit, against overdue advances only; settlement.services.margin).
+
+An advance still `disbursing` (a payout's outcome unknown) owes what its succeeded payouts paid and is collected
+like any other (contract 1.7); paid in full it is not `repaid` while a payout may still add to what it owes
+(`settles` false, `clears` true: an overdue one goes back to `disbursing`).
 """
 
 from collections.abc import Callable
@@ -22,7 +26,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
-from funding.models import ADVANCE_REPAYABLE_STATES, Company
+from funding.models import ADVANCE_COLLECTABLE_STATES, AdvanceStatus, Company, advance_disbursement_open_sql
 from funding.services.advances import advances_apply_repayments
 from funding.services.audit import audit_record
 from funding.services.line_counters import line_reduce_outstanding
@@ -62,7 +66,8 @@ WITH avail AS (
 due AS (
     -- What is due, as own funds exclude it (funding's advances_due(), funding/sql/advance_reserve.py), of the
     -- advances in `states` (all repayable ones for the collection, overdue ones for a margin set-off).
-    SELECT d.id, d.company_id, d.credit_line_id, d.due_date, d.pen_due, d.fee_due, d.prin_due
+    SELECT d.id, d.company_id, d.credit_line_id, d.due_date, d.pen_due, d.fee_due, d.prin_due,
+           v.status <> %(disbursing)s AND NOT {open_sql} AS closed
       FROM advances_due(%(company_ids)s::bigint[], %(currency)s, %(business_date)s::date) d
       JOIN funding_advance v ON v.id = d.id
      WHERE v.status = ANY(%(states)s)
@@ -83,11 +88,12 @@ SELECT d.id AS advance_id, d.company_id, d.credit_line_id,
        coalesce(sum(t.take) FILTER (WHERE t.ord = 1), 0)::numeric(19, 2) AS penalty,
        coalesce(sum(t.take) FILTER (WHERE t.ord = 2), 0)::numeric(19, 2) AS fee,
        coalesce(sum(t.take) FILTER (WHERE t.ord = 3), 0)::numeric(19, 2) AS principal,
-       coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due AS settles
+       d.closed AND coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due AS settles,
+       coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due AS clears
   FROM due d LEFT JOIN taken t ON t.id = d.id
- GROUP BY d.id, d.company_id, d.credit_line_id, d.pen_due, d.fee_due, d.prin_due
-HAVING coalesce(sum(t.take), 0) > 0 OR coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due
-"""
+ GROUP BY d.id, d.company_id, d.credit_line_id, d.pen_due, d.fee_due, d.prin_due, d.closed
+HAVING coalesce(sum(t.take), 0) > 0 OR (d.closed AND coalesce(sum(t.take), 0) = d.pen_due + d.fee_due + d.prin_due)
+""".format(open_sql=advance_disbursement_open_sql("v"))
 
 
 # The account each source of repayment money debits.
@@ -114,6 +120,7 @@ def repayments_allocate(
             "currency": currency,
             "states": states,
             "business_date": business_date,
+            "disbursing": AdvanceStatus.DISBURSING.value,
         },
     )
     # Without statistics the planner guesses badly on the temporary table's joins.
@@ -232,7 +239,7 @@ def repayments_book(
 
     # The advances take their allocations (funding's set-based transition) in this same transaction.
     advances_apply_repayments(
-        allocations_sql="SELECT advance_id, penalty, fee, principal, settles FROM nightly_alloc"
+        allocations_sql="SELECT advance_id, penalty, fee, principal, settles, clears FROM nightly_alloc"
     )
     if repayment_rows:
         cursor.execute(
@@ -264,7 +271,7 @@ def repayments_collect_chunk(
     if not company_ids:
         return RepaymentTotals()
     currency = settings.ENGINE_CURRENCY
-    states = [str(s) for s in ADVANCE_REPAYABLE_STATES]
+    states = [str(s) for s in ADVANCE_COLLECTABLE_STATES]
     with transaction.atomic(), connection.cursor() as cursor:
         # Lock the settlement accounts first, in id order: the balance read here is the balance debited.
         cursor.execute(

@@ -12,7 +12,7 @@ from funding.services.bank_statements import bank_statement_import
 from funding.services.calendar import business_date_current
 from ledger.models import Account, AccountKind, Entry
 from settlement.models import Channel
-from settlement.services.postings import payout_post_funds_out
+from settlement.services.postings import payout_post_confirmed, payout_post_funds_out
 from tests.factories import payout_inputs
 
 _seq = itertools.count(1)
@@ -44,6 +44,9 @@ def disbursed_advance(
                 payout=payout, channel=channel, serial=f"SER{payout.pk}", business_date=business_date
             )
             payout.mark_succeeded()
+            # The success draws the line's hold (contract 1.7: reserved until the outcome is known).
+            payout_post_confirmed(payout=payout, channel=channel, serial=f"SER{payout.pk}", fee=Decimal("0"),
+                                  business_date=business_date)
             payout.save()
     return advance_finish_disbursement(advance_id=advance.pk, business_date=business_date)
 

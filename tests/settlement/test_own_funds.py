@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import F, Sum
 
 from funding.errors import CreditLineFrozen, InsufficientLimit
-from funding.models import ADVANCE_REPAYABLE_STATES, Advance, AdvanceStatus, BusinessDay, Company
+from funding.models import ADVANCE_COLLECTABLE_STATES, Advance, AdvanceStatus, BusinessDay, Company
 from funding.selectors import own_funds_available
 from funding.services.advances import advance_request
 from ledger.models import Account, AccountKind
@@ -41,7 +41,7 @@ def _orm_own_funds_available(company: Company, business_date: date) -> Decimal:
     """The contract's rule written a second time, with the ORM, for the parity checks."""
     account = _settlement(company)
     due = Advance.objects.filter(
-        company=company, status__in=ADVANCE_REPAYABLE_STATES, due_date__lte=business_date
+        company=company, status__in=ADVANCE_COLLECTABLE_STATES, due_date__lte=business_date
     ).aggregate(
         s=Sum(
             F("penalty_accrued") - F("penalty_repaid") + F("fee") - F("fee_repaid")
@@ -238,10 +238,10 @@ def test_overdue_penalty_fee_and_principal_are_all_kept_out(business_day):
 
 
 @pytest.mark.parametrize("status", [s.value for s in AdvanceStatus])
-def test_only_repayable_states_are_due(business_day, status):
-    """advances_due() in SQL names the states of funding.models.ADVANCE_REPAYABLE_STATES, no more, no fewer."""
+def test_only_collectable_states_are_due(business_day, status):
+    """advances_due() in SQL names the states of funding.models.ADVANCE_COLLECTABLE_STATES, no more, no fewer."""
     company, _, due_advance = _yesterdays_advance_due_today()
     # The status alone is what this checks: set it under the FSM (a test of the SQL's state list only).
     Advance.objects.filter(pk=due_advance.pk).update(status=status)
-    expected = "200000.00" if status in ADVANCE_REPAYABLE_STATES else "230009.00"
+    expected = "200000.00" if status in ADVANCE_COLLECTABLE_STATES else "230009.00"
     _assert_parity(company, expected)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from funding.models import Advance, AdvanceStatus, Payout, PayoutStatus
+from funding.models import ADVANCE_OPEN_PAYOUT_STATES, Advance, AdvanceStatus, Payout, PayoutStatus
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
 from ledger.models import Account, AccountKind
@@ -54,7 +54,9 @@ def _claim_next(advance_id: int, now: datetime) -> Claim | None:
                 .filter(pk=advance_id)
                 .first()
             )
-        if advance is None or advance.status not in (AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING):
+        # An overdue advance may still have a payout to send: a retry after an explicit failure of a payout whose
+        # outcome was unknown when the succeeded ones' part fell due (contract 1.7).
+        if advance is None or advance.status not in ADVANCE_OPEN_PAYOUT_STATES:
             return None
         payout = (
             Payout.objects.select_for_update(skip_locked=True)

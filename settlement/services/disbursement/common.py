@@ -58,7 +58,8 @@ def lock_money_rows(payout: Payout, channel: Channel, *, confirming: bool = Fals
     then the credit line), so that concurrent postings of different outcomes cannot deadlock.
 
     Funds out and returns touch the company's settlement and receivable accounts, the channel's in-transit
-    account and the credit line; a confirmation touches in-transit, clearing and channel cost.
+    account and the credit line (a final failure releases the line's hold); a confirmation touches in-transit,
+    clearing, channel cost and the credit line (its hold becomes outstanding).
     """
     if channel.code not in _ENSURED_CHANNEL_ACCOUNTS:
         for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING):
@@ -85,11 +86,10 @@ def lock_money_rows(payout: Payout, channel: Channel, *, confirming: bool = Fals
             + ") ORDER BY id FOR NO KEY UPDATE",
             [payout.advance.currency, *[v for key in keys for v in key]],
         )
-        if not confirming:
-            cursor.execute(
-                "SELECT id FROM funding_creditline WHERE id = %s FOR NO KEY UPDATE",
-                [payout.advance.credit_line_id],
-            )
+        cursor.execute(
+            "SELECT id FROM funding_creditline WHERE id = %s FOR NO KEY UPDATE",
+            [payout.advance.credit_line_id],
+        )
 
 
 _CACHE: dict[str, tuple[float, object]] = {}

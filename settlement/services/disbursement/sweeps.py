@@ -4,11 +4,22 @@ whose finishing step was lost."""
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import DecimalField, F, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from funding.models import FINAL_PAYOUT_STATES, Advance, AdvanceStatus, Payout, PayoutStatus
+from funding.models import (
+    ADVANCE_OPEN_PAYOUT_STATES,
+    FINAL_PAYOUT_STATES,
+    MONEY,
+    Advance,
+    AdvanceStatus,
+    Payout,
+    PayoutStatus,
+)
 from settlement.models import PayoutAttempt
 from settlement.services.disbursement.common import (
     LIVE,
@@ -17,6 +28,7 @@ from settlement.services.disbursement.common import (
 from settlement.services.disbursement.cycle import advance_try_finish, attempt_query
 
 logger = logging.getLogger(__name__)
+_MONEY = DecimalField(**MONEY)
 
 
 def attempts_poll_due(*, now: datetime | None = None, limit: int = 500) -> int:
@@ -46,7 +58,7 @@ def advances_dispatch_due(*, now: datetime | None = None) -> list[int]:
     return list(
         Payout.objects.filter(
             status=PayoutStatus.PENDING,
-            advance__status__in=[AdvanceStatus.RESERVED, AdvanceStatus.DISBURSING],
+            advance__status__in=ADVANCE_OPEN_PAYOUT_STATES,
         )
         .exclude(dispatch_after__gt=now)
         .values_list("advance_id", flat=True)
@@ -56,12 +68,24 @@ def advances_dispatch_due(*, now: datetime | None = None) -> list[int]:
 
 
 def advances_finish_sweep() -> int:
-    """Finish advances whose last payout became final but whose finishing step was lost (crash)."""
-    ids = list(
-        Advance.objects.filter(status=AdvanceStatus.DISBURSING)
-        .exclude(payouts__status__in=[s for s in PayoutStatus.values if s not in FINAL_PAYOUT_STATES])
-        .values_list("pk", flat=True)
+    """Finish advances whose last payout became final, or take in a payout that succeeded, when the finishing
+    step was lost (crash): advances still disbursing with every payout final, and advances disbursing or
+    overdue whose disbursed amount misses a succeeded payout (contract 1.7: due for what actually left)."""
+    open_states = [s for s in PayoutStatus.values if s not in FINAL_PAYOUT_STATES]
+    finished = Advance.objects.filter(status=AdvanceStatus.DISBURSING).exclude(payouts__status__in=open_states)
+    succeeded = (
+        Payout.objects.filter(advance=OuterRef("pk"), status=PayoutStatus.SUCCEEDED)
+        .order_by()
+        .values("advance")
+        .annotate(total=Sum("amount"))
+        .values("total")
     )
+    missed = (
+        Advance.objects.filter(status__in=[AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE])
+        .annotate(succeeded=Coalesce(Subquery(succeeded), Value(Decimal("0.00")), output_field=_MONEY))
+        .exclude(disbursed_amount=F("succeeded"))
+    )
+    ids = sorted(set(finished.values_list("pk", flat=True)) | set(missed.values_list("pk", flat=True)))
     for advance_id in ids:
         advance_try_finish(advance_id=advance_id)
     return len(ids)

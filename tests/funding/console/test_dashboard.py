@@ -13,7 +13,7 @@ from funding.services.advances import advance_request
 from funding.services.credit_lines import change_request_propose
 from funding.services.events import event_emit
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
-from settlement.services.postings import payout_post_funds_out
+from settlement.services.postings import payout_post_confirmed, payout_post_funds_out
 from tests.factories import BUSINESS_DATE, company_with_line, payout_inputs
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -33,6 +33,8 @@ def seed():
     hvps = Channel.objects.create(code="HVPS", name="HVPS", adapter="x.Adapter")
     first, second = advance.payouts.order_by("sequence")
     payout_post_funds_out(payout=first, channel=hvps, serial="S1", business_date=BUSINESS_DATE)
+    # Its success draws the line's part (contract 1.7: reserved until the outcome is known).
+    payout_post_confirmed(payout=first, channel=hvps, serial="S1", fee=Decimal("0"), business_date=BUSINESS_DATE)
     PayoutAttempt.objects.create(
         payout=first, number=1, serial="S1", channel=hvps, amount=first.amount, status=AttemptStatus.SUCCEEDED
     )

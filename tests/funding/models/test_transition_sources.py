@@ -18,7 +18,7 @@ def _declared(model, name: str) -> set[str]:
 @pytest.mark.parametrize(
     ("constant", "model", "name", "expected"),
     [
-        (ADVANCE_DUE_STATES, Advance, "mark_overdue", ["disbursed", "partially_disbursed"]),
+        (ADVANCE_DUE_STATES, Advance, "mark_overdue", ["disbursed", "partially_disbursed", "disbursing"]),
         (ADVANCE_REPAYABLE_STATES, Advance, "mark_repaid", ["disbursed", "partially_disbursed", "overdue"]),
         (EXPIRABLE_LINE_STATES, CreditLine, "expire", ["pending_approval", "active", "frozen", "suspended"]),
         (JOB_RUN_FAILABLE_STATES, JobRun, "fail", ["running"]),

@@ -372,10 +372,17 @@ def test_finish_disbursement_charges_the_fee_on_what_was_advanced_and_paid(busin
     for payout in (p1, p2):
         payout_send(payout=payout, business_date=date(2026, 11, 27))
     line.refresh_from_db()
-    assert (line.reserved, line.outstanding) == (D("3000.00"), D("2000.00"))
+    # Sent, outcome not yet known: the line's parts stay reserved (contract 1.7).
+    assert (line.reserved, line.outstanding) == (D("5000.00"), D("0.00"))
 
     payout_resolve(payout=p1, outcome="succeeded", business_date=date(2026, 11, 27))
     payout_resolve(payout=p2, outcome="succeeded", business_date=date(2026, 11, 27))
+    line.refresh_from_db()
+    assert (line.reserved, line.outstanding) == (D("3000.00"), D("2000.00"))
+    # p3 still open: the advance takes in what is known (due for what actually left) and stays disbursing.
+    partly = advance_finish_disbursement(advance_id=advance.pk, business_date=date(2026, 11, 27))
+    assert (partly.status, partly.advanced_disbursed, partly.fee) == (
+        AdvanceStatus.DISBURSING, D("2000.00"), D("1.80"))
     assert advance_finish_disbursement(advance_id=advance.pk, business_date=date(2026, 11, 27)) is None
     payout_abandon(payout=p3)
 
@@ -408,6 +415,7 @@ def test_limit_cut_below_usage_blocks_new_holds_and_leaves_drawn_funds_alone(bus
     p1, p2 = Payout.objects.filter(advance=advance).order_by("sequence")
     advance_start_disbursing(advance=advance)
     payout_send(payout=p1, business_date=date(2026, 11, 25))
+    payout_resolve(payout=p1, outcome="succeeded", business_date=date(2026, 11, 25))
 
     maker, checker = staff_user(), staff_user()
     request = change_request_propose(credit_line=line, kind="change_terms",
@@ -421,10 +429,11 @@ def test_limit_cut_below_usage_blocks_new_holds_and_leaves_drawn_funds_alone(bus
     _assert_rejected(InsufficientLimit, "insufficient_limit", company=company, external_id="ORD-2",
                      amount=D("0.01"), payouts=payout_inputs("0.01"))
 
-    # What is already held may still be drawn; the ceiling (CHECK bound) stays where usage is.
+    # What is already held may still be sent (its outcome unknown, it stays reserved: contract 1.7); the ceiling
+    # (CHECK bound) stays where usage is.
     payout_send(payout=p2, business_date=date(2026, 11, 25))
     line.refresh_from_db()
-    assert (line.reserved, line.outstanding, line.limit_ceiling) == (D("0.00"), D("800.00"), D("800.00"))
+    assert (line.reserved, line.outstanding, line.limit_ceiling) == (D("500.00"), D("300.00"), D("800.00"))
     # A final failure gives back 500.00: the ceiling falls back towards the limit, never below it.
     payout_resolve(payout=p2, outcome="failed", business_date=date(2026, 11, 25))
     line.refresh_from_db()

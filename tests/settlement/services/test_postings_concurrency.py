@@ -74,8 +74,12 @@ def test_funds_out_and_repayments_of_one_company_do_not_deadlock():
     threads = [threading.Thread(target=run, args=(lambda a=a: advance_repay_in_full(advance=a,
                                                                                    business_date=TODAY),))
                for a in to_repay]
-    threads += [threading.Thread(target=run, args=(lambda p=p: payout_send(payout=p, business_date=TODAY),))
-                for p in to_send]
+    def send_and_confirm(payout) -> None:
+        # Funds out, then the success that draws the line's hold (contract 1.7: reserved until known).
+        payout_send(payout=payout, business_date=TODAY)
+        payout_resolve(payout=payout, outcome="succeeded", business_date=TODAY)
+
+    threads += [threading.Thread(target=run, args=(lambda p=p: send_and_confirm(p),)) for p in to_send]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -110,8 +114,9 @@ def _wait_until_waiting(count: int) -> None:
 
 
 def test_funds_out_and_repayment_interleaved_the_worst_way_do_not_deadlock():
-    """Deterministic: a third connection holds the credit line's row, so the funds-out stops right after its
-    first lock; the repayment then starts and takes its locks; then the line is let go."""
+    """Deterministic: a third connection holds the credit line's row, so the final failure of a payout whose
+    funds were out (the mirror of funds out, then the line's hold released) stops right after its account locks;
+    the repayment then starts and takes its locks; then the line is let go."""
     calendar_and_business_date()
     company, line = company_with_line(limit="1000000.00")
     repay = advance_request(company=company, external_id="R", amount=D("1000.00"),
@@ -126,6 +131,7 @@ def test_funds_out_and_repayment_interleaved_the_worst_way_do_not_deadlock():
                            payouts=payout_inputs("1000.00"))
     assert send.own_funds_amount == D("100.00")
     to_send = Payout.objects.get(advance=advance_start_disbursing(advance=send))
+    payout_send(payout=to_send, business_date=TODAY)
     settlement_deposit(company=company, amount=repay.advanced_disbursed + repay.fee, business_date=TODAY)
 
     errors: list[BaseException] = []
@@ -151,7 +157,8 @@ def test_funds_out_and_repayment_interleaved_the_worst_way_do_not_deadlock():
     holder = threading.Thread(target=hold_the_line)
     holder.start()
     assert line_locked.wait(timeout=10)
-    sender = threading.Thread(target=run, args=(lambda: payout_send(payout=to_send, business_date=TODAY),))
+    sender = threading.Thread(target=run, args=(lambda: payout_resolve(payout=to_send, outcome="failed",
+                                                                       business_date=TODAY),))
     sender.start()
     _wait_until_waiting(1)
     repayer = threading.Thread(target=run, args=(lambda: advance_repay_in_full(advance=repay,
@@ -164,6 +171,6 @@ def test_funds_out_and_repayment_interleaved_the_worst_way_do_not_deadlock():
 
     assert errors == []
     line = CreditLine.objects.get(pk=line.pk)
-    assert (line.reserved, line.outstanding) == (D("0.00"), D("900.00"))
-    assert Account.objects.get(kind=AccountKind.ADVANCE_RECEIVABLE, owner=company.code).balance == D("900.00")
+    assert (line.reserved, line.outstanding) == (D("0.00"), D("0.00"))
+    assert Account.objects.get(kind=AccountKind.ADVANCE_RECEIVABLE, owner=company.code).balance == D("0.00")
     assert trial_balance() == {"CNY": D("0.00")}

@@ -114,7 +114,9 @@ _PENALTY_TABLE = "LOCK TABLE funding_penaltyaccrual IN SHARE MODE"
 def _fingerprint() -> dict:
     return {
         "entries": sorted(
-            Entry.objects.exclude(transaction__kind__in=["advance.fee", "payout.funds_out"]).values_list(
+            Entry.objects.exclude(
+                transaction__kind__in=["advance.fee", "payout.funds_out", "payout.confirmed"]
+            ).values_list(
                 "transaction__reference", "account__code", "direction", "amount"
             )
         ),

@@ -1,0 +1,112 @@
+"""A late success taken into an advance that is due (finishing step) racing with a repayment pass must not
+deadlock (contract 1.7: a partly settled advance is collected while its other payout may still resolve).
+
+The repayment posts to the company's receivables (its journal locks them) and then updates the advances; the
+finishing step locks the advance and posts the fee of the new part to the fee receivable. Unless the finishing
+step takes the fee receivable before the advance, each waits for the other's row.
+"""
+
+import threading
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from funding.models import Advance, AdvanceStatus, CreditLine
+from funding.services.advances import advance_request
+from ledger.models import Account, AccountKind
+from ledger.selectors import account_totals_drift, trial_balance
+from settlement.models import PayoutAttempt, Repayment
+from settlement.services.disbursement import advance_try_finish, attempt_apply
+from settlement.services.nightly import business_day_close, repayments_collect_run
+from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
+from tests.money_helpers import advance_start_disbursing, payout_send, settlement_deposit
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+D = Decimal
+
+
+def _waiting_on_locks() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+def _wait_until_waiting(count: int) -> None:
+    deadline = time.monotonic() + 20
+    while _waiting_on_locks() < count:
+        assert time.monotonic() < deadline, "the threads never reached their lock waits"
+        time.sleep(0.02)
+
+
+def test_a_late_success_finishing_while_a_repayment_collects_the_advance_does_not_deadlock():
+    calendar_and_business_date()
+    company, line = company_with_line()
+    advance = advance_request(company=company, external_id="SETTLE-1", amount=D("150000.00"),
+                              payouts=payout_inputs("100000.00", "50000.00"), use_own_funds=False)
+    advance_start_disbursing(advance=advance)
+    a, b = advance.payouts.order_by("sequence")
+    wed = advance.business_date
+    attempt_a, attempt_b = payout_send(payout=a, business_date=wed), payout_send(payout=b, business_date=wed)
+    PayoutAttempt.objects.filter(pk=attempt_b.pk).update(review_due_at=timezone.now() + timedelta(hours=6))
+    attempt_apply(attempt_id=attempt_a.pk, status="succeeded", source="submit")
+    attempt_apply(attempt_id=attempt_b.pk, status="unknown", source="submit")
+    advance_try_finish(advance_id=advance.pk)
+    business_day_close()  # Wednesday; Thursday the advance is due
+    # B succeeds (its payout's transaction commits); the step that takes it into the advance runs below.
+    attempt_apply(attempt_id=attempt_b.pk, status="succeeded", source="query")
+    settlement_deposit(company=company, amount="150045.00", business_date=advance.due_date)
+    fee_receivable = Account.objects.get(kind=AccountKind.FEE_RECEIVABLE, owner=company.code)
+
+    errors: list[BaseException] = []
+    locked, let_go = threading.Event(), threading.Event()
+
+    def hold_the_fee_receivable() -> None:
+        try:
+            with transaction.atomic():
+                Account.objects.select_for_update().get(pk=fee_receivable.pk)
+                locked.set()
+                let_go.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def run(fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_fee_receivable)  # a third connection, as a slow posting would
+    holder.start()
+    assert locked.wait(timeout=10)
+    # The worst way: the repayment queues first for the fee receivable (its journal), then the finishing step
+    # comes; when the row is let go the repayment gets it and goes on to update the advance.
+    collector = threading.Thread(target=run, args=(repayments_collect_run,))
+    collector.start()
+    _wait_until_waiting(1)
+    finisher = threading.Thread(target=run, args=(lambda: advance_try_finish(advance_id=advance.pk),))
+    finisher.start()
+    _wait_until_waiting(2)
+    let_go.set()
+    for thread in (holder, finisher, collector):
+        thread.join(timeout=60)
+
+    assert errors == []
+    advance = Advance.objects.get(pk=advance.pk)
+    assert (advance.advanced_disbursed, advance.fee) == (D("150000.00"), D("45.00"))
+    repaid = advance.principal_repaid + advance.fee_repaid
+    assert Repayment.objects.get().amount == repaid
+    # Whichever ran first, nothing was lost: either all was collected, or A's part and B's waits for the next.
+    assert (advance.status, repaid) in {(AdvanceStatus.REPAID, D("150045.00")),
+                                        (AdvanceStatus.DISBURSED, D("100030.00"))}
+    line = CreditLine.objects.get(pk=line.pk)
+    assert (line.reserved, line.outstanding) == (D("0.00"), D("150000.00") - advance.principal_repaid)
+    assert trial_balance() == {"CNY": D("0.00")}
+    assert account_totals_drift() == []
