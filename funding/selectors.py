@@ -154,12 +154,16 @@ def own_funds_available(*, company: Company, business_date: date | None) -> Deci
         return money(cursor.fetchone()[0])
 
 
+# Payouts out of the bank whose outcome is known: succeeded (outstanding) or returned (released again).
+KNOWN_OUT_STATES = [PayoutStatus.SUCCEEDED, PayoutStatus.RETURNED]
+
+
 def credit_lines_unknown_out(*, line_ids: list[int] | None = None) -> dict[int, Decimal]:
     """Per credit line: the bank parts of payouts handed to a channel whose outcome is not yet known (out and not
     succeeded). They are in the advance receivable (exposure from hand-off) but still in the line's `reserved`
     (contract 1.7), so a line's `outstanding` = its company's advance-receivable balance less this amount.
     Lines with nothing out are left out of the result."""
-    payouts = Payout.objects.filter(funds_out=True).exclude(status=PayoutStatus.SUCCEEDED)
+    payouts = Payout.objects.filter(funds_out=True).exclude(status__in=KNOWN_OUT_STATES)
     if line_ids is not None:
         payouts = payouts.filter(advance__credit_line_id__in=line_ids)
     rows = payouts.values("advance__credit_line_id").annotate(total=Sum("advanced_amount")).order_by()
