@@ -113,6 +113,66 @@ def ledger_post(
     return journal
 
 
+@dataclass(frozen=True)
+class Posting:
+    kind: str
+    reference: str
+    business_date: date
+    legs: Sequence[Leg]
+    description: str = ""
+
+
+def _checked_legs(reference: str, legs: Sequence[Leg]) -> list[Leg]:
+    legs = [Leg(leg.account, leg.direction, money(leg.amount)) for leg in legs]
+    if any(leg.amount < 0 for leg in legs):
+        raise LedgerError("a leg amount is negative; swap its direction instead")
+    legs = [leg for leg in legs if leg.amount > 0]
+    if len(legs) < 2:
+        raise LedgerError(f"posting {reference} needs at least two non-zero legs")
+    totals: dict[str, Decimal] = {}
+    for leg in legs:
+        sign = 1 if leg.direction == EntryDirection.DEBIT else -1
+        totals[leg.account.currency] = totals.get(leg.account.currency, Decimal(0)) + sign * leg.amount
+    if any(total != 0 for total in totals.values()):
+        raise LedgerError(f"posting {reference} does not balance: {totals}")
+    return legs
+
+
+def ledger_post_many(*, postings: Sequence[Posting]) -> list[JournalTransaction]:
+    """Post many balanced journal transactions with two statements (one INSERT of the journals, one of all
+    their entries), whatever their number. Same rules as `ledger_post`; the database checks each journal's
+    balance at COMMIT and the totals trigger runs once for the whole INSERT (accounts in id order)."""
+    checked = [(posting, _checked_legs(posting.reference, posting.legs)) for posting in postings]
+    if not checked:
+        return []
+    with transaction.atomic(savepoint=False):  # no SAVEPOINT round trips: all or nothing with the caller
+        journals = JournalTransaction.objects.bulk_create(
+            [
+                JournalTransaction(
+                    kind=posting.kind,
+                    reference=posting.reference,
+                    business_date=posting.business_date,
+                    description=posting.description[:255],
+                )
+                for posting, _ in checked
+            ]
+        )
+        Entry.objects.bulk_create(
+            [
+                Entry(
+                    transaction=journal,
+                    account=leg.account,
+                    direction=leg.direction,
+                    amount=leg.amount,
+                    currency=leg.account.currency,
+                )
+                for journal, (_, legs) in zip(journals, checked, strict=True)
+                for leg in legs
+            ]
+        )
+    return journals
+
+
 def ledger_reverse(
     *, journal: JournalTransaction, reference: str, business_date: date, description: str = ""
 ) -> JournalTransaction:

@@ -11,18 +11,34 @@ An attempt that is `processing` or `unknown` is only ever queried, never sent ag
 A new attempt exists only after an explicit, mapped, retryable failure.
 """
 
-from settlement.services.disbursement.apply import Applied, attempt_apply, attempt_submit, staff_failure_apply
-from settlement.services.disbursement.claim import Claim, payout_claim_next
+from settlement.services.disbursement.apply import (
+    Applied,
+    BatchApplied,
+    attempt_apply,
+    attempt_submit,
+    attempts_apply_batch,
+    attempts_submit_batch,
+    staff_failure_apply,
+)
+from settlement.services.disbursement.claim import Claim, ClaimedBatch, payout_claim_next, payouts_claim_batch
 from settlement.services.disbursement.common import OpenTransactionError, next_query_time, query_delay, route_payout
-from settlement.services.disbursement.cycle import advance_dispatch, advance_try_finish, attempt_query
+from settlement.services.disbursement.cycle import (
+    advance_dispatch,
+    advance_dispatch_batch,
+    advance_try_finish,
+    attempt_query,
+)
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 from settlement.services.disbursement.sweeps import advances_dispatch_due, advances_finish_sweep, attempts_poll_due
 
 __all__ = [
     "Applied",
+    "BatchApplied",
     "Claim",
+    "ClaimedBatch",
     "OpenTransactionError",
     "advance_dispatch",
+    "advance_dispatch_batch",
     "advance_schedule_dispatch",
     "advance_try_finish",
     "advances_dispatch_due",
@@ -30,9 +46,12 @@ __all__ = [
     "attempt_apply",
     "attempt_query",
     "attempt_submit",
+    "attempts_apply_batch",
+    "attempts_submit_batch",
     "attempts_poll_due",
     "next_query_time",
     "payout_claim_next",
+    "payouts_claim_batch",
     "query_delay",
     "route_payout",
     "staff_failure_apply",

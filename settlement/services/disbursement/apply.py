@@ -3,23 +3,30 @@
 
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from config.fsm import fsm_update
 from config.ops import metrics
 from funding.models import Payout, PayoutStatus
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
+from funding.services.events import events_schedule_delivery, payout_events_insert
+from ledger.models import AccountKind
+from ledger.services import Posting, credit, debit, ledger_post_many
 from settlement.adapters.base import ChannelError, SubmitResult, adapter_for
 from settlement.models import AttemptStatus, ErrorDecision, ManualReview, ManualReviewStatus, PayoutAttempt
 from settlement.services.channels import error_map_lookup
 from settlement.services.disbursement.common import (
     LIVE,
     emit_payout_event,
+    ensure_channel_accounts,
+    lock_accounts,
     lock_money_rows,
     next_query_time,
     no_transaction,
@@ -55,6 +62,44 @@ def attempt_submit(*, attempt_id: int) -> SubmitResult:
         )
         return SubmitResult("unknown", raw={"error": str(exc)[:200]})
     return result
+
+
+_SUBMIT_STATUSES = ("accepted", "succeeded", "failed", "unknown")
+
+
+def attempts_submit_batch(*, attempt_ids: list[int]) -> dict[int, SubmitResult]:
+    """Hand freshly claimed attempts to their channels, one `submit_batch` per channel (outside any
+    transaction). Only the claimer calls this, exactly once per attempt. Anything but a clear answer for an
+    attempt (an exception, a missing or unparseable line) is `unknown` for it."""
+    no_transaction()
+    attempts = list(
+        PayoutAttempt.objects.select_related("channel", "payout").filter(pk__in=attempt_ids).order_by("pk")
+    )
+    PayoutAttempt.objects.filter(pk__in=attempt_ids, submitted_at__isnull=True).update(submitted_at=timezone.now())
+    by_channel: dict[int, list[PayoutAttempt]] = {}
+    for attempt in attempts:
+        by_channel.setdefault(attempt.channel_id, []).append(attempt)
+    results: dict[int, SubmitResult] = {}
+    for group in by_channel.values():
+        channel = group[0].channel
+        try:
+            answers = adapter_for(channel).submit_batch(group)
+            if not isinstance(answers, dict):
+                raise ChannelError(f"unparseable answer {answers!r}")
+        except Exception as exc:  # noqa: BLE001 - timeout, reset, 5xx, garbage: all mean "maybe paid"
+            logger.warning("channel %s gave no clear answer for a batch of %s: %s", channel.code, len(group), exc)
+            answers = {}
+            error = str(exc)[:200]
+        else:
+            error = "no answer for this serial"
+        for attempt in group:
+            result = answers.get(attempt.serial)
+            if not isinstance(result, SubmitResult) or result.status not in _SUBMIT_STATUSES:
+                if result is not None:
+                    logger.warning("channel %s: unparseable answer for %s: %r", channel.code, attempt.serial, result)
+                result = SubmitResult("unknown", raw={"error": error})
+            results[attempt.pk] = result
+    return results
 
 
 @dataclass
@@ -296,3 +341,137 @@ def staff_failure_apply(*, attempt_id: int) -> Applied:
             now=now,
         )
     return Applied(changed=True, final=True, advance_id=payout.advance_id)
+
+
+@dataclass
+class BatchApplied:
+    changed: int = 0
+    final_advance_ids: set[int] = field(default_factory=set)
+
+
+class ApplyConflict(RuntimeError):
+    """A set-based transition moved fewer rows than it locked: never expected, the transaction is undone."""
+
+
+def attempts_apply_batch(
+    *, answers: list[tuple[int, str, str]], source: str, now: datetime | None = None
+) -> BatchApplied:
+    """Apply the channel's answers to a batch of attempts: (attempt id, status, code) each.
+
+    Successes, the bulk of every batch, are applied set-based in one transaction whatever their number: the
+    attempts and payouts move with one UPDATE each (WHERE the FSM's source states), the confirmations and fees
+    are posted with two INSERTs and the `payout.succeeded` events written with one, delivered in batches once
+    committed. Any other answer (failure, unknown, accepted) goes through `attempt_apply`, one by one, with
+    the error map, retries and the review deadline exactly as for a single payout.
+    """
+    now = now or timezone.now()
+    result = BatchApplied()
+    succeeded = [attempt_id for attempt_id, status, _ in answers if status == "succeeded"]
+    if succeeded:
+        done = retrying(lambda: _apply_succeeded_batch(succeeded, source, now))
+        result.changed += len(done)
+        for channel_code, advance_id in done:
+            metrics.payout_attempt(channel_code, "succeeded")
+            result.final_advance_ids.add(advance_id)
+    for attempt_id, status, code in answers:
+        if status == "succeeded":
+            continue
+        applied = attempt_apply(attempt_id=attempt_id, status=status, code=code, source=source, now=now)
+        result.changed += int(applied.changed)
+        if applied.final and applied.advance_id is not None:
+            result.final_advance_ids.add(applied.advance_id)
+    return result
+
+
+def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -> list[tuple[str, int]]:
+    with transaction.atomic():
+        # Lock order as everywhere: payouts, then attempts (each in id order), then the accounts.
+        payouts = {
+            p.pk: p
+            for p in Payout.objects.select_for_update(of=("self",))
+            .select_related("advance__company")
+            .filter(attempts__pk__in=attempt_ids)
+            .order_by("pk")
+        }
+        attempts = list(
+            PayoutAttempt.objects.select_for_update(of=("self",))
+            .select_related("channel")
+            .filter(pk__in=attempt_ids)
+            .order_by("pk")
+        )
+        live = [a for a in attempts if a.status in LIVE]  # a resolved attempt is left as it is
+        done: list[tuple[str, int]] = []
+        batch: list[PayoutAttempt] = []
+        for attempt in live:
+            payout = payouts[attempt.payout_id]
+            if payout.status in (PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN):
+                batch.append(attempt)
+            else:  # manual review (its review closes with it): the single-payout path, same transaction
+                _resolve_succeeded(payout, attempt, source=source, now=now)
+            done.append((attempt.channel.code, payout.advance_id))
+        if not batch:
+            return done
+        resolved_at = timezone.now()
+        moved = fsm_update(
+            PayoutAttempt.objects.filter(pk__in=[a.pk for a in batch]),
+            PayoutAttempt.mark_succeeded,
+            resolved_at=resolved_at,
+            resolved_by=source,
+            next_query_at=None,
+        )
+        if moved != len(batch):
+            raise ApplyConflict(f"{moved} of {len(batch)} attempts moved to succeeded")
+        payout_ids = [a.payout_id for a in batch]
+        moved = fsm_update(
+            Payout.objects.filter(pk__in=payout_ids),
+            Payout.mark_succeeded,
+            failure_code="",
+            version=F("version") + 1,
+            updated_at=resolved_at,
+        )
+        if moved != len(batch):
+            raise ApplyConflict(f"{moved} of {len(batch)} payouts moved to succeeded")
+        _post_confirmed(batch, payouts, business_date=business_date_current())
+        events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.succeeded", payout_ids=payout_ids))
+    return done
+
+
+def _post_confirmed(batch: list[PayoutAttempt], payouts: dict[int, Payout], *, business_date) -> None:
+    """Confirmation and channel fee of every attempt (postings.payout_post_confirmed, set-based): Dr payouts in
+    transit / Cr channel clearing; Dr channel cost / Cr channel clearing."""
+    codes = {a.channel.code for a in batch}
+    for code in codes:
+        ensure_channel_accounts(code)
+    currency = next(iter(payouts.values())).advance.currency
+    accounts = lock_accounts(
+        {(AccountKind.CHANNEL_COST, "")}
+        | {(kind, code) for code in codes for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING)},
+        currency=currency,
+    )
+    cost = accounts[(AccountKind.CHANNEL_COST, "")]
+    postings = []
+    for attempt in batch:
+        payout = payouts[attempt.payout_id]
+        code = attempt.channel.code
+        in_transit = accounts[(AccountKind.PAYOUTS_IN_TRANSIT, code)]
+        clearing = accounts[(AccountKind.CHANNEL_CLEARING, code)]
+        postings.append(
+            Posting(
+                kind="payout.confirmed",
+                reference=f"{attempt.serial}:confirmed",
+                business_date=business_date,
+                description=f"payout {payout.public_id} confirmed by {code}",
+                legs=[debit(in_transit, payout.amount), credit(clearing, payout.amount)],
+            )
+        )
+        if attempt.fee > 0:
+            postings.append(
+                Posting(
+                    kind="payout.channel_fee",
+                    reference=f"{attempt.serial}:fee",
+                    business_date=business_date,
+                    description=f"{code} fee for {attempt.serial}",
+                    legs=[debit(cost, attempt.fee), credit(clearing, attempt.fee)],
+                )
+            )
+    ledger_post_many(postings=postings)
