@@ -104,18 +104,18 @@ def lock_accounts(keys: set[tuple[str, str]], *, currency: str) -> dict[tuple[st
     """Lock the accounts of a batch's postings in one statement, in id order (the global lock order), and
     return them by (kind, owner)."""
     ordered = sorted(keys)
-    accounts = list(
-        Account.objects.raw(
-            "SELECT * FROM ledger_account WHERE currency = %s AND (kind, owner) IN ("
-            + ", ".join(["(%s, %s)"] * len(ordered))
-            + ") ORDER BY id FOR NO KEY UPDATE",
-            [currency, *[v for key in ordered for v in key]],
-        )
+    sql = (
+        "SELECT * FROM ledger_account WHERE currency = %s AND (kind, owner) IN ("
+        + ", ".join(["(%s, %s)"] * len(ordered))
+        + ") ORDER BY id FOR NO KEY UPDATE"
     )
-    found = {(a.kind, a.owner): a for a in accounts}
+    params = [currency, *[v for key in ordered for v in key]]
+    found = {(a.kind, a.owner): a for a in Account.objects.raw(sql, params)}
     missing = set(ordered) - set(found)
-    if missing:
-        raise RuntimeError(f"ledger accounts missing: {sorted(missing)}")
+    if missing:  # a channel's or the bank's account not created yet: create it, then lock again in order
+        for kind, owner in sorted(missing):
+            account_get_or_create(kind=kind, owner=owner, currency=currency)
+        found = {(a.kind, a.owner): a for a in Account.objects.raw(sql, params)}
     return found
 
 
