@@ -115,8 +115,9 @@ json_build_object(
 """
 
 
-def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int:
-    """Write one outbox event of `event_type` per advance whose id the subquery `ids_sql` returns.
+def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> list[int]:
+    """Write one outbox event of `event_type` per advance whose id the subquery `ids_sql` returns; returns the
+    new events' ids.
 
     Runs inside the caller's transaction, after the UPDATE that changed the advances (it reads their new
     state and version).
@@ -135,10 +136,11 @@ def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int
               FROM (SELECT w.*, {_EVENT_ID_SQL} AS evt_id
                       FROM (SELECT a.*, row_number() OVER (ORDER BY a.id) AS rn
                               FROM funding_advance a WHERE a.id IN ({ids_sql})) w) v
+            RETURNING id
             """,
             {**params, "event_type": event_type, **_ulid_params()},
         )
-        return cursor.rowcount
+        return [row[0] for row in cursor.fetchall()]
 
 
 def payout_events_insert(*, event_type: str, payout_ids: list[int]) -> list[int]:

@@ -56,3 +56,32 @@ def test_measure_a_1000_payout_advance(advance_factory):
     assert Advance.objects.get(pk=advance.pk).status == "disbursed"
     print(f"\nMEASURE {n} payouts: {statements} statements ({statements / n:.2f}/payout), {seconds:.3f}s "
           f"({n / seconds:.0f} payouts/s)")
+
+
+@pytest.mark.skipif(not os.environ.get("PROFILE_DISPATCH"), reason="profile: PROFILE_DISPATCH=1")
+def test_profile_a_1000_payout_advance(advance_factory):
+    import cProfile
+    import pstats
+
+    advance = advance_factory(*["10.00"] * 1000)
+    timings = {}
+
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = sql.split()[0] + " " + " ".join(w for w in sql.split()[1:6] if "_" in w)[:60]
+            timings[key] = timings.get(key, 0) + time.perf_counter() - started
+
+    profile = cProfile.Profile()
+    with connection.execute_wrapper(timed):
+        profile.enable()
+        advance_dispatch(advance_id=advance.pk)
+        profile.disable()
+    for key, seconds in sorted(timings.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"SQL {seconds:.3f}s {key}")
+    stats = pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "cumulative"))
+    stats.print_stats(45)
+    if os.environ.get("PROFILE_CALLERS"):
+        stats.print_callers(os.environ["PROFILE_CALLERS"])
