@@ -27,6 +27,7 @@ from settlement.services.disbursement.cycle import (
     advance_dispatch_batch,
     advance_try_finish,
     attempt_query,
+    attempts_query_batch,
 )
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 from settlement.services.disbursement.sweeps import advances_dispatch_due, advances_finish_sweep, attempts_poll_due
@@ -45,6 +46,7 @@ __all__ = [
     "advances_finish_sweep",
     "attempt_apply",
     "attempt_query",
+    "attempts_query_batch",
     "attempt_submit",
     "attempts_apply_batch",
     "attempts_submit_batch",

@@ -115,3 +115,43 @@ def attempt_query(*, attempt_id: int, now: datetime | None = None) -> Applied:
     if applied.final:
         advance_try_finish(advance_id=applied.advance_id)
     return applied
+
+
+def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None) -> int:
+    """Ask the channels about live attempts, one `query_batch` per channel (outside any transaction), and apply
+    each answer as `attempt_query` does. A channel that fails to answer tells nothing: asked again later."""
+    no_transaction()
+    attempts = list(
+        PayoutAttempt.objects.select_related("channel").filter(pk__in=attempt_ids, status__in=LIVE).order_by("pk")
+    )
+    by_channel: dict[int, list[PayoutAttempt]] = {}
+    for attempt in attempts:
+        by_channel.setdefault(attempt.channel_id, []).append(attempt)
+    finished: set[int] = set()
+    for group in by_channel.values():
+        channel = group[0].channel
+        try:
+            answers = adapter_for(channel).query_batch([a.serial for a in group])
+            if not isinstance(answers, dict):
+                raise ChannelError(f"unparseable answer {answers!r}")
+        except Exception as exc:  # noqa: BLE001 - a failed query tells nothing; ask again later
+            logger.warning("status query of %s attempts at %s failed: %s", len(group), channel.code, exc)
+            answers = {}
+        for attempt in group:
+            answer = answers.get(attempt.serial)
+            if isinstance(answer, QueryResult):
+                status, code = answer.status, answer.code
+            else:
+                status, code = "error", ""
+            try:
+                applied = attempt_apply(
+                    attempt_id=attempt.pk, status=status, code=code, source="query", now=now, queried=True
+                )
+            except Exception:  # one bad attempt must not stop the others; its lease expires, it is asked again
+                logger.exception("status query of attempt %s failed", attempt.pk)
+                continue
+            if applied.final and applied.advance_id is not None:
+                finished.add(applied.advance_id)
+    for advance_id in sorted(finished):
+        advance_try_finish(advance_id=advance_id)
+    return len(attempts)
