@@ -1,16 +1,29 @@
 """Set-based dispatch: batches of payouts claimed, sent and applied with a bounded number of statements."""
 
 import os
+import re
+import threading
 import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
+from config.fsm import fsm_update, transition_sources, transition_target
 from funding.models import Advance, Payout, WebhookEvent
-from ledger.selectors import account_totals_drift, trial_balance
-from settlement.models import PayoutAttempt
-from settlement.services.disbursement import advance_dispatch
+from funding.representations import advance_representation, payout_representation
+from ledger.models import AccountKind
+from ledger.selectors import account_balance, account_totals_drift, trial_balance
+from settlement.adapters.simulated import SimulatedChannelAdapter
+from settlement.models import PayoutAttempt, SimulatedChannelTransfer
+from settlement.services.disbursement import (
+    advance_dispatch,
+    advance_dispatch_batch,
+    attempts_poll_due,
+    payouts_claim_batch,
+)
+from tests.settlement.conftest import channel_configure
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,3 +98,158 @@ def test_profile_a_1000_payout_advance(advance_factory):
     stats.print_stats(45)
     if os.environ.get("PROFILE_CALLERS"):
         stats.print_callers(os.environ["PROFILE_CALLERS"])
+
+
+# The set-based transitions of the dispatch path, and the model field each moves.
+SET_BASED = [
+    (Payout, Payout.start_attempt),
+    (Payout, Payout.mark_succeeded),
+    (PayoutAttempt, PayoutAttempt.mark_succeeded),
+]
+
+
+@pytest.mark.parametrize(("model", "method"), SET_BASED, ids=lambda v: getattr(v, "__qualname__", str(v)))
+def test_set_based_transitions_name_exactly_the_fsm_source_states(model, method):
+    declared = [t for t in model._meta.get_field("status").get_all_transitions(model) if t.name == method.__name__]
+    assert transition_sources(method) == sorted(str(t.source) for t in declared)
+    assert {transition_target(method)} == {str(t.target) for t in declared}
+    with CaptureQueriesContext(connection) as queries:
+        fsm_update(model.objects.filter(pk__in=[-1]), method)
+    (sql,) = [q["sql"] for q in queries.captured_queries]
+    assert f'SET "status" = \'{transition_target(method)}\'' in sql
+    in_list = re.search(r'"status" IN \(([^)]*)\)', sql).group(1)
+    assert sorted(v.strip().strip("'") for v in in_list.split(",")) == transition_sources(method)
+
+
+def test_one_batch_commits_attempts_and_funds_out_before_the_channel_is_called(advance_factory, monkeypatch):
+    advance = advance_factory(*["10.00"] * 5)
+    seen = {}
+
+    def submit_batch(self, attempts):
+        # Outside any transaction, everything is committed already: a crash here can never forget the call.
+        seen["in_atomic"] = connection.in_atomic_block
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM settlement_payoutattempt WHERE status = 'processing'")
+            seen["attempts"] = cursor.fetchone()[0]
+        seen["in_transit"] = account_balance(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="BEPS")
+        seen["payouts"] = sorted(Payout.objects.filter(advance=advance).values_list("status", flat=True))
+        raise ConnectionResetError("the channel hung up")  # the answer is lost
+
+    monkeypatch.setattr(SimulatedChannelAdapter, "submit_batch", submit_batch)
+    assert advance_dispatch_batch(advance_id=advance.pk) == 5
+    assert seen == {"in_atomic": False, "attempts": 5, "in_transit": Decimal("50.00"), "payouts": ["processing"] * 5}
+    # No clear answer: every attempt is unknown, and is never sent again, only queried.
+    assert sorted(PayoutAttempt.objects.values_list("status", flat=True)) == ["unknown"] * 5
+    assert sorted(Payout.objects.filter(advance=advance).values_list("status", flat=True)) == ["unknown"] * 5
+    assert advance_dispatch(advance_id=advance.pk) == 0
+    assert PayoutAttempt.objects.count() == 5 and SimulatedChannelTransfer.objects.count() == 0
+    assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
+
+
+def test_concurrent_claims_take_disjoint_batches(advance_factory):
+    advance = advance_factory(*["10.00"] * 6)
+    locked = threading.Event()
+    release = threading.Event()
+    held = []
+
+    def hold_first_three():
+        try:
+            with transaction.atomic():
+                held.extend(
+                    Payout.objects.select_for_update()
+                    .filter(advance=advance)
+                    .order_by("sequence")
+                    .values_list("pk", flat=True)[:3]
+                )
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_first_three)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        claimed = payouts_claim_batch(advance_id=advance.pk, limit=6)  # skips the locked rows, never waits
+    finally:
+        release.set()
+        thread.join()
+    claimed_payouts = set(PayoutAttempt.objects.filter(pk__in=claimed.attempt_ids).values_list("payout_id", flat=True))
+    assert len(claimed_payouts) == 3 and claimed_payouts.isdisjoint(held)
+    rest = payouts_claim_batch(advance_id=advance.pk, limit=6)
+    assert set(PayoutAttempt.objects.filter(pk__in=rest.attempt_ids).values_list("payout_id", flat=True)) == set(held)
+    assert payouts_claim_batch(advance_id=advance.pk, limit=6) is None
+
+
+def test_a_batch_with_failures_fails_over_and_every_outcome_is_booked_once(advance_factory, channels, settings):
+    settings.DISBURSEMENT_BATCH_SIZE = 7
+    channel_configure(channels["BEPS"], failure_rate=0.5, failure_codes=["BE-ACCT-FROZEN"])
+    n = 20
+    advance = advance_factory(*["10.00"] * n)
+    assert advance_dispatch(advance_id=advance.pk) == n + PayoutAttempt.objects.filter(status="failed").count()
+    advance.refresh_from_db()
+    assert advance.status == "disbursed"
+    failed = PayoutAttempt.objects.filter(status="failed")
+    assert 0 < failed.count() < n
+    assert set(failed.values_list("channel__code", "failure_code", "decision").distinct()) == {
+        ("BEPS", "account_frozen", "failover")
+    }
+    assert set(PayoutAttempt.objects.filter(number=2).values_list("channel__code", "status").distinct()) == {
+        ("IBPS", "succeeded")
+    }
+    assert PayoutAttempt.objects.filter(status="succeeded").count() == n
+    assert WebhookEvent.objects.filter(type="payout.succeeded").count() == n
+    assert WebhookEvent.objects.filter(type="advance.disbursed").count() == 1
+    assert account_balance(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="BEPS") == Decimal("0.00")
+    assert account_balance(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="IBPS") == Decimal("0.00")
+    assert account_balance(kind=AccountKind.ADVANCE_RECEIVABLE, owner=advance.company.code) == Decimal("200.00")
+    assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
+
+
+def test_set_based_events_render_what_the_api_shows(advance_factory):
+    advance = advance_factory("10.00", "20.00", "30.00")
+    advance_dispatch(advance_id=advance.pk)
+    advance.refresh_from_db()
+    for payout in Payout.objects.filter(advance=advance):
+        event = WebhookEvent.objects.get(type="payout.succeeded", resource_id=payout.public_id)
+        assert event.payload["data"] == payout_representation(payout)
+        assert (event.payload["id"], event.payload["type"]) == (event.public_id, "payout.succeeded")
+        assert (event.resource_type, event.resource_version, event.company_id) == (
+            "payout", payout.version, advance.company_id)
+    event = WebhookEvent.objects.get(type="advance.disbursed")
+    assert event.payload["data"] == advance_representation(advance)
+    assert event.resource_version == advance.version
+
+
+def test_late_answers_are_queried_in_one_request_per_channel(advance_factory, channels, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    channel_configure(channels["BEPS"], late_success_rate=1, late_seconds=0)
+    advance = advance_factory(*["10.00"] * 4)
+    advance_dispatch(advance_id=advance.pk)
+    assert sorted(PayoutAttempt.objects.values_list("status", flat=True)) == ["processing"] * 4
+    calls = []
+    original = SimulatedChannelAdapter.query_batch
+
+    def query_batch(self, serials):
+        calls.append(len(serials))
+        return original(self, serials)
+
+    monkeypatch.setattr(SimulatedChannelAdapter, "query_batch", query_batch)
+    assert attempts_poll_due(now=timezone.now() + timedelta(seconds=16)) == 4
+    assert calls == [4]
+    assert sorted(PayoutAttempt.objects.values_list("status", "resolved_by")) == [("succeeded", "query")] * 4
+    assert Advance.objects.get(pk=advance.pk).status == "disbursed"
+
+
+def test_a_new_advance_enqueues_one_dispatch_task_per_batch(advance_factory, settings, monkeypatch):
+    from celery import current_app
+
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, tuple(args))))
+    settings.DISBURSEMENT_DISPATCH_ON_COMMIT = True
+    settings.DISBURSEMENT_BATCH_SIZE = 100
+    advance = advance_factory(*["1.00"] * 250)
+    assert sent == [("settlement.dispatch_batch", (advance.pk,))] * 3
