@@ -61,10 +61,22 @@ def test_statements_per_payout_stay_bounded_for_a_200_payout_advance(advance_fac
 
 
 @pytest.mark.skipif(not os.environ.get("MEASURE_DISPATCH"), reason="measurement: MEASURE_DISPATCH=1")
-def test_measure_a_1000_payout_advance(advance_factory):
+def test_measure_a_1000_payout_advance(advance_factory, monkeypatch):
+    from settlement.services.disbursement import cycle
+
+    phases: dict[str, float] = {}
+    for name in ("payouts_claim_batch", "attempts_submit_batch", "attempts_apply_batch", "advance_try_finish"):
+        def timed(*args, _name=name, _fn=getattr(cycle, name), **kwargs):
+            started = time.perf_counter()
+            try:
+                return _fn(*args, **kwargs)
+            finally:
+                phases[_name] = phases.get(_name, 0) + time.perf_counter() - started
+        monkeypatch.setattr(cycle, name, timed)
     n = 1000
     advance = advance_factory(*["10.00"] * n)
     sent, statements, seconds = _dispatch_counted(advance.pk)
+    print("\nMEASURE phases " + ", ".join(f"{k} {v:.3f}s" for k, v in phases.items()))
     assert sent == n
     assert Advance.objects.get(pk=advance.pk).status == "disbursed"
     print(f"\nMEASURE {n} payouts: {statements} statements ({statements / n:.2f}/payout), {seconds:.3f}s "

@@ -1,10 +1,13 @@
 """D0 disbursement: claim a payout, write its attempt, call the channel, apply the answer. At most once.
 
-The order of events for one attempt:
-1. One transaction: lock the payout (SKIP LOCKED), route it, insert the attempt as `processing` and post the
-   funds out. It commits BEFORE the channel is called, so a crash after the call can never forget the call.
-2. No transaction: call the channel. Anything but a clear answer is `unknown`.
-3. One transaction: lock the payout and the attempt, apply the answer if the attempt is still live.
+The order of events for a batch of attempts (one payout is a batch of one):
+1. One transaction: lock the payouts (SKIP LOCKED LIMIT n), route them, insert the attempts as `processing`
+   and post the funds out, set-based. It commits BEFORE the channel is called, so a crash after the call can
+   never forget the call.
+2. No transaction: call the channel (`submit_batch`, one per channel). Anything but a clear answer is
+   `unknown`.
+3. Lock the payouts and the attempts, apply the answers to attempts still live: the successes set-based in one
+   transaction, any other answer one attempt at a time.
 
 An attempt that is `processing` or `unknown` is only ever queried, never sent again: the partial unique index
 (one live attempt per payout) refuses a second attempt, and the code never re-submits an existing one.
