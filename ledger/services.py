@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 
 from ledger.models import (
@@ -138,39 +138,44 @@ def _checked_legs(reference: str, legs: Sequence[Leg]) -> list[Leg]:
     return legs
 
 
-def ledger_post_many(*, postings: Sequence[Posting]) -> list[JournalTransaction]:
+def ledger_post_many(*, postings: Sequence[Posting]) -> list[int]:
     """Post many balanced journal transactions with two statements (one INSERT of the journals, one of all
-    their entries), whatever their number. Same rules as `ledger_post`; the database checks each journal's
-    balance at COMMIT and the totals trigger runs once for the whole INSERT (accounts in id order)."""
+    their entries, each from arrays), whatever their number; returns the journals' ids. Same rules as
+    `ledger_post`: the database stamps each journal's transaction, checks its balance at COMMIT and the
+    totals trigger runs once for the whole INSERT of entries (accounts in id order)."""
     checked = [(posting, _checked_legs(posting.reference, posting.legs)) for posting in postings]
     if not checked:
         return []
-    with transaction.atomic(savepoint=False):  # no SAVEPOINT round trips: all or nothing with the caller
-        journals = JournalTransaction.objects.bulk_create(
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:  # all or nothing with the caller
+        cursor.execute(
+            """
+            INSERT INTO ledger_journaltransaction (kind, description, business_date, reference, created_at)
+            SELECT t.kind, t.description, t.business_date, t.reference, now()
+              FROM unnest(%s::varchar[], %s::varchar[], %s::date[], %s::varchar[])
+                   AS t (kind, description, business_date, reference)
+            RETURNING id, reference
+            """,
             [
-                JournalTransaction(
-                    kind=posting.kind,
-                    reference=posting.reference,
-                    business_date=posting.business_date,
-                    description=posting.description[:255],
-                )
-                for posting, _ in checked
-            ]
+                [posting.kind for posting, _ in checked],
+                [posting.description[:255] for posting, _ in checked],
+                [posting.business_date for posting, _ in checked],
+                [posting.reference for posting, _ in checked],
+            ],
         )
-        Entry.objects.bulk_create(
-            [
-                Entry(
-                    transaction=journal,
-                    account=leg.account,
-                    direction=leg.direction,
-                    amount=leg.amount,
-                    currency=leg.account.currency,
-                )
-                for journal, (_, legs) in zip(journals, checked, strict=True)
-                for leg in legs
-            ]
+        journal_of = {reference: pk for pk, reference in cursor.fetchall()}
+        rows = [
+            (journal_of[posting.reference], leg.account.pk, leg.direction, leg.amount, leg.account.currency)
+            for posting, legs in checked
+            for leg in legs
+        ]
+        cursor.execute(
+            """
+            INSERT INTO ledger_entry (transaction_id, account_id, direction, amount, currency)
+            SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::numeric[], %s::varchar[])
+            """,
+            [list(column) for column in zip(*rows, strict=True)],
         )
-    return journals
+    return [journal_of[posting.reference] for posting, _ in checked]
 
 
 def ledger_reverse(

@@ -65,14 +65,17 @@ def test_measure_a_1000_payout_advance(advance_factory, monkeypatch):
     from settlement.services.disbursement import cycle
 
     phases: dict[str, float] = {}
-    for name in ("payouts_claim_batch", "attempts_submit_batch", "attempts_apply_batch", "advance_try_finish"):
-        def timed(*args, _name=name, _fn=getattr(cycle, name), **kwargs):
+    def timing(name, fn):
+        def timed(*args, **kwargs):
             started = time.perf_counter()
             try:
-                return _fn(*args, **kwargs)
+                return fn(*args, **kwargs)
             finally:
-                phases[_name] = phases.get(_name, 0) + time.perf_counter() - started
-        monkeypatch.setattr(cycle, name, timed)
+                phases[name] = phases.get(name, 0) + time.perf_counter() - started
+        return timed
+
+    for name in ("payouts_claim_batch", "attempts_submit_batch", "attempts_apply_batch", "advance_try_finish"):
+        monkeypatch.setattr(cycle, name, timing(name, getattr(cycle, name)))
     n = 1000
     advance = advance_factory(*["10.00"] * n)
     sent, statements, seconds = _dispatch_counted(advance.pk)
@@ -107,7 +110,7 @@ def test_profile_a_1000_payout_advance(advance_factory):
     for key, seconds in sorted(timings.items(), key=lambda kv: -kv[1])[:15]:
         print(f"SQL {seconds:.3f}s {key}")
     stats = pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "cumulative"))
-    stats.print_stats(45)
+    stats.print_stats(os.environ.get("PROFILE_FILTER", ""), 45)
     if os.environ.get("PROFILE_CALLERS"):
         stats.print_callers(os.environ["PROFILE_CALLERS"])
 

@@ -24,6 +24,7 @@ from settlement.models import AttemptStatus, ErrorDecision, ManualReview, Manual
 from settlement.services.channels import error_map_lookup
 from settlement.services.disbursement.common import (
     LIVE,
+    channel_codes,
     emit_payout_event,
     ensure_channel_accounts,
     lock_accounts,
@@ -386,19 +387,21 @@ def attempts_apply_batch(
 def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -> list[tuple[str, int]]:
     with transaction.atomic():
         # Lock order as everywhere: payouts, then attempts (each in id order), then the accounts.
+        # Only what the set-based path reads: a thousand payouts are not a thousand advances and companies.
         payouts = {
             p.pk: p
             for p in Payout.objects.select_for_update(of=("self",))
-            .select_related("advance__company")
+            .only("id", "public_id", "status", "advance_id", "amount")
             .filter(attempts__pk__in=attempt_ids)
             .order_by("pk")
         }
         attempts = list(
             PayoutAttempt.objects.select_for_update(of=("self",))
-            .select_related("channel")
+            .only("id", "payout_id", "channel_id", "serial", "status", "fee")
             .filter(pk__in=attempt_ids)
             .order_by("pk")
         )
+        codes = channel_codes({a.channel_id for a in attempts})
         live = [a for a in attempts if a.status in LIVE]  # a resolved attempt is left as it is
         done: list[tuple[str, int]] = []
         batch: list[PayoutAttempt] = []
@@ -407,8 +410,13 @@ def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -
             if payout.status in (PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN):
                 batch.append(attempt)
             else:  # manual review (its review closes with it): the single-payout path, same transaction
-                _resolve_succeeded(payout, attempt, source=source, now=now)
-            done.append((attempt.channel.code, payout.advance_id))
+                _resolve_succeeded(
+                    Payout.objects.select_related("advance__company").get(pk=payout.pk),
+                    PayoutAttempt.objects.select_related("channel").get(pk=attempt.pk),
+                    source=source,
+                    now=now,
+                )
+            done.append((codes[attempt.channel_id], payout.advance_id))
         if not batch:
             return done
         resolved_at = timezone.now()
@@ -431,28 +439,30 @@ def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -
         )
         if moved != len(batch):
             raise ApplyConflict(f"{moved} of {len(batch)} payouts moved to succeeded")
-        _post_confirmed(batch, payouts, business_date=business_date_current())
+        _post_confirmed(batch, payouts, codes, business_date=business_date_current())
         events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.succeeded", payout_ids=payout_ids))
     return done
 
 
-def _post_confirmed(batch: list[PayoutAttempt], payouts: dict[int, Payout], *, business_date) -> None:
+def _post_confirmed(
+    batch: list[PayoutAttempt], payouts: dict[int, Payout], codes: dict[int, str], *, business_date
+) -> None:
     """Confirmation and channel fee of every attempt (postings.payout_post_confirmed, set-based): Dr payouts in
-    transit / Cr channel clearing; Dr channel cost / Cr channel clearing."""
-    codes = {a.channel.code for a in batch}
-    for code in codes:
+    transit / Cr channel clearing; Dr channel cost / Cr channel clearing. Channel accounts are in the engine's
+    currency (postings.channel_account)."""
+    used = {codes[a.channel_id] for a in batch}
+    for code in used:
         ensure_channel_accounts(code)
-    currency = next(iter(payouts.values())).advance.currency
     accounts = lock_accounts(
         {(AccountKind.CHANNEL_COST, "")}
-        | {(kind, code) for code in codes for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING)},
-        currency=currency,
+        | {(kind, code) for code in used for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING)},
+        currency=settings.ENGINE_CURRENCY,
     )
     cost = accounts[(AccountKind.CHANNEL_COST, "")]
     postings = []
     for attempt in batch:
         payout = payouts[attempt.payout_id]
-        code = attempt.channel.code
+        code = codes[attempt.channel_id]
         in_transit = accounts[(AccountKind.PAYOUTS_IN_TRANSIT, code)]
         clearing = accounts[(AccountKind.CHANNEL_CLEARING, code)]
         postings.append(

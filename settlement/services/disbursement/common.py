@@ -171,6 +171,15 @@ class RoutingInputs:
     business_day: bool
 
 
+def channel_codes(ids: set[int]) -> dict[int, str]:
+    """Channel codes by id (codes never change once created: settlement 0009 refuses it in the database), from
+    the per-process cache unless a channel is newer than it."""
+    codes = {c.pk: c.code for c in cached("channels", lambda: list(Channel.objects.all()))}
+    if not ids <= codes.keys():
+        codes = dict(Channel.objects.values_list("pk", "code"))
+    return codes
+
+
 def routing_inputs(*, now: datetime) -> RoutingInputs:
     return RoutingInputs(
         channels=cached("channels", lambda: list(Channel.objects.all())),
