@@ -119,7 +119,9 @@ def test_profile_a_1000_payout_advance(advance_factory):
 SET_BASED = [
     (Payout, Payout.start_attempt),
     (Payout, Payout.mark_succeeded),
+    (Payout, Payout.mark_unknown),
     (PayoutAttempt, PayoutAttempt.mark_succeeded),
+    (PayoutAttempt, PayoutAttempt.mark_unknown),
 ]
 
 
@@ -268,3 +270,32 @@ def test_a_new_advance_enqueues_one_dispatch_task_per_batch(advance_factory, set
     settings.DISBURSEMENT_BATCH_SIZE = 100
     advance = advance_factory(*["1.00"] * 250)
     assert sent == [("settlement.dispatch_batch", (advance.pk,))] * 3
+
+
+def test_timeouts_of_a_batch_become_unknown_set_based_and_are_queried_on_schedule(advance_factory, channels):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    channel_configure(channels["BEPS"], timeout_rate=1, timeout_lost_share=0.5)
+    advance = advance_factory(*["10.00"] * 12)
+    counter = StatementCounter()
+    before = timezone.now()
+    with connection.execute_wrapper(counter):
+        assert advance_dispatch(advance_id=advance.pk) == 12
+    assert counter.count <= 40  # a batch: not a dozen statements per payout
+    attempts = list(PayoutAttempt.objects.all())
+    assert {(a.status, a.query_count) for a in attempts} == {("unknown", 0)}
+    assert all(before + timedelta(seconds=15) <= a.next_query_at <= timezone.now() + timedelta(seconds=15)
+               for a in attempts)
+    payouts = list(Payout.objects.filter(advance=advance))
+    assert {(p.status, p.version) for p in payouts} == {("unknown", 3)}  # created 1, processing 2, unknown 3
+    assert advance_dispatch(advance_id=advance.pk) == 0  # never sent again
+    received = set(SimulatedChannelTransfer.objects.values_list("serial", flat=True))
+    assert 0 < len(received) < 12  # some requests were lost, some only their answers
+    attempts_poll_due(now=timezone.now() + timedelta(seconds=16))
+    for attempt in PayoutAttempt.objects.all():
+        # Received ones are found (succeeded); lost ones are `not_found`: not a failure, still unknown.
+        expected = ("succeeded", "succeeded") if attempt.serial in received else ("unknown", "not_found")
+        assert (attempt.status, attempt.last_query) == expected
+    assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []

@@ -362,11 +362,20 @@ def attempts_apply_batch(
     Successes, the bulk of every batch, are applied set-based in one transaction whatever their number: the
     attempts and payouts move with one UPDATE each (WHERE the FSM's source states), the confirmations and fees
     are posted with two INSERTs and the `payout.succeeded` events written with one, delivered in batches once
-    committed. Any other answer (failure, unknown, accepted) goes through `attempt_apply`, one by one, with
-    the error map, retries and the review deadline exactly as for a single payout.
+    committed. Answers from submit that leave the outcome open (`unknown`, `accepted`) are also set-based:
+    processing -> unknown for attempts and payouts, the next status query per attempt. Explicit failures (the
+    error map, returns, retries) and anything near the review deadline go through `attempt_apply`, one by one,
+    exactly as for a single payout.
     """
     now = now or timezone.now()
     result = BatchApplied()
+    if source == "submit":
+        open_answers = [(pk, status) for pk, status, _ in answers if status in ("unknown", "accepted")]
+        if open_answers:
+            changed, rest = retrying(lambda: _apply_open_batch(open_answers, now))
+            result.changed += changed
+            handled = {pk for pk, _ in open_answers} - set(rest)
+            answers = [answer for answer in answers if answer[0] not in handled]
     succeeded = [attempt_id for attempt_id, status, _ in answers if status == "succeeded"]
     if succeeded:
         done = retrying(lambda: _apply_succeeded_batch(succeeded, source, now))
@@ -382,6 +391,60 @@ def attempts_apply_batch(
         if applied.final and applied.advance_id is not None:
             result.final_advance_ids.add(applied.advance_id)
     return result
+
+
+def _apply_open_batch(answers: list[tuple[int, str]], now: datetime) -> tuple[int, list[int]]:
+    """Submit answers that leave the outcome open, set-based. Returns (attempts changed, ids left to the
+    single-attempt path: a payout in manual review, or an attempt past its review deadline)."""
+    status_of = dict(answers)
+    rest: list[int] = []
+    with transaction.atomic():
+        payouts = {
+            p.pk: p
+            for p in Payout.objects.select_for_update(of=("self",))
+            .only("id", "status")
+            .filter(attempts__pk__in=list(status_of))
+            .order_by("pk")
+        }
+        attempts = list(
+            PayoutAttempt.objects.select_for_update(of=("self",))
+            .select_related("channel")
+            .filter(pk__in=list(status_of))
+            .order_by("pk")
+        )
+        to_unknown: list[PayoutAttempt] = []
+        schedule: dict[datetime, list[int]] = {}
+        for attempt in attempts:
+            if attempt.status not in LIVE:
+                continue  # resolved meanwhile: left as it is
+            payout = payouts[attempt.payout_id]
+            if payout.status not in (PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN) or now >= attempt.review_due_at:
+                rest.append(attempt.pk)
+                continue
+            if status_of[attempt.pk] == "unknown" and attempt.status == AttemptStatus.PROCESSING:
+                to_unknown.append(attempt)
+            when = next_query_time(attempt=attempt, channel=attempt.channel, now=now)
+            schedule.setdefault(when, []).append(attempt.pk)
+        if to_unknown:
+            moved = fsm_update(
+                PayoutAttempt.objects.filter(pk__in=[a.pk for a in to_unknown]), PayoutAttempt.mark_unknown
+            )
+            if moved != len(to_unknown):
+                raise ApplyConflict(f"{moved} of {len(to_unknown)} attempts moved to unknown")
+            payout_ids = [a.payout_id for a in to_unknown if payouts[a.payout_id].status == PayoutStatus.PROCESSING]
+            moved = fsm_update(
+                Payout.objects.filter(pk__in=payout_ids),
+                Payout.mark_unknown,
+                version=F("version") + 1,
+                updated_at=timezone.now(),
+            )
+            if moved != len(payout_ids):
+                raise ApplyConflict(f"{moved} of {len(payout_ids)} payouts moved to unknown")
+        for when, pks in schedule.items():  # one UPDATE per distinct time (per channel, in practice)
+            PayoutAttempt.objects.filter(pk__in=pks).update(next_query_at=when)
+    for attempt in to_unknown:
+        metrics.payout_attempt(attempt.channel.code, AttemptStatus.UNKNOWN)
+    return len(to_unknown), rest
 
 
 def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -> list[tuple[str, int]]:
