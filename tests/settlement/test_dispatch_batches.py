@@ -31,9 +31,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class StatementCounter:
     def __init__(self):
         self.count = 0
+        self.sqls = []
 
     def __call__(self, execute, sql, params, many, context):
         self.count += 1
+        self.sqls.append(sql[:90].replace("\n", " "))
         return execute(sql, params, many, context)
 
 
@@ -298,4 +300,58 @@ def test_timeouts_of_a_batch_become_unknown_set_based_and_are_queried_on_schedul
         # Received ones are found (succeeded); lost ones are `not_found`: not a failure, still unknown.
         expected = ("succeeded", "succeeded") if attempt.serial in received else ("unknown", "not_found")
         assert (attempt.status, attempt.last_query) == expected
+    assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
+
+
+def test_explicit_failures_of_a_batch_are_applied_set_based(advance_factory, channels):
+    from funding.models import CreditLine
+    from funding.services.calendar import business_date_current
+    from ledger.models import Account
+    from tests.factories import company_with_line
+    from tests.money_helpers import settlement_deposit
+
+    company, line = company_with_line()
+    settlement_deposit(company=company, amount="30.00", business_date=business_date_current())
+    channel_configure(channels["BEPS"], failure_rate=1, failure_codes=["BE-ACCT-FROZEN", "BE-ACCT-CLOSED"])
+    advance = advance_factory(*["10.00"] * 10, company=company)
+    assert sum(p.own_funds_amount for p in advance.payouts.all()) == Decimal("30.00")
+    counter = StatementCounter()
+    with connection.execute_wrapper(counter):
+        advance_dispatch(advance_id=advance.pk)
+    # Two batches (the first all failures, the retries) and the finish: ~100 statements, a dozen of them the
+    # simulated IBPS's bank side (a real-time channel, one request per payout). One failure at a time would
+    # be ~20 statements each.
+    assert counter.count <= 130
+    first = PayoutAttempt.objects.filter(number=1)
+    assert set(first.values_list("channel__code", "status")) == {("BEPS", "failed")}
+    closed = {a.payout_id for a in first if a.channel_code == "BE-ACCT-CLOSED"}
+    frozen = {a.payout_id for a in first if a.channel_code == "BE-ACCT-FROZEN"}
+    assert closed | frozen == set(advance.payouts.values_list("pk", flat=True))
+    assert set(first.filter(payout_id__in=closed).values_list("failure_code", "decision")) <= {
+        ("account_closed", "final_failure")}
+    assert set(first.filter(payout_id__in=frozen).values_list("failure_code", "decision")) <= {
+        ("account_frozen", "failover")}
+    payouts = {p.pk: p for p in advance.payouts.all()}
+    assert {pk for pk, p in payouts.items() if p.status == "failed"} == closed
+    assert {pk for pk, p in payouts.items() if p.status == "succeeded"} == frozen
+    assert all(payouts[pk].failure_code == "account_closed" and not payouts[pk].funds_out for pk in closed)
+    assert set(PayoutAttempt.objects.filter(number=2).values_list("payout_id", flat=True)) == frozen
+    assert set(PayoutAttempt.objects.filter(number=2).values_list("channel__code", "status")) <= {
+        ("IBPS", "succeeded")}
+    paid = [payouts[pk] for pk in frozen]
+    line = CreditLine.objects.get(pk=line.pk)
+    drawn = sum((p.advanced_amount for p in paid), Decimal("0.00"))
+    assert (line.reserved, line.outstanding) == (Decimal("0.00"), drawn)
+    settlement = Account.objects.get(kind=AccountKind.SETTLEMENT, owner=company.code)
+    assert settlement.debits_pending == Decimal("0.00")
+    assert settlement.balance == Decimal("30.00") - sum((p.own_funds_amount for p in paid), Decimal("0.00"))
+    assert account_balance(kind=AccountKind.PAYOUTS_IN_TRANSIT, owner="BEPS") == Decimal("0.00")
+    assert WebhookEvent.objects.filter(type="payout.failed").count() == len(closed)
+    assert WebhookEvent.objects.filter(type="payout.succeeded").count() == len(frozen)
+    for pk in closed:
+        event = WebhookEvent.objects.get(type="payout.failed", resource_id=payouts[pk].public_id)
+        assert event.payload["data"] == payout_representation(payouts[pk])
+    advance.refresh_from_db()
+    expected = "failed" if not frozen else "disbursed" if not closed else "partially_disbursed"
+    assert advance.status == expected
     assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []

@@ -5,6 +5,7 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -13,14 +14,22 @@ from django.utils import timezone
 
 from config.fsm import fsm_update
 from config.ops import metrics
-from funding.models import Payout, PayoutStatus
+from funding.models import CreditLine, Payout, PayoutStatus
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
 from funding.services.events import events_schedule_delivery, payout_events_insert
+from funding.services.line_counters import line_reduce_outstanding, line_undraw
 from ledger.models import AccountKind
-from ledger.services import Posting, credit, debit, ledger_post_many
+from ledger.services import Posting, account_hold, credit, debit, ledger_post_many
 from settlement.adapters.base import ChannelError, SubmitResult, adapter_for
-from settlement.models import AttemptStatus, ErrorDecision, ManualReview, ManualReviewStatus, PayoutAttempt
+from settlement.models import (
+    AttemptStatus,
+    ChannelErrorMapping,
+    ErrorDecision,
+    ManualReview,
+    ManualReviewStatus,
+    PayoutAttempt,
+)
 from settlement.services.channels import error_map_lookup
 from settlement.services.disbursement.common import (
     LIVE,
@@ -33,9 +42,11 @@ from settlement.services.disbursement.common import (
     no_transaction,
     retrying,
     route_payout,
+    routing_inputs,
 )
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 from settlement.services.postings import (
+    PostingError,
     payout_post_confirmed,
     payout_post_returned,
 )
@@ -376,6 +387,13 @@ def attempts_apply_batch(
             result.changed += changed
             handled = {pk for pk, _ in open_answers} - set(rest)
             answers = [answer for answer in answers if answer[0] not in handled]
+        failed_answers = [(pk, code) for pk, status, code in answers if status == "failed"]
+        if failed_answers:
+            failed = retrying(lambda: _apply_failed_batch(failed_answers, now))
+            result.changed += failed.changed
+            result.final_advance_ids |= failed.final_advance_ids
+            handled = {pk for pk, _ in failed_answers} - set(failed.rest)
+            answers = [answer for answer in answers if answer[0] not in handled]
     succeeded = [attempt_id for attempt_id, status, _ in answers if status == "succeeded"]
     if succeeded:
         done = retrying(lambda: _apply_succeeded_batch(succeeded, source, now))
@@ -445,6 +463,172 @@ def _apply_open_batch(answers: list[tuple[int, str]], now: datetime) -> tuple[in
     for attempt in to_unknown:
         metrics.payout_attempt(attempt.channel.code, AttemptStatus.UNKNOWN)
     return len(to_unknown), rest
+
+
+@dataclass
+class _FailedBatch:
+    changed: int = 0
+    final_advance_ids: set[int] = field(default_factory=set)
+    rest: list[int] = field(default_factory=list)  # left to the single-attempt path
+
+
+def _apply_failed_batch(answers: list[tuple[int, str]], now: datetime) -> _FailedBatch:
+    """Explicit failures answered by submit, set-based (what `_resolve_failed` does for one): the error map read
+    once; attempts processing -> failed and payouts processing -> pending (a retry the error map allows and a
+    channel can take) or failed, each with one UPDATE per failure code (WHERE the FSM's sources); the funds
+    returned with two INSERTs; the credit lines' counters and the re-held own funds in one UPDATE per line and
+    account; `payout.failed` events in one INSERT. A code the error map does not know or reads as unknown, and
+    a payout not simply processing, go to the single-attempt path."""
+    code_of = dict(answers)
+    out = _FailedBatch()
+    with transaction.atomic():
+        payouts = {
+            p.pk: p
+            for p in Payout.objects.select_for_update(of=("self",))
+            .select_related("advance__company")
+            .filter(attempts__pk__in=list(code_of))
+            .order_by("pk")
+        }
+        attempts = list(
+            PayoutAttempt.objects.select_for_update(of=("self",))
+            .select_related("channel")
+            .filter(pk__in=list(code_of))
+            .order_by("pk")
+        )
+        mappings = {
+            (m.channel_id, m.channel_code): m
+            for m in ChannelErrorMapping.objects.filter(
+                channel_id__in={a.channel_id for a in attempts}, channel_code__in=set(code_of.values())
+            )
+        }
+        batch: list[tuple[PayoutAttempt, ChannelErrorMapping]] = []
+        for attempt in attempts:
+            if attempt.status not in LIVE:
+                continue  # resolved meanwhile: left as it is
+            mapping = mappings.get((attempt.channel_id, code_of[attempt.pk]))
+            payout = payouts[attempt.payout_id]
+            if (
+                mapping is None
+                or mapping.decision == ErrorDecision.TREAT_AS_UNKNOWN
+                or attempt.status != AttemptStatus.PROCESSING
+                or payout.status != PayoutStatus.PROCESSING
+            ):
+                out.rest.append(attempt.pk)
+                continue
+            batch.append((attempt, mapping))
+        if not batch:
+            return out
+        resolved_at = timezone.now()
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for attempt, mapping in batch:
+            groups.setdefault((mapping.unified_code, code_of[attempt.pk], mapping.decision), []).append(attempt.pk)
+        for (unified, channel_code, decision), pks in groups.items():
+            moved = fsm_update(
+                PayoutAttempt.objects.filter(pk__in=pks),
+                PayoutAttempt.mark_failed,
+                failure_code=unified,
+                channel_code=channel_code,
+                decision=decision,
+                resolved_at=resolved_at,
+                resolved_by="submit",
+                next_query_at=None,
+            )
+            if moved != len(pks):
+                raise ApplyConflict(f"{moved} of {len(pks)} attempts moved to failed")
+        retry_candidates = [
+            payouts[a.payout_id]
+            for a, m in batch
+            if m.decision in (ErrorDecision.FAILOVER, ErrorDecision.RETRY_SAME_CHANNEL)
+            and payouts[a.payout_id].attempt_count < settings.DISBURSEMENT_MAX_ATTEMPTS
+        ]
+        retry: set[int] = set()
+        if retry_candidates:
+            inputs = routing_inputs(now=now)
+            history: dict[int, list[PayoutAttempt]] = {}
+            for attempt in PayoutAttempt.objects.filter(payout_id__in=[p.pk for p in retry_candidates]):
+                history.setdefault(attempt.payout_id, []).append(attempt)
+            retry = {
+                p.pk
+                for p in retry_candidates
+                if not route_payout(payout=p, attempts=history[p.pk], now=now, inputs=inputs).impossible
+            }
+        by_outcome: dict[tuple[bool, str], list[int]] = {}
+        for attempt, mapping in batch:
+            by_outcome.setdefault((attempt.payout_id in retry, mapping.unified_code), []).append(attempt.payout_id)
+        for (again, unified), pks in by_outcome.items():
+            moved = fsm_update(
+                Payout.objects.filter(pk__in=pks, funds_out=True),
+                Payout.await_retry if again else Payout.mark_failed,
+                failure_code=unified,
+                version=F("version") + 1,
+                funds_out=False,
+                updated_at=resolved_at,
+            )
+            if moved != len(pks):
+                raise ApplyConflict(f"{moved} of {len(pks)} payouts moved after a failure")
+        _post_returned(batch, payouts, retry, business_date=business_date_current())
+        final_ids = [a.payout_id for a, _ in batch if a.payout_id not in retry]
+        events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.failed", payout_ids=final_ids))
+        for advance_id in sorted({payouts[pk].advance_id for pk in retry}):
+            transaction.on_commit(lambda advance_id=advance_id: advance_schedule_dispatch(advance_id=advance_id))
+        out.final_advance_ids = {payouts[pk].advance_id for pk in final_ids}
+        out.changed = len(batch)
+    for attempt, _ in batch:
+        metrics.payout_attempt(attempt.channel.code, AttemptStatus.FAILED)
+    return out
+
+
+def _post_returned(
+    batch: list[tuple[PayoutAttempt, ChannelErrorMapping]], payouts: dict[int, Payout], retry: set[int], *,
+    business_date,
+) -> None:
+    """Funds of explicitly failed attempts come back (postings.payout_post_returned, set-based): Dr payouts in
+    transit / Cr settlement (own part), Cr advance receivable (bank part). Before a retry the line's hold and the
+    own funds' hold are taken again; after a final failure the line's outstanding is reduced."""
+    keys: set[tuple[str, str]] = set()
+    for attempt, _ in batch:
+        company = payouts[attempt.payout_id].advance.company.code
+        keys |= {(AccountKind.SETTLEMENT, company), (AccountKind.ADVANCE_RECEIVABLE, company),
+                 (AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)}
+        ensure_channel_accounts(attempt.channel.code)
+    accounts = lock_accounts(keys, currency=payouts[batch[0][0].payout_id].advance.currency)
+    lines = sorted({payouts[a.payout_id].advance.credit_line_id for a, _ in batch})
+    list(CreditLine.objects.select_for_update(no_key=True).filter(pk__in=lines).order_by("pk").values_list("pk"))
+    postings = []
+    undraw: dict[int, Decimal] = {}
+    reduce: dict[int, Decimal] = {}
+    rehold: dict[str, Decimal] = {}
+    for attempt, _ in batch:
+        payout = payouts[attempt.payout_id]
+        company = payout.advance.company.code
+        postings.append(
+            Posting(
+                kind="payout.returned",
+                reference=f"{attempt.serial}:returned",
+                business_date=business_date,
+                description=f"payout {payout.public_id} failed at {attempt.channel.code}",
+                legs=[
+                    debit(accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)], payout.amount),
+                    credit(accounts[(AccountKind.SETTLEMENT, company)], payout.own_funds_amount),
+                    credit(accounts[(AccountKind.ADVANCE_RECEIVABLE, company)], payout.advanced_amount),
+                ],
+            )
+        )
+        line = payout.advance.credit_line_id
+        if payout.pk in retry:
+            undraw[line] = undraw.get(line, Decimal("0")) + payout.advanced_amount
+            rehold[company] = rehold.get(company, Decimal("0")) + payout.own_funds_amount
+        else:
+            reduce[line] = reduce.get(line, Decimal("0")) + payout.advanced_amount
+    ledger_post_many(postings=postings)
+    for line, amount in sorted(reduce.items()):
+        line_reduce_outstanding(line_id=line, amount=amount)
+    for line, amount in sorted(undraw.items()):
+        line_undraw(line_id=line, amount=amount)
+    for company, amount in sorted(rehold.items()):
+        # The credits just posted make room for exactly these holds, under the same row locks.
+        if not account_hold(account=accounts[(AccountKind.SETTLEMENT, company)], amount=amount):
+            raise PostingError(f"could not re-hold {amount} of own funds of {company} for retries")
 
 
 def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -> list[tuple[str, int]]:
