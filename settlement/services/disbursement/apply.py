@@ -373,10 +373,10 @@ def attempts_apply_batch(
     Successes, the bulk of every batch, are applied set-based in one transaction whatever their number: the
     attempts and payouts move with one UPDATE each (WHERE the FSM's source states), the confirmations and fees
     are posted with two INSERTs and the `payout.succeeded` events written with one, delivered in batches once
-    committed. Answers from submit that leave the outcome open (`unknown`, `accepted`) are also set-based:
-    processing -> unknown for attempts and payouts, the next status query per attempt. Explicit failures (the
-    error map, returns, retries) and anything near the review deadline go through `attempt_apply`, one by one,
-    exactly as for a single payout.
+    committed. Answers from submit that leave the outcome open (`unknown`, `accepted`) are also set-based
+    (processing -> unknown for attempts and payouts, the next status query per attempt), and so are explicit
+    failures the error map knows (`_apply_failed_batch`). A code read as unknown, a payout in manual review and
+    anything at the review deadline go through `attempt_apply`, one by one, exactly as for a single payout.
     """
     now = now or timezone.now()
     result = BatchApplied()
