@@ -433,7 +433,9 @@ DISBURSEMENT_SUCCESS_WINDOW_SECONDS = 3600
 DISBURSEMENT_UNHEALTHY_BELOW = 0.5  # recent success rate under which routing skips a channel
 DISBURSEMENT_UNHEALTHY_MIN_SAMPLES = 20
 DISBURSEMENT_ROUTING_CACHE_SECONDS = 5  # per-process cache of channels, success rates, calendar
-DISBURSEMENT_DISPATCH_FANOUT = 2  # dispatch tasks enqueued per new advance
+# Payouts claimed, sent and applied together (one transaction to claim, one request per batch-file channel,
+# one transaction for the successes); a new advance enqueues one dispatch task per batch.
+DISBURSEMENT_BATCH_SIZE = int(env_str("DISBURSEMENT_BATCH_SIZE", "100"))
 DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
 
 CELERY_IMPORTS: list = []

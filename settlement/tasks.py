@@ -13,6 +13,12 @@ def dispatch_advance(advance_id: int) -> int:
     return disbursement.advance_dispatch(advance_id=advance_id)
 
 
+@shared_task(name="settlement.dispatch_batch", acks_late=True)
+def dispatch_batch(advance_id: int) -> int:
+    """One batch of an advance's payouts (enqueued on commit, one per batch)."""
+    return disbursement.advance_dispatch_batch(advance_id=advance_id)
+
+
 @shared_task(name="settlement.dispatch_pending", acks_late=True)
 def dispatch_pending() -> int:
     """Beat: enqueue dispatch for advances with due pending payouts (lost messages, waits, retries)."""

@@ -3,12 +3,18 @@
 from celery import shared_task
 
 from funding.api.services import api_prune as _api_prune
-from funding.api.webhooks import webhook_deliver, webhook_due_ids
+from funding.api.webhooks import webhook_deliver, webhook_due_ids, webhooks_deliver_batch
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_deliver_event(event_id: int) -> None:
     webhook_deliver(event_id=event_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhook_deliver_events(event_ids: list[int]) -> int:
+    """A batch of events written set-based (funding.services.events.events_schedule_delivery)."""
+    return webhooks_deliver_batch(event_ids=event_ids)
 
 
 @shared_task(ignore_result=True)

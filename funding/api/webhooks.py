@@ -156,6 +156,30 @@ def webhook_deliver(*, event_id: int) -> WebhookEvent | None:
     return webhook_record(event_id=event.pk, outcome=outcome)
 
 
+def webhooks_deliver_batch(*, event_ids: list[int]) -> int:
+    """One delivery attempt of each due event of `event_ids` nobody else holds: claimed with one statement
+    (SKIP LOCKED, a lease), each POSTed outside any transaction, each attempt recorded. Returns the number
+    attempted; events already delivered or held elsewhere are skipped."""
+    now = timezone.now()
+    with transaction.atomic():
+        events = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=event_ids, status=WebhookEventStatus.PENDING, next_attempt_at__lte=now)
+            .select_related("company")
+            .order_by("pk")
+        )
+        WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+            next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS)
+        )
+    for event in events:
+        outcome = _post(event)
+        if not outcome.ok:
+            logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
+        metrics.webhook_delivery("delivered" if outcome.ok else "failed")
+        webhook_record(event_id=event.pk, outcome=outcome)
+    return len(events)
+
+
 class WebhookNotRegistered(Exception):
     """The company has no webhook URL to send to."""
 

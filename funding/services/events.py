@@ -3,14 +3,22 @@ once for set-based jobs (advance_events_insert, whose `ADVANCE_DATA_SQL` renders
 funding.representations.advance_representation; a parity test compares them). The payouts' attempts come
 from funding_payout_attempt_view (settlement defines it), like the Python side."""
 
+import logging
 import secrets
 
-from django.db import connection
+from celery import current_app
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 from ulid import ULID
 
 from funding.models import Company, WebhookEvent, new_public_id
 from funding.selectors import outstanding_sql, repaid_sql
+
+logger = logging.getLogger(__name__)
+
+# By name: services never import task modules (routing matches "*webhook*" to the webhooks queue).
+WEBHOOK_BATCH_TASK = "funding.api.tasks.webhook_deliver_events"
 
 
 def event_emit(
@@ -58,6 +66,29 @@ def _ulid_params() -> dict:
 
 _TS = "to_char({col} AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD\"T\"HH24:MI:SS') || '+08:00'"
 
+# The fields of funding.representations.payout_representation, for the payout row `p` (a parity test compares
+# them); the advance's payload embeds it for each of its payouts.
+PAYOUT_DATA_SQL = """json_build_object(
+    'id', p.public_id,
+    'external_id', p.external_id,
+    'status', p.status,
+    'amount', p.amount::text,
+    'own_funds_amount', p.own_funds_amount::text,
+    'advanced_amount', p.advanced_amount::text,
+    'beneficiary_name', p.beneficiary_name,
+    'account_no_last4', right(p.account_no, 4),
+    'bank_code', p.bank_code,
+    'failure_code', nullif(p.failure_code, ''),
+    'value_date', to_char(p.value_date, 'YYYY-MM-DD'),
+    'version', p.version,
+    'attempts', coalesce((
+        SELECT json_agg(json_build_object(
+            'serial', t.serial, 'channel', t.channel, 'status', t.status,
+            'failure_code', nullif(t.failure_code, '')) ORDER BY t.number)
+          FROM funding_payout_attempt_view t
+         WHERE t.payout_id = p.id), '[]'::json)
+)"""
+
 ADVANCE_DATA_SQL = f"""
 json_build_object(
     'id', v.public_id,
@@ -79,32 +110,15 @@ json_build_object(
     'created_at', {_TS.format(col="v.created_at")},
     'updated_at', {_TS.format(col="v.updated_at")},
     'payouts', coalesce((
-        SELECT json_agg(json_build_object(
-            'id', p.public_id,
-            'external_id', p.external_id,
-            'status', p.status,
-            'amount', p.amount::text,
-            'own_funds_amount', p.own_funds_amount::text,
-            'advanced_amount', p.advanced_amount::text,
-            'beneficiary_name', p.beneficiary_name,
-            'account_no_last4', right(p.account_no, 4),
-            'bank_code', p.bank_code,
-            'failure_code', nullif(p.failure_code, ''),
-            'value_date', to_char(p.value_date, 'YYYY-MM-DD'),
-            'version', p.version,
-            'attempts', coalesce((
-                SELECT json_agg(json_build_object(
-                    'serial', t.serial, 'channel', t.channel, 'status', t.status,
-                    'failure_code', nullif(t.failure_code, '')) ORDER BY t.number)
-                  FROM funding_payout_attempt_view t
-                 WHERE t.payout_id = p.id), '[]'::json)
-        ) ORDER BY p.sequence) FROM funding_payout p WHERE p.advance_id = v.id), '[]'::json)
+        SELECT json_agg({PAYOUT_DATA_SQL} ORDER BY p.sequence)
+          FROM funding_payout p WHERE p.advance_id = v.id), '[]'::json)
 )
 """
 
 
-def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int:
-    """Write one outbox event of `event_type` per advance whose id the subquery `ids_sql` returns.
+def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> list[int]:
+    """Write one outbox event of `event_type` per advance whose id the subquery `ids_sql` returns; returns the
+    new events' ids.
 
     Runs inside the caller's transaction, after the UPDATE that changed the advances (it reads their new
     state and version).
@@ -123,7 +137,57 @@ def advance_events_insert(*, event_type: str, ids_sql: str, params: dict) -> int
               FROM (SELECT w.*, {_EVENT_ID_SQL} AS evt_id
                       FROM (SELECT a.*, row_number() OVER (ORDER BY a.id) AS rn
                               FROM funding_advance a WHERE a.id IN ({ids_sql})) w) v
+            RETURNING id
             """,
             {**params, "event_type": event_type, **_ulid_params()},
         )
-        return cursor.rowcount
+        return [row[0] for row in cursor.fetchall()]
+
+
+def payout_events_insert(*, event_type: str, payout_ids: list[int]) -> list[int]:
+    """Write one outbox event of `event_type` per payout (its state as GET shows it), with one INSERT; returns
+    the new events' ids. Runs inside the caller's transaction, after the UPDATE that moved the payouts (it
+    reads their new state and version)."""
+    if not payout_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO funding_webhookevent
+                   (public_id, company_id, type, resource_type, resource_id, resource_version, payload,
+                    status, attempt_count, next_attempt_at, last_error, created_at)
+            SELECT p.evt_id, a.company_id, %(event_type)s, 'payout', p.public_id, p.version,
+                   json_build_object('id', p.evt_id, 'type', %(event_type)s,
+                                     'created_at', {_TS.format(col="now()")},
+                                     'data', {PAYOUT_DATA_SQL}),
+                   'pending', 0, now(), '', now()
+              FROM (SELECT w.*, {_EVENT_ID_SQL} AS evt_id
+                      FROM (SELECT p.*, row_number() OVER (ORDER BY p.id) AS rn
+                              FROM funding_payout p WHERE p.id = ANY(%(ids)s)) w) p
+              JOIN funding_advance a ON a.id = p.advance_id
+             ORDER BY p.id
+            RETURNING id
+            """,
+            {"event_type": event_type, "ids": list(payout_ids), **_ulid_params()},
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def events_schedule_delivery(*, event_ids: list[int]) -> None:
+    """Deliver events written set-based (no post_save signal fires for them) in batches of
+    WEBHOOK_BATCH_SIZE, one task each, once the writing transaction commits. Best effort: the beat job
+    `webhooks_enqueue_due` delivers whatever a lost message leaves behind."""
+    if not event_ids or not settings.WEBHOOK_ENQUEUE_ON_COMMIT:
+        return
+    ids = list(event_ids)
+    size = settings.WEBHOOK_BATCH_SIZE
+
+    def enqueue() -> None:
+        try:
+            for start in range(0, len(ids), size):
+                current_app.send_task(WEBHOOK_BATCH_TASK, args=[ids[start : start + size]], retry=False)
+        except Exception:  # noqa: BLE001 - the events are committed; the beat job will deliver them
+            logger.warning("could not enqueue delivery of %s webhook events; the beat job will", len(ids),
+                           exc_info=True)
+
+    transaction.on_commit(enqueue)

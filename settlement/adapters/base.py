@@ -5,6 +5,7 @@ submitting (timeout, reset connection, 5xx, an answer it cannot parse) is read b
 the payment may or may not have been made.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -52,11 +53,40 @@ class ChannelAdapter:
         self.channel = channel
         self.settings: dict[str, Any] = dict(channel.adapter_settings or {})
 
+    # True for channels that take a batch file (批量代付, as BEPS offers) in one request: the engine then hands
+    # them a whole batch at once. Real-time channels keep `submit` per payout (the default submit_batch loops).
+    native_batch = False
+
     def submit(self, attempt: "PayoutAttempt") -> SubmitResult:
         raise NotImplementedError
 
     def query(self, serial: str) -> QueryResult:
         raise NotImplementedError
+
+    def submit_batch(self, attempts: Sequence["PayoutAttempt"]) -> dict[str, SubmitResult]:
+        """Hand many attempts to the channel; the answers by serial. A serial missing from the answers, or an
+        exception raised for the whole batch, is read as `unknown` by the engine (maybe paid).
+
+        The default sends each attempt with `submit`; an exception of one attempt makes that one unknown only.
+        """
+        answers: dict[str, SubmitResult] = {}
+        for attempt in attempts:
+            try:
+                answers[attempt.serial] = self.submit(attempt)
+            except Exception as exc:  # noqa: BLE001 - timeout, reset, 5xx, garbage: all mean "maybe paid"
+                answers[attempt.serial] = SubmitResult("unknown", raw={"error": str(exc)[:200]})
+        return answers
+
+    def query_batch(self, serials: Sequence[str]) -> dict[str, QueryResult]:
+        """Status of many serials; the answers by serial. A serial missing from the answers tells nothing (it is
+        asked again later). The default asks `query` for each."""
+        answers: dict[str, QueryResult] = {}
+        for serial in serials:
+            try:
+                answers[serial] = self.query(serial)
+            except Exception:  # noqa: BLE001,S112 - a failed query tells nothing; ask again later
+                continue
+        return answers
 
     def statement(self, statement_date: date) -> list[StatementRow]:
         raise NotImplementedError

@@ -7,7 +7,8 @@ whatever the order in which workers send.
 
 adapter_settings (all optional):
   seed, latency_ms, failure_rate, timeout_rate, late_success_rate, late_seconds,
-  timeout_lost_share (share of timeouts the channel never received), failure_codes (its own codes).
+  timeout_lost_share (share of timeouts the channel never received), failure_codes (its own codes),
+  batch_file (takes a whole batch in one request, as BEPS's 批量代付; default: real-time, one per request).
 """
 
 import random
@@ -30,6 +31,9 @@ DEFAULTS = {
     "late_seconds": 5,
     "timeout_lost_share": 0.3,
     "failure_codes": ["ACCOUNT_CLOSED"],
+    # A batch-file channel (批量代付, as BEPS offers): a whole batch in one request. Otherwise real-time: the
+    # engine's batch is sent one payout at a time (ChannelAdapter.submit_batch's default).
+    "batch_file": False,
 }
 
 
@@ -49,20 +53,15 @@ class SimulatedChannelAdapter(ChannelAdapter):
         if latency > 0:
             time.sleep(latency / 1000)
 
-    def submit(self, attempt: PayoutAttempt) -> SubmitResult:
-        if self.settings.get("refuse_all"):
-            raise ChannelError("simulated outage")
-        self._sleep()
-        existing = SimulatedChannelTransfer.objects.filter(serial=attempt.serial).first()
-        if existing is not None:
-            # The channel is idempotent on the serial: a repeated request gets the first answer.
-            return self._answer(existing)
+    def _fate(self, attempt: PayoutAttempt, now) -> tuple[SimulatedChannelTransfer | None, bool]:
+        """What the bank side does with a new serial: (the transfer it records or None if the request was
+        lost, whether the answer times out). Drawn from the serial's own generator, so a batch and single
+        submits give the same outcomes."""
         rng = self._rng(attempt.serial)
         draw = rng.random()
         failure_rate = float(self._setting("failure_rate"))
         timeout_rate = float(self._setting("timeout_rate"))
         late_rate = float(self._setting("late_success_rate"))
-        now = timezone.now()
         status = SimulatedTransferStatus.SUCCEEDED
         final_status = SimulatedTransferStatus.SUCCEEDED
         code = ""
@@ -74,31 +73,96 @@ class SimulatedChannelAdapter(ChannelAdapter):
         elif draw < failure_rate + timeout_rate:
             timed_out = True
             if rng.random() < float(self._setting("timeout_lost_share")):
-                raise SimulatedTimeout(f"{self.channel.code}: request for {attempt.serial} lost")
+                return None, True
         elif draw < failure_rate + timeout_rate + late_rate:
             status = SimulatedTransferStatus.PROCESSING
             completes_at = now + timedelta(seconds=float(self._setting("late_seconds")))
-        transfer = self._record(attempt, status, final_status, code, completes_at)
+        transfer = SimulatedChannelTransfer(
+            channel_code=self.channel.code,
+            serial=attempt.serial,
+            amount=attempt.amount,
+            account_no=attempt.payout.account_no,
+            status=status,
+            final_status=final_status,
+            channel_code_result=code,
+            value_date=timezone.localdate(),
+            completes_at=completes_at,
+        )
+        return transfer, timed_out
+
+    def submit(self, attempt: PayoutAttempt) -> SubmitResult:
+        if self.settings.get("refuse_all"):
+            raise ChannelError("simulated outage")
+        self._sleep()
+        existing = SimulatedChannelTransfer.objects.filter(serial=attempt.serial).first()
+        if existing is not None:
+            # The channel is idempotent on the serial: a repeated request gets the first answer.
+            return self._answer(existing)
+        transfer, timed_out = self._fate(attempt, timezone.now())
+        if transfer is None:
+            raise SimulatedTimeout(f"{self.channel.code}: request for {attempt.serial} lost")
+        transfer = self._record(transfer)
         if timed_out:
             raise SimulatedTimeout(f"{self.channel.code}: no answer for {attempt.serial}")
         return self._answer(transfer)
 
-    def _record(self, attempt, status, final_status, code, completes_at) -> SimulatedChannelTransfer:
+    @property
+    def native_batch(self) -> bool:  # type: ignore[override]
+        return bool(self._setting("batch_file"))
+
+    def submit_batch(self, attempts) -> dict[str, SubmitResult]:
+        """A batch file (批量代付): one request carries every payout of the batch; the answer lists each line."""
+        if not self.native_batch:
+            return super().submit_batch(attempts)
+        if self.settings.get("refuse_all"):
+            raise ChannelError("simulated outage")
+        self._sleep()  # one round trip for the whole file
+        existing = {
+            t.serial: t for t in SimulatedChannelTransfer.objects.filter(serial__in=[a.serial for a in attempts])
+        }
+        answers: dict[str, SubmitResult] = {}
+        new: list[SimulatedChannelTransfer] = []
+        timed_out: set[str] = set()
+        now = timezone.now()
+        for attempt in attempts:
+            if attempt.serial in existing:
+                answers[attempt.serial] = self._answer(existing[attempt.serial])
+                continue
+            transfer, timeout = self._fate(attempt, now)
+            if timeout:
+                timed_out.add(attempt.serial)
+            if transfer is not None:
+                new.append(transfer)
+        # Idempotent on the serial: a concurrent duplicate keeps the first row (its fate is the same draw).
+        SimulatedChannelTransfer.objects.bulk_create(new, ignore_conflicts=True)
+        for transfer in new:
+            if transfer.serial not in timed_out:
+                answers[transfer.serial] = self._answer(transfer)
+        for serial in timed_out:
+            answers[serial] = SubmitResult("unknown", raw={"error": f"{self.channel.code}: no answer for {serial}"})
+        return answers
+
+    def query_batch(self, serials) -> dict[str, QueryResult]:
+        if not self.native_batch:
+            return super().query_batch(serials)
+        self._sleep()
+        transfers = {
+            t.serial: t
+            for t in SimulatedChannelTransfer.objects.filter(serial__in=list(serials), channel_code=self.channel.code)
+        }
+        answers = {}
+        for serial in serials:
+            transfer = transfers.get(serial)
+            answers[serial] = QueryResult("not_found") if transfer is None else self._query_answer(transfer)
+        return answers
+
+    def _record(self, transfer: SimulatedChannelTransfer) -> SimulatedChannelTransfer:
         try:
             with transaction.atomic():
-                return SimulatedChannelTransfer.objects.create(
-                    channel_code=self.channel.code,
-                    serial=attempt.serial,
-                    amount=attempt.amount,
-                    account_no=attempt.payout.account_no,
-                    status=status,
-                    final_status=final_status,
-                    channel_code_result=code,
-                    value_date=timezone.localdate(),
-                    completes_at=completes_at,
-                )
+                transfer.save(force_insert=True)
+                return transfer
         except IntegrityError:
-            return SimulatedChannelTransfer.objects.get(serial=attempt.serial)
+            return SimulatedChannelTransfer.objects.get(serial=transfer.serial)
 
     @staticmethod
     def _answer(transfer: SimulatedChannelTransfer) -> SubmitResult:
@@ -124,6 +188,9 @@ class SimulatedChannelAdapter(ChannelAdapter):
         ).first()
         if transfer is None:
             return QueryResult("not_found")
+        return self._query_answer(transfer)
+
+    def _query_answer(self, transfer: SimulatedChannelTransfer) -> QueryResult:
         transfer = self._settle(transfer)
         if transfer.status == SimulatedTransferStatus.SUCCEEDED:
             return QueryResult("succeeded")

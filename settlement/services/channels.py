@@ -85,6 +85,7 @@ SIMULATED_CHANNELS: list[dict] = [
             "failure_rate": 0.02,
             "timeout_rate": 0.01,
             "late_success_rate": 0.05,
+            "batch_file": True,
         },
     },
     # 7x24 online banking, per-payout cap.

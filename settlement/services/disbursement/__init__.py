@@ -1,38 +1,62 @@
 """D0 disbursement: claim a payout, write its attempt, call the channel, apply the answer. At most once.
 
-The order of events for one attempt:
-1. One transaction: lock the payout (SKIP LOCKED), route it, insert the attempt as `processing` and post the
-   funds out. It commits BEFORE the channel is called, so a crash after the call can never forget the call.
-2. No transaction: call the channel. Anything but a clear answer is `unknown`.
-3. One transaction: lock the payout and the attempt, apply the answer if the attempt is still live.
+The order of events for a batch of attempts (one payout is a batch of one):
+1. One transaction: lock the payouts (SKIP LOCKED LIMIT n), route them, insert the attempts as `processing`
+   and post the funds out, set-based. It commits BEFORE the channel is called, so a crash after the call can
+   never forget the call.
+2. No transaction: call the channel (`submit_batch`, one per channel). Anything but a clear answer is
+   `unknown`.
+3. Lock the payouts and the attempts, apply the answers to attempts still live: the successes set-based in one
+   transaction, any other answer one attempt at a time.
 
 An attempt that is `processing` or `unknown` is only ever queried, never sent again: the partial unique index
 (one live attempt per payout) refuses a second attempt, and the code never re-submits an existing one.
 A new attempt exists only after an explicit, mapped, retryable failure.
 """
 
-from settlement.services.disbursement.apply import Applied, attempt_apply, attempt_submit, staff_failure_apply
-from settlement.services.disbursement.claim import Claim, payout_claim_next
+from settlement.services.disbursement.apply import (
+    Applied,
+    BatchApplied,
+    attempt_apply,
+    attempt_submit,
+    attempts_apply_batch,
+    attempts_submit_batch,
+    staff_failure_apply,
+)
+from settlement.services.disbursement.claim import Claim, ClaimedBatch, payout_claim_next, payouts_claim_batch
 from settlement.services.disbursement.common import OpenTransactionError, next_query_time, query_delay, route_payout
-from settlement.services.disbursement.cycle import advance_dispatch, advance_try_finish, attempt_query
+from settlement.services.disbursement.cycle import (
+    advance_dispatch,
+    advance_dispatch_batch,
+    advance_try_finish,
+    attempt_query,
+    attempts_query_batch,
+)
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 from settlement.services.disbursement.sweeps import advances_dispatch_due, advances_finish_sweep, attempts_poll_due
 
 __all__ = [
     "Applied",
+    "BatchApplied",
     "Claim",
+    "ClaimedBatch",
     "OpenTransactionError",
     "advance_dispatch",
+    "advance_dispatch_batch",
     "advance_schedule_dispatch",
     "advance_try_finish",
     "advances_dispatch_due",
     "advances_finish_sweep",
     "attempt_apply",
     "attempt_query",
+    "attempts_query_batch",
     "attempt_submit",
+    "attempts_apply_batch",
+    "attempts_submit_batch",
     "attempts_poll_due",
     "next_query_time",
     "payout_claim_next",
+    "payouts_claim_batch",
     "query_delay",
     "route_payout",
     "staff_failure_apply",

@@ -3,31 +3,50 @@
 
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from config.fsm import fsm_update
 from config.ops import metrics
-from funding.models import Payout, PayoutStatus
+from funding.models import Advance, CreditLine, Payout, PayoutStatus
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
+from funding.services.events import events_schedule_delivery, payout_events_insert
+from funding.services.line_counters import line_draw, line_release
+from ledger.models import AccountKind
+from ledger.services import Posting, account_hold, credit, debit, ledger_post_many
 from settlement.adapters.base import ChannelError, SubmitResult, adapter_for
-from settlement.models import AttemptStatus, ErrorDecision, ManualReview, ManualReviewStatus, PayoutAttempt
+from settlement.models import (
+    AttemptStatus,
+    ChannelErrorMapping,
+    ErrorDecision,
+    ManualReview,
+    ManualReviewStatus,
+    PayoutAttempt,
+)
 from settlement.services.channels import error_map_lookup
 from settlement.services.disbursement.common import (
     LIVE,
+    channel_codes,
     emit_payout_event,
+    ensure_channel_accounts,
+    lock_accounts,
     lock_money_rows,
     next_query_time,
     no_transaction,
     retrying,
     route_payout,
+    routing_inputs,
 )
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 from settlement.services.postings import (
+    PostingError,
     payout_post_confirmed,
     payout_post_returned,
 )
@@ -55,6 +74,44 @@ def attempt_submit(*, attempt_id: int) -> SubmitResult:
         )
         return SubmitResult("unknown", raw={"error": str(exc)[:200]})
     return result
+
+
+_SUBMIT_STATUSES = ("accepted", "succeeded", "failed", "unknown")
+
+
+def attempts_submit_batch(*, attempt_ids: list[int]) -> dict[int, SubmitResult]:
+    """Hand freshly claimed attempts to their channels, one `submit_batch` per channel (outside any
+    transaction). Only the claimer calls this, exactly once per attempt. Anything but a clear answer for an
+    attempt (an exception, a missing or unparseable line) is `unknown` for it."""
+    no_transaction()
+    attempts = list(
+        PayoutAttempt.objects.select_related("channel", "payout").filter(pk__in=attempt_ids).order_by("pk")
+    )
+    PayoutAttempt.objects.filter(pk__in=attempt_ids, submitted_at__isnull=True).update(submitted_at=timezone.now())
+    by_channel: dict[int, list[PayoutAttempt]] = {}
+    for attempt in attempts:
+        by_channel.setdefault(attempt.channel_id, []).append(attempt)
+    results: dict[int, SubmitResult] = {}
+    for group in by_channel.values():
+        channel = group[0].channel
+        try:
+            answers = adapter_for(channel).submit_batch(group)
+            if not isinstance(answers, dict):
+                raise ChannelError(f"unparseable answer {answers!r}")
+        except Exception as exc:  # noqa: BLE001 - timeout, reset, 5xx, garbage: all mean "maybe paid"
+            logger.warning("channel %s gave no clear answer for a batch of %s: %s", channel.code, len(group), exc)
+            answers = {}
+            error = str(exc)[:200]
+        else:
+            error = "no answer for this serial"
+        for attempt in group:
+            result = answers.get(attempt.serial)
+            if not isinstance(result, SubmitResult) or result.status not in _SUBMIT_STATUSES:
+                if result is not None:
+                    logger.warning("channel %s: unparseable answer for %s: %r", channel.code, attempt.serial, result)
+                result = SubmitResult("unknown", raw={"error": error})
+            results[attempt.pk] = result
+    return results
 
 
 @dataclass
@@ -296,3 +353,389 @@ def staff_failure_apply(*, attempt_id: int) -> Applied:
             now=now,
         )
     return Applied(changed=True, final=True, advance_id=payout.advance_id)
+
+
+@dataclass
+class BatchApplied:
+    changed: int = 0
+    final_advance_ids: set[int] = field(default_factory=set)
+
+
+class ApplyConflict(RuntimeError):
+    """A set-based transition moved fewer rows than it locked: never expected, the transaction is undone."""
+
+
+def attempts_apply_batch(
+    *, answers: list[tuple[int, str, str]], source: str, now: datetime | None = None
+) -> BatchApplied:
+    """Apply the channel's answers to a batch of attempts: (attempt id, status, code) each.
+
+    Successes, the bulk of every batch, are applied set-based in one transaction whatever their number: the
+    attempts and payouts move with one UPDATE each (WHERE the FSM's source states), the confirmations and fees
+    are posted with two INSERTs and the `payout.succeeded` events written with one, delivered in batches once
+    committed. Answers from submit that leave the outcome open (`unknown`, `accepted`) are also set-based
+    (processing -> unknown for attempts and payouts, the next status query per attempt), and so are explicit
+    failures the error map knows (`_apply_failed_batch`). A code read as unknown, a payout in manual review and
+    anything at the review deadline go through `attempt_apply`, one by one, exactly as for a single payout.
+    """
+    now = now or timezone.now()
+    result = BatchApplied()
+    if source == "submit":
+        open_answers = [(pk, status) for pk, status, _ in answers if status in ("unknown", "accepted")]
+        if open_answers:
+            changed, rest = retrying(lambda: _apply_open_batch(open_answers, now))
+            result.changed += changed
+            handled = {pk for pk, _ in open_answers} - set(rest)
+            answers = [answer for answer in answers if answer[0] not in handled]
+        failed_answers = [(pk, code) for pk, status, code in answers if status == "failed"]
+        if failed_answers:
+            failed = retrying(lambda: _apply_failed_batch(failed_answers, now))
+            result.changed += failed.changed
+            result.final_advance_ids |= failed.final_advance_ids
+            handled = {pk for pk, _ in failed_answers} - set(failed.rest)
+            answers = [answer for answer in answers if answer[0] not in handled]
+    succeeded = [attempt_id for attempt_id, status, _ in answers if status == "succeeded"]
+    if succeeded:
+        done = retrying(lambda: _apply_succeeded_batch(succeeded, source, now))
+        result.changed += len(done)
+        for channel_code, advance_id in done:
+            metrics.payout_attempt(channel_code, "succeeded")
+            result.final_advance_ids.add(advance_id)
+    for attempt_id, status, code in answers:
+        if status == "succeeded":
+            continue
+        applied = attempt_apply(attempt_id=attempt_id, status=status, code=code, source=source, now=now)
+        result.changed += int(applied.changed)
+        if applied.final and applied.advance_id is not None:
+            result.final_advance_ids.add(applied.advance_id)
+    return result
+
+
+def _apply_open_batch(answers: list[tuple[int, str]], now: datetime) -> tuple[int, list[int]]:
+    """Submit answers that leave the outcome open, set-based. Returns (attempts changed, ids left to the
+    single-attempt path: a payout in manual review, or an attempt past its review deadline)."""
+    status_of = dict(answers)
+    rest: list[int] = []
+    with transaction.atomic():
+        payouts = {
+            p.pk: p
+            for p in Payout.objects.select_for_update(of=("self",))
+            .only("id", "status")
+            .filter(attempts__pk__in=list(status_of))
+            .order_by("pk")
+        }
+        attempts = list(
+            PayoutAttempt.objects.select_for_update(of=("self",))
+            .select_related("channel")
+            .filter(pk__in=list(status_of))
+            .order_by("pk")
+        )
+        to_unknown: list[PayoutAttempt] = []
+        schedule: dict[datetime, list[int]] = {}
+        for attempt in attempts:
+            if attempt.status not in LIVE:
+                continue  # resolved meanwhile: left as it is
+            payout = payouts[attempt.payout_id]
+            if payout.status not in (PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN) or now >= attempt.review_due_at:
+                rest.append(attempt.pk)
+                continue
+            if status_of[attempt.pk] == "unknown" and attempt.status == AttemptStatus.PROCESSING:
+                to_unknown.append(attempt)
+            when = next_query_time(attempt=attempt, channel=attempt.channel, now=now)
+            schedule.setdefault(when, []).append(attempt.pk)
+        if to_unknown:
+            moved = fsm_update(
+                PayoutAttempt.objects.filter(pk__in=[a.pk for a in to_unknown]), PayoutAttempt.mark_unknown
+            )
+            if moved != len(to_unknown):
+                raise ApplyConflict(f"{moved} of {len(to_unknown)} attempts moved to unknown")
+            payout_ids = [a.payout_id for a in to_unknown if payouts[a.payout_id].status == PayoutStatus.PROCESSING]
+            moved = fsm_update(
+                Payout.objects.filter(pk__in=payout_ids),
+                Payout.mark_unknown,
+                version=F("version") + 1,
+                updated_at=timezone.now(),
+            )
+            if moved != len(payout_ids):
+                raise ApplyConflict(f"{moved} of {len(payout_ids)} payouts moved to unknown")
+        for when, pks in schedule.items():  # one UPDATE per distinct time (per channel, in practice)
+            PayoutAttempt.objects.filter(pk__in=pks).update(next_query_at=when)
+    for attempt in to_unknown:
+        metrics.payout_attempt(attempt.channel.code, AttemptStatus.UNKNOWN)
+    return len(to_unknown), rest
+
+
+@dataclass
+class _FailedBatch:
+    changed: int = 0
+    final_advance_ids: set[int] = field(default_factory=set)
+    rest: list[int] = field(default_factory=list)  # left to the single-attempt path
+
+
+def _apply_failed_batch(answers: list[tuple[int, str]], now: datetime) -> _FailedBatch:
+    """Explicit failures answered by submit, set-based (what `_resolve_failed` does for one): the error map read
+    once; attempts processing -> failed and payouts processing -> pending (a retry the error map allows and a
+    channel can take) or failed, each with one UPDATE per failure code (WHERE the FSM's sources); the funds
+    returned with two INSERTs; the credit lines' counters and the re-held own funds in one UPDATE per line and
+    account; `payout.failed` events in one INSERT. A code the error map does not know or reads as unknown, and
+    a payout not simply processing, go to the single-attempt path."""
+    code_of = dict(answers)
+    out = _FailedBatch()
+    with transaction.atomic():
+        payouts = {
+            p.pk: p
+            for p in Payout.objects.select_for_update(of=("self",))
+            .select_related("advance__company")
+            .filter(attempts__pk__in=list(code_of))
+            .order_by("pk")
+        }
+        attempts = list(
+            PayoutAttempt.objects.select_for_update(of=("self",))
+            .select_related("channel")
+            .filter(pk__in=list(code_of))
+            .order_by("pk")
+        )
+        mappings = {
+            (m.channel_id, m.channel_code): m
+            for m in ChannelErrorMapping.objects.filter(
+                channel_id__in={a.channel_id for a in attempts}, channel_code__in=set(code_of.values())
+            )
+        }
+        batch: list[tuple[PayoutAttempt, ChannelErrorMapping]] = []
+        for attempt in attempts:
+            if attempt.status not in LIVE:
+                continue  # resolved meanwhile: left as it is
+            mapping = mappings.get((attempt.channel_id, code_of[attempt.pk]))
+            payout = payouts[attempt.payout_id]
+            if (
+                mapping is None
+                or mapping.decision == ErrorDecision.TREAT_AS_UNKNOWN
+                or attempt.status != AttemptStatus.PROCESSING
+                or payout.status != PayoutStatus.PROCESSING
+            ):
+                out.rest.append(attempt.pk)
+                continue
+            batch.append((attempt, mapping))
+        if not batch:
+            return out
+        resolved_at = timezone.now()
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for attempt, mapping in batch:
+            groups.setdefault((mapping.unified_code, code_of[attempt.pk], mapping.decision), []).append(attempt.pk)
+        for (unified, channel_code, decision), pks in groups.items():
+            moved = fsm_update(
+                PayoutAttempt.objects.filter(pk__in=pks),
+                PayoutAttempt.mark_failed,
+                failure_code=unified,
+                channel_code=channel_code,
+                decision=decision,
+                resolved_at=resolved_at,
+                resolved_by="submit",
+                next_query_at=None,
+            )
+            if moved != len(pks):
+                raise ApplyConflict(f"{moved} of {len(pks)} attempts moved to failed")
+        retry_candidates = [
+            payouts[a.payout_id]
+            for a, m in batch
+            if m.decision in (ErrorDecision.FAILOVER, ErrorDecision.RETRY_SAME_CHANNEL)
+            and payouts[a.payout_id].attempt_count < settings.DISBURSEMENT_MAX_ATTEMPTS
+        ]
+        retry: set[int] = set()
+        if retry_candidates:
+            inputs = routing_inputs(now=now)
+            history: dict[int, list[PayoutAttempt]] = {}
+            for attempt in PayoutAttempt.objects.filter(payout_id__in=[p.pk for p in retry_candidates]):
+                history.setdefault(attempt.payout_id, []).append(attempt)
+            retry = {
+                p.pk
+                for p in retry_candidates
+                if not route_payout(payout=p, attempts=history[p.pk], now=now, inputs=inputs).impossible
+            }
+        by_outcome: dict[tuple[bool, str], list[int]] = {}
+        for attempt, mapping in batch:
+            by_outcome.setdefault((attempt.payout_id in retry, mapping.unified_code), []).append(attempt.payout_id)
+        for (again, unified), pks in by_outcome.items():
+            moved = fsm_update(
+                Payout.objects.filter(pk__in=pks, funds_out=True),
+                Payout.await_retry if again else Payout.mark_failed,
+                failure_code=unified,
+                version=F("version") + 1,
+                funds_out=False,
+                updated_at=resolved_at,
+            )
+            if moved != len(pks):
+                raise ApplyConflict(f"{moved} of {len(pks)} payouts moved after a failure")
+        _post_returned(batch, payouts, retry, business_date=business_date_current())
+        final_ids = [a.payout_id for a, _ in batch if a.payout_id not in retry]
+        events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.failed", payout_ids=final_ids))
+        for advance_id in sorted({payouts[pk].advance_id for pk in retry}):
+            transaction.on_commit(lambda advance_id=advance_id: advance_schedule_dispatch(advance_id=advance_id))
+        out.final_advance_ids = {payouts[pk].advance_id for pk in final_ids}
+        out.changed = len(batch)
+    for attempt, _ in batch:
+        metrics.payout_attempt(attempt.channel.code, AttemptStatus.FAILED)
+    return out
+
+
+def _post_returned(
+    batch: list[tuple[PayoutAttempt, ChannelErrorMapping]], payouts: dict[int, Payout], retry: set[int], *,
+    business_date,
+) -> None:
+    """Funds of explicitly failed attempts come back (postings.payout_post_returned, set-based): Dr payouts in
+    transit / Cr settlement (own part), Cr advance receivable (bank part). Before a retry the line's hold and the
+    own funds' hold are taken again; after a final failure the line's outstanding is reduced."""
+    keys: set[tuple[str, str]] = set()
+    for attempt, _ in batch:
+        company = payouts[attempt.payout_id].advance.company.code
+        keys |= {(AccountKind.SETTLEMENT, company), (AccountKind.ADVANCE_RECEIVABLE, company),
+                 (AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)}
+        ensure_channel_accounts(attempt.channel.code)
+    accounts = lock_accounts(keys, currency=payouts[batch[0][0].payout_id].advance.currency)
+    lines = sorted({payouts[a.payout_id].advance.credit_line_id for a, _ in batch})
+    list(CreditLine.objects.select_for_update(no_key=True).filter(pk__in=lines).order_by("pk").values_list("pk"))
+    postings = []
+    release: dict[int, Decimal] = {}
+    rehold: dict[str, Decimal] = {}
+    for attempt, _ in batch:
+        payout = payouts[attempt.payout_id]
+        company = payout.advance.company.code
+        postings.append(
+            Posting(
+                kind="payout.returned",
+                reference=f"{attempt.serial}:returned",
+                business_date=business_date,
+                description=f"payout {payout.public_id} failed at {attempt.channel.code}",
+                legs=[
+                    debit(accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)], payout.amount),
+                    credit(accounts[(AccountKind.SETTLEMENT, company)], payout.own_funds_amount),
+                    credit(accounts[(AccountKind.ADVANCE_RECEIVABLE, company)], payout.advanced_amount),
+                ],
+            )
+        )
+        line = payout.advance.credit_line_id
+        if payout.pk in retry:
+            # The line's part never left `reserved` (contract 1.7): only the own funds are held again.
+            rehold[company] = rehold.get(company, Decimal("0")) + payout.own_funds_amount
+        else:
+            release[line] = release.get(line, Decimal("0")) + payout.advanced_amount
+    ledger_post_many(postings=postings)
+    for line, amount in sorted(release.items()):
+        line_release(line_id=line, amount=amount)
+    for company, amount in sorted(rehold.items()):
+        # The credits just posted make room for exactly these holds, under the same row locks.
+        if not account_hold(account=accounts[(AccountKind.SETTLEMENT, company)], amount=amount):
+            raise PostingError(f"could not re-hold {amount} of own funds of {company} for retries")
+
+
+def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -> list[tuple[str, int]]:
+    with transaction.atomic():
+        # Lock order as everywhere: payouts, then attempts (each in id order), then the accounts.
+        # Only what the set-based path reads: a thousand payouts are not a thousand advances and companies.
+        payouts = {
+            p.pk: p
+            for p in Payout.objects.select_for_update(of=("self",))
+            .only("id", "public_id", "status", "advance_id", "amount", "advanced_amount")
+            .filter(attempts__pk__in=attempt_ids)
+            .order_by("pk")
+        }
+        attempts = list(
+            PayoutAttempt.objects.select_for_update(of=("self",))
+            .only("id", "payout_id", "channel_id", "serial", "status", "fee")
+            .filter(pk__in=attempt_ids)
+            .order_by("pk")
+        )
+        codes = channel_codes({a.channel_id for a in attempts})
+        live = [a for a in attempts if a.status in LIVE]  # a resolved attempt is left as it is
+        done: list[tuple[str, int]] = []
+        batch: list[PayoutAttempt] = []
+        for attempt in live:
+            payout = payouts[attempt.payout_id]
+            if payout.status in (PayoutStatus.PROCESSING, PayoutStatus.UNKNOWN):
+                batch.append(attempt)
+            else:  # manual review (its review closes with it): the single-payout path, same transaction
+                _resolve_succeeded(
+                    Payout.objects.select_related("advance__company").get(pk=payout.pk),
+                    PayoutAttempt.objects.select_related("channel").get(pk=attempt.pk),
+                    source=source,
+                    now=now,
+                )
+            done.append((codes[attempt.channel_id], payout.advance_id))
+        if not batch:
+            return done
+        resolved_at = timezone.now()
+        moved = fsm_update(
+            PayoutAttempt.objects.filter(pk__in=[a.pk for a in batch]),
+            PayoutAttempt.mark_succeeded,
+            resolved_at=resolved_at,
+            resolved_by=source,
+            next_query_at=None,
+        )
+        if moved != len(batch):
+            raise ApplyConflict(f"{moved} of {len(batch)} attempts moved to succeeded")
+        payout_ids = [a.payout_id for a in batch]
+        moved = fsm_update(
+            Payout.objects.filter(pk__in=payout_ids),
+            Payout.mark_succeeded,
+            failure_code="",
+            version=F("version") + 1,
+            updated_at=resolved_at,
+        )
+        if moved != len(batch):
+            raise ApplyConflict(f"{moved} of {len(batch)} payouts moved to succeeded")
+        _post_confirmed(batch, payouts, codes, business_date=business_date_current())
+        # The outcomes are known: each line's part is drawn (reserved -> outstanding), lines in id order.
+        drawn: dict[int, Decimal] = {}
+        lines = dict(Advance.objects.filter(pk__in={payouts[a.payout_id].advance_id for a in batch})
+                     .values_list("pk", "credit_line_id"))
+        for attempt in batch:
+            payout = payouts[attempt.payout_id]
+            line = lines[payout.advance_id]
+            drawn[line] = drawn.get(line, Decimal("0")) + payout.advanced_amount
+        for line, amount in sorted(drawn.items()):
+            line_draw(line_id=line, amount=amount)
+        events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.succeeded", payout_ids=payout_ids))
+    return done
+
+
+def _post_confirmed(
+    batch: list[PayoutAttempt], payouts: dict[int, Payout], codes: dict[int, str], *, business_date
+) -> None:
+    """Confirmation and channel fee of every attempt (postings.payout_post_confirmed, set-based): Dr payouts in
+    transit / Cr channel clearing; Dr channel cost / Cr channel clearing. Channel accounts are in the engine's
+    currency (postings.channel_account)."""
+    used = {codes[a.channel_id] for a in batch}
+    for code in used:
+        ensure_channel_accounts(code)
+    accounts = lock_accounts(
+        {(AccountKind.CHANNEL_COST, "")}
+        | {(kind, code) for code in used for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING)},
+        currency=settings.ENGINE_CURRENCY,
+    )
+    cost = accounts[(AccountKind.CHANNEL_COST, "")]
+    postings = []
+    for attempt in batch:
+        payout = payouts[attempt.payout_id]
+        code = codes[attempt.channel_id]
+        in_transit = accounts[(AccountKind.PAYOUTS_IN_TRANSIT, code)]
+        clearing = accounts[(AccountKind.CHANNEL_CLEARING, code)]
+        postings.append(
+            Posting(
+                kind="payout.confirmed",
+                reference=f"{attempt.serial}:confirmed",
+                business_date=business_date,
+                description=f"payout {payout.public_id} confirmed by {code}",
+                legs=[debit(in_transit, payout.amount), credit(clearing, payout.amount)],
+            )
+        )
+        if attempt.fee > 0:
+            postings.append(
+                Posting(
+                    kind="payout.channel_fee",
+                    reference=f"{attempt.serial}:fee",
+                    business_date=business_date,
+                    description=f"{code} fee for {attempt.serial}",
+                    legs=[debit(cost, attempt.fee), credit(clearing, attempt.fee)],
+                )
+            )
+    ledger_post_many(postings=postings)

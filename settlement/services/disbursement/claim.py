@@ -2,26 +2,34 @@
 that commits BEFORE the channel is called (a crash after the call can never forget the call)."""
 
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from config.fsm import fsm_update
 from funding.models import ADVANCE_OPEN_PAYOUT_STATES, Advance, AdvanceStatus, Payout, PayoutStatus
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
 from ledger.models import Account, AccountKind
+from ledger.services import Posting, account_release_hold, credit, debit, ledger_post_many
 from settlement.models import AttemptStatus, PayoutAttempt
 from settlement.services.channels import channel_fee
 from settlement.services.disbursement.common import (
     LIVE,
     emit_payout_event,
+    ensure_channel_accounts,
+    lock_accounts,
     lock_money_rows,
     next_query_time,
     retrying,
     route_payout,
+    routing_inputs,
 )
 from settlement.services.postings import (
     payout_post_funds_out,
@@ -136,4 +144,194 @@ def _fail_unsent(payout: Payout, *, code: str) -> None:
         actor_label="disbursement",
         company=payout.advance.company,
         after={"status": "failed", "failure_code": code},
+    )
+
+
+@dataclass
+class ClaimedBatch:
+    attempt_ids: list[int] = field(default_factory=list)
+    locked: int = 0  # pending payouts locked by the claim (attempted, failed unsent or left waiting)
+    finished_payout: bool = False  # a payout became final without an attempt
+
+
+class ClaimConflict(RuntimeError):
+    """A set-based transition moved fewer rows than it locked: never expected, the transaction is undone."""
+
+
+def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = None) -> ClaimedBatch | None:
+    """Claim up to `limit` due pending payouts of the advance (SKIP LOCKED), route them, write their attempts
+    and post their funds out, all in one transaction committed before any channel is called.
+
+    None: nothing left to claim. The statements do not grow with the batch: one SELECT locks the payouts,
+    one INSERT writes the attempts, one UPDATE moves the payouts (pending -> processing, the FSM's sources),
+    one lock of the accounts in id order, one of the credit line, one hold release, one line draw, and two
+    INSERTs post every funds-out journal with its entries.
+    """
+    now = now or timezone.now()
+    return retrying(lambda: _claim_batch(advance_id, limit, now))
+
+
+def _claim_batch(advance_id: int, limit: int, now: datetime) -> ClaimedBatch | None:
+    with transaction.atomic():
+        # Lock order as everywhere: advance (only while reserved), payouts, attempts, accounts, credit line.
+        advance = Advance.objects.select_related("company").filter(pk=advance_id).first()
+        if advance is not None and advance.status == AdvanceStatus.RESERVED:
+            advance = (
+                Advance.objects.select_for_update(of=("self",))
+                .select_related("company")
+                .filter(pk=advance_id)
+                .first()
+            )
+        if advance is None or advance.status not in ADVANCE_OPEN_PAYOUT_STATES:
+            return None
+        payouts = list(
+            Payout.objects.select_for_update(skip_locked=True)
+            .filter(advance=advance, status=PayoutStatus.PENDING)
+            .exclude(dispatch_after__gt=now)
+            .order_by("sequence")[:limit]
+        )
+        if not payouts:
+            return None
+        result = ClaimedBatch(locked=len(payouts))
+        for payout in payouts:
+            payout.advance = advance
+        if advance.status == AdvanceStatus.RESERVED:
+            advance.start_disbursing()
+            advance.version += 1
+            advance.save(update_fields=["status", "version", "updated_at"])
+        retried = [p.pk for p in payouts if p.attempt_count]
+        attempts_of: dict[int, list[PayoutAttempt]] = {}
+        if retried:
+            for attempt in PayoutAttempt.objects.filter(payout_id__in=retried):
+                attempts_of.setdefault(attempt.payout_id, []).append(attempt)
+        for payout in payouts:
+            if any(a.status in (*LIVE, AttemptStatus.SUCCEEDED) for a in attempts_of.get(payout.pk, [])):
+                # Cannot happen through this code; refuse loudly rather than send twice.
+                raise RuntimeError(f"payout {payout.public_id} is pending with a live attempt")
+        business_date = business_date_current()
+        inputs = routing_inputs(now=now)
+        review_due_at = now + timedelta(seconds=settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS)
+        claimed: list[tuple[Payout, PayoutAttempt]] = []
+        waiting: list[int] = []
+        for payout in payouts:
+            if payout.attempt_count >= settings.DISBURSEMENT_MAX_ATTEMPTS:
+                _fail_unsent(payout, code=payout.failure_code or "max_attempts_reached")
+                result.finished_payout = True
+                continue
+            decision = route_payout(payout=payout, attempts=attempts_of.get(payout.pk, []), now=now, inputs=inputs)
+            if decision.channel is None:
+                if decision.impossible:
+                    _fail_unsent(payout, code=payout.failure_code or "no_eligible_channel")
+                    result.finished_payout = True
+                else:
+                    waiting.append(payout.pk)
+                continue
+            channel = decision.channel
+            number = payout.attempt_count + 1
+            attempt = PayoutAttempt(
+                payout=payout,
+                number=number,
+                serial=f"{payout.public_id}-{number}",
+                channel=channel,
+                amount=payout.amount,
+                fee=channel_fee(channel=channel, amount=payout.amount),
+                routing=decision.as_json(),
+                review_due_at=review_due_at,
+            )
+            attempt.next_query_at = next_query_time(attempt=attempt, channel=channel, now=now)
+            claimed.append((payout, attempt))
+        if waiting:
+            # Not a state change: these stay pending until a channel can take them.
+            Payout.objects.filter(pk__in=waiting, status=PayoutStatus.PENDING).update(
+                dispatch_after=now + timedelta(seconds=settings.DISBURSEMENT_WAIT_FOR_CHANNEL_SECONDS),
+                updated_at=now,
+            )
+        if not claimed:
+            return result
+        attempt_ids = _insert_attempts([attempt for _, attempt in claimed])
+        moved = fsm_update(
+            Payout.objects.filter(pk__in=[p.pk for p, _ in claimed], funds_out=False),
+            Payout.start_attempt,
+            attempt_count=F("attempt_count") + 1,
+            dispatch_after=None,
+            version=F("version") + 1,
+            funds_out=True,
+            value_date=business_date,
+            updated_at=now,
+        )
+        if moved != len(claimed):
+            raise ClaimConflict(f"{moved} of {len(claimed)} claimed payouts moved to processing")
+        _post_funds_out(advance, claimed, business_date=business_date)
+        result.attempt_ids = attempt_ids
+    return result
+
+
+def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
+    """One INSERT of the batch's attempts (status `processing`, the model's defaults), from arrays; their ids
+    in the order given. What bulk_create writes, without building each row through the ORM."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO settlement_payoutattempt
+                   (payout_id, number, serial, channel_id, status, failure_code, channel_code, decision, routing,
+                    amount, fee, created_at, next_query_at, query_count, review_due_at, last_query, resolved_by)
+            SELECT t.payout_id, t.number, t.serial, t.channel_id, %s, '', '', '', t.routing::jsonb,
+                   t.amount, t.fee, now(), t.next_query_at, 0, t.review_due_at, '', ''
+              FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::bigint[], %s::text[], %s::numeric[],
+                          %s::numeric[], %s::timestamptz[], %s::timestamptz[])
+                   AS t (payout_id, number, serial, channel_id, routing, amount, fee, next_query_at, review_due_at)
+            RETURNING id, serial
+            """,
+            [
+                AttemptStatus.PROCESSING.value,
+                [a.payout_id for a in attempts],
+                [a.number for a in attempts],
+                [a.serial for a in attempts],
+                [a.channel_id for a in attempts],
+                [json.dumps(a.routing) for a in attempts],
+                [a.amount for a in attempts],
+                [a.fee for a in attempts],
+                [a.next_query_at for a in attempts],
+                [a.review_due_at for a in attempts],
+            ],
+        )
+        ids = {serial: pk for pk, serial in cursor.fetchall()}
+    return [ids[a.serial] for a in attempts]
+
+
+def _post_funds_out(
+    advance: Advance, claimed: list[tuple[Payout, PayoutAttempt]], *, business_date
+) -> None:
+    """Funds out of every claimed payout (postings.payout_post_funds_out, set-based): Dr settlement (own part),
+    Dr advance receivable (bank part) / Cr payouts in transit of the attempt's channel."""
+    company = advance.company.code
+    channel_codes = {attempt.channel.code for _, attempt in claimed}
+    for code in channel_codes:
+        ensure_channel_accounts(code)
+    accounts = lock_accounts(
+        {(AccountKind.SETTLEMENT, company), (AccountKind.ADVANCE_RECEIVABLE, company)}
+        | {(AccountKind.PAYOUTS_IN_TRANSIT, code) for code in channel_codes},
+        currency=advance.currency,
+    )
+    settlement = accounts[(AccountKind.SETTLEMENT, company)]
+    receivable = accounts[(AccountKind.ADVANCE_RECEIVABLE, company)]
+    own = sum((p.own_funds_amount for p, _ in claimed), start=Decimal("0"))
+    if own:
+        account_release_hold(account=settlement, amount=own)
+    # The line's part stays `reserved` until the outcome is known (contract 1.7); a success draws it.
+    ledger_post_many(
+        postings=[
+            Posting(
+                kind="payout.funds_out",
+                reference=f"{attempt.serial}:out",
+                business_date=business_date,
+                description=f"payout {payout.public_id} handed to {attempt.channel.code}",
+                legs=[
+                    debit(settlement, payout.own_funds_amount),
+                    debit(receivable, payout.advanced_amount),
+                    credit(accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)], payout.amount),
+                ],
+            )
+            for payout, attempt in claimed
+        ]
     )

@@ -5,6 +5,7 @@ transactions, the global lock order of money rows, routing inputs, the query sch
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -16,7 +17,7 @@ from funding.models import Payout
 from funding.representations import payout_representation
 from funding.selectors import calendar_is_business_day
 from funding.services.events import event_emit
-from ledger.models import AccountKind
+from ledger.models import Account, AccountKind
 from ledger.services import account_get_or_create
 from settlement.models import AttemptStatus, Channel, ErrorDecision, PayoutAttempt
 from settlement.services.channels import channel_success_rates
@@ -92,6 +93,33 @@ def lock_money_rows(payout: Payout, channel: Channel, *, confirming: bool = Fals
         )
 
 
+def ensure_channel_accounts(channel_code: str) -> None:
+    if channel_code not in _ENSURED_CHANNEL_ACCOUNTS:
+        for kind in (AccountKind.PAYOUTS_IN_TRANSIT, AccountKind.CHANNEL_CLEARING):
+            account_get_or_create(kind=kind, owner=channel_code)
+        account_get_or_create(kind=AccountKind.CHANNEL_COST)
+        _ENSURED_CHANNEL_ACCOUNTS.add(channel_code)
+
+
+def lock_accounts(keys: set[tuple[str, str]], *, currency: str) -> dict[tuple[str, str], Account]:
+    """Lock the accounts of a batch's postings in one statement, in id order (the global lock order), and
+    return them by (kind, owner)."""
+    ordered = sorted(keys)
+    sql = (
+        "SELECT * FROM ledger_account WHERE currency = %s AND (kind, owner) IN ("
+        + ", ".join(["(%s, %s)"] * len(ordered))
+        + ") ORDER BY id FOR NO KEY UPDATE"
+    )
+    params = [currency, *[v for key in ordered for v in key]]
+    found = {(a.kind, a.owner): a for a in Account.objects.raw(sql, params)}
+    missing = set(ordered) - set(found)
+    if missing:  # a channel's or the bank's account not created yet: create it, then lock again in order
+        for kind, owner in sorted(missing):
+            account_get_or_create(kind=kind, owner=owner, currency=currency)
+        found = {(a.kind, a.owner): a for a in Account.objects.raw(sql, params)}
+    return found
+
+
 _CACHE: dict[str, tuple[float, object]] = {}
 
 
@@ -132,17 +160,46 @@ def next_query_time(*, attempt: PayoutAttempt, channel: Channel, now: datetime) 
     return max(min(when, attempt.review_due_at), now)
 
 
-def route_payout(*, payout: Payout, attempts: list[PayoutAttempt], now: datetime) -> RoutingDecision:
+@dataclass(frozen=True)
+class RoutingInputs:
+    """What routing reads besides the payout: loaded once per batch (and cached per process for a few seconds)."""
+
+    channels: list[Channel]
+    rates: dict
+    business_day: bool
+
+
+def channel_codes(ids: set[int]) -> dict[int, str]:
+    """Channel codes by id (codes never change once created: settlement 0009 refuses it in the database), from
+    the per-process cache unless a channel is newer than it."""
+    codes = {c.pk: c.code for c in cached("channels", lambda: list(Channel.objects.all()))}
+    if not ids <= codes.keys():
+        codes = dict(Channel.objects.values_list("pk", "code"))
+    return codes
+
+
+def routing_inputs(*, now: datetime) -> RoutingInputs:
+    return RoutingInputs(
+        channels=cached("channels", lambda: list(Channel.objects.all())),
+        rates=cached("rates", lambda: channel_success_rates(now=now)),
+        business_day=_is_business_day(timezone.localdate(now)),
+    )
+
+
+def route_payout(
+    *, payout: Payout, attempts: list[PayoutAttempt], now: datetime, inputs: RoutingInputs | None = None
+) -> RoutingDecision:
+    inputs = inputs or routing_inputs(now=now)
     last = max(attempts, key=lambda a: a.number) if attempts else None
     same = last.channel_id if last is not None and last.decision == ErrorDecision.RETRY_SAME_CHANNEL else None
     return route_choose(
         amount=payout.amount,
         bank_code=payout.bank_code,
-        channels=cached("channels", lambda: list(Channel.objects.all())),
+        channels=inputs.channels,
         tried_channel_ids={a.channel_id for a in attempts},
-        rates=cached("rates", lambda: channel_success_rates(now=now)),
+        rates=inputs.rates,
         now=now,
-        business_day=_is_business_day(timezone.localdate(now)),
+        business_day=inputs.business_day,
         retry=bool(attempts),
         same_channel_id=same,
         unhealthy_below=settings.DISBURSEMENT_UNHEALTHY_BELOW,

@@ -1,4 +1,5 @@
-"""Scheduling disbursement of new advances: on commit of every new advance (and of every retry)."""
+"""Scheduling disbursement: on commit of every new advance (one task per batch of its payouts) and of every
+retry (one task)."""
 
 import logging
 
@@ -8,16 +9,19 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 # By name, so that services never import the task modules; routing (CELERY_TASK_ROUTES) matches the name.
-DISPATCH_TASK = "settlement.dispatch_advance"
+DISPATCH_TASK = "settlement.dispatch_advance"  # every batch of an advance (the beat sweep)
+DISPATCH_BATCH_TASK = "settlement.dispatch_batch"  # one batch of an advance
 
 
-def advance_schedule_dispatch(*, advance_id: int) -> None:
-    """Enqueue the dispatch task. A lost message only delays: the beat sweep dispatches pending payouts."""
+def advance_schedule_dispatch(*, advance_id: int, payouts: int = 1) -> None:
+    """Enqueue one batch task per DISBURSEMENT_BATCH_SIZE of the advance's `payouts` (not one per payout).
+    Each claims its own batch (SKIP LOCKED), so workers share a large advance; a task that finds nothing
+    left ends at once. A lost message only delays: the beat sweep dispatches pending payouts."""
     if not settings.DISBURSEMENT_DISPATCH_ON_COMMIT:
         return
+    tasks = max(1, -(-payouts // settings.DISBURSEMENT_BATCH_SIZE))
     try:
-        # A few tasks per advance share its payouts (SKIP LOCKED); idle ones end at once.
-        for _ in range(settings.DISBURSEMENT_DISPATCH_FANOUT):
-            current_app.send_task(DISPATCH_TASK, args=[advance_id], retry=False)
+        for _ in range(tasks):
+            current_app.send_task(DISPATCH_BATCH_TASK, args=[advance_id], retry=False)
     except Exception:  # noqa: BLE001 - the advance is committed; the sweep will pick it up
         logger.exception("could not enqueue dispatch of advance %s; the sweep will retry", advance_id)

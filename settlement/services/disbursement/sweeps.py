@@ -25,7 +25,7 @@ from settlement.services.disbursement.common import (
     LIVE,
     no_transaction,
 )
-from settlement.services.disbursement.cycle import advance_try_finish, attempt_query
+from settlement.services.disbursement.cycle import advance_try_finish, attempts_query_batch
 
 logger = logging.getLogger(__name__)
 _MONEY = DecimalField(**MONEY)
@@ -44,11 +44,7 @@ def attempts_poll_due(*, now: datetime | None = None, limit: int = 500) -> int:
             .values_list("pk", flat=True)[:limit]
         )
         PayoutAttempt.objects.filter(pk__in=ids, status__in=LIVE).update(next_query_at=max(lease, now))
-    for attempt_id in ids:
-        try:
-            attempt_query(attempt_id=attempt_id, now=now)
-        except Exception:  # one bad attempt must not stop the others; its lease expires and it is asked again
-            logger.exception("status query of attempt %s failed", attempt_id)
+    attempts_query_batch(attempt_ids=ids, now=now)
     return len(ids)
 
 
