@@ -4,10 +4,12 @@
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Sum
 
-from funding.models import FINAL_PAYOUT_STATES, Payout
+from funding.models import FINAL_PAYOUT_STATES, Advance, Payout, PayoutStatus
 from funding.services.advances import advance_finish_disbursement
 from funding.services.calendar import business_date_current
 from settlement.adapters.base import ChannelError, QueryResult, adapter_for
@@ -23,13 +25,18 @@ logger = logging.getLogger(__name__)
 
 
 def advance_try_finish(*, advance_id: int) -> None:
-    """After the commit of a final payout outcome: the advance finishes once all its payouts are final.
+    """After the commit of final payout outcomes: the advance takes in what is known (contract 1.7: what its
+    succeeded payouts paid is owed even while others are open) and finishes once all its payouts are final.
 
-    A cheap look first (one EXISTS): of concurrent batches of one advance, only the last to commit finds every
-    payout final (each looks after its own commit), so only it takes the advance's lock and reads its payouts.
+    A cheap look first: while payouts are still open and every success is already counted in the advance,
+    nothing is new, so the advance's lock is not taken and its payouts are not read.
     """
     if Payout.objects.filter(advance_id=advance_id).exclude(status__in=FINAL_PAYOUT_STATES).exists():
-        return
+        counted = Advance.objects.filter(pk=advance_id).values_list("disbursed_amount", flat=True).first()
+        succeeded = Payout.objects.filter(advance_id=advance_id, status=PayoutStatus.SUCCEEDED).aggregate(
+            total=Sum("amount"))["total"] or Decimal("0.00")
+        if counted == succeeded:
+            return
     advance_finish_disbursement(advance_id=advance_id, business_date=business_date_current())
 
 
