@@ -670,13 +670,16 @@ def floor_run(db_url: str, clients: int, seconds: float, companies: int) -> dict
     }
 
 
+def floor_steps_psycopg() -> list[str]:
+    """FLOOR_STEPS with pgbench's :variables as psycopg's named parameters."""
+    return [re.sub(r":(pid|company)\b", r"%(\1)s", step.replace("%", "%%")) for step in FLOOR_STEPS]
+
+
 def floor_psycopg(db_url: str, clients: int, seconds: float) -> dict:
     """The same steps from psycopg threads (when pgbench is missing); the client costs more than pgbench's."""
     import psycopg
 
-    steps = []
-    for step in FLOOR_STEPS:
-        steps.append(re.sub(r":(pid|company)\b", r"%(\1)s", step.replace("%", "%%")))
+    steps = floor_steps_psycopg()
     done = Counter()
     stop_at = time.monotonic() + seconds
 
@@ -726,15 +729,18 @@ def line(r: Result) -> str:
 
 def table(results: list[Result], floor: dict[int, dict]) -> str:
     head = (
-        "| shape | mode | payouts | wall s | payouts/s | floor at same concurrency | % of floor | SQL stmts / payout"
+        "| shape | mode | payouts | wall s | payouts/s | floor at same concurrency | % of floor | % of best floor"
+        " | SQL stmts / payout"
         " | COMMITs / payout | CPU ms / payout: Python (this process / workers) | PostgreSQL backends |"
     )
-    rows = [head, "|" + "---|" * 11]
+    rows = [head, "|" + "---|" * 12]
+    best = max((f["payouts_per_s"] for f in floor.values()), default=0)
     for r in results:
         x = r.extra
         base = floor.get(r.concurrency)
         pct = f"{r.rate / base['payouts_per_s']:.1%}" if base and base["payouts_per_s"] else "-"
         python = x.get("python_cpu_ms", x.get("workers_cpu_ms"))
+        pg = f">= {x['postgres_cpu_ms']} (sampled)" if x.get("postgres_cpu_sampled") else x["postgres_cpu_ms"]
         stmts = (
             f"{x['statements_per_payout']:.1f} (+{x['channel_statements_per_payout']:.1f} simulated bank)"
             if "statements_per_payout" in x
@@ -743,7 +749,7 @@ def table(results: list[Result], floor: dict[int, dict]) -> str:
         rows.append(
             f"| {r.shape} | {r.mode} | {r.final}/{r.payouts} | {r.seconds:.2f} | {r.rate:.1f} | "
             f"{base['payouts_per_s'] if base else '-'} ({r.concurrency} client{'s' if r.concurrency > 1 else ''}) | "
-            f"{pct} | {stmts} | {x.get('commits_per_payout', '-')} | {python} | {x['postgres_cpu_ms']} |"
+            f"{pct} | {f'{r.rate / best:.1%}' if best else '-'} | {stmts} | {x.get('commits_per_payout', '-')} | {python} | {pg} |"
         )
     return "\n".join(rows)
 
