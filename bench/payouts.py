@@ -24,7 +24,9 @@ In the same run pgbench (or a psycopg loop without it) runs the minimal per-payo
 engine on tables of the same shape (`payfloor` schema): claim a pending payout with SKIP LOCKED, insert its
 attempt, insert a balanced journal transaction and its two entries and update the two accounts' totals,
 update the payout to succeeded, insert the webhook event; one transaction per payout. The engine's figure is
-printed as a percentage of the floor at the same concurrency (one process = 1 client, N workers = N clients).
+printed as a percentage of the floor at the same concurrency (one process = 1 client, N workers = N clients);
+the floor runs before and after the engine's runs (the machine's speed drifts) and the better figure counts.
+--sql prints the statements of driving one 2-payout advance.
 
 The bench uses only public entry points (the `advance_request` service, task names, the models' tables for
 counting), so it keeps working when dispatch changes inside. --json PATH writes the figures.
