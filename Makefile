@@ -52,13 +52,17 @@ lint: venv
 bench-nightly: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; export DJANGO_ENV=test; $(PY) bench/nightly.py
 
-.PHONY: bench-api bench-hot
+.PHONY: bench-api bench-hot bench-payouts
 # API benchmarks (docs/benchmarks.md): a fresh database each, a few minutes each. py-spy adds the profile.
 bench-api: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; $(PY) bench/api.py $(BENCH_ARGS)
 
 bench-hot: venv
 	@eval "$$($(PY) scripts/pick_services.py test)"; $(PY) bench/hot_company.py $(BENCH_ARGS)
+
+# Payout pipeline (docs/benchmarks.md, "Payout pipeline"): one process, Celery workers (Redis), pgbench floor.
+bench-payouts: venv
+	@eval "$$($(PY) scripts/pick_services.py test)"; $(PY) bench/payouts.py $(BENCH_ARGS)
 
 clean:
 	-$(PY) scripts/run_all.py stop
