@@ -174,6 +174,9 @@ def test_sigkill_celery_worker_mid_dispatch_then_new_worker(broker_url, settings
             time.sleep(0.02)
         doomed.stop(signal.SIGKILL)
         at_kill = dict(Payout.objects.values_list("status").annotate(n=Count("id")))
+        # Claimed and committed before the channel call, in batches (DISBURSEMENT_BATCH_SIZE): what the killed
+        # worker held in flight is whole batches.
+        in_flight = PayoutAttempt.objects.filter(status__in=["processing", "unknown"]).count()
         assert at_kill.get("pending", 0) > 0, at_kill  # killed in the middle of dispatching
         rescue = CeleryWorker(env, name="rescue", concurrency=4)
         settle_everything(timeout=120, clock_ahead=700)
@@ -186,7 +189,7 @@ def test_sigkill_celery_worker_mid_dispatch_then_new_worker(broker_url, settings
     assert Payout.objects.count() == 240
     states = dict(Payout.objects.values_list("status").annotate(n=Count("id")))
     assert set(states) <= {"succeeded", "failed", "manual_review"}
-    assert states.get("manual_review", 0) <= 8, states  # at most the attempts in flight at the kill
+    assert states.get("manual_review", 0) <= in_flight, (states, in_flight)  # at most those in flight at the kill
     _assert_paid_once_and_balanced(exact_counters=not states.get("manual_review"))
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"delivered"}
     print("killed at:", at_kill, "final:", states)
