@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from funding.errors import EngineError
 from funding.models import (
-    ADVANCE_REPAYABLE_STATES,
+    ADVANCE_COLLECTABLE_STATES,
     Advance,
     BusinessDay,
     CalendarDay,
@@ -116,10 +116,11 @@ class Command(BaseCommand):
 
         outcomes: dict[str, Counter] = {n: Counter() for n in companies}
         # One business day: morning (statement, collection), day (advances, disbursement), evening (end of day).
-        # Further steps of a day (returns, partly settled advances) go in this loop as methods of their own.
         for day in range(1, opts["days"] + 1):
             business_date = BusinessDay.objects.get().current
             self.say(f"\n== day {day}: business date {business_date}")
+            if day > 1:  # staff start the day with yesterday's late answers; the statement then brings the money
+                self._channel_answers(companies, business_date, maker, checker, unpaid=weak)
             self._morning(companies, business_date, run, unpaid=weak)
             self.say(f"-- {opts['advances']} advance requests through funding.services.advances")
             self._advances(companies, opts["advances"], rng, outcomes, prefix=f"SIM-{run}-D{day}")
@@ -349,17 +350,55 @@ class Command(BaseCommand):
             self.say(f"  {_statement(rows, business_date, f'simulate_day-{business_date}.csv', 'T+1 settlement')}")
         self._job("collect_repayments")
 
+    def _channel_answers(
+        self, companies: dict, business_date: date, maker: User, checker: User, *, unpaid: Company
+    ) -> None:
+        """The channels' late answers, as staff get them: yesterday's manual reviews decided by two people (the
+        advances they held were partly settled: what their other payouts paid was collected already; a late
+        success is due at the next collection, without back-dated penalty), then one channel statement with a
+        return (退汇) of a payout already repaid, booked by import_channel_statement (contract 2.2)."""
+        import tempfile
+
+        from settlement.models import ManualReview, ManualReviewStatus, PayoutAttempt
+        from settlement.services.reviews import manual_review_approve, manual_review_propose
+
+        codes = [c.code for c, _, _ in companies.values()]
+        partly = Advance.objects.filter(company__code__in=codes, status="disbursing", disbursed_amount__gt=0)
+        self.say(f"-- channel answers: {partly.count()} partly settled advance(s) waiting on a manual review")
+        for review in ManualReview.objects.filter(status=ManualReviewStatus.OPEN).order_by("id")[:5]:
+            try:
+                manual_review_propose(review_id=review.pk, outcome="succeeded", maker=maker,
+                                      reason="the channel confirmed it by phone")
+                manual_review_approve(review_id=review.pk, checker=checker, reason="statement line checked")
+                self.say(f"  review {review.pk}: succeeded (maker {maker.username}, checker {checker.username})")
+            except EngineError as exc:
+                self.say(f"  review {review.pk}: {exc.code}")
+        paid = [c for c, _, _ in companies.values() if c.pk != unpaid.pk]
+        attempt = (
+            PayoutAttempt.objects.filter(status="succeeded", payout__status="succeeded",
+                                         payout__advance__company__in=paid,
+                                         payout__advance__status="repaid", payout__advanced_amount__gt=0)
+            .select_related("channel").order_by("id").first()
+        )
+        if attempt is None:
+            self.say("  no repaid payout to return today")
+            return
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8") as statement:
+            statement.write(f"serial,amount,status\n{attempt.serial},{attempt.amount},returned\n")
+        self.say(f"  the beneficiary's bank returns {attempt.serial} ({attempt.amount}, 退汇):")
+        self._job("import_channel_statement", attempt.channel.code, business_date.isoformat(), statement.name)
+
     def _evening(self) -> None:
         """End of day through the real chain: collection pass, overdue, penalty, freeze, limits, aging."""
         self.say("-- evening: close_business_day (overdue, penalty, freeze, limits)")
         self._job("close_business_day")
 
-    def _job(self, name: str) -> None:
+    def _job(self, name: str, *args: str) -> None:
         if name not in get_commands():
             self.say(f"  note: `{name}` is not installed in this build; skipped")
             return
         try:
-            call_command(name, stdout=self.stdout, stderr=self.stderr)
+            call_command(name, *args, stdout=self.stdout, stderr=self.stderr)
         except Exception as exc:  # noqa: BLE001 - a demo reports the failure and shows the rest
             self.say(f"  {name} did not complete: {type(exc).__name__}: {exc}")
 
@@ -409,6 +448,8 @@ class Command(BaseCommand):
             self.say(f"  channel {channel}: attempts {states}")
         events = WebhookEvent.objects.filter(company__code__in=codes)
         self.say(f"webhook events in the outbox: {dict(events.values_list('type').annotate(n=Count('id')))}")
+        returned = payouts.filter(status="returned").aggregate(n=Count("id"), amount=Sum("amount"))
+        self.say(f"returns (退汇): {returned['n']} payout(s), {returned['amount'] or Decimal('0.00')}")
         self.say(f"ledger: trial balance {trial_balance()}, account drift {account_totals_drift() or 'none'}")
         in_transit = Account.objects.filter(kind=AccountKind.PAYOUTS_IN_TRANSIT)
         self.say(f"payouts in transit: {sum((a.balance for a in in_transit), Decimal('0.00'))}")
@@ -417,7 +458,7 @@ class Command(BaseCommand):
 def _due_on(company: Company, business_date: date) -> Decimal:
     """What the company owes on its advances due on or before `business_date`: principal, fee, penalty."""
     total = Advance.objects.filter(
-        company=company, status__in=ADVANCE_REPAYABLE_STATES, due_date__lte=business_date
+        company=company, status__in=ADVANCE_COLLECTABLE_STATES, due_date__lte=business_date
     ).aggregate(
         due=Sum(F("advanced_disbursed") - F("principal_repaid") + F("fee") - F("fee_repaid")
                 + F("penalty_accrued") - F("penalty_repaid"))

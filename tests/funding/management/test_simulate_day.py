@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def test_simulate_three_days_paid_companies_keep_limits_the_unpaid_one_is_overdue_and_frozen(settings):
     settings.DISBURSEMENT_DISPATCH_ON_COMMIT = False
     settings.WEBHOOK_ENQUEUE_ON_COMMIT = False
+    settings.DISBURSEMENT_ROUTING_CACHE_SECONDS = 0  # each test has new channel rows
     out = StringIO()
     call_command("simulate_day", "--advances", "40", "--days", "3", "--seed", "7", stdout=out)
     text = out.getvalue()
@@ -82,7 +83,32 @@ def test_simulate_three_days_paid_companies_keep_limits_the_unpaid_one_is_overdu
     assert not holiday.is_business_day
     assert all(a.due_date > holiday.date for a in advances)
     assert not Payout.objects.exclude(
-        status__in=["succeeded", "failed", "cancelled", "manual_review"]
+        status__in=["succeeded", "failed", "cancelled", "manual_review", "returned"]
     ).exists()
     assert trial_balance() == {"CNY": Decimal("0.00")}
     assert account_totals_drift() == []
+
+
+def test_simulate_day_books_a_return_and_decides_reviews_through_the_real_commands(settings):
+    from settlement.models import IntegrityCheckRun, ManualReview, PayoutReturn, RepaymentSource
+
+    settings.DISBURSEMENT_DISPATCH_ON_COMMIT = False
+    settings.WEBHOOK_ENQUEUE_ON_COMMIT = False
+    settings.DISBURSEMENT_ROUTING_CACHE_SECONDS = 0  # each test has new channel rows
+    out = StringIO()
+    call_command("simulate_day", "--advances", "40", "--days", "3", "--seed", "11", "--timeout-rate", "0.2",
+                 stdout=out)
+    text = out.getvalue()
+    # Day 3 starts with a payout of day 1 (repaid on day 2) coming back (退汇) through the channel statement.
+    returns = list(PayoutReturn.objects.select_related("payout__advance"))
+    assert len(returns) == 1 and returns[0].payout.status == "returned"
+    assert returns[0].payout.advance.business_date == date.fromisoformat(text.split("business date ")[1][:10])
+    assert "the beneficiary's bank returns" in text and "returns (退汇): 1 payout(s)" in text
+    # The returned principal had been repaid: it is refunded to the settlement account.
+    assert Repayment.objects.filter(source=RepaymentSource.REFUND).count() == 1
+    # Manual reviews were decided by two different staff members.
+    decided = ManualReview.objects.exclude(status="open").exclude(proposed_by=None)
+    assert decided.exists() and all(r.proposed_by_id != r.approved_by_id for r in decided)
+    # The books stay whole, and every close's integrity check passed.
+    assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
+    assert IntegrityCheckRun.objects.exists() and all(IntegrityCheckRun.objects.values_list("passed", flat=True))
