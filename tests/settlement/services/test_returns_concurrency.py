@@ -21,7 +21,7 @@ from settlement.services.nightly import repayments_collect_run
 from settlement.services.returns import payout_return_book
 from tests.factories import calendar_and_business_date, company_with_line
 from tests.settlement.nightly_helpers import available, balance, credit_settlement
-from tests.settlement.test_returns import paid_advance
+from tests.settlement.services.test_returns import paid_advance
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from funding.models import PayoutStatus
 from settlement.models import PayoutReturn, PayoutReturnRequest
 from tests.factories import company_with_line
 from tests.settlement.nightly_helpers import ledger_fingerprint
-from tests.settlement.test_returns import paid_advance
+from tests.settlement.services.test_returns import paid_advance
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from settlement.services.margin import margin_setoff_approve, margin_setoff_prop
 from settlement.services.nightly import repayments_collect_run
 from tests.factories import calendar_and_business_date, staff_user
 from tests.settlement.nightly_helpers import balance, credit_settlement
-from tests.settlement.test_margin_setoff import make_overdue_company
+from tests.settlement.services.test_margin import make_overdue_company
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
