@@ -1,3 +1,4 @@
+import itertools
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -47,6 +48,8 @@ def advance_factory(business_day, channels):
     from funding.services.advances import advance_request
     from tests.factories import company_with_line, payout_inputs
 
+    numbers = itertools.count(1)
+
     def make(*amounts: str, company=None, bank_code: str = "ICBC"):
         if company is None:
             company, _ = company_with_line()
@@ -56,6 +59,8 @@ def advance_factory(business_day, channels):
                 type(p)(p.external_id, p.beneficiary_name, p.account_no, bank_code, p.amount) for p in inputs
             ]
         total = sum((Decimal(a) for a in amounts), Decimal("0"))
-        return advance_request(company=company, external_id=f"ADV-{id(inputs)}", amount=total, payouts=inputs)
+        # A fresh external id each call: id() of a list is reused once the list is freed, which made two
+        # advances of one company collide (duplicate_external_id) now and then.
+        return advance_request(company=company, external_id=f"ADV-{next(numbers)}", amount=total, payouts=inputs)
 
     return make
