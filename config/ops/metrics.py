@@ -183,6 +183,7 @@ def _database_families(cursor) -> Iterator[GaugeMetricFamily]:
         """
     )
     for code, effective, in_use in cursor.fetchall():
+        # Prometheus samples are floats: converted here, at the export edge, from the stored Decimals.
         limit.add_metric([code], float(effective))
         used.add_metric([code], float(in_use))
         ratio.add_metric([code], float(in_use / effective) if effective else 0.0)

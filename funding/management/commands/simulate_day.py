@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -383,10 +384,12 @@ class Command(BaseCommand):
         if attempt is None:
             self.say("  no repaid payout to return today")
             return
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8") as statement:
-            statement.write(f"serial,amount,status\n{attempt.serial},{attempt.amount},returned\n")
         self.say(f"  the beneficiary's bank returns {attempt.serial} ({attempt.amount}, 退汇):")
-        self._job("import_channel_statement", attempt.channel.code, business_date.isoformat(), statement.name)
+        with tempfile.TemporaryDirectory() as folder:
+            statement = Path(folder) / f"{attempt.channel.code}-{business_date}.csv"
+            statement.write_text(f"serial,amount,status\n{attempt.serial},{attempt.amount},returned\n",
+                                 encoding="utf-8")
+            self._job("import_channel_statement", attempt.channel.code, business_date.isoformat(), str(statement))
 
     def _evening(self) -> None:
         """End of day through the real chain: collection pass, overdue, penalty, freeze, limits, aging."""

@@ -167,6 +167,7 @@ def test_payouts_filter_by_channel_company_and_status_and_reviews_are_searchable
         return set(re.findall(r">(po_[0-9A-Z]+)<", page))
 
     second_payout = second.payouts.get().public_id
+    assert listed(**{"attempts__channel__id__exact": attempt.channel_id}) == {first.payouts.get().public_id}
     assert listed(**{"advance__company__id__exact": second.company_id}) == {second_payout}
     assert listed(status__exact="pending") == {second_payout}
     reviews = staff.get(reverse("admin:settlement_manualreview_changelist"), {"q": attempt.serial}).content.decode()
