@@ -435,7 +435,9 @@ DISBURSEMENT_UNHEALTHY_MIN_SAMPLES = 20
 DISBURSEMENT_ROUTING_CACHE_SECONDS = 5  # per-process cache of channels, success rates, calendar
 # Payouts claimed, sent and applied together (one transaction to claim, one request per batch-file channel,
 # one transaction for the successes); a new advance enqueues one dispatch task per batch.
-DISBURSEMENT_BATCH_SIZE = int(env_str("DISBURSEMENT_BATCH_SIZE", "100"))
+DISBURSEMENT_BATCH_SIZE = env_int("DISBURSEMENT_BATCH_SIZE", 100)
+if DISBURSEMENT_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("DISBURSEMENT_BATCH_SIZE must be at least 1 (payouts claimed per transaction)")
 DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
 
 CELERY_IMPORTS: list = []

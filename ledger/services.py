@@ -78,18 +78,7 @@ def ledger_post(
     PostgreSQL checks the balance at COMMIT and updates the account totals; this function refuses an
     obviously unbalanced posting early so that the caller gets a clear Python error.
     """
-    legs = [Leg(leg.account, leg.direction, money(leg.amount)) for leg in legs]
-    if any(leg.amount < 0 for leg in legs):
-        raise LedgerError("a leg amount is negative; swap its direction instead")
-    legs = [leg for leg in legs if leg.amount > 0]
-    if len(legs) < 2:
-        raise LedgerError(f"posting {reference} needs at least two non-zero legs")
-    totals: dict[str, Decimal] = {}
-    for leg in legs:
-        sign = 1 if leg.direction == EntryDirection.DEBIT else -1
-        totals[leg.account.currency] = totals.get(leg.account.currency, Decimal(0)) + sign * leg.amount
-    if any(total != 0 for total in totals.values()):
-        raise LedgerError(f"posting {reference} does not balance: {totals}")
+    legs = _checked_legs(reference, legs)
     with transaction.atomic():
         journal = JournalTransaction.objects.create(
             kind=kind,

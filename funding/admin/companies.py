@@ -53,7 +53,7 @@ class CreditLineTermsForm(forms.Form):
 
 def _terms(cleaned: dict) -> dict:
     terms = {k: (v.isoformat() if hasattr(v, "isoformat") else str(v)) for k, v in cleaned.items()
-             if v not in (None, "", False) and k not in ("reason", "remove_daily_cap")}
+             if v is not None and v != "" and k not in ("reason", "remove_daily_cap")}
     if cleaned.get("remove_daily_cap"):
         terms["daily_cap"] = ""
     return terms

@@ -42,7 +42,7 @@ from funding.services.line_counters import line_release
 from funding.services.postings import advance_post_fee
 from funding.services.thresholds import credit_line_thresholds_emit
 from funding.signals import advance_reserved
-from ledger.models import Account, AccountKind
+from ledger.models import Account, AccountKind, JournalTransaction
 from ledger.money import MAX_AMOUNT, money
 from ledger.services import account_release_hold
 
@@ -249,12 +249,6 @@ def advance_cancel(*, company: Company, public_id: str, actor_label: str) -> Adv
     return advance
 
 
-def advance_fee(*, advanced_disbursed: Decimal, daily_fee_rate: Decimal, business_date, due_date) -> Decimal:
-    """advanced_disbursed x daily_fee_rate x calendar days from business_date to due_date, half-up to 0.01."""
-    days = (due_date - business_date).days
-    return money(advanced_disbursed * daily_fee_rate * days)
-
-
 def advance_fee_of_payouts(*, payouts: list[Payout], daily_fee_rate: Decimal, business_date, due_date) -> Decimal:
     """The fee of the succeeded payouts' line parts, each for the calendar days from its value date (the
     business date its funds left the bank) to due_date (contract 1.7), rounded half-up to 0.01 once.
@@ -306,6 +300,7 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
             business_date=advance.business_date,
             due_date=advance.due_date,
         )
+        fee = max(fee, advance.fee)  # see fee_added below
         moves = final and advance.status == AdvanceStatus.DISBURSING
         if not moves and (disbursed_amount, advanced_disbursed, fee) == (
             advance.disbursed_amount, advance.advanced_disbursed, advance.fee
@@ -314,9 +309,14 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
         before = {"status": advance.status}
         if not moves:
             before.update(disbursed_amount=amount_str(advance.disbursed_amount), fee=amount_str(advance.fee))
-        # The fee of the succeeded payouts only grows as more of them succeed (each rounded once, half-up).
+        # The fee only grows here, as more payouts succeed (each rounded once, half-up). A return lowers it, with
+        # its own posting (funding.services.returns); after the due date a return keeps the fee as charged, so a
+        # recomputation over the payouts still succeeded may come out lower: the charged fee then stays, and the
+        # stored fee never leaves what the fee receivable was posted.
         fee_added = fee - advance.fee
-        first_fee = not advance.fee
+        # Whether the `<advance>:fee` journal exists, not whether a fee is stored: a return can bring the stored
+        # fee back to 0.00 after that journal was posted.
+        first_fee = not JournalTransaction.objects.filter(reference=f"{advance.public_id}:fee").exists()
         advance.disbursed_amount = disbursed_amount
         advance.advanced_disbursed = advanced_disbursed
         advance.fee = fee

@@ -128,8 +128,7 @@ def _apply(
     line: CreditLine, *, effective: Decimal, factors: list[dict], business_date: date, trigger: str,
     actor_label: str, change_request: CreditLineChangeRequest | None,
 ) -> LimitFactorSnapshot:
-    """Store the factors and their snapshot; set the limits. The caller locks the line (or runs the nightly
-    chunk, whose lines nobody else changes: approvals lock them)."""
+    """Store the factors and their snapshot; set the limits. The caller has locked the line."""
     CreditLine.objects.filter(pk=line.pk).update(limit_factors=factors, limit_factors_date=business_date)
     line_set_limits(line_id=line.pk, approved_limit=line.approved_limit, effective_limit=effective)
     return LimitFactorSnapshot(
@@ -159,8 +158,11 @@ def credit_line_limits_recompute(
 
 def credit_limits_recompute_chunk(*, company_ids: list[int], business_date: date, actor_label: str) -> int:
     """End of day: recompute the effective limits of the companies' live lines. Returns how many changed."""
+    # Locked in id order, as approvals lock a line: an approval committing between this read and the write
+    # below would otherwise have its new approved limit written back to the old one.
     lines = list(
-        CreditLine.objects.filter(company_id__in=company_ids, status__in=LIMITED_LINE_STATES)
+        CreditLine.objects.select_for_update(of=("self",), no_key=True)
+        .filter(company_id__in=company_ids, status__in=LIMITED_LINE_STATES)
         .select_related("company")
         .order_by("id")
     )

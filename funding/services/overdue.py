@@ -33,14 +33,13 @@ def advances_mark_overdue(*, company_ids: list[int], business_date: date) -> int
         cursor.execute("CREATE TEMP TABLE nightly_ids (id bigint PRIMARY KEY) ON COMMIT DROP")
         # A set-based transition disbursed|partially_disbursed|disbursing -> overdue (mark_overdue's sources).
         cursor.execute(
-            """
+            f"""
             WITH moved AS (
                 UPDATE funding_advance v
                    SET status = %(overdue)s, overdue_since = %(d)s, version = v.version + 1,
                        updated_at = now()
                  WHERE v.company_id = ANY(%(ids)s) AND v.status = ANY(%(sources)s) AND v.due_date <= %(d)s
-                   AND v.advanced_disbursed - v.principal_repaid + v.fee - v.fee_repaid
-                       + v.penalty_accrued - v.penalty_repaid > 0
+                   AND {outstanding_sql("v")} > 0
              RETURNING v.id)
             INSERT INTO nightly_ids SELECT id FROM moved
             """,

@@ -57,13 +57,15 @@ def _errors(exc: ValidationError) -> dict[str, list[str]]:
 
 
 def _built(kind: str, *, channel: Channel | None, mapping: ChannelErrorMapping | None,
-           values: dict[str, Any]) -> Channel | ChannelErrorMapping:
-    """The object as it would be with `values` applied, validated (not saved)."""
+           values: dict[str, Any], lock: bool = False) -> Channel | ChannelErrorMapping:
+    """The object as it would be with `values` applied, validated (not saved). `lock`: inside the approval's
+    transaction, the row is locked as read, so an outage switch-off committed meanwhile is not written over."""
+    channels = Channel.objects.select_for_update() if lock else Channel.objects
+    mappings = ChannelErrorMapping.objects.select_for_update() if lock else ChannelErrorMapping.objects
     if kind in (ChannelChangeKind.CHANNEL_CREATE, ChannelChangeKind.CHANNEL_UPDATE):
-        obj, fields = (Channel() if channel is None else Channel.objects.get(pk=channel.pk)), CHANNEL_FIELDS
+        obj, fields = (Channel() if channel is None else channels.get(pk=channel.pk)), CHANNEL_FIELDS
     else:
-        obj = ChannelErrorMapping(channel=channel) if mapping is None else ChannelErrorMapping.objects.get(
-            pk=mapping.pk)
+        obj = ChannelErrorMapping(channel=channel) if mapping is None else mappings.get(pk=mapping.pk)
         fields = MAPPING_FIELDS
     unknown = set(values) - set(fields)
     fixed = set(values) & FIXED.get(kind, set())
@@ -163,10 +165,12 @@ def channel_change_approve(
             fields = CHANNEL_FIELDS if kind.startswith("channel") else MAPPING_FIELDS
             before = _snapshot(target if kind.endswith("update") else None, fields)
             obj = _built(kind, channel=request.channel if kind != ChannelChangeKind.CHANNEL_CREATE else None,
-                         mapping=request.mapping, values=request.proposed)
+                         mapping=request.mapping, values=request.proposed, lock=True)
             try:
                 with transaction.atomic():
-                    obj.save()
+                    # An update writes only what was proposed (the rest, e.g. an outage switch-off, stays).
+                    written = [*request.proposed, *(["updated_at"] if hasattr(obj, "updated_at") else [])]
+                    obj.save(update_fields=written if kind.endswith("update") else None)
             except IntegrityError as exc:
                 raise ValidationFailed(details={"non_field_errors": [str(exc).splitlines()[0]]}) from exc
             after = _snapshot(obj, fields)

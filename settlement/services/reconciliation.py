@@ -43,11 +43,18 @@ def statement_rows_from_csv(*, text: str) -> list[StatementRow]:
     """Parse an uploaded statement (header serial,amount,status[,code]; contract 2.2); any bad line refuses the
     file, each named by its line number. `status` is succeeded, failed or returned; a serial appears once."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    raws: list[dict] = []
+    try:
+        fieldnames = reader.fieldnames or []
+        for raw in reader:
+            raws.append(raw)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit: a clear refusal, not a trace
+        raise ValidationFailed(details={f"line {len(raws) + 2}": [f"not CSV: {exc}"]}) from exc
+    missing = [c for c in CSV_COLUMNS if c not in fieldnames]
     if missing:
         raise ValidationFailed(details={"file": [f"Missing column(s): {', '.join(missing)}."]})
     rows, errors, seen = [], {}, {}
-    for line_no, raw in enumerate(reader, start=2):
+    for line_no, raw in enumerate(raws, start=2):
         if None in raw or any(value is None for value in raw.values()):
             errors[f"line {line_no}"] = ["wrong number of fields"]
             continue

@@ -97,8 +97,10 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, **opts):
-        if settings.DJANGO_ENV == "production":
-            raise CommandError("simulate_day writes demo data; it is refused with DJANGO_ENV=production.")
+        if not settings.LOCAL_RUN:
+            raise CommandError(
+                f"simulate_day writes demo data; refused with DJANGO_ENV={settings.DJANGO_ENV} (local runs only)."
+            )
         started = time.monotonic()
         rng = random.Random(opts["seed"])
         run = timezone.now().strftime("%H%M%S")

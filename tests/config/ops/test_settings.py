@@ -56,6 +56,8 @@ def test_production_settings_load_when_complete():
         ({"DJANGO_CSRF_TRUSTED_ORIGINS": "http://bank.example"}, "https:// origins only"),
         ({"DJANGO_HSTS_SECONDS": "0"}, "DJANGO_HSTS_SECONDS must be at least 3600"),
         ({"CACHE_URL": None}, "CACHE_URL must be set"),
+        ({"DISBURSEMENT_BATCH_SIZE": "0"}, "DISBURSEMENT_BATCH_SIZE must be at least 1"),
+        ({"DISBURSEMENT_BATCH_SIZE": "ten"}, "DISBURSEMENT_BATCH_SIZE must be an integer, got 'ten'"),
     ],
 )
 def test_production_settings_refuse_to_start(overrides, message):

@@ -226,3 +226,11 @@ def test_audit_trail_is_view_only(business_day, maker):
     filtered = reverse("admin:funding_auditevent_changelist") + "?action=company.created"
     assert client.get(filtered).status_code == 200
     assert JournalTransaction.objects.count() == 0
+
+
+def test_a_proposed_term_of_zero_is_kept():
+    from funding.admin.companies import _terms
+
+    assert _terms({"approved_limit": D("0"), "daily_fee_rate": None, "daily_cap": "", "reason": "cut to nothing",
+                   "remove_daily_cap": False}) == {"approved_limit": "0"}
+    assert _terms({"approved_limit": None, "remove_daily_cap": True, "reason": "no cap"}) == {"daily_cap": ""}

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -72,4 +74,6 @@ def test_admin_screens_in_chinese(business_day, client, user_in_role):
     assert "授信额度" in index and "垫资" in index and "Credit lines" not in index
     lines = client.get(reverse("admin:funding_creditline_changelist")).content.decode()
     assert "有效额度" in lines and "立即冻结" in lines and "Freeze now" not in lines
-    assert "状态" in lines and "正常" not in ""  # the status column
+    # The status column: its header and the line's status choice, both in Chinese.
+    assert "状态" in lines
+    assert re.findall(r'field-status[^>]*>(.*?)</td>', lines) == ["启用"] and ">Active<" not in lines

@@ -1,7 +1,8 @@
-"""advance_request, advance_cancel, advance_fee, advance_finish_disbursement on PostgreSQL: exact values."""
+"""advance_request, advance_cancel, advance_fee_of_payouts, advance_finish_disbursement on PostgreSQL: exact values."""
 
 from datetime import date
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,7 +19,7 @@ from funding.errors import (
 from funding.models import AdvanceStatus, AuditEvent, BusinessDay, CreditLine, Payout, PayoutStatus
 from funding.services.advances import (
     advance_cancel,
-    advance_fee,
+    advance_fee_of_payouts,
     advance_finish_disbursement,
     advance_request,
 )
@@ -337,8 +338,8 @@ def _advance_on(day: date, amount: str = "10000.00", rate: str = "0.000300"):
 def test_due_date_and_fee_follow_the_public_calendar(business_day, day, due, days):
     advance = _advance_on(day)
     assert advance.due_date == due
-    fee = advance_fee(advanced_disbursed=advance.advanced_amount, daily_fee_rate=advance.daily_fee_rate,
-                      business_date=advance.business_date, due_date=advance.due_date)
+    fee = advance_fee_of_payouts(payouts=list(advance.payouts.all()), daily_fee_rate=advance.daily_fee_rate,
+                                 business_date=advance.business_date, due_date=advance.due_date)
     assert fee == D("3.00") * days  # 10000.00 x 0.0003 = 3.00 a day
 
 
@@ -351,12 +352,14 @@ def test_exchange_calendar_treats_make_up_saturdays_as_closed(business_day, sett
 
 def test_fee_rounds_half_up_to_the_fen():
     # 1000.00 x 0.000305 x 1 = 0.305: half-up gives 0.31 (banker's rounding would give 0.30).
-    assert advance_fee(advanced_disbursed=D("1000.00"), daily_fee_rate=D("0.000305"),
-                       business_date=date(2026, 11, 25), due_date=date(2026, 11, 26)) == D("0.31")
-    assert advance_fee(advanced_disbursed=D("1234.56"), daily_fee_rate=D("0.000300"),
-                       business_date=date(2026, 11, 27), due_date=date(2026, 11, 30)) == D("1.11")
-    assert advance_fee(advanced_disbursed=D("0.00"), daily_fee_rate=D("0.000300"),
-                       business_date=date(2026, 11, 27), due_date=date(2026, 11, 30)) == D("0.00")
+    def fee(line_part: str, rate: str, business_date: date, due_date: date) -> D:
+        paid = SimpleNamespace(advanced_amount=D(line_part), value_date=None)
+        return advance_fee_of_payouts(payouts=[paid], daily_fee_rate=D(rate), business_date=business_date,
+                                      due_date=due_date)
+
+    assert fee("1000.00", "0.000305", date(2026, 11, 25), date(2026, 11, 26)) == D("0.31")
+    assert fee("1234.56", "0.000300", date(2026, 11, 27), date(2026, 11, 30)) == D("1.11")
+    assert fee("0.00", "0.000300", date(2026, 11, 27), date(2026, 11, 30)) == D("0.00")
 
 
 # --- disbursement outcome: fee on the advanced part actually paid -----------------------------------------

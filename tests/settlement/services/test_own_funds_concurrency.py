@@ -175,7 +175,8 @@ def test_a_collection_waits_for_an_own_funds_advance_in_flight_and_then_takes_th
 def _waiting_on_a_lock(query_fragment: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query LIKE %s",
             [f"%{query_fragment}%"],
         )
         return cursor.fetchone()[0] > 0

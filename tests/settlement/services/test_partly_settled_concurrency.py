@@ -102,11 +102,11 @@ def test_a_late_success_finishing_while_a_repayment_collects_the_advance_does_no
     advance = Advance.objects.get(pk=advance.pk)
     assert (advance.advanced_disbursed, advance.fee) == (D("150000.00"), D("45.00"))
     repaid = advance.principal_repaid + advance.fee_repaid
-    assert Repayment.objects.get().amount == repaid
-    # Whichever ran first, nothing was lost: either all was collected, or A's part and B's waits for the next.
-    assert (advance.status, repaid) in {(AdvanceStatus.REPAID, D("150045.00")),
-                                        (AdvanceStatus.DISBURSED, D("100030.00"))}
+    # The collector queued on the advance first: it took A's part (100,000.00 + 30.00); B's part, counted in
+    # after it, waits for the next collection.
+    assert Repayment.objects.get().amount == D("100030.00")
+    assert (advance.status, repaid) == (AdvanceStatus.DISBURSED, D("100030.00"))
     line = CreditLine.objects.get(pk=line.pk)
-    assert (line.reserved, line.outstanding) == (D("0.00"), D("150000.00") - advance.principal_repaid)
+    assert (line.reserved, line.outstanding) == (D("0.00"), D("50000.00"))
     assert trial_balance() == {"CNY": D("0.00")}
     assert account_totals_drift() == []

@@ -117,3 +117,15 @@ def test_csv_parsing_and_rejection():
     with pytest.raises(ValidationFailed):
         statement_rows_from_csv(text="serial,amt\n")
     assert timedelta(0) == timedelta(0)
+
+
+def test_a_statement_that_is_not_csv_is_refused_with_the_line_not_a_trace():
+    import csv as csv_module
+
+    from funding.errors import ValidationFailed
+
+    huge = "x" * (csv_module.field_size_limit() + 1)
+    with pytest.raises(ValidationFailed) as refused:
+        statement_rows_from_csv(text=f"serial,amount,status\n\"{huge}\",1.00,succeeded\n")
+    assert list(refused.value.details) == ["line 2"]
+    assert refused.value.details["line 2"][0].startswith("not CSV: field larger than field limit")
