@@ -75,6 +75,26 @@ def _open(*, key: str, **fields) -> tuple[ReconciliationException, bool]:
         return ReconciliationException.objects.select_for_update().get(key=key), False
 
 
+def _refresh(exception: ReconciliationException, figures: dict) -> None:
+    """A corrected statement re-imported: the open exception shows the new figures. A write-off proposed
+    against the old difference is withdrawn, so a checker never approves an amount the maker did not see."""
+    changed = [name for name, value in figures.items() if getattr(exception, name) != value]
+    if not changed:
+        return
+    withdrawn = "adjustment" in changed and exception.write_off_proposed_by_id is not None
+    before = {"adjustment": f"{exception.adjustment:.2f}", "classification": exception.classification}
+    for name in changed:
+        setattr(exception, name, figures[name])
+    if withdrawn:
+        exception.write_off_proposed_by, exception.write_off_proposed_at, exception.write_off_reason = None, None, ""
+        changed += ["write_off_proposed_by", "write_off_proposed_at", "write_off_reason"]
+    exception.save(update_fields=changed)
+    audit_record(action="reconciliation.exception.refreshed", obj=exception, actor_label="reconciliation",
+                 before=before, after={"adjustment": f"{exception.adjustment:.2f}",
+                                       "classification": exception.classification,
+                                       "write_off_withdrawn": withdrawn})
+
+
 def reconciliation_exceptions_sync_statement(*, statement: ChannelStatement) -> dict[str, int]:
     """Open an exception for each line of the statement that is not matched; close by the system those of
     this statement that a new import matched or no longer lists. Runs inside the import's transaction."""
@@ -93,29 +113,31 @@ def reconciliation_exceptions_sync_statement(*, statement: ChannelStatement) -> 
                 _system_resolve(exception, "matched by a later import of the statement")
                 closed += 1
             continue
+        figures = {
+            "classification": item.classification,
+            "item": item,
+            "statement_amount": item.statement_amount,
+            "statement_status": item.statement_status,
+            "ledger_amount": item.our_amount,
+            "our_status": item.our_status,
+            "adjustment": _paid(item.our_amount, item.our_status) - _paid(item.statement_amount,
+                                                                         item.statement_status),
+            "description": f"{channel.code} statement of {statement.statement_date.isoformat()}: "
+            f"{item.classification.replace('_', ' ')}",
+        }
         exception, created = _open(
             key=key,
             source=ExceptionSource.CHANNEL_STATEMENT,
-            classification=item.classification,
-            item=item,
             channel_code=channel.code,
             value_date=statement.statement_date,
             reference=item.serial,
-            statement_amount=item.statement_amount,
-            statement_status=item.statement_status,
-            ledger_amount=item.our_amount,
-            our_status=item.our_status,
             ledger_account=clearing,
-            adjustment=_paid(item.our_amount, item.our_status)
-            - _paid(item.statement_amount, item.statement_status),
-            description=f"{channel.code} statement of {statement.statement_date.isoformat()}: "
-            f"{item.classification.replace('_', ' ')}",
+            **figures,
         )
         if created:
             opened += 1
-        elif exception.item_id != item.pk:
-            exception.item = item
-            exception.save(update_fields=["item"])
+        elif exception.status == ExceptionStatus.OPEN:
+            _refresh(exception, figures)
     prefix = f"channel:{channel.code}:{statement.statement_date.isoformat()}:"
     for exception in ReconciliationException.objects.select_for_update().filter(
         key__startswith=prefix, status=ExceptionStatus.OPEN

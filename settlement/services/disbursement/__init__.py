@@ -18,7 +18,6 @@ from settlement.services.disbursement.apply import (
     Applied,
     BatchApplied,
     attempt_apply,
-    attempt_submit,
     attempts_apply_batch,
     attempts_submit_batch,
     staff_failure_apply,
@@ -29,7 +28,6 @@ from settlement.services.disbursement.cycle import (
     advance_dispatch,
     advance_dispatch_batch,
     advance_try_finish,
-    attempt_query,
     attempts_query_batch,
 )
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
@@ -48,9 +46,7 @@ __all__ = [
     "advances_dispatch_due",
     "advances_finish_sweep",
     "attempt_apply",
-    "attempt_query",
     "attempts_query_batch",
-    "attempt_submit",
     "attempts_apply_batch",
     "attempts_submit_batch",
     "attempts_poll_due",

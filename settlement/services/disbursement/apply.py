@@ -54,28 +54,6 @@ from settlement.services.postings import (
 logger = logging.getLogger(__name__)
 
 
-def attempt_submit(*, attempt_id: int) -> SubmitResult:
-    """Hand a freshly claimed attempt to its channel. Only the claimer calls this, exactly once."""
-    no_transaction()
-    attempt = PayoutAttempt.objects.select_related("channel", "payout").get(pk=attempt_id)
-    PayoutAttempt.objects.filter(pk=attempt_id, submitted_at__isnull=True).update(submitted_at=timezone.now())
-    try:
-        result = adapter_for(attempt.channel).submit(attempt)
-        if not isinstance(result, SubmitResult) or result.status not in (
-            "accepted",
-            "succeeded",
-            "failed",
-            "unknown",
-        ):
-            raise ChannelError(f"unparseable answer {result!r}")
-    except Exception as exc:  # noqa: BLE001 - timeout, reset, 5xx, garbage: all mean "maybe paid"
-        logger.warning(
-            "channel %s gave no clear answer for %s: %s", attempt.channel.code, attempt.serial, exc
-        )
-        return SubmitResult("unknown", raw={"error": str(exc)[:200]})
-    return result
-
-
 _SUBMIT_STATUSES = ("accepted", "succeeded", "failed", "unknown")
 
 

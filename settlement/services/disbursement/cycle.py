@@ -14,7 +14,7 @@ from funding.services.advances import advance_finish_disbursement
 from funding.services.calendar import business_date_current
 from settlement.adapters.base import ChannelError, QueryResult, adapter_for
 from settlement.models import PayoutAttempt
-from settlement.services.disbursement.apply import Applied, attempt_apply, attempts_apply_batch, attempts_submit_batch
+from settlement.services.disbursement.apply import attempt_apply, attempts_apply_batch, attempts_submit_batch
 from settlement.services.disbursement.claim import payouts_claim_batch
 from settlement.services.disbursement.common import (
     LIVE,
@@ -100,33 +100,9 @@ def _dispatch_batch(*, advance_id: int, size: int, now: datetime | None) -> _Bat
     return _Batch(sent=len(claimed.attempt_ids), final=final)
 
 
-def attempt_query(*, attempt_id: int, now: datetime | None = None) -> Applied:
-    """Ask the channel about a live attempt (outside any transaction) and apply the answer."""
-    no_transaction()
-    attempt = PayoutAttempt.objects.select_related("channel").get(pk=attempt_id)
-    if attempt.status not in LIVE:
-        return Applied(advance_id=None)
-    try:
-        answer = adapter_for(attempt.channel).query(attempt.serial)
-        if not isinstance(answer, QueryResult):
-            raise ChannelError(f"unparseable answer {answer!r}")
-    except Exception as exc:  # noqa: BLE001 - a failed query tells nothing; ask again later
-        logger.warning("status query for %s failed: %s", attempt.serial, exc)
-        answer = QueryResult("processing", raw={"error": str(exc)[:200]})
-        status = "error"
-    else:
-        status = answer.status
-    applied = attempt_apply(
-        attempt_id=attempt_id, status=status, code=answer.code, source="query", now=now, queried=True
-    )
-    if applied.final:
-        advance_try_finish(advance_id=applied.advance_id)
-    return applied
-
-
 def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None) -> int:
     """Ask the channels about live attempts, one `query_batch` per channel (outside any transaction), and apply
-    each answer as `attempt_query` does. A channel that fails to answer tells nothing: asked again later."""
+    each answer (attempt_apply). A channel that fails to answer tells nothing: asked again later."""
     no_transaction()
     attempts = list(
         PayoutAttempt.objects.select_related("channel").filter(pk__in=attempt_ids, status__in=LIVE).order_by("pk")

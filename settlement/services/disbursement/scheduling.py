@@ -9,7 +9,6 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 # By name, so that services never import the task modules; routing (CELERY_TASK_ROUTES) matches the name.
-DISPATCH_TASK = "settlement.dispatch_advance"  # every batch of an advance (the beat sweep)
 DISPATCH_BATCH_TASK = "settlement.dispatch_batch"  # one batch of an advance
 
 

@@ -258,3 +258,25 @@ def test_console_counts_open_only_and_works_the_queue_through_the_admin(exceptio
     assert by_ref[exceptions["a2"].serial].reference in listed and "po_stranger-1" not in listed
     assert "po_stranger-1" in finance.get(changelist + "?state=all").content.decode()
     assert reconciliation_exceptions_open_count() == 2
+
+
+def test_a_corrected_amount_refreshes_the_open_exception_and_withdraws_a_stale_write_off(exceptions):
+    maker, checker = staff_user(), staff_user()
+    a2 = exceptions["a2"]
+    exception = _by_reference()[a2.serial]
+    reconciliation_exception_write_off_propose(exception_id=exception.pk, maker=maker, reason="channel rounding")
+    corrected = [row if row.serial != a2.serial else StatementRow(serial=a2.serial, amount=Decimal("200.02"),
+                                                                  status="succeeded")
+                 for row in exceptions["rows"]]
+    statement_import(channel=exceptions["channel"], statement_date=timezone.localdate(), rows=corrected)
+
+    exception.refresh_from_db()
+    assert (exception.status, exception.statement_amount, exception.adjustment) == (
+        "open", Decimal("200.02"), Decimal("-0.02"))
+    assert (exception.write_off_proposed_by_id, exception.write_off_reason) == (None, "")
+    audit = AuditEvent.objects.get(action="reconciliation.exception.refreshed")
+    assert audit.after == {"adjustment": "-0.02", "classification": "amount_mismatch", "write_off_withdrawn": True}
+    journals = JournalTransaction.objects.count()
+    with pytest.raises(InvalidState):
+        reconciliation_exception_write_off_approve(exception_id=exception.pk, checker=checker)
+    assert JournalTransaction.objects.count() == journals
