@@ -149,7 +149,13 @@ def webhook_deliver(*, event_id: int) -> WebhookEvent | None:
     event = webhook_claim(event_id=event_id)
     if event is None:
         return None
-    outcome = _post(event)  # outside any transaction: no row lock is held while waiting on the network
+    return _attempt(event)
+
+
+def _attempt(event: WebhookEvent) -> WebhookEvent | None:
+    """POST a claimed event (outside any transaction: no row lock is held while waiting on the network) and
+    record the attempt."""
+    outcome = _post(event)
     if not outcome.ok:
         logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
     metrics.webhook_delivery("delivered" if outcome.ok else "failed")
@@ -168,15 +174,14 @@ def webhooks_deliver_batch(*, event_ids: list[int]) -> int:
             .select_related("company")
             .order_by("pk")
         )
+        # The events are POSTed one after another, each up to the timeout: the lease covers the whole batch,
+        # or a slow receiver would let the beat hand the last ones to another worker while still held here.
+        lease = CLAIM_LEASE_SECONDS + len(events) * settings.WEBHOOK_TIMEOUT_SECONDS
         WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(
-            next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS)
+            next_attempt_at=now + timedelta(seconds=lease)
         )
     for event in events:
-        outcome = _post(event)
-        if not outcome.ok:
-            logger.info("webhook %s attempt failed: %s", event.public_id, outcome.error)
-        metrics.webhook_delivery("delivered" if outcome.ok else "failed")
-        webhook_record(event_id=event.pk, outcome=outcome)
+        _attempt(event)
     return len(events)
 
 
