@@ -15,7 +15,7 @@ from funding.admin_actions import OptionalReasonForm, ReasonForm, action_with_fo
 from funding.console.admin_permissions import ConsoleActionPermissions
 from funding.console.errors import PermissionDenied
 from funding.console.roles import require_permission
-from funding.errors import EngineError
+from funding.errors import EngineError, ValidationFailed
 from settlement.models import (
     Channel,
     ChannelStatement,
@@ -24,12 +24,11 @@ from settlement.models import (
     ReconciliationException,
     ReconciliationItem,
     ReconClass,
-    StatementSource,
 )
 from settlement.services.reconciliation import (
+    STATEMENT_MAX_BYTES,
+    channel_statement_file_import,
     reconciliation_report,
-    statement_import,
-    statement_rows_from_csv,
 )
 from settlement.services.reconciliation_queue import (
     reconciliation_exception_resolve,
@@ -110,16 +109,19 @@ class ChannelStatementAdmin(ReadOnlyAdmin):
             return redirect("admin:settlement_channelstatement_changelist")
         form = StatementUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
             try:
-                rows = statement_rows_from_csv(text=form.cleaned_data["file"].read().decode("utf-8-sig"))
-                statement = statement_import(
-                    channel=form.cleaned_data["channel"],
+                if upload.size > STATEMENT_MAX_BYTES:
+                    raise ValidationFailed(details={"file": [f"larger than {STATEMENT_MAX_BYTES} bytes"]})
+                # The command's import: the same checks (UTF-8, NUL bytes, serials of another channel refuse
+                # the whole file), so a file uploaded under the wrong channel opens no exception there.
+                statement = channel_statement_file_import(
+                    channel_code=form.cleaned_data["channel"].code,
                     statement_date=form.cleaned_data["statement_date"],
-                    rows=rows,
-                    source=StatementSource.CSV,
+                    data=upload.read(),
                     actor_label=request.user.get_username(),
-                )
-            except (EngineError, UnicodeDecodeError) as exc:
+                ).statement
+            except EngineError as exc:
                 details = getattr(exc, "details", None)
                 form.add_error("file", f"{exc} {details or ''}".strip())
             else:

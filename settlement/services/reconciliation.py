@@ -266,6 +266,10 @@ def _item_upsert(statement, serial, *, attempt, row, classification, resolved, b
     item.save()
 
 
+# The largest channel statement file accepted (command and console upload alike).
+STATEMENT_MAX_BYTES = 64 * 1024 * 1024
+
+
 def channel_statement_file_import(
     *, channel_code: str, statement_date: date, data: bytes, actor_label: str
 ) -> StatementImportResult:

@@ -12,9 +12,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from funding.errors import EngineError
-from settlement.services.reconciliation import channel_statement_file_import
+from settlement.services.reconciliation import STATEMENT_MAX_BYTES, channel_statement_file_import
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = STATEMENT_MAX_BYTES
 
 
 class Command(BaseCommand):

@@ -87,6 +87,18 @@ def test_csv_upload_and_report(client, advance_factory, channels):
         },
     )
     assert bad.status_code == 200 and "line 2" in bad.content.decode()
+    # The right file under the wrong channel: refused whole, as by the command; nothing opens on IBPS.
+    wrong = staff.post(
+        reverse("admin:settlement_statement_upload"),
+        {
+            "channel": channels["IBPS"].pk,
+            "statement_date": today.isoformat(),
+            "file": SimpleUploadedFile("s.csv", csv, content_type="text/csv"),
+        },
+    )
+    assert wrong.status_code == 200
+    assert f"serial {attempt.serial} was sent through BEPS, not IBPS" in wrong.content.decode()
+    assert list(ChannelStatement.objects.values_list("channel__code", flat=True)) == ["BEPS"]
     report = staff.get(reverse("admin:settlement_reconciliation_report") + f"?date={today.isoformat()}")
     assert report.status_code == 200
     body = report.content.decode()
