@@ -168,7 +168,24 @@ def _book(payout_id, source, actor_label, statement, request) -> Booked:
             after={"status": "returned", "source": source, "attempt": attempt.serial, **effect.as_dict()},
         )
         emit_payout_event(payout, "payout.returned")
+        if request is None:
+            _close_pending_requests(payout, actor_label=actor_label, source=source)
     return Booked(booked, True)
+
+
+def _close_pending_requests(payout: Payout, *, actor_label: str, source: str) -> None:
+    """A staff proposal to return this payout, still pending when the channel's statement booked the return,
+    is closed (rejected, decided by nobody: the statement decided), so it does not wait for a checker forever."""
+    for pending in PayoutReturnRequest.objects.select_for_update().filter(
+        payout=payout, status=PayoutReturnRequestStatus.PROPOSED
+    ):
+        pending.reject()
+        pending.decided_at = timezone.now()
+        pending.decision_reason = f"the return was booked by {actor_label} ({source})"
+        pending.save(update_fields=["status", "decided_at", "decision_reason"])
+        audit_record(action="payout.return.superseded", obj=payout, actor_label=actor_label,
+                     company=payout.advance.company, after={"request": pending.pk, "source": source},
+                     reason=pending.decision_reason)
 
 
 # Staff: four eyes ------------------------------------------------------------------------------------------

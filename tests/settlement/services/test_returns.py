@@ -438,3 +438,20 @@ def test_return_while_the_advance_is_still_disbursing(business_day):
     assert balance(company, AccountKind.ADVANCE_RECEIVABLE) == Decimal("60000.00")
     assert trial_balance() == {"CNY": Decimal("0.00")}
     assert account_totals_drift() == []
+
+
+def test_a_pending_staff_proposal_is_closed_when_the_statement_books_the_return(business_day):
+    company, _ = company_with_line()
+    advance = paid_advance(company, "60000.00", "40000.00")
+    payout = second_payout(advance)
+    maker = staff_user("ops_maker")
+    request = payout_return_propose(payout_public_id=payout.public_id, reason="ICBC return advice R9", maker=maker)
+
+    book(payout)  # the channel's statement books it first
+
+    request.refresh_from_db()
+    assert (request.status, request.decided_by, request.decision_reason) == (
+        "rejected", None, "the return was booked by test (statement)")
+    superseded = AuditEvent.objects.get(action="payout.return.superseded")
+    assert superseded.after == {"request": request.pk, "source": "statement"}
+    assert PayoutReturn.objects.get().request_id is None
