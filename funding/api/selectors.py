@@ -6,9 +6,9 @@ from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
 from funding.models import Advance, Company, WebhookEvent
-from funding.selectors import credit_line_view, own_funds_available
+from funding.selectors import credit_line_view
 
-__all__ = ["advance_list", "credit_line_view", "own_funds_available"]
+__all__ = ["advance_list", "credit_line_view"]
 
 
 def advance_list(*, company: Company, filters: dict[str, Any]) -> QuerySet[Advance]:

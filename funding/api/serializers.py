@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from funding.models import AdvanceStatus, PayoutStatus
+from settlement.models import RepaymentSource
 
 AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,12})(\.[0-9]{1,2})?")
 MAX_AMOUNT = Decimal("9999999999999.99")
@@ -461,7 +462,7 @@ class RepaymentOut(serializers.Serializer):
     id = serializers.CharField()
     business_date = serializers.DateField()
     source = serializers.ChoiceField(
-        choices=["settlement_debit", "refund", "margin_setoff"],
+        choices=RepaymentSource.values,
         help_text="`settlement_debit`: taken from the settlement account. `refund`: credited back to it, because "
         "a payout whose principal (and fee) had been repaid was returned by the beneficiary's bank (退汇); "
         "the allocations show the refunded principal and fee per advance. `margin_setoff`: the bank applied "

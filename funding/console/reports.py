@@ -28,7 +28,6 @@ from funding.models import AgingBucket, Company
 from funding.selectors import (
     AGING_BUCKETS,
     CATEGORIES,
-    RECEIVABLE_KINDS,  # noqa: F401  (the reports' receivables, as tests read them)
     aging_bucket,
     next_business_days,
     receivable_movements,

@@ -5,14 +5,11 @@
 `roles_sync()` makes every group hold exactly these permissions (adding and removing), so a new model is
 given to a role by editing this dict; the post_migrate hook applies it after every `migrate`.
 
-Four eyes: the maker roles propose (credit_officer: companies, lines, changes; operations: calendar years and
-days; finance: write-offs of reconciliation exceptions); the checker role (credit_approver) approves, rejects,
-publishes and freezes but holds no permission to initiate anything (no add_* and no propose_*). The services
-refuse a checker who is the maker, and a CHECK constraint on each request table refuses it again in the database.
 Four eyes: the maker roles propose (credit_officer: companies, lines, changes, margin set-offs; operations:
-calendar years and days); the checker role (credit_approver) approves, rejects, publishes and freezes but holds
-no permission to initiate anything (no add_* and no propose_*). The services refuse a checker who is the maker,
-and a CHECK constraint on each request table refuses it again in the database.
+calendar years and days, channel changes, payout returns; finance: write-offs of reconciliation exceptions); the
+checker role (credit_approver) approves, rejects, publishes and freezes but holds no permission to initiate
+anything (no add_* and no propose_*). The services refuse a checker who is the maker, and a CHECK constraint on
+each request table refuses it again in the database.
 """
 
 from typing import Any

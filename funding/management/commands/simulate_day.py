@@ -33,7 +33,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from funding.errors import EngineError
@@ -45,7 +45,7 @@ from funding.models import (
     Company,
     WebhookEvent,
 )
-from funding.selectors import business_days_up_to
+from funding.selectors import business_days_up_to, outstanding_expression
 from funding.services.advances import PayoutInput, advance_cancel, advance_request
 from funding.services.bank_statements import bank_statement_import, import_summary
 from funding.services.calendar import (
@@ -464,10 +464,7 @@ def _due_on(company: Company, business_date: date) -> Decimal:
     """What the company owes on its advances due on or before `business_date`: principal, fee, penalty."""
     total = Advance.objects.filter(
         company=company, status__in=ADVANCE_COLLECTABLE_STATES, due_date__lte=business_date
-    ).aggregate(
-        due=Sum(F("advanced_disbursed") - F("principal_repaid") + F("fee") - F("fee_repaid")
-                + F("penalty_accrued") - F("penalty_repaid"))
-    )["due"]
+    ).aggregate(due=Sum(outstanding_expression()))["due"]
     return money(total or Decimal("0.00"))
 
 

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from funding.console import reports
+from funding.selectors import RECEIVABLE_KINDS
 from ledger.models import AccountKind, JournalTransaction
 from ledger.services import account_get_or_create, credit, debit, ledger_post, ledger_reverse
 from settlement.models import AttemptStatus, Channel, PayoutAttempt
@@ -134,7 +135,7 @@ def test_daily_position_from_the_ledger(business_day):
         Decimal("700.00"),
     )
     receivables = sum(
-        (account_get_or_create(kind=k, owner="ACME").balance for k in reports.RECEIVABLE_KINDS), Decimal(0)
+        (account_get_or_create(kind=k, owner="ACME").balance for k in RECEIVABLE_KINDS), Decimal(0)
     )
     assert wed["closing_outstanding"] == receivables == Decimal("700.20")
 
