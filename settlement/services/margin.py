@@ -14,12 +14,12 @@ balance or the overdue debt, nothing overdue, the day closing, four eyes, decide
 the proposal stays pending and may be approved later or rejected.
 """
 
+from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import F, Sum
 from django.utils import timezone
 
 from funding.errors import BusinessDayClosed, FourEyesViolation, InvalidState, ValidationFailed
@@ -46,17 +46,20 @@ def margin_available(*, company: Company) -> Decimal:
     return max(account.available, ZERO) if account is not None else ZERO
 
 
-def margin_overdue_total(*, company: Company) -> Decimal:
-    """What the company owes on its overdue advances: penalty, fee and principal not yet repaid."""
-    total = Advance.objects.filter(
-        company=company, status__in=SETOFF_STATES, currency=settings.ENGINE_CURRENCY
-    ).aggregate(
-        due=Sum(
-            F("penalty_accrued") - F("penalty_repaid") + F("fee") - F("fee_repaid")
-            + F("advanced_disbursed") - F("principal_repaid")
+def margin_overdue_total(*, company: Company, business_date: date | None = None) -> Decimal:
+    """What the company owes on its overdue advances: penalty, fee and principal not yet repaid, as the
+    set-off's allocation reads it (advances_due(), the collection's one definition of what is due)."""
+    business_date = business_date or business_date_current()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT coalesce(sum(d.pen_due + d.fee_due + d.prin_due), 0)
+              FROM advances_due(ARRAY[%s]::bigint[], %s, %s::date) d JOIN funding_advance v ON v.id = d.id
+             WHERE v.status = ANY(%s)
+            """,
+            [company.pk, settings.ENGINE_CURRENCY, business_date, [str(s) for s in SETOFF_STATES]],
         )
-    )["due"]
-    return money(total or ZERO)
+        return money(cursor.fetchone()[0])
 
 
 def _amount(value: Decimal | str) -> Decimal:
@@ -146,7 +149,7 @@ def margin_setoff_approve(*, setoff: MarginSetOff, checker: AbstractBaseUser, re
         margin = money(dict(cursor.fetchall()).get(AccountKind.MARGIN.value, ZERO))
         list(Advance.objects.select_for_update().filter(company=company, status__in=SETOFF_STATES)
              .order_by("id").values_list("id", flat=True))
-        overdue = margin_overdue_total(company=company)
+        overdue = margin_overdue_total(company=company, business_date=business_date)
         _check(amount=setoff.amount, margin=margin, overdue=overdue)
 
         repayments_allocate(
