@@ -88,9 +88,9 @@ class CalendarDayAdmin(ConsoleActionPermissions, admin.ModelAdmin):
             proposal = calendar_day_propose(day=obj.date, kind=data["kind"], is_business_day=data["is_business_day"],
                                             name=data["name"], maker=request.user, reason=data["reason"])
         except EngineError as exc:
-            self._proposal_error = engine_error_text(exc)
+            request._proposal_error = engine_error_text(exc)
             return
-        self._proposal_error = ""
+        request._proposal_error = ""
         self.message_user(request, f"Proposed as calendar change #{proposal.pk}: a second staff member applies it.",
                           messages.WARNING)
 
@@ -98,8 +98,8 @@ class CalendarDayAdmin(ConsoleActionPermissions, admin.ModelAdmin):
         return None  # the audit trail records the proposal; the admin's log would claim a change
 
     def response_change(self, request, obj):
-        if getattr(self, "_proposal_error", ""):
-            self.message_user(request, self._proposal_error, messages.ERROR)
+        if getattr(request, "_proposal_error", ""):
+            self.message_user(request, request._proposal_error, messages.ERROR)
         return super().response_post_save_change(request, obj)
 
 

@@ -193,7 +193,7 @@ class CreditLineAdmin(ConsoleActionPermissions, ReadOnlyAdmin):
     actions = ["approve_line", "reject_line", "freeze", "suspend", "propose_change", "propose_unfreeze",
                "propose_resume"]
 
-    @admin.display(description="available")
+    @admin.display(description="available (exposure limit; the daily cap is on the console's dashboard)")
     def available_display(self, line: CreditLine) -> Decimal:
         return line.available
 

@@ -69,12 +69,12 @@ class ProposalAdmin(ConsoleActionPermissions, admin.ModelAdmin):
                   if name in form.cleaned_data and (not change or name in form.changed_data)}
         if change:  # the form has already set the new values on `obj`: the proposal compares with the stored row
             obj = type(obj).objects.get(pk=obj.pk)
-        self._proposal_error = ""
+        request._proposal_error = ""
         try:
             proposal = channel_change_propose(kind=self._kind(change), maker=request.user, values=values,
                                               reason=form.cleaned_data["reason"], **self._targets(obj))
         except EngineError as exc:
-            self._proposal_error = engine_error_text(exc)
+            request._proposal_error = engine_error_text(exc)
             return
         self.message_user(request, f"Proposed as channel change #{proposal.pk}: a second staff member applies it.",
                           messages.WARNING)
@@ -98,8 +98,8 @@ class ProposalAdmin(ConsoleActionPermissions, admin.ModelAdmin):
         return self._after_save(request, obj)
 
     def _after_save(self, request, obj):
-        if getattr(self, "_proposal_error", ""):
-            self.message_user(request, self._proposal_error, messages.ERROR)
+        if getattr(request, "_proposal_error", ""):
+            self.message_user(request, request._proposal_error, messages.ERROR)
         return self.response_post_save_change(request, obj)
 
 
