@@ -81,6 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep-tasks", default="settlement.dispatch_pending,settlement.poll_attempts",
                    help="the beat tasks that finish what is left")
     p.add_argument("--sql", action="store_true", help="print the SQL of driving one advance of 2 payouts")
+    p.add_argument("--sql-times", type=int, default=0, metavar="N",
+                   help="after each one-process run, the N statements that took the most wall time")
+    p.add_argument("--batch-file", action="store_true",
+                   help="the simulated channels take batch files (批量代付: one request per batch) instead of"
+                        " one request per payout")
     p.add_argument("--json", help="write the figures to this file")
     return p.parse_args(argv)
 
@@ -120,13 +125,17 @@ class SqlCounter:
         self.channel_commits = 0
         self.channel_depth = 0
         self.channel_cpu = 0.0
+        self.channel_wall = 0.0
         self.channel_calls = Counter()
         self.capture: list[str] | None = None  # the statements' text, when set
+        self.times: dict[str, list[float]] | None = None  # statement -> [count, seconds], when set
 
     def reset(self) -> None:
         self.statements = self.channel_statements = self.commits = self.channel_commits = 0
-        self.channel_cpu = 0.0
+        self.channel_cpu = self.channel_wall = 0.0
         self.channel_calls = Counter()
+        if self.times is not None:
+            self.times = {}
 
     def add(self, conn, n: int, query=None) -> None:
         if not self.on or id(conn) in self.ignore:
@@ -139,6 +148,13 @@ class SqlCounter:
         else:
             self.statements += n
 
+    def time(self, query, seconds: float) -> None:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        key = ("[channel] " if self.channel_depth else "") + " ".join(text.split())[:150]
+        entry = self.times.setdefault(key, [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+
     def install(self) -> None:
         import psycopg
 
@@ -148,7 +164,13 @@ class SqlCounter:
         @functools.wraps(execute)
         def counted_execute(cursor, query, params=None, *args, **kwargs):
             counter.add(cursor.connection, 1, query)
-            return execute(cursor, query, params, *args, **kwargs)
+            if counter.times is None or not counter.on:
+                return execute(cursor, query, params, *args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return execute(cursor, query, params, *args, **kwargs)
+            finally:
+                counter.time(query, time.perf_counter() - started)
 
         @functools.wraps(executemany)
         def counted_executemany(cursor, query, params_seq, *args, **kwargs):
@@ -190,13 +212,14 @@ class SqlCounter:
                     @functools.wraps(method)
                     def inside_channel(*args, **kwargs):
                         counter.channel_depth += 1
-                        cpu = time.process_time()
+                        cpu, wall = time.process_time(), time.perf_counter()
                         try:
                             return method(*args, **kwargs)
                         finally:
                             counter.channel_depth -= 1
                             if not counter.channel_depth:
                                 counter.channel_cpu += time.process_time() - cpu
+                                counter.channel_wall += time.perf_counter() - wall
                             counter.channel_calls[name] += 1
 
                     return inside_channel
@@ -336,8 +359,9 @@ class Engine:
         """Every channel answers at once and always pays (bench set-up, written directly)."""
         from settlement.models import Channel
 
+        instant = {**INSTANT, "batch_file": bool(self.args.batch_file)}
         for channel in Channel.objects.all():
-            channel.adapter_settings = {**(channel.adapter_settings or {}), **INSTANT}
+            channel.adapter_settings = {**(channel.adapter_settings or {}), **instant}
             channel.save(update_fields=["adapter_settings"])
 
     # -- advances
@@ -431,11 +455,16 @@ class Engine:
         if warm:
             return None
         n = max(final, 1)
+        engine_s = wall - counter.channel_wall
         return Result(
             shape=f"{advances}x{payouts}", mode="one process", payouts=total, seconds=wall, succeeded=succeeded,
             final=final, concurrency=1,
             extra={
                 "requests_s": round(request_s, 2),
+                # Engine capacity: the wall time outside the channel's calls (the simulated bank runs in this
+                # process and keeps its side in the database; a real bank's time is not the engine's).
+                "channel_wall_s": round(counter.channel_wall, 2),
+                "engine_payouts_per_s": round(final / engine_s, 1) if engine_s > 0 else None,
                 "statements_per_payout": round(counter.statements / n, 2),
                 "commits_per_payout": round(counter.commits / n, 2),
                 "channel_statements_per_payout": round(counter.channel_statements / n, 2),
@@ -730,8 +759,14 @@ def line(r: Result) -> str:
         else ""
     )
     bad = f"  ({r.payouts - r.final} NOT FINAL)" if r.final < r.payouts else ""
+    engine = (
+        f" (engine alone {x['engine_payouts_per_s']:.1f}/s: {r.seconds - x['channel_wall_s']:.2f} s outside the"
+        f" channel's calls)"
+        if x.get("engine_payouts_per_s")
+        else ""
+    )
     return (
-        f"{r.shape:>9} {r.mode:<22} {r.final:6d} payouts in {r.seconds:7.2f} s = {r.rate:8.1f} payouts/s"
+        f"{r.shape:>9} {r.mode:<22} {r.final:6d} payouts in {r.seconds:7.2f} s = {r.rate:8.1f} payouts/s{engine}"
         f"{sql}; CPU per payout: {cpu}{bad}"
     )
 
@@ -740,9 +775,10 @@ def table(results: list[Result], floor: dict[int, dict]) -> str:
     head = (
         "| shape | mode | payouts | wall s | payouts/s | floor at same concurrency | % of floor | % of best floor"
         " | SQL stmts / payout"
-        " | COMMITs / payout | CPU ms / payout: Python (this process / workers) | PostgreSQL backends |"
+        " | COMMITs / payout | CPU ms / payout: Python (this process / workers) | PostgreSQL backends"
+        " | engine alone (outside the channel's calls), payouts/s |"
     )
-    rows = [head, "|" + "---|" * 12]
+    rows = [head, "|" + "---|" * 13]
     best = max((f["payouts_per_s"] for f in floor.values()), default=0)
     for r in results:
         x = r.extra
@@ -758,7 +794,8 @@ def table(results: list[Result], floor: dict[int, dict]) -> str:
         rows.append(
             f"| {r.shape} | {r.mode} | {r.final}/{r.payouts} | {r.seconds:.2f} | {r.rate:.1f} | "
             f"{base['payouts_per_s'] if base else '-'} ({r.concurrency} client{'s' if r.concurrency > 1 else ''}) | "
-            f"{pct} | {f'{r.rate / best:.1%}' if best else '-'} | {stmts} | {x.get('commits_per_payout', '-')} | {python} | {pg} |"
+            f"{pct} | {f'{r.rate / best:.1%}' if best else '-'} | {stmts} | {x.get('commits_per_payout', '-')} | {python} | {pg}"
+            f" | {x.get('engine_payouts_per_s') or '-'} |"
         )
     return "\n".join(rows)
 
@@ -815,10 +852,17 @@ def main(argv=None) -> dict:
             run_floor(args, db_url, floor, "before the engine's runs")
         print("\n-- one process (tasks run eagerly in this process)", flush=True)
         engine.run_in_process(2, 20, warm=True)  # imports, connection, routing caches
+        if args.sql_times:
+            engine.counter.times = {}
         for advances, payouts in shapes:
             r = engine.run_in_process(advances, payouts)
             print(line(r), flush=True)
             results.append(r)
+            if args.sql_times:
+                top = sorted(engine.counter.times.items(), key=lambda kv: -kv[1][1])[: args.sql_times]
+                for text, (count, seconds) in top:
+                    print(f"    {seconds * 1000:8.1f} ms {count:6d}x {seconds / count * 1e6:8.0f} us  {text}")
+        engine.counter.times = None
         if args.sql:
             engine.counter.capture = statements = []
             engine.run_in_process(1, 2, warm=True)

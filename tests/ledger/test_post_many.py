@@ -23,7 +23,7 @@ def accounts():
             account_get_or_create(kind=AccountKind.SETTLEMENT, owner="PAYCO-M"))
 
 
-def test_many_journals_in_two_statements_quantized_and_without_zero_legs(accounts):
+def test_many_journals_in_one_statement_quantized_and_without_zero_legs(accounts):
     clearing, settlement = accounts
     postings = [
         Posting(kind="t", reference=f"m:{n}", business_date=DAY, description=f"n{n}",
@@ -32,7 +32,7 @@ def test_many_journals_in_two_statements_quantized_and_without_zero_legs(account
     ]
     with CaptureQueriesContext(connection) as queries:
         ids = ledger_post_many(postings=postings)
-    assert len(queries.captured_queries) == 2
+    assert len(queries.captured_queries) == 1
     journals = list(JournalTransaction.objects.filter(pk__in=ids).order_by("pk"))
     assert [j.reference for j in journals] == [f"m:{n}" for n in range(50)]
     assert all(j.posted_xact is not None and j.business_date == DAY for j in journals)
