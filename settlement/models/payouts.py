@@ -20,10 +20,14 @@ LIVE_ATTEMPT_STATES = [AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN, AttemptS
 
 
 class PayoutAttempt(FSMModelMixin, models.Model):
-    payout = models.ForeignKey(Payout, on_delete=models.PROTECT, related_name="attempts")
+    # Indexes written for every attempt and rewritten by each of its updates: only those a query uses. The
+    # payout's and the channel's lookups use the composite indexes they lead (number_unique, chan_day).
+    payout = models.ForeignKey(Payout, on_delete=models.PROTECT, related_name="attempts", db_index=False)
     number = models.PositiveSmallIntegerField()
-    serial = models.CharField(max_length=64, unique=True)
-    channel = models.ForeignKey("settlement.Channel", on_delete=models.PROTECT, related_name="attempts")
+    serial = models.CharField(max_length=64)
+    channel = models.ForeignKey(
+        "settlement.Channel", on_delete=models.PROTECT, related_name="attempts", db_index=False
+    )
     status = FSMField(default=AttemptStatus.PROCESSING, choices=AttemptStatus.choices, protected=True)
     failure_code = models.CharField(max_length=48, blank=True, default="")
     channel_code = models.CharField(max_length=64, blank=True, default="", help_text="the channel's own code")
@@ -34,7 +38,7 @@ class PayoutAttempt(FSMModelMixin, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    next_query_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    next_query_at = models.DateTimeField(null=True, blank=True)
     query_count = models.PositiveSmallIntegerField(default=0)
     # Past this moment an unresolved attempt goes to manual review (never to failed by itself).
     review_due_at = models.DateTimeField(null=True, blank=True)
@@ -45,6 +49,8 @@ class PayoutAttempt(FSMModelMixin, models.Model):
 
     class Meta:
         constraints = [
+            # A constraint, not unique=True: no varchar_pattern_ops twin that no query uses.
+            models.UniqueConstraint(fields=["serial"], name="settlement_attempt_serial_unique"),
             models.UniqueConstraint(fields=["payout", "number"], name="settlement_attempt_number_unique"),
             models.UniqueConstraint(
                 fields=["payout"],
@@ -57,6 +63,9 @@ class PayoutAttempt(FSMModelMixin, models.Model):
             # Sliding-window success rates and the statement's "attempts of the day".
             models.Index(fields=["resolved_at"], name="settlement_attempt_resolved"),
             models.Index(fields=["channel", "created_at"], name="settlement_attempt_chan_day"),
+            # The poller's due queries; a resolved attempt (next_query_at NULL) leaves it.
+            models.Index(fields=["next_query_at"], condition=Q(next_query_at__isnull=False),
+                         name="settlement_attempt_query_due"),
         ]
 
     def __str__(self) -> str:
