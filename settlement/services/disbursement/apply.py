@@ -20,7 +20,7 @@ from funding.services.calendar import business_date_current
 from funding.services.events import events_schedule_delivery, payout_events_insert
 from funding.services.line_counters import line_draw, line_release
 from ledger.models import AccountKind
-from ledger.services import Posting, account_hold, credit, debit, ledger_post_many
+from ledger.services import account_hold, ledger_post_many
 from settlement.adapters.base import ChannelError, SubmitResult, adapter_for
 from settlement.models import (
     AttemptStatus,
@@ -47,8 +47,10 @@ from settlement.services.disbursement.common import (
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 from settlement.services.postings import (
     PostingError,
+    confirmed_posting,
     payout_post_confirmed,
     payout_post_returned,
+    returned_posting,
 )
 
 logger = logging.getLogger(__name__)
@@ -578,19 +580,12 @@ def _post_returned(
     for attempt, _ in batch:
         payout = payouts[attempt.payout_id]
         company = payout.advance.company.code
-        postings.append(
-            Posting(
-                kind="payout.returned",
-                reference=f"{attempt.serial}:returned",
-                business_date=business_date,
-                description=f"payout {payout.public_id} failed at {attempt.channel.code}",
-                legs=[
-                    debit(accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)], payout.amount),
-                    credit(accounts[(AccountKind.SETTLEMENT, company)], payout.own_funds_amount),
-                    credit(accounts[(AccountKind.ADVANCE_RECEIVABLE, company)], payout.advanced_amount),
-                ],
-            )
-        )
+        postings.append(returned_posting(
+            payout=payout, serial=attempt.serial, channel_code=attempt.channel.code,
+            in_transit=accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)],
+            settlement=accounts[(AccountKind.SETTLEMENT, company)],
+            receivable=accounts[(AccountKind.ADVANCE_RECEIVABLE, company)], business_date=business_date,
+        ))
         line = payout.advance.credit_line_id
         if payout.pk in retry:
             # The line's part never left `reserved` (contract 1.7): only the own funds are held again.
@@ -679,9 +674,8 @@ def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -
 def _post_confirmed(
     batch: list[PayoutAttempt], payouts: dict[int, Payout], codes: dict[int, str], *, business_date
 ) -> None:
-    """Confirmation and channel fee of every attempt (postings.payout_post_confirmed, set-based): Dr payouts in
-    transit / Cr channel clearing; Dr channel cost / Cr channel clearing. Channel accounts are in the engine's
-    currency (postings.channel_account)."""
+    """Confirmation and channel fee of every attempt (postings.confirmed_posting, one journal each, one INSERT for
+    all). Channel accounts are in the engine's currency (postings.channel_account)."""
     used = {codes[a.channel_id] for a in batch}
     for code in used:
         ensure_channel_accounts(code)
@@ -691,29 +685,13 @@ def _post_confirmed(
         currency=settings.ENGINE_CURRENCY,
     )
     cost = accounts[(AccountKind.CHANNEL_COST, "")]
-    postings = []
-    for attempt in batch:
-        payout = payouts[attempt.payout_id]
-        code = codes[attempt.channel_id]
-        in_transit = accounts[(AccountKind.PAYOUTS_IN_TRANSIT, code)]
-        clearing = accounts[(AccountKind.CHANNEL_CLEARING, code)]
-        postings.append(
-            Posting(
-                kind="payout.confirmed",
-                reference=f"{attempt.serial}:confirmed",
-                business_date=business_date,
-                description=f"payout {payout.public_id} confirmed by {code}",
-                legs=[debit(in_transit, payout.amount), credit(clearing, payout.amount)],
-            )
+    ledger_post_many(postings=[
+        confirmed_posting(
+            payout=payouts[attempt.payout_id], serial=attempt.serial, fee=attempt.fee,
+            channel_code=codes[attempt.channel_id],
+            in_transit=accounts[(AccountKind.PAYOUTS_IN_TRANSIT, codes[attempt.channel_id])],
+            clearing=accounts[(AccountKind.CHANNEL_CLEARING, codes[attempt.channel_id])], cost=cost,
+            business_date=business_date,
         )
-        if attempt.fee > 0:
-            postings.append(
-                Posting(
-                    kind="payout.channel_fee",
-                    reference=f"{attempt.serial}:fee",
-                    business_date=business_date,
-                    description=f"{code} fee for {attempt.serial}",
-                    legs=[debit(cost, attempt.fee), credit(clearing, attempt.fee)],
-                )
-            )
-    ledger_post_many(postings=postings)
+        for attempt in batch
+    ])
