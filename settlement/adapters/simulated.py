@@ -16,7 +16,7 @@ import time
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils import timezone
 
 from settlement.adapters.base import ChannelAdapter, ChannelError, QueryResult, StatementRow, SubmitResult
@@ -94,14 +94,16 @@ class SimulatedChannelAdapter(ChannelAdapter):
         if self.settings.get("refuse_all"):
             raise ChannelError("simulated outage")
         self._sleep()
-        existing = SimulatedChannelTransfer.objects.filter(serial=attempt.serial).first()
-        if existing is not None:
-            # The channel is idempotent on the serial: a repeated request gets the first answer.
-            return self._answer(existing)
         transfer, timed_out = self._fate(attempt, timezone.now())
         if transfer is None:
+            existing = SimulatedChannelTransfer.objects.filter(serial=attempt.serial).first()
+            if existing is not None:
+                return self._answer(existing)
             raise SimulatedTimeout(f"{self.channel.code}: request for {attempt.serial} lost")
-        transfer = self._record(transfer)
+        recorded = self._record(transfer)
+        if recorded is not transfer:
+            # The channel is idempotent on the serial: a repeated request gets the first answer.
+            return self._answer(recorded)
         if timed_out:
             raise SimulatedTimeout(f"{self.channel.code}: no answer for {attempt.serial}")
         return self._answer(transfer)
@@ -157,12 +159,20 @@ class SimulatedChannelAdapter(ChannelAdapter):
         return answers
 
     def _record(self, transfer: SimulatedChannelTransfer) -> SimulatedChannelTransfer:
-        try:
-            with transaction.atomic():
-                transfer.save(force_insert=True)
-                return transfer
-        except IntegrityError:
+        """The new transfer, or the one already recorded under its serial (one statement when it is new)."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO settlement_simulatedchanneltransfer (channel_code, serial, amount, account_no, status,"
+                " final_status, channel_code_result, value_date, received_at, completes_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s) ON CONFLICT (serial) DO NOTHING RETURNING id",
+                [transfer.channel_code, transfer.serial, transfer.amount, transfer.account_no, transfer.status,
+                 transfer.final_status, transfer.channel_code_result, transfer.value_date, transfer.completes_at],
+            )
+            row = cursor.fetchone()
+        if row is None:
             return SimulatedChannelTransfer.objects.get(serial=transfer.serial)
+        transfer.pk = row[0]
+        return transfer
 
     @staticmethod
     def _answer(transfer: SimulatedChannelTransfer) -> SubmitResult:
