@@ -28,6 +28,7 @@ from settlement.services.disbursement.cycle import (
     advance_dispatch,
     advance_dispatch_batch,
     advance_try_finish,
+    advances_try_finish,
     attempts_query_batch,
 )
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
@@ -45,6 +46,7 @@ __all__ = [
     "advance_try_finish",
     "advances_dispatch_due",
     "advances_finish_sweep",
+    "advances_try_finish",
     "attempt_apply",
     "attempts_query_batch",
     "attempts_apply_batch",
