@@ -169,17 +169,18 @@ def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = N
 
     None: nothing of the advance left to claim (another batch took it): one statement, no transaction.
     The statements do not grow with the batch: one SELECT picks the candidates (no locks), one locks the
-    `reserved` advances among them (id order, SKIP LOCKED: a cancel holds its advance, and never both), one
-    locks the payouts (SKIP LOCKED, re-checking their advance), one UPDATE moves the advances (reserved ->
-    disbursing), one INSERT writes the attempts, one UPDATE moves the payouts (pending -> processing, the
-    FSM's sources), one lock of every company's and channel's accounts in id order, one hold release per
-    company with own funds, and two INSERTs post every funds-out journal with its entries.
+    dispatched advance while it is `reserved` and one the other `reserved` advances among the candidates (id
+    order, SKIP LOCKED: a cancel holding its advance keeps its payouts out, never both), one locks the advance's
+    own payouts and one the others' (SKIP LOCKED, re-checking their advance), one UPDATE moves the advances
+    (reserved -> disbursing), one INSERT writes the attempts, one UPDATE moves the payouts (pending ->
+    processing, the FSM's sources), one lock of every company's and channel's accounts in id order, one hold
+    release per company with own funds, and two INSERTs post every funds-out journal with its entries.
     """
     now = now or timezone.now()
     candidates = _candidates(advance_id, limit, now)
     if not any(advance == advance_id for _, advance, _ in candidates):
         return None
-    return retrying(lambda: _claim_batch(advance_id, candidates, now))
+    return retrying(lambda: _claim_batch(advance_id, limit, candidates, now))
 
 
 def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, int, str]]:
@@ -209,32 +210,56 @@ def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, i
     return rows[:limit]
 
 
-def _claim_batch(advance_id: int, candidates: list[tuple[int, int, str]], now: datetime) -> ClaimedBatch | None:
+def _claim_batch(
+    advance_id: int, limit: int, candidates: list[tuple[int, int, str]], now: datetime
+) -> ClaimedBatch | None:
     with transaction.atomic():
-        # Lock order as everywhere: advances (only while reserved: the move to `disbursing` races with a cancel;
-        # once disbursing or overdue a cancel is impossible, and a repayment pass may hold an overdue one after
-        # the company's accounts, so those are not locked), payouts, attempts, accounts, credit lines.
-        reserved = sorted({advance for _, advance, status in candidates if status == AdvanceStatus.RESERVED})
-        locked_advances = set(
-            Advance.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=reserved, status=AdvanceStatus.RESERVED)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        ) if reserved else set()
-        # A reserved advance skipped above (a cancel or another claim holds it) is still `reserved` to this
-        # statement: its payouts are left alone. One that another claim moved meanwhile is `disbursing` by now.
-        payouts = list(
+        # Lock order as everywhere: advances, payouts, attempts, accounts, credit lines. Advances are locked only
+        # while `reserved` (the move to `disbursing` races with a cancel; once disbursing or overdue a cancel is
+        # impossible, and a repayment pass may hold an overdue one after the company's accounts, so those are
+        # not locked). The dispatched advance is locked first and waited for (another batch moving it commits
+        # in milliseconds; after it, this batch takes the next of its payouts instead of giving up); the
+        # others' are locked in id order with SKIP LOCKED, never waited for. Only a transaction holding no
+        # advance ever waits for one, so advance locks cannot deadlock.
+        own_status = next((status for _, advance, status in candidates if advance == advance_id), None)
+        locked: set[int] = set()
+        if own_status == AdvanceStatus.RESERVED:
+            own = Advance.objects.select_for_update().filter(pk=advance_id).values_list("status", flat=True).first()
+            if own not in ADVANCE_OPEN_PAYOUT_STATES:
+                return None  # cancelled meanwhile
+            if own == AdvanceStatus.RESERVED:
+                locked.add(advance_id)
+        others = sorted({advance for _, advance, status in candidates
+                         if status == AdvanceStatus.RESERVED and advance != advance_id})
+        if others:
+            locked |= set(
+                Advance.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=others, status=AdvanceStatus.RESERVED)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+        # The payouts from the queue itself (not the candidates read before any lock), SKIP LOCKED: concurrent
+        # batches of one large advance take disjoint slices. An advance skipped above (a cancel or another batch
+        # holds it) is still `reserved` to these statements: its payouts are left alone; one another batch
+        # moved meanwhile is `disbursing` by now.
+        dispatchable = Q(advance_id__in=locked) | Q(advance__status__in=[AdvanceStatus.DISBURSING,
+                                                                         AdvanceStatus.OVERDUE])
+        queue = (
             Payout.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("advance__company")
-            .filter(pk__in=[pk for pk, _, _ in candidates], status=PayoutStatus.PENDING)
+            .filter(status=PayoutStatus.PENDING)
             .exclude(dispatch_after__gt=now)
-            .filter(Q(advance_id__in=locked_advances)
-                    | Q(advance__status__in=[AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE]))
             .order_by("pk")
         )
-        if not any(p.advance_id == advance_id for p in payouts):
+        payouts = list(queue.filter(dispatchable, advance_id=advance_id)[:limit])
+        if not payouts:
             return None  # the advance's own were taken meanwhile: leave the others to their own tasks
+        if len(payouts) < limit and any(advance != advance_id for _, advance, _ in candidates):
+            currency = payouts[0].advance.currency
+            payouts += list(queue.filter(dispatchable, advance__currency=currency)
+                            .exclude(advance_id=advance_id)[: limit - len(payouts)])
         result = ClaimedBatch(locked=len(payouts), own=sum(p.advance_id == advance_id for p in payouts))
+        locked_advances = locked
         advances: dict[int, Advance] = {}
         for payout in payouts:  # one instance per advance (select_related makes one per row)
             payout.advance = advances.setdefault(payout.advance_id, payout.advance)

@@ -135,8 +135,9 @@ def _batch_statements(advance_factory, companies, counted, n: int) -> int:
 
 
 def test_the_statements_of_a_batch_do_not_grow_with_its_advances(advance_factory, companies, counted):
-    """42 statements for a batch of one-payout advances of three companies, whether 3 or 30 advances: claim 15
-    (candidates, reserved advances locked, payouts locked, advances moved, business date, 4 routing inputs
+    """44 statements for a batch of one-payout advances of three companies, whether 3 or 30 advances: claim 17
+    (candidates, the advance locked, the other reserved advances locked, its payouts locked, the others' payouts
+    locked, advances moved, business date, 4 routing inputs
     uncached here, accounts locked, attempts, payouts moved, one own-funds release, funds-out journal and
     entries), submit 2, successes applied 13 (locks 2, channels, attempts and payouts moved, business date,
     accounts, journals and entries, lines read, a line draw per line that paid: two, the first company's own
@@ -150,7 +151,7 @@ def test_the_statements_of_a_batch_do_not_grow_with_its_advances(advance_factory
     few = _batch_statements(advance_factory, companies, counted, 3)
     sqls = list(counted.sqls)
     many = _batch_statements(advance_factory, companies, counted, 30)
-    assert few == many == 42, sqls
+    assert few == many == 44, sqls
     assert trial_balance() == {"CNY": D("0.00")} and account_totals_drift() == []
 
 
@@ -168,6 +169,50 @@ def test_the_batch_takes_its_own_advance_first_then_the_oldest_others(advance_fa
     assert (claimed.locked, claimed.own) == (6, 4)
     assert payouts == set(Payout.objects.filter(advance__in=[big, older[0], older[1]]).values_list("pk", flat=True))
     assert Advance.objects.get(pk=older[2].pk).status == "reserved"  # not in this batch: still cancellable
+
+
+def test_concurrent_batches_of_one_reserved_advance_take_disjoint_slices(
+    advance_factory, companies, monkeypatch, settings
+):
+    settings.DISBURSEMENT_BATCH_SIZE = 4
+    advance = advance_factory(*["10.00"] * 8, company=companies[1])
+    inside, let_go = threading.Event(), threading.Event()
+    original = claim_module.business_date_current
+
+    def paused_business_date():  # the first batch stops inside its transaction, the advance locked
+        if not inside.is_set():
+            inside.set()
+            let_go.wait(timeout=30)
+        return original()
+
+    monkeypatch.setattr(claim_module, "business_date_current", paused_business_date)
+    sent: list[object] = []
+
+    def run() -> None:
+        try:
+            sent.append(advance_dispatch_batch(advance_id=advance.pk))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            sent.append(exc)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=run)
+    first.start()
+    assert inside.wait(timeout=10)
+    second = threading.Thread(target=run)  # waits for the advance, then takes the next slice, not nothing
+    second.start()
+    deadline = time.monotonic() + 20
+    while _waiting_on_locks() < 1:
+        assert time.monotonic() < deadline, "the second batch never waited for the advance"
+        time.sleep(0.02)
+    let_go.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert sent == [4, 4]
+    assert sorted(Payout.objects.filter(advance=advance).values_list("status", flat=True)) == ["succeeded"] * 8
+    assert PayoutAttempt.objects.count() == 8
+    assert Advance.objects.get(pk=advance.pk).status == "disbursed"
+    assert trial_balance() == {"CNY": D("0.00")} and account_totals_drift() == []
 
 
 def _waiting_on_locks() -> int:
