@@ -89,7 +89,12 @@ class Payout(FSMModelMixin, models.Model):
                 name="funding_payout_split_adds_up",
             ),
         ]
-        indexes = [models.Index(fields=["status", "updated_at"])]
+        indexes = [
+            models.Index(fields=["status", "updated_at"]),
+            # The dispatch queue: a batch claims the oldest due pending payouts of any advance (FIFO by id); the
+            # partial index holds only pending rows, so the claim never walks the finished ones.
+            models.Index(fields=["id"], condition=Q(status=PayoutStatus.PENDING), name="funding_payout_pending"),
+        ]
         ordering = ["advance_id", "sequence"]
 
     def __str__(self) -> str:

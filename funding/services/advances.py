@@ -1,6 +1,8 @@
 """Advance requests: validate, use the company's own funds first, hold the credit line last, commit once."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
@@ -8,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.db import prepared_cursor
+from config.fsm import transition_sources
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
     BusinessDayClosed,
@@ -35,11 +38,11 @@ from funding.models import (
     new_payout_id,
 )
 from funding.representations import amount_str
-from funding.services.audit import audit_record
+from funding.services.audit import audit_event_build, audit_record, audit_records_insert
 from funding.services.calendar import calendar_unavailable
 from funding.services.events import advance_events_insert, events_schedule_delivery
 from funding.services.line_counters import line_release
-from funding.services.postings import advance_post_fee
+from funding.services.postings import advances_post_fees
 from funding.services.thresholds import credit_line_thresholds_emit
 from funding.signals import advance_reserved
 from ledger.models import Account, AccountKind, JournalTransaction
@@ -264,8 +267,27 @@ def advance_fee_of_payouts(*, payouts: list[Payout], daily_fee_rate: Decimal, bu
 
 
 def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | None:
-    """Take the known payout outcomes into the advance: its disbursed amounts and fee (posted as it grows),
-    and once every payout is final the FSM's move out of `disbursing`.
+    """Take the known payout outcomes into one advance (advances_finish_disbursement, the one code path).
+
+    Returns the advance as updated, or None (and changes nothing) when nothing new is known. Safe to call again.
+    """
+    finished = advances_finish_disbursement(advance_ids=[advance_id], business_date=business_date)
+    return finished[0] if finished else None
+
+
+# The FSM's moves out of `disbursing` once every payout is final, by outcome (their source states are named in
+# the set-based UPDATE below, read from the transitions themselves).
+_FINISH_MOVES = {
+    AdvanceStatus.DISBURSED: Advance.mark_disbursed,
+    AdvanceStatus.PARTIALLY_DISBURSED: Advance.mark_partially_disbursed,
+    AdvanceStatus.FAILED: Advance.mark_failed,
+}
+
+
+def advances_finish_disbursement(*, advance_ids: Iterable[int], business_date: date) -> list[Advance]:
+    """Take the known payout outcomes into each advance: its disbursed amounts and fee (posted as it grows),
+    and once every payout is final the FSM's move out of `disbursing`. Set-based: a batch of payouts of many
+    small advances finishes them with a constant number of statements, not a dozen per advance.
 
     Contract 1.7, "due for what actually left the bank": while one payout is still `unknown` or in
     `manual_review`, what the succeeded ones paid (and its fee) is already owed, due on the due date, collected
@@ -273,80 +295,182 @@ def advance_finish_disbursement(*, advance_id: int, business_date) -> Advance | 
     collection: penalty accrues only from the close that finds it unpaid). The line's counters follow the payouts
     themselves (a success draws its hold, a final failure releases it), not this step.
 
-    Returns None (and changes nothing) when nothing new is known. Safe to call again.
+    Statements: the fee receivables of due advances locked (one), the advances locked in id order (one), their
+    payouts aggregated (one), then only when something changed: the `<advance>:fee` journals looked up (one,
+    when a fee grows), the advances updated (one), the fee accounts read and the fee journals posted (three),
+    the audit rows (one) and the webhook events (one per final status reached).
+
+    Returns the advances that changed (as updated, in id order); an advance with nothing new is left as it is.
+    Safe to call again.
     """
+    ids = sorted(set(advance_ids))
+    if not ids:
+        return []
+    open_states = [AdvanceStatus.DISBURSING.value, AdvanceStatus.OVERDUE.value]
     with transaction.atomic():
-        advance = Advance.objects.select_related("company").get(pk=advance_id)
-        if advance.status not in (AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE):
-            return None
-        if advance.due_date <= business_date:
-            # A repayment pass may take money for this advance now: it locks the company's receivables (its
-            # posting) before the advances (its UPDATE). Take the fee receivable first too, or each waits for
-            # the other's row.
-            list(Account.objects.select_for_update(no_key=True).filter(
-                kind=AccountKind.FEE_RECEIVABLE, owner=advance.company.code, currency=advance.currency
-            ).values_list("pk"))
-        advance = Advance.objects.select_for_update().select_related("company").get(pk=advance_id)
-        if advance.status not in (AdvanceStatus.DISBURSING, AdvanceStatus.OVERDUE):
-            return None
-        payouts = list(Payout.objects.filter(advance=advance))
-        final = all(p.status in FINAL_PAYOUT_STATES for p in payouts)
-        succeeded = [p for p in payouts if p.status == PayoutStatus.SUCCEEDED]
-        disbursed_amount = sum((p.amount for p in succeeded), Decimal("0.00"))
-        advanced_disbursed = sum((p.advanced_amount for p in succeeded), Decimal("0.00"))
-        fee = advance_fee_of_payouts(
-            payouts=succeeded,
-            daily_fee_rate=advance.daily_fee_rate,
-            business_date=advance.business_date,
-            due_date=advance.due_date,
+        with connection.cursor() as cursor:
+            # A repayment pass may take money for a due advance now: it locks the company's receivables (its
+            # posting) before the advances (its UPDATE). Take the fee receivables first too (in id order), or
+            # each waits for the other's row.
+            cursor.execute(
+                """
+                SELECT r.id FROM ledger_account r
+                 WHERE r.kind = %s
+                   AND (r.owner, r.currency) IN (
+                       SELECT c.code, v.currency FROM funding_advance v JOIN funding_company c ON c.id = v.company_id
+                        WHERE v.id = ANY(%s) AND v.status = ANY(%s) AND v.due_date <= %s)
+                 ORDER BY r.id FOR NO KEY UPDATE
+                """,
+                [AccountKind.FEE_RECEIVABLE.value, ids, open_states, business_date],
+            )
+        advances = list(
+            Advance.objects.select_for_update(of=("self",))
+            .select_related("company")
+            .filter(pk__in=ids, status__in=open_states)
+            .order_by("pk")
         )
-        fee = max(fee, advance.fee)  # see fee_added below
-        moves = final and advance.status == AdvanceStatus.DISBURSING
-        if not moves and (disbursed_amount, advanced_disbursed, fee) == (
-            advance.disbursed_amount, advance.advanced_disbursed, advance.fee
-        ):
-            return None
-        before = {"status": advance.status}
-        if not moves:
-            before.update(disbursed_amount=amount_str(advance.disbursed_amount), fee=amount_str(advance.fee))
-        # The fee only grows here, as more payouts succeed (each rounded once, half-up). A return lowers it, with
-        # its own posting (funding.services.returns); after the due date a return keeps the fee as charged, so a
-        # recomputation over the payouts still succeeded may come out lower: the charged fee then stays, and the
-        # stored fee never leaves what the fee receivable was posted.
-        fee_added = fee - advance.fee
-        # Whether the `<advance>:fee` journal exists, not whether a fee is stored: a return can bring the stored
-        # fee back to 0.00 after that journal was posted.
-        first_fee = not JournalTransaction.objects.filter(reference=f"{advance.public_id}:fee").exists()
-        advance.disbursed_amount = disbursed_amount
-        advance.advanced_disbursed = advanced_disbursed
-        advance.fee = fee
-        if moves:
-            if len(succeeded) == len(payouts):
-                advance.mark_disbursed()
-            elif succeeded:
-                advance.mark_partially_disbursed()
-            else:
-                advance.mark_failed()
-        advance.version += 1
-        advance.save(update_fields=["status", "disbursed_amount", "advanced_disbursed", "fee", "version",
-                                    "updated_at"])
-        # One fee posting when the advance settles at once (the usual case); a partly settled advance posts its
-        # fee as each part becomes known (references :fee, then :fee:v<version>).
-        advance_post_fee(advance=advance, fee=fee_added, business_date=business_date,
-                         reference=None if first_fee else f"{advance.public_id}:fee:v{advance.version}")
-        after = {"status": advance.status, "fee": amount_str(advance.fee)}
-        if not moves:
-            after["disbursed_amount"] = amount_str(advance.disbursed_amount)
-        action = f"advance.{advance.status}" if moves else "advance.settled_in_part"
-        audit_record(action=action, obj=advance, actor_label="disbursement", company=advance.company,
-                     before=before, after=after)
-        if moves:
+        if not advances:
+            return []
+        outcomes = _payout_outcomes([a.pk for a in advances])
+        changed: list[tuple[Advance, dict, bool, Decimal]] = []  # advance, before, moves, fee added
+        for advance in advances:
+            total, open_count, succeeded, disbursed_amount, advanced_disbursed, day_amounts = outcomes.get(
+                advance.pk, (0, 0, 0, Decimal("0.00"), Decimal("0.00"), Decimal("0"))
+            )
+            fee = max(money(day_amounts * advance.daily_fee_rate), advance.fee)  # see fee_added below
+            moves = open_count == 0 and advance.status == AdvanceStatus.DISBURSING
+            if not moves and (disbursed_amount, advanced_disbursed, fee) == (
+                advance.disbursed_amount, advance.advanced_disbursed, advance.fee
+            ):
+                continue
+            before = {"status": advance.status}
+            if not moves:
+                before.update(disbursed_amount=amount_str(advance.disbursed_amount), fee=amount_str(advance.fee))
+            # The fee only grows here, as more payouts succeed (each rounded once, half-up). A return lowers it,
+            # with its own posting (funding.services.returns); after the due date a return keeps the fee as
+            # charged, so a recomputation over the payouts still succeeded may come out lower: the charged fee
+            # then stays, and the stored fee never leaves what the fee receivable was posted.
+            fee_added = fee - advance.fee
+            advance.disbursed_amount = disbursed_amount
+            advance.advanced_disbursed = advanced_disbursed
+            advance.fee = fee
+            if moves:  # the FSM decides, in Python as in the UPDATE's WHERE
+                if succeeded == total:
+                    advance.mark_disbursed()
+                elif succeeded:
+                    advance.mark_partially_disbursed()
+                else:
+                    advance.mark_failed()
+            advance.version += 1
+            changed.append((advance, before, moves, fee_added))
+        if not changed:
+            return []
+        _advances_update_finished(changed)
+        _advances_post_fees(changed, business_date=business_date)
+        audit_records_insert(events=[
+            audit_event_build(
+                action=f"advance.{advance.status}" if moves else "advance.settled_in_part",
+                obj=advance, actor_label="disbursement", company=advance.company, before=before,
+                after={"status": advance.status, "fee": amount_str(advance.fee)}
+                | ({} if moves else {"disbursed_amount": amount_str(advance.disbursed_amount)}),
+            )
+            for advance, before, moves, _ in changed
+        ])
+        moved: dict[str, list[int]] = {}
+        for advance, _, moves, _ in changed:
+            if moves:
+                moved.setdefault(advance.status, []).append(advance.pk)
+        event_ids: list[int] = []
+        for status, moved_ids in sorted(moved.items()):
             # Rendered by the database (ADVANCE_DATA_SQL, the representation's fields): an advance of a thousand
             # payouts is not read back row by row.
-            events_schedule_delivery(event_ids=advance_events_insert(
-                event_type=f"advance.{advance.status}", ids_sql="SELECT %(advance_id)s::bigint",
-                params={"advance_id": advance.pk}))
-    return advance
+            event_ids += advance_events_insert(
+                event_type=f"advance.{status}", ids_sql="SELECT unnest(%(advance_ids)s::bigint[])",
+                params={"advance_ids": moved_ids})
+        events_schedule_delivery(event_ids=event_ids)
+    return [advance for advance, _, _, _ in changed]
+
+
+def _payout_outcomes(advance_ids: list[int]) -> dict[int, tuple[int, int, int, Decimal, Decimal, Decimal]]:
+    """Per advance, one aggregate over its payouts: (payouts, open ones, succeeded ones, their amount, their
+    line part, the sum of each succeeded line part times its fee days). The fee days are those of
+    advance_fee_of_payouts: from the value date (the advance's business date for rows older than value dates)
+    to the due date, never below zero; PostgreSQL's numeric sum is exact, so the fee is rounded once, in Python,
+    as there."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT p.advance_id, count(*),
+                   count(*) FILTER (WHERE p.status <> ALL(%(final)s)),
+                   count(*) FILTER (WHERE p.status = %(succeeded)s),
+                   coalesce(sum(p.amount) FILTER (WHERE p.status = %(succeeded)s), 0),
+                   coalesce(sum(p.advanced_amount) FILTER (WHERE p.status = %(succeeded)s), 0),
+                   coalesce(sum(p.advanced_amount
+                                * greatest(v.due_date - coalesce(p.value_date, v.business_date), 0))
+                            FILTER (WHERE p.status = %(succeeded)s), 0)
+              FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
+             WHERE p.advance_id = ANY(%(ids)s)
+             GROUP BY p.advance_id
+            """,
+            {"final": [str(s) for s in FINAL_PAYOUT_STATES], "succeeded": PayoutStatus.SUCCEEDED.value,
+             "ids": advance_ids},
+        )
+        return {row[0]: (row[1], row[2], row[3], money(row[4]), money(row[5]), row[6]) for row in cursor.fetchall()}
+
+
+class FinishConflict(RuntimeError):
+    """The set-based UPDATE of finished advances moved fewer rows than were locked: never expected, the
+    transaction is undone."""
+
+
+def _advances_update_finished(changed: list[tuple[Advance, dict, bool, Decimal]]) -> None:
+    """One UPDATE of every changed advance, from arrays. A move's WHERE names its transition's source states
+    (config.fsm.transition_sources); an advance that does not move keeps the state it was locked in."""
+    now = timezone.now()
+    rows = []
+    for advance, before, moves, _ in changed:
+        sources = transition_sources(_FINISH_MOVES[advance.status]) if moves else [before["status"]]
+        rows.append((advance.pk, advance.status, ",".join(sources), advance.disbursed_amount,
+                     advance.advanced_disbursed, advance.fee, advance.version))
+        advance.updated_at = now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE funding_advance v
+               SET status = n.status, disbursed_amount = n.disbursed_amount,
+                   advanced_disbursed = n.advanced_disbursed, fee = n.fee, version = n.version, updated_at = %s
+              FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::numeric[], %s::numeric[], %s::numeric[],
+                          %s::integer[])
+                   AS n (id, status, sources, disbursed_amount, advanced_disbursed, fee, version)
+             WHERE v.id = n.id AND v.status = ANY(string_to_array(n.sources, ','))
+               AND v.version = n.version - 1
+            """,
+            [now, *[list(column) for column in zip(*rows, strict=True)]],
+        )
+        if cursor.rowcount != len(rows):
+            raise FinishConflict(f"{cursor.rowcount} of {len(rows)} finished advances updated")
+
+
+def _advances_post_fees(changed: list[tuple[Advance, dict, bool, Decimal]], *, business_date: date) -> None:
+    """The grown fees, all with one ledger_post_many (postings.advances_post_fees). One fee posting when an
+    advance settles at once (the usual case, `<advance>:fee`); a partly settled advance posts its fee as each
+    part becomes known (`:fee`, then `:fee:v<version>`). Whether the `<advance>:fee` journal exists decides, not
+    whether a fee is stored: a return can bring the stored fee back to 0.00 after that journal was posted."""
+    fees = [(advance, fee_added) for advance, _, _, fee_added in changed if fee_added > 0]
+    if not fees:
+        return
+    posted = set(JournalTransaction.objects.filter(
+        reference__in=[f"{advance.public_id}:fee" for advance, _ in fees]
+    ).values_list("reference", flat=True))
+    advances_post_fees(
+        fees=[
+            (advance, fee_added,
+             f"{advance.public_id}:fee:v{advance.version}" if f"{advance.public_id}:fee" in posted
+             else f"{advance.public_id}:fee")
+            for advance, fee_added in fees
+        ],
+        business_date=business_date,
+    )
 
 
 def advances_apply_repayments(*, allocations_sql: str, params: dict | None = None) -> int:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.fsm import fsm_update
@@ -151,7 +151,10 @@ def _fail_unsent(payout: Payout, *, code: str) -> None:
 class ClaimedBatch:
     attempt_ids: list[int] = field(default_factory=list)
     locked: int = 0  # pending payouts locked by the claim (attempted, failed unsent or left waiting)
+    own: int = 0  # of which the dispatched advance's own
     finished_payout: bool = False  # a payout became final without an attempt
+    # Advances with a payout that became final without an attempt (their finishing step may be due).
+    finished_advance_ids: set[int] = field(default_factory=set)
 
 
 class ClaimConflict(RuntimeError):
@@ -159,46 +162,120 @@ class ClaimConflict(RuntimeError):
 
 
 def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = None) -> ClaimedBatch | None:
-    """Claim up to `limit` due pending payouts of the advance (SKIP LOCKED), route them, write their attempts
-    and post their funds out, all in one transaction committed before any channel is called.
+    """Claim up to `limit` due pending payouts (SKIP LOCKED): the advance's own first, then other advances'
+    in payout id order (FIFO), so that a batch carries many small advances instead of one each. Route them,
+    write their attempts and post their funds out, all in one transaction committed before any channel is
+    called.
 
-    None: nothing left to claim. The statements do not grow with the batch: one SELECT locks the payouts,
-    one INSERT writes the attempts, one UPDATE moves the payouts (pending -> processing, the FSM's sources),
-    one lock of the accounts in id order, one of the credit line, one hold release, one line draw, and two
-    INSERTs post every funds-out journal with its entries.
+    None: nothing of the advance left to claim (another batch took it): one statement, no transaction.
+    The statements do not grow with the batch: one SELECT picks the candidates (no locks), one locks the
+    dispatched advance while it is `reserved` and one the other `reserved` advances among the candidates (id
+    order, SKIP LOCKED: a cancel holding its advance keeps its payouts out, never both), one locks the advance's
+    own payouts and one the others' (SKIP LOCKED, re-checking their advance), one UPDATE moves the advances
+    (reserved -> disbursing), one INSERT writes the attempts, one UPDATE moves the payouts (pending ->
+    processing, the FSM's sources), one lock of every company's and channel's accounts in id order, one hold
+    release per company with own funds, and two INSERTs post every funds-out journal with its entries.
     """
     now = now or timezone.now()
-    return retrying(lambda: _claim_batch(advance_id, limit, now))
+    candidates = _candidates(advance_id, limit, now)
+    if not any(advance == advance_id for _, advance, _ in candidates):
+        return None
+    return retrying(lambda: _claim_batch(advance_id, limit, candidates, now))
 
 
-def _claim_batch(advance_id: int, limit: int, now: datetime) -> ClaimedBatch | None:
-    with transaction.atomic():
-        # Lock order as everywhere: advance (only while reserved), payouts, attempts, accounts, credit line.
-        advance = Advance.objects.select_related("company").filter(pk=advance_id).first()
-        if advance is not None and advance.status == AdvanceStatus.RESERVED:
-            advance = (
-                Advance.objects.select_for_update(of=("self",))
-                .select_related("company")
-                .filter(pk=advance_id)
-                .first()
-            )
-        if advance is None or advance.status not in ADVANCE_OPEN_PAYOUT_STATES:
-            return None
-        payouts = list(
-            Payout.objects.select_for_update(skip_locked=True)
-            .filter(advance=advance, status=PayoutStatus.PENDING)
-            .exclude(dispatch_after__gt=now)
-            .order_by("sequence")[:limit]
+def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, int, str]]:
+    """Due pending payouts to claim, without locks: (payout id, advance id, advance status), the advance's
+    own first (up to `limit`), then the oldest of other advances of its currency with their payouts open to
+    dispatch. Outside any transaction: a task whose payouts were taken ends with this one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            (SELECT p.id, p.advance_id, v.status
+               FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
+              WHERE p.advance_id = %(advance)s AND p.status = %(pending)s
+                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
+              ORDER BY p.id LIMIT %(limit)s)
+            UNION ALL
+            (SELECT p.id, p.advance_id, v.status
+               FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
+              WHERE p.status = %(pending)s AND p.advance_id <> %(advance)s
+                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
+                AND v.currency = (SELECT currency FROM funding_advance WHERE id = %(advance)s)
+              ORDER BY p.id LIMIT %(limit)s)
+            """,
+            {"advance": advance_id, "pending": PayoutStatus.PENDING.value, "now": now,
+             "open": [str(s) for s in ADVANCE_OPEN_PAYOUT_STATES], "limit": limit},
         )
+        rows = cursor.fetchall()
+    return rows[:limit]
+
+
+def _claim_batch(
+    advance_id: int, limit: int, candidates: list[tuple[int, int, str]], now: datetime
+) -> ClaimedBatch | None:
+    with transaction.atomic():
+        # Lock order as everywhere: advances, payouts, attempts, accounts, credit lines. Advances are locked only
+        # while `reserved` (the move to `disbursing` races with a cancel; once disbursing or overdue a cancel is
+        # impossible, and a repayment pass may hold an overdue one after the company's accounts, so those are
+        # not locked). The dispatched advance is locked first and waited for (another batch moving it commits
+        # in milliseconds; after it, this batch takes the next of its payouts instead of giving up); the
+        # others' are locked in id order with SKIP LOCKED, never waited for. Only a transaction holding no
+        # advance ever waits for one, so advance locks cannot deadlock.
+        own_status = next((status for _, advance, status in candidates if advance == advance_id), None)
+        locked: set[int] = set()
+        if own_status == AdvanceStatus.RESERVED:
+            own = Advance.objects.select_for_update().filter(pk=advance_id).values_list("status", flat=True).first()
+            if own not in ADVANCE_OPEN_PAYOUT_STATES:
+                return None  # cancelled meanwhile
+            if own == AdvanceStatus.RESERVED:
+                locked.add(advance_id)
+        others = sorted({advance for _, advance, status in candidates
+                         if status == AdvanceStatus.RESERVED and advance != advance_id})
+        if others:
+            locked |= set(
+                Advance.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=others, status=AdvanceStatus.RESERVED)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+        # The payouts from the queue itself (not the candidates read before any lock), SKIP LOCKED: concurrent
+        # batches of one large advance take disjoint slices. An advance skipped above (a cancel or another batch
+        # holds it) is still `reserved` to these statements: its payouts are left alone; one another batch
+        # moved meanwhile is `disbursing` by now.
+        dispatchable = Q(advance_id__in=locked) | Q(advance__status__in=[AdvanceStatus.DISBURSING,
+                                                                         AdvanceStatus.OVERDUE])
+        queue = (
+            Payout.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("advance__company")
+            .filter(status=PayoutStatus.PENDING)
+            .exclude(dispatch_after__gt=now)
+            .order_by("pk")
+        )
+        payouts = list(queue.filter(dispatchable, advance_id=advance_id)[:limit])
         if not payouts:
-            return None
-        result = ClaimedBatch(locked=len(payouts))
-        for payout in payouts:
-            payout.advance = advance
-        if advance.status == AdvanceStatus.RESERVED:
-            advance.start_disbursing()
-            advance.version += 1
-            advance.save(update_fields=["status", "version", "updated_at"])
+            return None  # the advance's own were taken meanwhile: leave the others to their own tasks
+        if len(payouts) < limit and any(advance != advance_id for _, advance, _ in candidates):
+            currency = payouts[0].advance.currency
+            payouts += list(queue.filter(dispatchable, advance__currency=currency)
+                            .exclude(advance_id=advance_id)[: limit - len(payouts)])
+        result = ClaimedBatch(locked=len(payouts), own=sum(p.advance_id == advance_id for p in payouts))
+        locked_advances = locked
+        advances: dict[int, Advance] = {}
+        for payout in payouts:  # one instance per advance (select_related makes one per row)
+            payout.advance = advances.setdefault(payout.advance_id, payout.advance)
+        moving = sorted(pk for pk in advances if pk in locked_advances)
+        if moving:
+            moved = fsm_update(
+                Advance.objects.filter(pk__in=moving),
+                Advance.start_disbursing,
+                version=F("version") + 1,
+                updated_at=timezone.now(),
+            )
+            if moved != len(moving):
+                raise ClaimConflict(f"{moved} of {len(moving)} claimed advances moved to disbursing")
+            for pk in moving:
+                advances[pk].start_disbursing()
+                advances[pk].version += 1
         retried = [p.pk for p in payouts if p.attempt_count]
         attempts_of: dict[int, list[PayoutAttempt]] = {}
         if retried:
@@ -212,17 +289,16 @@ def _claim_batch(advance_id: int, limit: int, now: datetime) -> ClaimedBatch | N
         inputs = routing_inputs(now=now)
         review_due_at = now + timedelta(seconds=settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS)
         claimed: list[tuple[Payout, PayoutAttempt]] = []
+        unsent: list[tuple[Payout, str]] = []  # final failures without an attempt: their holds go back
         waiting: list[int] = []
         for payout in payouts:
             if payout.attempt_count >= settings.DISBURSEMENT_MAX_ATTEMPTS:
-                _fail_unsent(payout, code=payout.failure_code or "max_attempts_reached")
-                result.finished_payout = True
+                unsent.append((payout, payout.failure_code or "max_attempts_reached"))
                 continue
             decision = route_payout(payout=payout, attempts=attempts_of.get(payout.pk, []), now=now, inputs=inputs)
             if decision.channel is None:
                 if decision.impossible:
-                    _fail_unsent(payout, code=payout.failure_code or "no_eligible_channel")
-                    result.finished_payout = True
+                    unsent.append((payout, payout.failure_code or "no_eligible_channel"))
                 else:
                     waiting.append(payout.pk)
                 continue
@@ -246,6 +322,13 @@ def _claim_batch(advance_id: int, limit: int, now: datetime) -> ClaimedBatch | N
                 dispatch_after=now + timedelta(seconds=settings.DISBURSEMENT_WAIT_FOR_CHANNEL_SECONDS),
                 updated_at=now,
             )
+        if not claimed and not unsent:
+            return result
+        accounts = _lock_batch_accounts(claimed, [payout for payout, _ in unsent])
+        for payout, code in unsent:
+            _fail_unsent(payout, code=code)
+            result.finished_payout = True
+            result.finished_advance_ids.add(payout.advance_id)
         if not claimed:
             return result
         attempt_ids = _insert_attempts([attempt for _, attempt in claimed])
@@ -261,7 +344,7 @@ def _claim_batch(advance_id: int, limit: int, now: datetime) -> ClaimedBatch | N
         )
         if moved != len(claimed):
             raise ClaimConflict(f"{moved} of {len(claimed)} claimed payouts moved to processing")
-        _post_funds_out(advance, claimed, business_date=business_date)
+        _post_funds_out(claimed, accounts, business_date=business_date)
         result.attempt_ids = attempt_ids
     return result
 
@@ -299,25 +382,38 @@ def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
     return [ids[a.serial] for a in attempts]
 
 
-def _post_funds_out(
-    advance: Advance, claimed: list[tuple[Payout, PayoutAttempt]], *, business_date
-) -> None:
-    """Funds out of every claimed payout (postings.payout_post_funds_out, set-based): Dr settlement (own part),
-    Dr advance receivable (bank part) / Cr payouts in transit of the attempt's channel."""
-    company = advance.company.code
+def _lock_batch_accounts(
+    claimed: list[tuple[Payout, PayoutAttempt]], unsent: list[Payout]
+) -> dict[tuple[str, str], Account]:
+    """Every account the batch's postings touch, whatever the company: the companies' settlement and advance
+    receivable, the channels' payouts in transit; one statement, in id order (the global lock order), before
+    any of them is changed, so that two batches of overlapping companies cannot deadlock."""
+    payouts = [payout for payout, _ in claimed] + unsent
+    companies = {payout.advance.company.code for payout in payouts}
     channel_codes = {attempt.channel.code for _, attempt in claimed}
     for code in channel_codes:
         ensure_channel_accounts(code)
-    accounts = lock_accounts(
-        {(AccountKind.SETTLEMENT, company), (AccountKind.ADVANCE_RECEIVABLE, company)}
+    return lock_accounts(
+        {(kind, company) for company in companies for kind in (AccountKind.SETTLEMENT, AccountKind.ADVANCE_RECEIVABLE)}
         | {(AccountKind.PAYOUTS_IN_TRANSIT, code) for code in channel_codes},
-        currency=advance.currency,
+        currency=payouts[0].advance.currency,
     )
-    settlement = accounts[(AccountKind.SETTLEMENT, company)]
-    receivable = accounts[(AccountKind.ADVANCE_RECEIVABLE, company)]
-    own = sum((p.own_funds_amount for p, _ in claimed), start=Decimal("0"))
-    if own:
-        account_release_hold(account=settlement, amount=own)
+
+
+def _post_funds_out(
+    claimed: list[tuple[Payout, PayoutAttempt]], accounts: dict[tuple[str, str], Account], *, business_date
+) -> None:
+    """Funds out of every claimed payout (postings.payout_post_funds_out, set-based), whatever its company:
+    Dr settlement (own part), Dr advance receivable (bank part) / Cr payouts in transit of the attempt's
+    channel. The accounts are locked already (_lock_batch_accounts); each company's own funds are released
+    from their hold, then one ledger_post_many."""
+    own: dict[str, Decimal] = {}
+    for payout, _ in claimed:
+        company = payout.advance.company.code
+        own[company] = own.get(company, Decimal("0")) + payout.own_funds_amount
+    for company, amount in sorted(own.items()):
+        if amount:
+            account_release_hold(account=accounts[(AccountKind.SETTLEMENT, company)], amount=amount)
     # The line's part stays `reserved` until the outcome is known (contract 1.7); a success draws it.
     ledger_post_many(
         postings=[
@@ -327,8 +423,9 @@ def _post_funds_out(
                 business_date=business_date,
                 description=f"payout {payout.public_id} handed to {attempt.channel.code}",
                 legs=[
-                    debit(settlement, payout.own_funds_amount),
-                    debit(receivable, payout.advanced_amount),
+                    debit(accounts[(AccountKind.SETTLEMENT, payout.advance.company.code)], payout.own_funds_amount),
+                    debit(accounts[(AccountKind.ADVANCE_RECEIVABLE, payout.advance.company.code)],
+                          payout.advanced_amount),
                     credit(accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)], payout.amount),
                 ],
             )

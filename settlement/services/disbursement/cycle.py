@@ -2,15 +2,15 @@
 
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db import connection
 
-from funding.models import FINAL_PAYOUT_STATES, Advance, Payout, PayoutStatus
-from funding.services.advances import advance_finish_disbursement
+from funding.models import FINAL_PAYOUT_STATES, AdvanceStatus, PayoutStatus
+from funding.services.advances import advances_finish_disbursement
 from funding.services.calendar import business_date_current
 from settlement.adapters.base import ChannelError, QueryResult, adapter_for
 from settlement.models import PayoutAttempt
@@ -23,31 +23,52 @@ from settlement.services.disbursement.common import (
 
 logger = logging.getLogger(__name__)
 
+_FINISH_CHUNK = 500
+
 
 def advance_try_finish(*, advance_id: int) -> None:
-    """After the commit of final payout outcomes: the advance takes in what is known (contract 1.7: what its
-    succeeded payouts paid is owed even while others are open) and finishes once all its payouts are final.
+    """After the commit of final payout outcomes of one advance: advances_try_finish for it."""
+    advances_try_finish(advance_ids=[advance_id])
 
-    A cheap look first: while payouts are still open and every success is already counted in the advance,
-    nothing is new, so the advance's lock is not taken and its payouts are not read.
+
+def advances_try_finish(*, advance_ids: Iterable[int]) -> None:
+    """After the commit of final payout outcomes: each advance takes in what is known (contract 1.7: what its
+    succeeded payouts paid is owed even while others are open) and finishes once all its payouts are final,
+    set-based (funding's advances_finish_disbursement), however many advances a batch carried.
+
+    A cheap look first, one statement for all of them: an advance whose payouts are still open and whose every
+    success is already counted has nothing new, so its lock is not taken and its payouts are not read.
     """
-    if Payout.objects.filter(advance_id=advance_id).exclude(status__in=FINAL_PAYOUT_STATES).exists():
-        counted = Advance.objects.filter(pk=advance_id).values_list("disbursed_amount", flat=True).first()
-        succeeded = Payout.objects.filter(advance_id=advance_id, status=PayoutStatus.SUCCEEDED).aggregate(
-            total=Sum("amount"))["total"] or Decimal("0.00")
-        if counted == succeeded:
-            return
-    advance_finish_disbursement(advance_id=advance_id, business_date=business_date_current())
+    ids = sorted(set(advance_ids))
+    # A sweep may bring thousands: one transaction per chunk keeps the locks few and short.
+    for start in range(0, len(ids), _FINISH_CHUNK):
+        chunk = ids[start : start + _FINISH_CHUNK]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT v.id FROM funding_advance v
+                 WHERE v.id = ANY(%s) AND v.status = ANY(%s)
+                   AND (NOT EXISTS (SELECT 1 FROM funding_payout o WHERE o.advance_id = v.id AND o.status <> ALL(%s))
+                        OR v.disbursed_amount <> (SELECT coalesce(sum(s.amount), 0) FROM funding_payout s
+                                                   WHERE s.advance_id = v.id AND s.status = %s))
+                """,
+                [chunk, [AdvanceStatus.DISBURSING.value, AdvanceStatus.OVERDUE.value],
+                 [str(s) for s in FINAL_PAYOUT_STATES], PayoutStatus.SUCCEEDED.value],
+            )
+            due = [row[0] for row in cursor.fetchall()]
+        if due:
+            advances_finish_disbursement(advance_ids=due, business_date=business_date_current())
 
 
 def advance_dispatch(*, advance_id: int, now: datetime | None = None, limit: int | None = None) -> int:
-    """Send every due pending payout of the advance, batch after batch; returns the count sent.
+    """Send every due pending payout of the advance, batch after batch, each batch filled up with other
+    advances' due payouts; returns the count sent.
 
     Safe to run twice at once (SKIP LOCKED) and again after a crash: it only ever claims pending payouts.
     """
     no_transaction()
     sent = 0
-    finish = False
+    finished: set[int] = set()
     while limit is None or sent < limit:
         size = settings.DISBURSEMENT_BATCH_SIZE
         if limit is not None:
@@ -56,37 +77,36 @@ def advance_dispatch(*, advance_id: int, now: datetime | None = None, limit: int
         if batch is None:
             break
         sent += batch.sent
-        finish = finish or batch.final
-    if finish:
-        advance_try_finish(advance_id=advance_id)
+        finished |= batch.final_advance_ids
+    advances_try_finish(advance_ids=finished)
     return sent
 
 
 def advance_dispatch_batch(*, advance_id: int, now: datetime | None = None, size: int | None = None) -> int:
-    """One batch: claim up to `size` (default DISBURSEMENT_BATCH_SIZE) due pending payouts of the advance and
-    commit their attempts (one transaction), send them (one request per channel for batch-file channels),
-    apply the answers (one transaction for the successes); finish the advance if it is done. Returns the
-    count sent. What one dispatch task does."""
+    """One batch: claim up to `size` (default DISBURSEMENT_BATCH_SIZE) due pending payouts, the advance's own
+    first and then other advances', and commit their attempts (one transaction), send them (one request per
+    channel for batch-file channels), apply the answers (one transaction for the successes); finish the
+    advances that are done, set-based. Returns the count sent. What one dispatch task does; a task whose
+    advance's payouts another batch took ends after one statement."""
     no_transaction()
     batch = _dispatch_batch(advance_id=advance_id, size=size or settings.DISBURSEMENT_BATCH_SIZE, now=now)
     if batch is None:
         return 0
-    if batch.final:
-        advance_try_finish(advance_id=advance_id)
+    advances_try_finish(advance_ids=batch.final_advance_ids)
     return batch.sent
 
 
 @dataclass
 class _Batch:
     sent: int
-    final: bool
+    final_advance_ids: set[int]
 
 
 def _dispatch_batch(*, advance_id: int, size: int, now: datetime | None) -> _Batch | None:
     claimed = payouts_claim_batch(advance_id=advance_id, limit=size, now=now)
     if claimed is None:
         return None
-    final = claimed.finished_payout
+    final = set(claimed.finished_advance_ids)
     if claimed.attempt_ids:
         results = attempts_submit_batch(attempt_ids=claimed.attempt_ids)
         for attempt_id, result in results.items():
@@ -96,8 +116,8 @@ def _dispatch_batch(*, advance_id: int, size: int, now: datetime | None) -> _Bat
             answers=[(pk, results[pk].status, results[pk].code) for pk in claimed.attempt_ids],
             source="submit",
         )
-        final = final or bool(applied.final_advance_ids)
-    return _Batch(sent=len(claimed.attempt_ids), final=final)
+        final |= applied.final_advance_ids
+    return _Batch(sent=len(claimed.attempt_ids), final_advance_ids=final)
 
 
 def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None) -> int:
@@ -135,6 +155,5 @@ def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None)
                 continue
             if applied.final and applied.advance_id is not None:
                 finished.add(applied.advance_id)
-    for advance_id in sorted(finished):
-        advance_try_finish(advance_id=advance_id)
+    advances_try_finish(advance_ids=finished)
     return len(attempts)

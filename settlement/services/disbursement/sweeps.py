@@ -25,7 +25,7 @@ from settlement.services.disbursement.common import (
     LIVE,
     no_transaction,
 )
-from settlement.services.disbursement.cycle import advance_try_finish, attempts_query_batch
+from settlement.services.disbursement.cycle import advances_try_finish, attempts_query_batch
 
 logger = logging.getLogger(__name__)
 _MONEY = DecimalField(**MONEY)
@@ -82,6 +82,5 @@ def advances_finish_sweep() -> int:
         .exclude(disbursed_amount=F("succeeded"))
     )
     ids = sorted(set(finished.values_list("pk", flat=True)) | set(missed.values_list("pk", flat=True)))
-    for advance_id in ids:
-        advance_try_finish(advance_id=advance_id)
+    advances_try_finish(advance_ids=ids)
     return len(ids)

@@ -20,7 +20,7 @@ from funding.services.advances import advance_request
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
 from settlement.models import PayoutAttempt, Repayment
-from settlement.services.disbursement import advance_try_finish, attempt_apply
+from settlement.services.disbursement import advance_try_finish, advances_try_finish, attempt_apply
 from settlement.services.nightly import business_day_close, repayments_collect_run
 from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
 from tests.money_helpers import advance_start_disbursing, payout_send, settlement_deposit
@@ -108,5 +108,83 @@ def test_a_late_success_finishing_while_a_repayment_collects_the_advance_does_no
     assert (advance.status, repaid) == (AdvanceStatus.DISBURSED, D("100030.00"))
     line = CreditLine.objects.get(pk=line.pk)
     assert (line.reserved, line.outstanding) == (D("0.00"), D("50000.00"))
+    assert trial_balance() == {"CNY": D("0.00")}
+    assert account_totals_drift() == []
+
+
+def test_late_successes_of_several_advances_finishing_set_based_while_a_repayment_collects_do_not_deadlock():
+    """The same race with the set-based finish taking in two advances of the company at once: it takes the
+    fee receivable before the advances (in id order), as the repayment does."""
+    calendar_and_business_date()
+    company, line = company_with_line()
+    sizes = {"A": ("100000.00", "50000.00"), "B": ("20000.00", "10000.00")}
+    advances, late = {}, []
+    for name, amounts in sizes.items():
+        advance = advance_request(company=company, external_id=f"SETTLE-{name}",
+                                  amount=sum((D(a) for a in amounts), D("0")), payouts=payout_inputs(*amounts),
+                                  use_own_funds=False)
+        advance_start_disbursing(advance=advance)
+        first, second = advance.payouts.order_by("sequence")
+        wed = advance.business_date
+        attempt_first, attempt_second = (payout_send(payout=first, business_date=wed),
+                                         payout_send(payout=second, business_date=wed))
+        PayoutAttempt.objects.filter(pk=attempt_second.pk).update(review_due_at=timezone.now() + timedelta(hours=6))
+        attempt_apply(attempt_id=attempt_first.pk, status="succeeded", source="submit")
+        attempt_apply(attempt_id=attempt_second.pk, status="unknown", source="submit")
+        advances[name] = advance
+        late.append(attempt_second)
+    advances_try_finish(advance_ids=[a.pk for a in advances.values()])
+    business_day_close()  # Wednesday; Thursday both are due
+    for attempt in late:  # the second payouts succeed; the step that takes them in runs below
+        attempt_apply(attempt_id=attempt.pk, status="succeeded", source="query")
+    settlement_deposit(company=company, amount="180054.00", business_date=advances["A"].due_date)
+    fee_receivable = Account.objects.get(kind=AccountKind.FEE_RECEIVABLE, owner=company.code)
+
+    errors: list[BaseException] = []
+    locked, let_go = threading.Event(), threading.Event()
+
+    def hold_the_fee_receivable() -> None:
+        try:
+            with transaction.atomic():
+                Account.objects.select_for_update().get(pk=fee_receivable.pk)
+                locked.set()
+                let_go.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def run(fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_fee_receivable)
+    holder.start()
+    assert locked.wait(timeout=10)
+    collector = threading.Thread(target=run, args=(repayments_collect_run,))
+    collector.start()
+    _wait_until_waiting(1)
+    finisher = threading.Thread(target=run, args=(
+        lambda: advances_try_finish(advance_ids=[a.pk for a in advances.values()]),))
+    finisher.start()
+    _wait_until_waiting(2)
+    let_go.set()
+    for thread in (holder, finisher, collector):
+        thread.join(timeout=60)
+
+    assert errors == []
+    got = {name: Advance.objects.get(pk=a.pk) for name, a in advances.items()}
+    assert {name: (a.status, a.advanced_disbursed, a.fee, a.principal_repaid + a.fee_repaid)
+            for name, a in got.items()} == {
+        # The collector took what was known first (the first payouts' parts and their fees); the late parts,
+        # counted in after it, wait for the next collection.
+        "A": (AdvanceStatus.DISBURSED, D("150000.00"), D("45.00"), D("100030.00")),
+        "B": (AdvanceStatus.DISBURSED, D("30000.00"), D("9.00"), D("20006.00")),
+    }
+    assert Repayment.objects.get().amount == D("120036.00")
+    line = CreditLine.objects.get(pk=line.pk)
+    assert (line.reserved, line.outstanding) == (D("0.00"), D("60000.00"))
     assert trial_balance() == {"CNY": D("0.00")}
     assert account_totals_drift() == []
