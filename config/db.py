@@ -15,7 +15,7 @@ pooling mode without max_prepared_statements.
 
 import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,13 +32,13 @@ class PreparedCursor:
         self._connection = connection
         self._prepare = prepare
 
-    def _run(self, sql: str, params: Sequence[Any], many: bool, context: dict) -> None:
+    def _run(self, sql: str, params: Sequence[Any] | Mapping[str, Any], many: bool, context: dict) -> None:
         if self._prepare:
             self._cursor.execute(sql, params, prepare=True)
         else:
             self._cursor.execute(sql, params)
 
-    def execute(self, sql: str, params: Sequence[Any]) -> None:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
         if not self._prepare:  # Django's own cursor: wrappers and logging are its business
             self._cursor.execute(sql, params)
             return
@@ -59,6 +59,9 @@ class PreparedCursor:
 
     def fetchone(self) -> tuple | None:
         return self._cursor.fetchone()
+
+    def fetchall(self) -> list[tuple]:
+        return self._cursor.fetchall()
 
     @property
     def rowcount(self) -> int:

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.db import prepared_cursor
 from config.fsm import fsm_update
 from funding.models import ADVANCE_OPEN_PAYOUT_STATES, Advance, AdvanceStatus, Payout, PayoutStatus
 from funding.services.audit import audit_record
@@ -186,22 +187,26 @@ def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = N
 def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, int, str]]:
     """Due pending payouts to claim, without locks: (payout id, advance id, advance status), the advance's
     own first (up to `limit`), then the oldest of other advances of its currency with their payouts open to
-    dispatch. Outside any transaction: a task whose payouts were taken ends with this one statement."""
-    with connection.cursor() as cursor:
+    dispatch. Outside any transaction: a task whose payouts were taken ends with this one statement. Prepared
+    (config.db): planning this UNION of two joins cost 1.2 ms, five times its execution, and every dispatch task
+    runs it."""
+    with prepared_cursor() as cursor:
         cursor.execute(
             """
             (SELECT p.id, p.advance_id, v.status
                FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
-              WHERE p.advance_id = %(advance)s AND p.status = %(pending)s
-                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
-              ORDER BY p.id LIMIT %(limit)s)
+              WHERE p.advance_id = %(advance)s::bigint AND p.status = %(pending)s::text
+                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s::timestamptz)
+                AND v.status = ANY(%(open)s::text[])
+              ORDER BY p.id LIMIT %(limit)s::integer)
             UNION ALL
             (SELECT p.id, p.advance_id, v.status
                FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
-              WHERE p.status = %(pending)s AND p.advance_id <> %(advance)s
-                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
-                AND v.currency = (SELECT currency FROM funding_advance WHERE id = %(advance)s)
-              ORDER BY p.id LIMIT %(limit)s)
+              WHERE p.status = %(pending)s::text AND p.advance_id <> %(advance)s::bigint
+                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s::timestamptz)
+                AND v.status = ANY(%(open)s::text[])
+                AND v.currency = (SELECT currency FROM funding_advance WHERE id = %(advance)s::bigint)
+              ORDER BY p.id LIMIT %(limit)s::integer)
             """,
             {"advance": advance_id, "pending": PayoutStatus.PENDING.value, "now": now,
              "open": [str(s) for s in ADVANCE_OPEN_PAYOUT_STATES], "limit": limit},
