@@ -140,8 +140,8 @@ def test_the_statements_of_a_batch_do_not_grow_with_its_advances(advance_factory
     locked, advances moved, business date, 4 routing inputs
     uncached here, accounts locked, attempts, payouts moved, one own-funds release, funds-out journals with
     their entries: 16), submit 2, successes applied 12 (locks 2, channels, attempts and payouts moved, business
-    date, accounts, journals with their entries, lines read, a line draw per line that paid: two, the first company's own
-    funds paid all of its part, events), finish 11
+    date, accounts, journals with their entries, lines read, a line draw per line that paid: two, the first
+    company's own funds paid all of its part, events), finish 11
     (the cheap look, business date, fee receivables, advances locked, payouts aggregated, advances updated,
     fee journals looked up, fee accounts, fee journals with their entries, audit, events)."""
     # Own funds in every batch (one hold release), whatever its size.
@@ -386,3 +386,21 @@ def test_a_crash_before_the_advances_finish_is_completed_by_the_sweep_once(advan
     assert advances_finish_sweep() == 0
     assert money_snapshot() == before
     assert trial_balance() == {"CNY": D("0.00")} and account_totals_drift() == []
+
+
+def test_a_task_whose_advance_has_nothing_due_leaves_the_others_to_their_own_tasks(
+    advance_factory, companies, counted
+):
+    """Only a task with payouts of its own fills its batch with others': one with none ends after one statement
+    and claims nothing (the others' tasks, or the beat sweep, send them)."""
+    done, waiting, other = _small_advances(advance_factory, companies, 3)
+    assert advance_dispatch_batch(advance_id=done.pk) == 3  # its own payout, then the two others'
+    later = _small_advances(advance_factory, companies, 2)
+    counted.count = 0
+    with connection.execute_wrapper(counted):
+        assert advance_dispatch_batch(advance_id=done.pk) == 0
+    assert counted.count == 1, counted.sqls
+    assert sorted(Payout.objects.filter(advance__in=later).values_list("status", flat=True)) == ["pending"] * 2
+    assert advance_dispatch_batch(advance_id=later[1].pk) == 2  # its own first, then the other one
+    assert sorted(Payout.objects.values_list("status", flat=True)) == ["succeeded"] * 5
+    assert {waiting.pk, other.pk} <= set(Advance.objects.filter(status="disbursed").values_list("pk", flat=True))
