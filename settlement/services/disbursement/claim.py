@@ -359,33 +359,28 @@ def _claim_batch(
 
 
 def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
-    """One INSERT of the batch's attempts (status `processing`, the model's defaults), from arrays; their ids
-    in the order given. What bulk_create writes, without building each row through the ORM."""
+    """One INSERT of the batch's attempts (status `processing`, the model's defaults) from one JSON parameter
+    (PostgreSQL parses it in C; nine arrays bound value by value cost more than the INSERT); their ids in the
+    order given. What bulk_create writes, without building each row through the ORM. Amounts travel as their
+    exact decimal text, times as ISO 8601 with their offset."""
+    rows = [
+        [a.payout_id, a.number, a.serial, a.channel_id, a.routing, str(a.amount), str(a.fee),
+         a.next_query_at.isoformat() if a.next_query_at else None,
+         a.review_due_at.isoformat() if a.review_due_at else None]
+        for a in attempts
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO settlement_payoutattempt
                    (payout_id, number, serial, channel_id, status, failure_code, channel_code, decision, routing,
                     amount, fee, created_at, next_query_at, query_count, review_due_at, last_query, resolved_by)
-            SELECT t.payout_id, t.number, t.serial, t.channel_id, %s, '', '', '', t.routing::jsonb,
-                   t.amount, t.fee, now(), t.next_query_at, 0, t.review_due_at, '', ''
-              FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::bigint[], %s::text[], %s::numeric[],
-                          %s::numeric[], %s::timestamptz[], %s::timestamptz[])
-                   AS t (payout_id, number, serial, channel_id, routing, amount, fee, next_query_at, review_due_at)
+            SELECT (t->>0)::bigint, (t->>1)::integer, t->>2, (t->>3)::bigint, %s, '', '', '', (t->4)::jsonb,
+                   (t->>5)::numeric, (t->>6)::numeric, now(), (t->>7)::timestamptz, 0, (t->>8)::timestamptz, '', ''
+              FROM json_array_elements(%s::json) AS t
             RETURNING id, serial
             """,
-            [
-                AttemptStatus.PROCESSING.value,
-                [a.payout_id for a in attempts],
-                [a.number for a in attempts],
-                [a.serial for a in attempts],
-                [a.channel_id for a in attempts],
-                [json.dumps(a.routing) for a in attempts],
-                [a.amount for a in attempts],
-                [a.fee for a in attempts],
-                [a.next_query_at for a in attempts],
-                [a.review_due_at for a in attempts],
-            ],
+            [AttemptStatus.PROCESSING.value, json.dumps(rows)],
         )
         ids = {serial: pk for pk, serial in cursor.fetchall()}
     return [ids[a.serial] for a in attempts]

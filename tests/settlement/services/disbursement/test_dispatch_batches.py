@@ -376,3 +376,30 @@ def test_explicit_failures_of_a_batch_are_applied_set_based(advance_factory, cha
     expected = "failed" if not frozen else "disbursed" if not closed else "partially_disbursed"
     assert advance.status == expected
     assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
+
+
+def test_a_claimed_batch_stores_each_attempt_exactly_as_routed(advance_factory, channels, settings):
+    """The set-based INSERT (one JSON parameter) writes what the model would: amounts, fee, times, routing."""
+    from datetime import UTC, datetime, timedelta
+
+    from settlement.services.disbursement.common import route_payout
+
+    for channel in channels.values():
+        channel.fee_fixed, channel.fee_bps = Decimal("0.30"), Decimal("12.5")
+        channel.save(update_fields=["fee_fixed", "fee_bps"])
+    advance = advance_factory("1234.56", "0.01")
+    now = datetime(2026, 11, 25, 2, 0, 0, 123456, tzinfo=UTC)
+    expected_routing = {
+        p.pk: route_payout(payout=p, attempts=[], now=now).as_json()
+        for p in Payout.objects.select_related("advance__company").filter(advance=advance)
+    }
+    batch = payouts_claim_batch(advance_id=advance.pk, limit=10, now=now)
+    attempts = list(PayoutAttempt.objects.filter(pk__in=batch.attempt_ids).select_related("payout").order_by("pk"))
+    assert [(a.amount, a.fee, a.number, a.status, a.serial) for a in attempts] == [
+        (Decimal("1234.56"), Decimal("1.84"), 1, "processing", f"{attempts[0].payout.public_id}-1"),
+        (Decimal("0.01"), Decimal("0.30"), 1, "processing", f"{attempts[1].payout.public_id}-1"),
+    ]
+    review = now + timedelta(seconds=settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS)
+    assert [a.review_due_at for a in attempts] == [review, review]
+    assert all(a.next_query_at is not None and a.next_query_at > now for a in attempts)
+    assert {a.payout_id: a.routing for a in attempts} == expected_routing
