@@ -16,8 +16,10 @@ class WebhookEventStatus(models.TextChoices):
 class WebhookEvent(FSMModelMixin, models.Model):
     """Transactional outbox: written in the same transaction as the change it reports, delivered by Celery."""
 
-    public_id = models.CharField(max_length=40, unique=True, editable=False)
-    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="webhook_events")
+    # Indexes are written for every event (one per payout outcome): only those a query uses. The company's
+    # lookups use webhookevent_company_xact, the due sweep (status, next_attempt_at).
+    public_id = models.CharField(max_length=40, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="webhook_events", db_index=False)
     type = models.CharField(max_length=48)
     resource_type = models.CharField(max_length=32)
     resource_id = models.CharField(max_length=40)
@@ -25,7 +27,7 @@ class WebhookEvent(FSMModelMixin, models.Model):
     payload = models.JSONField()
     status = FSMField(default=WebhookEventStatus.PENDING, choices=WebhookEventStatus.choices, protected=True)
     attempt_count = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(db_index=True)
+    next_attempt_at = models.DateTimeField()
     last_error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -35,6 +37,8 @@ class WebhookEvent(FSMModelMixin, models.Model):
     written_xact = models.BigIntegerField(db_default=RawSQL("pg_current_xact_id()::text::bigint", ()), editable=False)
 
     class Meta:
+        # A constraint, not unique=True: no varchar_pattern_ops twin that no query uses.
+        constraints = [models.UniqueConstraint(fields=["public_id"], name="funding_webhookevent_public_id_unique")]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["company", "written_xact", "id"], name="webhookevent_company_xact"),
