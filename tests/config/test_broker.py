@@ -1,0 +1,103 @@
+"""The Redis broker transport (config/broker.py) and the publish path of the tasks enqueued on commit."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from celery import current_app
+from django.conf import settings
+from kombu import Connection
+
+from settlement.services.disbursement.scheduling import advance_schedule_dispatch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("redis://"), reason="these tests need a Redis broker"
+)
+
+
+@pytest.fixture
+def commands(monkeypatch):
+    """The names of the Redis commands sent, in order (the real client runs them)."""
+    sent: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def recording(self, *args, **options):
+        sent.append(str(args[0]).upper())
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", recording)
+    return sent
+
+
+def test_a_channel_keeps_one_client_until_its_pool_is_rebuilt():
+    with Connection(settings.CELERY_BROKER_URL, transport="config.broker:Transport") as conn:
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as first:
+            assert first.ping() is True
+        with channel.conn_or_acquire() as second:
+            pass
+        assert second is first
+        assert first.connection_pool is channel.pool
+        # A client passed in is used as it is.
+        given = redis.Redis(connection_pool=channel.pool)
+        with channel.conn_or_acquire(given) as client:
+            assert client is given
+        # After a disconnect kombu builds a new pool: the old pool's client is not reused.
+        channel._pool = None
+        with channel.conn_or_acquire() as third:
+            assert third is not first
+            assert third.connection_pool is channel.pool
+            assert third.ping() is True
+
+
+def test_the_engine_publishes_through_the_shared_client_transport_on_a_direct_exchange():
+    assert settings.CELERY_BROKER_TRANSPORT == "config.broker:Transport"
+    assert settings.CELERY_TASK_DEFAULT_EXCHANGE_TYPE == "direct"
+    assert {q.exchange.type for q in settings.CELERY_TASK_QUEUES} == {"direct"}
+    with current_app.connection_for_write() as conn:
+        assert conn.transport_cls == "config.broker:Transport"
+        assert type(conn.default_channel).__module__ == "config.broker"
+
+
+def test_a_dispatch_publish_is_one_lpush_onto_the_disbursement_queue(settings, commands):
+    settings.DISBURSEMENT_DISPATCH_ON_COMMIT = True
+    queue = f"{settings.CELERY_QUEUE_PREFIX}disbursement"
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(queue)
+    advance_schedule_dispatch(advance_id=1, payouts=3)  # the producer's first use declares the queue
+    client.delete(queue)
+    commands.clear()
+
+    advance_schedule_dispatch(advance_id=424242, payouts=3)
+
+    assert commands == ["LPUSH"]  # no SMEMBERS of the exchange's bindings first
+    assert client.llen(queue) == 1
+    message = json.loads(client.rpop(queue))
+    assert message["headers"]["task"] == "settlement.dispatch_batch"
+    assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == ([424242], {})
+
+
+def test_amqp_brokers_keep_kombus_transport_and_the_topic_exchange():
+    """RabbitMQ's native delayed delivery needs the topic exchange; its transport is kombu's own."""
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "test",
+        "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    }
+    code = (
+        "import config.settings as s; "
+        "print(s.CELERY_TASK_DEFAULT_EXCHANGE_TYPE, sorted({q.exchange.type for q in s.CELERY_TASK_QUEUES}), "
+        "getattr(s, 'CELERY_BROKER_TRANSPORT', None))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split("\n")[0] == "topic ['topic'] None"
