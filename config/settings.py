@@ -143,7 +143,8 @@ DATABASES = {
         conn_max_age=0,
     )
 }
-DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# Django's backend, with a health check that sends no statement on a healthy connection (config/postgresql).
+DATABASES["default"]["ENGINE"] = "config.postgresql"
 DATABASES["default"].setdefault("OPTIONS", {})
 # Either Django's psycopg pool (one pool per process: size it per gunicorn worker / Celery child) or
 # persistent connections; Django refuses both at once, so CONN_MAX_AGE stays 0 with the pool.
@@ -158,9 +159,10 @@ else:
     # Persistent connections by default: a new connection per request costs a fork on the server and
     # several round trips (issue 15: 48 -> 149 advances/s). Tests open and drop databases, so 0 there.
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0 if DJANGO_ENV == "test" else 600)
-    # A health check is a hidden `SELECT 1` round trip at the start of every request on a persistent
-    # connection. Off: one round trip less per request, but the first request on a connection that died
-    # (database restart or failover) fails with a 5xx before Django drops it; retries are safe (idempotency).
+    # The health check at the start of every request on a persistent connection: Django's `SELECT 1` only when
+    # the socket has something to read (a server that closed the session), else no round trip
+    # (config/postgresql). Off: the first request on a connection that died (database restart or failover)
+    # fails with a 5xx before Django drops it; retries are safe (idempotency).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
 # The API's hot statements as server-side prepared statements (config/db.py). Off behind PgBouncer in
 # transaction pooling mode unless it has max_prepared_statements.
