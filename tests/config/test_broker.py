@@ -13,6 +13,8 @@ from celery import current_app
 from django.conf import settings
 from kombu import Connection
 
+from config.broker import tasks_send
+from funding.services.events import events_schedule_delivery
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +35,13 @@ def commands(monkeypatch):
         return execute(self, *args, **options)
 
     monkeypatch.setattr(redis.Redis, "execute_command", recording)
+    pipeline_execute = redis.client.Pipeline.execute
+
+    def recording_pipeline(self, *args, **kwargs):
+        sent.append("PIPELINE " + " ".join(str(command[0][0]) for command in self.command_stack))
+        return pipeline_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", recording_pipeline)
     return sent
 
 
@@ -84,6 +93,65 @@ def test_a_dispatch_publish_is_one_lpush_onto_the_disbursement_queue(settings, c
     assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
     args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
     assert (args, kwargs) == ([424242], {})
+
+
+def _queued(client, queue: str) -> list[tuple[str, list]]:
+    """(task name, args) of the messages on `queue`, oldest first."""
+    out = []
+    while (raw := client.rpop(queue)) is not None:
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        out.append((message["headers"]["task"], args))
+    return out
+
+
+def test_several_tasks_go_in_one_pipeline_in_order(settings, commands):
+    queue = f"{settings.CELERY_QUEUE_PREFIX}disbursement"
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(queue)
+    tasks_send("settlement.dispatch_batch", [[0]])  # the producer's first use declares the queue
+    client.delete(queue)
+    commands.clear()
+
+    tasks_send("settlement.dispatch_batch", [[7], [8], [9]])
+
+    assert commands == ["PIPELINE LPUSH LPUSH LPUSH"]
+    assert _queued(client, queue) == [("settlement.dispatch_batch", [n]) for n in (7, 8, 9)]
+
+
+def test_a_large_advance_enqueues_its_dispatch_batches_in_one_round_trip(settings, commands):
+    settings.DISBURSEMENT_DISPATCH_ON_COMMIT = True
+    settings.DISBURSEMENT_BATCH_SIZE = 100
+    queue = f"{settings.CELERY_QUEUE_PREFIX}disbursement"
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(queue)
+    commands.clear()
+
+    advance_schedule_dispatch(advance_id=31, payouts=250)
+
+    assert commands == ["PIPELINE LPUSH LPUSH LPUSH"]
+    assert _queued(client, queue) == [("settlement.dispatch_batch", [31])] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_batches_are_enqueued_on_commit_in_one_round_trip(settings, commands):
+    from django.db import transaction
+
+    settings.WEBHOOK_ENQUEUE_ON_COMMIT = True
+    settings.WEBHOOK_BATCH_SIZE = 2
+    queue = f"{settings.CELERY_QUEUE_PREFIX}webhooks"
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(queue)
+    tasks_send("funding.api.tasks.webhook_deliver_events", [[[0]]])  # the producer declares the queue
+    client.delete(queue)
+    commands.clear()
+    with transaction.atomic():
+        events_schedule_delivery(event_ids=[11, 12, 13, 14, 15])
+        assert commands == []  # nothing before the commit
+    assert commands == ["PIPELINE LPUSH LPUSH LPUSH"]
+    assert _queued(client, queue) == [
+        ("funding.api.tasks.webhook_deliver_events", [ids]) for ids in ([11, 12], [13, 14], [15])
+    ]
 
 
 def test_amqp_brokers_keep_kombus_transport_and_the_topic_exchange():
