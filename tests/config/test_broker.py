@@ -45,6 +45,22 @@ def commands(monkeypatch):
     return sent
 
 
+def _taken(client, queue: str, marker) -> list[tuple[str, list, dict]]:
+    """(task name, args, delivery_info) of the messages on `queue` whose args hold `marker`, oldest first;
+    removed from the queue. Only those: a bench may publish onto the same Redis database meanwhile."""
+    out = []
+    for raw in reversed(client.lrange(queue, 0, -1)):  # LPUSH: the oldest is last
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        if marker in json.dumps(args):
+            out.append((message["headers"]["task"], args, message["properties"]["delivery_info"]))
+            client.lrem(queue, 1, raw)
+    return out
+
+
+MARK = 9_100_000_000  # ids no real advance or event has
+
+
 def test_a_channel_keeps_one_client_until_its_pool_is_rebuilt():
     with Connection(settings.CELERY_BROKER_URL, transport="config.broker:Transport") as conn:
         channel = conn.default_channel
@@ -79,44 +95,33 @@ def test_a_dispatch_publish_is_one_lpush_onto_the_disbursement_queue(settings, c
     settings.DISBURSEMENT_DISPATCH_ON_COMMIT = True
     queue = f"{settings.CELERY_QUEUE_PREFIX}disbursement"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete(queue)
-    advance_schedule_dispatch(advance_id=1, payouts=3)  # the producer's first use declares the queue
-    client.delete(queue)
+    advance_schedule_dispatch(advance_id=MARK, payouts=3)  # the producer's first use declares the queue
+    _taken(client, queue, str(MARK))
     commands.clear()
 
-    advance_schedule_dispatch(advance_id=424242, payouts=3)
+    advance_schedule_dispatch(advance_id=MARK + 1, payouts=3)
 
     assert commands == ["LPUSH"]  # no SMEMBERS of the exchange's bindings first
-    assert client.llen(queue) == 1
-    message = json.loads(client.rpop(queue))
-    assert message["headers"]["task"] == "settlement.dispatch_batch"
-    assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
-    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-    assert (args, kwargs) == ([424242], {})
+    assert _taken(client, queue, str(MARK + 1)) == [
+        ("settlement.dispatch_batch", [MARK + 1], {"exchange": "", "routing_key": queue})
+    ]
 
 
-def _queued(client, queue: str) -> list[tuple[str, list]]:
-    """(task name, args) of the messages on `queue`, oldest first."""
-    out = []
-    while (raw := client.rpop(queue)) is not None:
-        message = json.loads(raw)
-        args, _, _ = json.loads(base64.b64decode(message["body"]))
-        out.append((message["headers"]["task"], args))
-    return out
 
 
 def test_several_tasks_go_in_one_pipeline_in_order(settings, commands):
     queue = f"{settings.CELERY_QUEUE_PREFIX}disbursement"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete(queue)
-    tasks_send("settlement.dispatch_batch", [[0]])  # the producer's first use declares the queue
-    client.delete(queue)
+    tasks_send("settlement.dispatch_batch", [[MARK]])  # the producer's first use declares the queue
+    _taken(client, queue, str(MARK))
     commands.clear()
 
-    tasks_send("settlement.dispatch_batch", [[7], [8], [9]])
+    tasks_send("settlement.dispatch_batch", [[MARK + 7], [MARK + 8], [MARK + 9]])
 
     assert commands == ["PIPELINE LPUSH LPUSH LPUSH"]
-    assert _queued(client, queue) == [("settlement.dispatch_batch", [n]) for n in (7, 8, 9)]
+    assert [(name, args) for name, args, _ in _taken(client, queue, str(MARK)[:7])] == [
+        ("settlement.dispatch_batch", [MARK + n]) for n in (7, 8, 9)
+    ]
 
 
 def test_a_large_advance_enqueues_its_dispatch_batches_in_one_round_trip(settings, commands):
@@ -124,13 +129,16 @@ def test_a_large_advance_enqueues_its_dispatch_batches_in_one_round_trip(setting
     settings.DISBURSEMENT_BATCH_SIZE = 100
     queue = f"{settings.CELERY_QUEUE_PREFIX}disbursement"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete(queue)
+    advance_schedule_dispatch(advance_id=MARK, payouts=3)  # the producer's first use declares the queue
+    _taken(client, queue, str(MARK))
     commands.clear()
 
-    advance_schedule_dispatch(advance_id=31, payouts=250)
+    advance_schedule_dispatch(advance_id=MARK + 31, payouts=250)
 
     assert commands == ["PIPELINE LPUSH LPUSH LPUSH"]
-    assert _queued(client, queue) == [("settlement.dispatch_batch", [31])] * 3
+    assert [(name, args) for name, args, _ in _taken(client, queue, str(MARK + 31))] == [
+        ("settlement.dispatch_batch", [MARK + 31])
+    ] * 3
 
 
 @pytest.mark.django_db(transaction=True)
@@ -141,16 +149,16 @@ def test_webhook_batches_are_enqueued_on_commit_in_one_round_trip(settings, comm
     settings.WEBHOOK_BATCH_SIZE = 2
     queue = f"{settings.CELERY_QUEUE_PREFIX}webhooks"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete(queue)
-    tasks_send("funding.api.tasks.webhook_deliver_events", [[[0]]])  # the producer declares the queue
-    client.delete(queue)
+    tasks_send("funding.api.tasks.webhook_deliver_events", [[[MARK]]])  # the producer declares the queue
+    _taken(client, queue, str(MARK))
     commands.clear()
+    ids = [MARK + n for n in range(1, 6)]
     with transaction.atomic():
-        events_schedule_delivery(event_ids=[11, 12, 13, 14, 15])
+        events_schedule_delivery(event_ids=ids)
         assert commands == []  # nothing before the commit
     assert commands == ["PIPELINE LPUSH LPUSH LPUSH"]
-    assert _queued(client, queue) == [
-        ("funding.api.tasks.webhook_deliver_events", [ids]) for ids in ([11, 12], [13, 14], [15])
+    assert [(name, args) for name, args, _ in _taken(client, queue, str(MARK)[:7])] == [
+        ("funding.api.tasks.webhook_deliver_events", [batch]) for batch in (ids[0:2], ids[2:4], ids[4:])
     ]
 
 
