@@ -78,17 +78,6 @@ def _redis_cpu(url: str):
     return read
 
 
-def _redis_queues_drop(url: str) -> None:
-    """The tasks published with production defaults (no worker consumes them here)."""
-    if not url.startswith("redis://"):
-        return
-    import redis
-    from django.conf import settings
-
-    client = redis.Redis.from_url(url)
-    client.delete(*(f"{settings.CELERY_QUEUE_PREFIX}{name}" for name in settings.ENGINE_QUEUES))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -101,7 +90,7 @@ def main() -> None:
                              "webhook enqueue on commit on, so each request also publishes its dispatch task)")
     args = parser.parse_args()
 
-    from api import CONFIGURATIONS
+    from api import CONFIGURATIONS, queue_prefix, queues_drop
 
     db_url = h.database_recreate(args.db)
     broker = os.environ.get("BENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
@@ -111,6 +100,7 @@ def main() -> None:
             env.pop(name, None)
         else:
             env[name] = value
+    env["CELERY_QUEUE_PREFIX"] = queue_prefix(args.db)  # its own queues, dropped at the end
     companies = h.engine_prepare(env, [{"code": "PROF01", "limit": "900000000.00"}])
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
@@ -158,7 +148,7 @@ def main() -> None:
     print(f"{args.n} requests ({args.defaults} defaults): {wall / args.n * 1000:.2f} ms wall, "
           f"{cpu / args.n * 1000:.2f} ms Python CPU, {pg / args.n * 1000:.2f} ms PostgreSQL backend CPU, "
           f"{redis / args.n * 1000:.3f} ms Redis CPU each; statuses {statuses}")
-    _redis_queues_drop(broker)
+    queues_drop(broker, queue_prefix(args.db))
     if args.cprofile:
         profiler = cProfile.Profile()
         profiler.enable()
