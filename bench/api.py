@@ -103,6 +103,22 @@ CONFIGURATIONS: dict[str, dict[str, str | None]] = {
 }
 
 
+def queue_prefix(db: str) -> str:
+    return f"{db}."
+
+
+def queues_drop(broker_url: str, prefix: str) -> None:
+    """Delete the Redis keys of the queues named `prefix`* (the tasks a bench published)."""
+    if not broker_url.startswith("redis://"):
+        return
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 class Bench:
     """Fresh database + seeded companies + gunicorn; stop() cleans everything up."""
 
@@ -116,6 +132,9 @@ class Bench:
                 self.env.pop(name, None)
             else:
                 self.env[name] = value
+        # The tasks published with production defaults go to this run's own queues (nobody consumes them;
+        # dropped at the end), never to the queues of a test or a worker sharing the Redis database.
+        self.env["CELERY_QUEUE_PREFIX"] = queue_prefix(args.db)
         started = time.monotonic()
         self.companies = h.engine_prepare(self.env, companies)
         print(f"migrated and seeded {len(self.companies)} companies in {time.monotonic() - started:.1f}s")
@@ -129,6 +148,7 @@ class Bench:
 
     def stop(self) -> None:
         self.server.stop()
+        queues_drop(self.args.broker, queue_prefix(self.args.db))
         if not self.args.keep_db:
             h.database_drop(self.args.db)
 

@@ -63,6 +63,21 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _redis_cpu(url: str):
+    """CPU seconds Redis has used (INFO cpu: user + system, all its clients), or NaN without Redis."""
+    import redis
+
+    client = redis.Redis.from_url(url) if url.startswith("redis://") else None
+
+    def read() -> float:
+        if client is None:
+            return float("nan")
+        info = client.info("cpu")
+        return info["used_cpu_user"] + info["used_cpu_sys"]
+
+    return read
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -70,11 +85,22 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="print the SQL of one request")
     parser.add_argument("--db", default="bench_profile")
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--defaults", choices=("bench", "production"), default="bench",
+                        help="the engine's configuration, as bench/api.py --defaults (production: dispatch and "
+                             "webhook enqueue on commit on, so each request also publishes its dispatch task)")
     args = parser.parse_args()
 
+    from api import CONFIGURATIONS, queue_prefix, queues_drop
+
     db_url = h.database_recreate(args.db)
-    broker = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    broker = os.environ.get("BENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
     env = h.engine_env(db_url, broker)
+    for name, value in CONFIGURATIONS[args.defaults].items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    env["CELERY_QUEUE_PREFIX"] = queue_prefix(args.db)  # its own queues, dropped at the end
     companies = h.engine_prepare(env, [{"code": "PROF01", "limit": "900000000.00"}])
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
@@ -112,12 +138,17 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
+    redis_cpu = _redis_cpu(broker)
+    redis0 = redis_cpu()
     pg0, cpu0, wall0 = backend_cpu(backend), time.process_time(), time.perf_counter()
     for _ in range(args.n):
         one()
     cpu, wall, pg = time.process_time() - cpu0, time.perf_counter() - wall0, backend_cpu(backend) - pg0
-    print(f"{args.n} requests: {wall / args.n * 1000:.2f} ms wall, {cpu / args.n * 1000:.2f} ms Python CPU, "
-          f"{pg / args.n * 1000:.2f} ms PostgreSQL backend CPU each; statuses {statuses}")
+    redis = redis_cpu() - redis0
+    print(f"{args.n} requests ({args.defaults} defaults): {wall / args.n * 1000:.2f} ms wall, "
+          f"{cpu / args.n * 1000:.2f} ms Python CPU, {pg / args.n * 1000:.2f} ms PostgreSQL backend CPU, "
+          f"{redis / args.n * 1000:.3f} ms Redis CPU each; statuses {statuses}")
+    queues_drop(broker, queue_prefix(args.db))
     if args.cprofile:
         profiler = cProfile.Profile()
         profiler.enable()

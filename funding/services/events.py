@@ -6,12 +6,12 @@ from funding_payout_attempt_view (settlement defines it), like the Python side."
 import logging
 import secrets
 
-from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from ulid import ULID
 
+from config.broker import tasks_send
 from funding.models import Company, WebhookEvent, new_public_id
 from funding.selectors import outstanding_sql, repaid_sql
 
@@ -183,9 +183,8 @@ def events_schedule_delivery(*, event_ids: list[int]) -> None:
     size = settings.WEBHOOK_BATCH_SIZE
 
     def enqueue() -> None:
-        try:
-            for start in range(0, len(ids), size):
-                current_app.send_task(WEBHOOK_BATCH_TASK, args=[ids[start : start + size]], retry=False)
+        try:  # one round trip for all the batches
+            tasks_send(WEBHOOK_BATCH_TASK, [[ids[start : start + size]] for start in range(0, len(ids), size)])
         except Exception:  # noqa: BLE001 - the events are committed; the beat job will deliver them
             logger.warning("could not enqueue delivery of %s webhook events; the beat job will", len(ids),
                            exc_info=True)

@@ -3,8 +3,9 @@ retry (one task)."""
 
 import logging
 
-from celery import current_app
 from django.conf import settings
+
+from config.broker import tasks_send
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,6 @@ def advance_schedule_dispatch(*, advance_id: int, payouts: int = 1) -> None:
         return
     tasks = max(1, -(-payouts // settings.DISBURSEMENT_BATCH_SIZE))
     try:
-        for _ in range(tasks):
-            current_app.send_task(DISPATCH_BATCH_TASK, args=[advance_id], retry=False)
+        tasks_send(DISPATCH_BATCH_TASK, [[advance_id]] * tasks)  # one round trip for them all
     except Exception:  # noqa: BLE001 - the advance is committed; the sweep will pick it up
         logger.exception("could not enqueue dispatch of advance %s; the sweep will retry", advance_id)
