@@ -17,7 +17,7 @@ from funding.models import ADVANCE_OPEN_PAYOUT_STATES, Advance, AdvanceStatus, P
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
 from ledger.models import Account, AccountKind
-from ledger.services import Posting, account_release_hold, credit, debit, ledger_post_many
+from ledger.services import account_release_hold, ledger_post_many
 from settlement.models import AttemptStatus, PayoutAttempt
 from settlement.services.channels import channel_fee
 from settlement.services.disbursement.common import (
@@ -32,6 +32,7 @@ from settlement.services.disbursement.common import (
     routing_inputs,
 )
 from settlement.services.postings import (
+    funds_out_posting,
     payout_post_funds_out,
     payout_release_unsent,
 )
@@ -403,10 +404,9 @@ def _lock_batch_accounts(
 def _post_funds_out(
     claimed: list[tuple[Payout, PayoutAttempt]], accounts: dict[tuple[str, str], Account], *, business_date
 ) -> None:
-    """Funds out of every claimed payout (postings.payout_post_funds_out, set-based), whatever its company:
-    Dr settlement (own part), Dr advance receivable (bank part) / Cr payouts in transit of the attempt's
-    channel. The accounts are locked already (_lock_batch_accounts); each company's own funds are released
-    from their hold, then one ledger_post_many."""
+    """Funds out of every claimed payout (postings.funds_out_posting, the single path's builder, one journal
+    each, one INSERT for all), whatever its company. The accounts are locked already (_lock_batch_accounts);
+    each company's own funds are released from their hold, then one ledger_post_many."""
     own: dict[str, Decimal] = {}
     for payout, _ in claimed:
         company = payout.advance.company.code
@@ -417,17 +417,12 @@ def _post_funds_out(
     # The line's part stays `reserved` until the outcome is known (contract 1.7); a success draws it.
     ledger_post_many(
         postings=[
-            Posting(
-                kind="payout.funds_out",
-                reference=f"{attempt.serial}:out",
+            funds_out_posting(
+                payout=payout, serial=attempt.serial, channel_code=attempt.channel.code,
+                settlement=accounts[(AccountKind.SETTLEMENT, payout.advance.company.code)],
+                receivable=accounts[(AccountKind.ADVANCE_RECEIVABLE, payout.advance.company.code)],
+                in_transit=accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)],
                 business_date=business_date,
-                description=f"payout {payout.public_id} handed to {attempt.channel.code}",
-                legs=[
-                    debit(accounts[(AccountKind.SETTLEMENT, payout.advance.company.code)], payout.own_funds_amount),
-                    debit(accounts[(AccountKind.ADVANCE_RECEIVABLE, payout.advance.company.code)],
-                          payout.advanced_amount),
-                    credit(accounts[(AccountKind.PAYOUTS_IN_TRANSIT, attempt.channel.code)], payout.amount),
-                ],
             )
             for payout, attempt in claimed
         ]
