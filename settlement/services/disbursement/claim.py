@@ -187,19 +187,24 @@ def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = N
 def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, int, str]]:
     """Due pending payouts to claim, without locks: (payout id, advance id, advance status), the advance's
     own first (up to `limit`), then the oldest of other advances of its currency with their payouts open to
-    dispatch. Outside any transaction: a task whose payouts were taken ends with this one statement."""
+    dispatch. Outside any transaction: a task whose payouts were taken ends with this one statement, and
+    then reads no other advance's payouts (the others' part runs only when the advance has some: a one-time
+    filter)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            (SELECT p.id, p.advance_id, v.status
-               FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
-              WHERE p.advance_id = %(advance)s AND p.status = %(pending)s
-                AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
-              ORDER BY p.id LIMIT %(limit)s)
+            WITH own AS (
+                SELECT p.id, p.advance_id, v.status, v.currency
+                  FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
+                 WHERE p.advance_id = %(advance)s AND p.status = %(pending)s
+                   AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
+                 ORDER BY p.id LIMIT %(limit)s)
+            (SELECT id, advance_id, status FROM own ORDER BY id)
             UNION ALL
             (SELECT p.id, p.advance_id, v.status
                FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
-              WHERE p.status = %(pending)s AND p.advance_id <> %(advance)s
+              WHERE EXISTS (SELECT 1 FROM own)
+                AND p.status = %(pending)s AND p.advance_id <> %(advance)s
                 AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s) AND v.status = ANY(%(open)s)
                 AND v.currency = (SELECT currency FROM funding_advance WHERE id = %(advance)s)
               ORDER BY p.id LIMIT %(limit)s)
