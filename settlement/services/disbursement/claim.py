@@ -202,7 +202,7 @@ def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, i
                    AND v.status = ANY(%(open)s::text[])
                  ORDER BY p.id LIMIT %(limit)s::integer
             )
-            SELECT id, advance_id, status FROM own
+            (SELECT id, advance_id, status FROM own ORDER BY id)
             UNION ALL
             (SELECT p.id, p.advance_id, v.status
                FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
