@@ -187,6 +187,12 @@ class SqlCounter:
                     counter.channel_commits += 1
                 else:
                     counter.commits += 1
+                if counter.times is not None:
+                    started = time.perf_counter()
+                    try:
+                        return commit(conn)
+                    finally:
+                        counter.time("COMMIT (deferred checks, WAL flush)", time.perf_counter() - started)
             return commit(conn)
 
         psycopg.Cursor.execute = counted_execute
@@ -860,6 +866,8 @@ def main(argv=None) -> dict:
             results.append(r)
             if args.sql_times:
                 top = sorted(engine.counter.times.items(), key=lambda kv: -kv[1][1])[: args.sql_times]
+                total = sum(seconds for _, seconds in engine.counter.times.values())
+                print(f"    {total * 1000:8.1f} ms in all statements and COMMITs of the run ({r.seconds * 1000:.1f} ms wall)")
                 for text, (count, seconds) in top:
                     print(f"    {seconds * 1000:8.1f} ms {count:6d}x {seconds / count * 1e6:8.0f} us  {text}")
         engine.counter.times = None

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from config.db import prepared_cursor
 from ledger.models import (
     ACCOUNT_TYPE_OF_KIND,
     Account,
@@ -165,7 +166,7 @@ def _insert_postings(checked: list[tuple[Posting, list[Leg]]]) -> list[tuple]:
             for leg in legs
         ],
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # one fixed text: planned once per connection
         cursor.execute(_INSERT_POSTINGS, [json.dumps(doc)])
         rows = {row[1]: row for row in cursor.fetchall()}
     return [rows[p.reference] for p, _ in checked]

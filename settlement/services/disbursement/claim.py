@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -370,13 +370,13 @@ def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
          a.review_due_at.isoformat() if a.review_due_at else None]
         for a in attempts
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # one fixed text: planned once per connection
         cursor.execute(
             """
             INSERT INTO settlement_payoutattempt
                    (payout_id, number, serial, channel_id, status, failure_code, channel_code, decision, routing,
                     amount, fee, created_at, next_query_at, query_count, review_due_at, last_query, resolved_by)
-            SELECT (t->>0)::bigint, (t->>1)::integer, t->>2, (t->>3)::bigint, %s, '', '', '', (t->4)::jsonb,
+            SELECT (t->>0)::bigint, (t->>1)::integer, t->>2, (t->>3)::bigint, %s::varchar, '', '', '', (t->4)::jsonb,
                    (t->>5)::numeric, (t->>6)::numeric, now(), (t->>7)::timestamptz, 0, (t->>8)::timestamptz, '', ''
               FROM json_array_elements(%s::json) AS t
             RETURNING id, serial
