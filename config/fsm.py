@@ -31,13 +31,17 @@ def transition_target(method: Callable) -> str:
     return targets.pop()
 
 
-def transition_sources(method: Callable) -> list[str]:
-    """The source states of a transition, sorted (`*` and `+` expanded over the field's choices)."""
+def transition_sources(method: Callable, *, wildcards: bool = True) -> list[str]:
+    """The source states of a transition, sorted: the one definition for every set-based SQL transition and
+    every module-level list of states (`ADVANCE_DUE_STATES` ...). `*` and `+` are expanded over the field's
+    choices; with `wildcards=False` they are refused (ValueError): a constant that SQL names must list states."""
     meta = _meta(method)
     sources = set()
     target = transition_target(method)
     for source in meta.transitions:
         if source in (ANY_STATE, ANY_OTHER_STATE):
+            if not wildcards:
+                raise ValueError(f"{method.__qualname__} has a wildcard source; name its states for set-based SQL")
             field = meta.field
             choices = [str(value) for value, _ in field.choices]
             sources.update(c for c in choices if source == ANY_STATE or c != target)

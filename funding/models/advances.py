@@ -5,7 +5,8 @@ from django.db import models
 from django.db.models import F, Q
 from django_fsm import FSMField, FSMModelMixin, transition
 
-from funding.models.common import MONEY, RATE, new_public_id, transition_sources
+from config.fsm import transition_sources
+from funding.models.common import MONEY, RATE, new_public_id
 from funding.models.companies import Company
 from funding.models.credit_lines import CreditLine
 
@@ -154,10 +155,10 @@ class Advance(FSMModelMixin, models.Model):
 
 # Source states of the set-based transitions the jobs run, read from the FSM above.
 # mark_overdue: also a `disbursing` advance whose succeeded payouts' part is due and unpaid.
-ADVANCE_DUE_STATES = transition_sources(Advance.mark_overdue)
+ADVANCE_DUE_STATES = transition_sources(Advance.mark_overdue, wildcards=False)
 # mark_repaid: only advances whose payouts are all final (an open payout may still add to what is owed).
-ADVANCE_REPAYABLE_STATES = transition_sources(Advance.mark_repaid)
-ADVANCE_CLEARABLE_STATES = transition_sources(Advance.clear_overdue)
+ADVANCE_REPAYABLE_STATES = transition_sources(Advance.mark_repaid, wildcards=False)
+ADVANCE_CLEARABLE_STATES = transition_sources(Advance.clear_overdue, wildcards=False)
 # What repayment collection takes money for: every advance owing what its succeeded payouts paid, including
 # one still `disbursing` (another payout's outcome unknown) - mark_repaid's sources plus `disbursing`.
 ADVANCE_COLLECTABLE_STATES = [*ADVANCE_REPAYABLE_STATES, AdvanceStatus.DISBURSING]

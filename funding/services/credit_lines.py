@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.fsm import transition_sources
 from funding.errors import DuplicatePendingRequest, FourEyesViolation, InvalidState, ValidationFailed
 from funding.models import (
     BusinessDay,
@@ -23,7 +24,6 @@ from funding.models import (
     CreditLineStatus,
     LimitFactorTrigger,
 )
-from funding.models.common import transition_sources
 from funding.representations import amount_str
 from funding.services.audit import audit_record
 from funding.services.limits import LIMIT_TERMS, credit_line_limits_recompute
@@ -35,7 +35,7 @@ from ledger.money import MAX_AMOUNT, money, rate
 from ledger.services import account_get_or_create
 
 # A line past its valid_to expires at end of day from any of these (the FSM's `expire` sources).
-EXPIRABLE_LINE_STATES = transition_sources(CreditLine.expire)
+EXPIRABLE_LINE_STATES = transition_sources(CreditLine.expire, wildcards=False)
 # The line whose event announces a company's suspension or reactivation.
 SUSPENDABLE_COMPANY_LINE_STATES = [CreditLineStatus.ACTIVE, CreditLineStatus.FROZEN, CreditLineStatus.SUSPENDED]
 

@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import FSMField, FSMModelMixin, transition
 
-from funding.models.common import transition_sources
+from config.fsm import transition_sources
 
 MONEY = {"max_digits": settings.MONEY_MAX_DIGITS, "decimal_places": settings.MONEY_DECIMAL_PLACES}
 
@@ -81,4 +81,4 @@ class JobRun(FSMModelMixin, models.Model):
 
 
 # The runs a failure may be recorded on (JobRun.fail's sources).
-JOB_RUN_FAILABLE_STATES = transition_sources(JobRun.fail)
+JOB_RUN_FAILABLE_STATES = transition_sources(JobRun.fail, wildcards=False)

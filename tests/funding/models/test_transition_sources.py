@@ -3,8 +3,8 @@
 import pytest
 from django_fsm import FSMField, transition
 
+from config.fsm import transition_sources
 from funding.models import ADVANCE_DUE_STATES, ADVANCE_REPAYABLE_STATES, Advance, CreditLine
-from funding.models.common import transition_sources
 from funding.services.credit_lines import EXPIRABLE_LINE_STATES
 from settlement.models import JobRun
 from settlement.models.jobs import JOB_RUN_FAILABLE_STATES
@@ -18,9 +18,9 @@ def _declared(model, name: str) -> set[str]:
 @pytest.mark.parametrize(
     ("constant", "model", "name", "expected"),
     [
-        (ADVANCE_DUE_STATES, Advance, "mark_overdue", ["disbursed", "partially_disbursed", "disbursing"]),
-        (ADVANCE_REPAYABLE_STATES, Advance, "mark_repaid", ["disbursed", "partially_disbursed", "overdue"]),
-        (EXPIRABLE_LINE_STATES, CreditLine, "expire", ["pending_approval", "active", "frozen", "suspended"]),
+        (ADVANCE_DUE_STATES, Advance, "mark_overdue", ["disbursed", "disbursing", "partially_disbursed"]),
+        (ADVANCE_REPAYABLE_STATES, Advance, "mark_repaid", ["disbursed", "overdue", "partially_disbursed"]),
+        (EXPIRABLE_LINE_STATES, CreditLine, "expire", ["active", "frozen", "pending_approval", "suspended"]),
         (JOB_RUN_FAILABLE_STATES, JobRun, "fail", ["running"]),
     ],
 )
@@ -38,4 +38,4 @@ def test_a_wildcard_source_has_no_list():
             pass
 
     with pytest.raises(ValueError):
-        transition_sources(Thing.anywhere)
+        transition_sources(Thing.anywhere, wildcards=False)
