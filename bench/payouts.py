@@ -18,7 +18,10 @@ advances of M payouts each, 100.00 each, created through the `advance_request` s
   /proc; PostgreSQL's shared background processes are not counted).
 - with real Celery workers (`--workers`, one `celery worker -c N` on the disbursement queue, broker
   CELERY_BROKER_URL): wall time from the first advance request (dispatch on commit on, as in production) until
-  every payout of the shape is final, payouts/s, and the CPU per payout of the workers and of the backends.
+  every payout of the shape is final, payouts/s, and the CPU per payout of the workers and of the backends;
+  for shapes of several advances also "queued": the advances accepted first, then their dispatch tasks
+  published (what the on-commit hook sends), timed until all are final: the drain rate without the bench's
+  own request loop.
 
 In the same run pgbench (or a psycopg loop without it) runs the minimal per-payout database work of the
 engine on tables of the same shape (`payfloor` schema): claim a pending payout with SKIP LOCKED, insert its
@@ -576,10 +579,48 @@ class Engine:
                 )
                 print(line(r), flush=True)
                 results.append(r)
+                if advances > 1:
+                    results.append(self.run_celery_queued(processes, advances, payouts, worker))
         finally:
             self.stop_workers(worker)
             settings.DISBURSEMENT_DISPATCH_ON_COMMIT = False
         return results
+
+    def run_celery_queued(self, processes: int, advances: int, payouts: int, worker) -> Result:
+        """Many advances already accepted (created with dispatch on commit off, outside the clock), then their
+        dispatch tasks published as the on-commit hook would (`settlement.dispatch_batch`, one per advance):
+        the workers' drain rate, without the bench's own request loop inside the wall time."""
+        from django.conf import settings
+
+        settings.DISBURSEMENT_DISPATCH_ON_COMMIT = False
+        try:
+            ids, request_s = self.request_advances(advances, payouts)
+        finally:
+            settings.DISBURSEMENT_DISPATCH_ON_COMMIT = True
+        time.sleep(0.5)
+        tree0 = {pid: proc_cpu(pid) for pid in tree_pids(worker.pid)}
+        backends0 = self.monitor.backends_cpu()
+        seen = dict(backends0)
+        started = time.perf_counter()
+        for advance_id in ids:
+            self.app.send_task("settlement.dispatch_batch", args=[advance_id], retry=False)
+        final, succeeded, total = self.wait_final(ids[0], time.monotonic() + self.args.timeout, worker, seen)
+        wall = time.perf_counter() - started
+        tree1 = {pid: proc_cpu(pid) for pid in tree_pids(worker.pid)}
+        n = max(final, 1)
+        r = Result(
+            shape=f"{advances}x{payouts}", mode=f"Celery, {processes} processes, queued", payouts=total,
+            seconds=wall, succeeded=succeeded, final=final, concurrency=processes,
+            extra={
+                "requests_s": round(request_s, 2),
+                "workers_cpu_ms": round(sum(cpu - tree0.get(pid, 0.0) for pid, cpu in tree1.items()) / n * 1000, 2),
+                "postgres_cpu_ms": round(self.monitor.cpu_delta(backends0, seen) / n * 1000, 2),
+                "postgres_cpu_sampled": True,
+                "new_connections_seen": len(set(seen) - set(backends0)),
+            },
+        )
+        print(line(r), flush=True)
+        return r
 
     def close(self) -> None:
         from django.db import connections
