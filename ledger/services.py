@@ -86,12 +86,15 @@ def ledger_post(
     with transaction.atomic():
         (row,) = _insert_postings([(posting, _checked_legs(reference, legs))])
     journal_id, _, posted_xact, created_at = row
-    journal = JournalTransaction(
-        id=journal_id, kind=kind, reference=reference, business_date=business_date,
-        description=description[:255], reverses=reverses, posted_xact=posted_xact, created_at=created_at,
+    # The row as stored, built as Django builds a loaded row (the INSERT returned what the database set).
+    journal = JournalTransaction.from_db(
+        connection.alias,
+        ["id", "kind", "description", "business_date", "reference", "reverses_id", "posted_xact", "created_at"],
+        [journal_id, kind, description[:255], business_date, reference, posting.reverses_id, posted_xact,
+         created_at],
     )
-    journal._state.adding = False
-    journal._state.db = connection.alias
+    if reverses is not None:
+        journal.reverses = reverses
     return journal
 
 

@@ -183,7 +183,8 @@ class SimulatedChannelAdapter(ChannelAdapter):
         return SubmitResult("accepted")
 
     def _settle(self, transfer: SimulatedChannelTransfer) -> SimulatedChannelTransfer:
-        """A late transfer completes once its time has come; one conditional UPDATE, safe across processes."""
+        """A late transfer completes once its time has come; one conditional UPDATE, safe across processes. The
+        simulated bank's own record, not an engine state: no FSM, the WHERE names the one state it leaves."""
         if transfer.status == SimulatedTransferStatus.PROCESSING and transfer.completes_at <= timezone.now():
             SimulatedChannelTransfer.objects.filter(
                 pk=transfer.pk, status=SimulatedTransferStatus.PROCESSING

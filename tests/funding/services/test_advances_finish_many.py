@@ -161,3 +161,32 @@ def test_the_statements_do_not_grow_with_the_advances(business_day, n):
     assert Advance.objects.get(pk=last.pk).status == AdvanceStatus.PARTIALLY_DISBURSED
     # Finished already: savepoint, the fee receivables lock, the locked read finding none, release.
     assert _statements(lambda: advances_finish_disbursement(advance_ids=[*ids, last.pk], business_date=WED)) == 4
+
+
+def test_the_set_based_fee_is_the_fee_rule_of_advance_fee_of_payouts(business_day):
+    """The finish sums line part x fee days in SQL and rounds once in Python; advance_fee_of_payouts is the rule.
+    Value dates before and on the due date, one missing (the business date stands in), a failed payout, and a
+    six-decimal rate: both give the same fee, to the fen (ignoring the value dates would give 0.48)."""
+    from funding.services.advances import advance_fee_of_payouts
+
+    company, _ = company_with_line()
+    advance = _advance(company, "1000.00", "333.33", "250.00", "80.00",
+                       outcomes=["succeeded", "succeeded", "succeeded", "failed"])
+    Advance.objects.filter(pk=advance.pk).update(daily_fee_rate=D("0.000305"))
+    payouts = list(Payout.objects.filter(advance=advance).order_by("sequence"))
+    due = Advance.objects.get(pk=advance.pk).due_date
+    value_dates = [None, date(2026, 11, 20), due, date(2026, 11, 24)]
+    for payout, value_date in zip(payouts, value_dates, strict=True):
+        Payout.objects.filter(pk=payout.pk).update(value_date=value_date)
+    stored = Advance.objects.get(pk=advance.pk)
+    succeeded = list(Payout.objects.filter(advance=advance, status="succeeded"))
+    rule = advance_fee_of_payouts(payouts=succeeded, daily_fee_rate=stored.daily_fee_rate,
+                                  business_date=stored.business_date, due_date=stored.due_date)
+
+    (finished,) = advances_finish_disbursement(advance_ids=[advance.pk], business_date=WED)
+
+    # 1000.00 x 1 day (no value date: WED -> THU) + 333.33 x 6 days (11-20 -> 11-26) + 250.00 x 0 (left on the due
+    # date) = 2999.98; x 0.000305 = 0.9149939 -> 0.91.
+    assert rule == D("0.91")
+    assert finished.fee == rule
+    assert Advance.objects.get(pk=advance.pk).fee == D("0.91")
