@@ -3,6 +3,7 @@
 
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -59,15 +60,12 @@ logger = logging.getLogger(__name__)
 _SUBMIT_STATUSES = ("accepted", "succeeded", "failed", "unknown")
 
 
-def attempts_submit_batch(*, attempt_ids: list[int]) -> dict[int, SubmitResult]:
+def attempts_submit_batch(*, attempts: Sequence[PayoutAttempt]) -> dict[int, SubmitResult]:
     """Hand freshly claimed attempts to their channels, one `submit_batch` per channel (outside any
-    transaction). Only the claimer calls this, exactly once per attempt. Anything but a clear answer for an
-    attempt (an exception, a missing or unparseable line) is `unknown` for it."""
+    transaction). Only the claimer calls this, exactly once per attempt, with the attempts its committed claim
+    wrote (channel and payout attached: nothing is read again). Anything but a clear answer for an attempt (an
+    exception, a missing or unparseable line) is `unknown` for it."""
     no_transaction()
-    attempts = list(
-        PayoutAttempt.objects.select_related("channel", "payout").filter(pk__in=attempt_ids).order_by("pk")
-    )
-    PayoutAttempt.objects.filter(pk__in=attempt_ids, submitted_at__isnull=True).update(submitted_at=timezone.now())
     by_channel: dict[int, list[PayoutAttempt]] = {}
     for attempt in attempts:
         by_channel.setdefault(attempt.channel_id, []).append(attempt)

@@ -152,6 +152,8 @@ def _fail_unsent(payout: Payout, *, code: str) -> None:
 @dataclass
 class ClaimedBatch:
     attempt_ids: list[int] = field(default_factory=list)
+    # The attempts as written and committed (channel and payout attached): what the submit step hands over.
+    attempts: list[PayoutAttempt] = field(default_factory=list)
     locked: int = 0  # pending payouts locked by the claim (attempted, failed unsent or left waiting)
     own: int = 0  # of which the dispatched advance's own
     finished_payout: bool = False  # a payout became final without an attempt
@@ -190,14 +192,25 @@ def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, i
     own first (up to `limit`), then, only when it has some, the oldest of other advances of its currency with
     their payouts open to dispatch. A task whose advance has nothing due ends with this one statement and one
     index lookup: the other advances have their own tasks (and the beat sweep). Prepared (config.db): planning
-    this UNION of two joins cost 1.2 ms, more than its execution, and every dispatch task runs it."""
+    this UNION of two joins cost 1.2 ms, more than its execution, and every dispatch task runs it. The state is
+    written into the text, not bound: a generic plan can use a partial index (`status = 'pending'`) only when
+    the query's own condition proves it; bound, the cached plan could never use the queue's partial index
+    (funding_payout_pending) and took the status index, dead `pending` entries and all."""
     with prepared_cursor() as cursor:
         cursor.execute(
-            """
+            _CANDIDATES_SQL,
+            {"advance": advance_id, "now": now, "open": [str(s) for s in ADVANCE_OPEN_PAYOUT_STATES],
+             "limit": limit},
+        )
+        rows = cursor.fetchall()
+    return rows[:limit]
+
+
+_CANDIDATES_SQL = f"""
             WITH own AS (
                 SELECT p.id, p.advance_id, v.status
                   FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
-                 WHERE p.advance_id = %(advance)s::bigint AND p.status = %(pending)s::text
+                 WHERE p.advance_id = %(advance)s::bigint AND p.status = '{PayoutStatus.PENDING.value}'
                    AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s::timestamptz)
                    AND v.status = ANY(%(open)s::text[])
                  ORDER BY p.id LIMIT %(limit)s::integer
@@ -207,17 +220,12 @@ def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, i
             (SELECT p.id, p.advance_id, v.status
                FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
               WHERE EXISTS (SELECT 1 FROM own)
-                AND p.status = %(pending)s::text AND p.advance_id <> %(advance)s::bigint
+                AND p.status = '{PayoutStatus.PENDING.value}' AND p.advance_id <> %(advance)s::bigint
                 AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s::timestamptz)
                 AND v.status = ANY(%(open)s::text[])
                 AND v.currency = (SELECT currency FROM funding_advance WHERE id = %(advance)s::bigint)
               ORDER BY p.id LIMIT %(limit)s::integer)
-            """,
-            {"advance": advance_id, "pending": PayoutStatus.PENDING.value, "now": now,
-             "open": [str(s) for s in ADVANCE_OPEN_PAYOUT_STATES], "limit": limit},
-        )
-        rows = cursor.fetchall()
-    return rows[:limit]
+"""
 
 
 def _claim_batch(
@@ -341,7 +349,8 @@ def _claim_batch(
             result.finished_advance_ids.add(payout.advance_id)
         if not claimed:
             return result
-        attempt_ids = _insert_attempts([attempt for _, attempt in claimed])
+        attempts = [attempt for _, attempt in claimed]
+        attempt_ids = _insert_attempts(attempts)
         moved = fsm_update(
             Payout.objects.filter(pk__in=[p.pk for p, _ in claimed], funds_out=False),
             Payout.start_attempt,
@@ -356,14 +365,19 @@ def _claim_batch(
             raise ClaimConflict(f"{moved} of {len(claimed)} claimed payouts moved to processing")
         _post_funds_out(claimed, accounts, business_date=business_date)
         result.attempt_ids = attempt_ids
+        result.attempts = attempts
     return result
 
 
 def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
     """One INSERT of the batch's attempts (status `processing`, the model's defaults) from one JSON parameter
     (PostgreSQL parses it in C; nine arrays bound value by value cost more than the INSERT); their ids in the
-    order given. What bulk_create writes, without building each row through the ORM. Amounts travel as their
-    exact decimal text, times as ISO 8601 with their offset."""
+    order given, also set on the instances with their creation time. What bulk_create writes, without building
+    each row through the ORM. Amounts travel as their exact decimal text, times as ISO 8601 with their offset.
+
+    `submitted_at` is the claim's time: the claim commits immediately before the channel call and from that
+    commit on the channel may have the request (a worker dying in between leaves it `processing`, which the
+    status queries resolve like any unanswered request); one write instead of an UPDATE per attempt later."""
     rows = [
         [a.payout_id, a.number, a.serial, a.channel_id, a.routing, str(a.amount), str(a.fee),
          a.next_query_at.isoformat() if a.next_query_at else None,
@@ -375,16 +389,22 @@ def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
             """
             INSERT INTO settlement_payoutattempt
                    (payout_id, number, serial, channel_id, status, failure_code, channel_code, decision, routing,
-                    amount, fee, created_at, next_query_at, query_count, review_due_at, last_query, resolved_by)
+                    amount, fee, created_at, submitted_at, next_query_at, query_count, review_due_at, last_query,
+                    resolved_by)
             SELECT (t->>0)::bigint, (t->>1)::integer, t->>2, (t->>3)::bigint, %s::varchar, '', '', '', (t->4)::jsonb,
-                   (t->>5)::numeric, (t->>6)::numeric, now(), (t->>7)::timestamptz, 0, (t->>8)::timestamptz, '', ''
+                   (t->>5)::numeric, (t->>6)::numeric, now(), now(), (t->>7)::timestamptz, 0, (t->>8)::timestamptz,
+                   '', ''
               FROM json_array_elements(%s::json) AS t
-            RETURNING id, serial
+            RETURNING id, serial, created_at
             """,
             [AttemptStatus.PROCESSING.value, json.dumps(rows)],
         )
-        ids = {serial: pk for pk, serial in cursor.fetchall()}
-    return [ids[a.serial] for a in attempts]
+        written = {serial: (pk, created) for pk, serial, created in cursor.fetchall()}
+    for attempt in attempts:
+        attempt.pk, attempt.created_at = written[attempt.serial]
+        attempt.submitted_at = attempt.created_at
+        attempt._state.adding = False
+    return [attempt.pk for attempt in attempts]
 
 
 def _lock_batch_accounts(

@@ -108,7 +108,7 @@ def _dispatch_batch(*, advance_id: int, size: int, now: datetime | None) -> _Bat
         return None
     final = set(claimed.finished_advance_ids)
     if claimed.attempt_ids:
-        results = attempts_submit_batch(attempt_ids=claimed.attempt_ids)
+        results = attempts_submit_batch(attempts=claimed.attempts)
         for attempt_id, result in results.items():
             if result.status == "unknown" and result.raw.get("error"):
                 logger.warning("attempt %s: no clear answer from the channel: %s", attempt_id, result.raw["error"])
