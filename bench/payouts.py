@@ -132,8 +132,13 @@ class SqlCounter:
         self.channel_calls = Counter()
         self.capture: list[str] | None = None  # the statements' text, when set
         self.times: dict[str, list[float]] | None = None  # statement -> [count, seconds], when set
+        # Rows every batch and the API share (ledger accounts, credit lines): how long each transaction holds
+        # them, from the statement that first locks or updates one to the end of its COMMIT.
+        self.holding: dict[int, tuple[str, float]] = {}  # id(conn) -> (what, since)
+        self.holds: dict[str, list[float]] = {}
 
     def reset(self) -> None:
+        self.holding, self.holds = {}, {}
         self.statements = self.channel_statements = self.commits = self.channel_commits = 0
         self.channel_cpu = self.channel_wall = 0.0
         self.channel_calls = Counter()
@@ -151,6 +156,23 @@ class SqlCounter:
         else:
             self.statements += n
 
+    SHARED = (("accounts", re.compile(r"FROM ledger_account .*FOR (NO KEY )?UPDATE")),
+              ("credit lines", re.compile(r'UPDATE "funding_creditline"|FROM "funding_creditline" .*FOR (NO KEY )?UPDATE')))
+
+    def note_lock(self, conn, query) -> None:
+        if id(conn) in self.holding or self.channel_depth:
+            return
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        for what, pattern in self.SHARED:
+            if pattern.search(" ".join(text.split())):
+                self.holding[id(conn)] = (what, time.perf_counter())
+                return
+
+    def note_end(self, conn) -> None:
+        held = self.holding.pop(id(conn), None)
+        if held is not None:
+            self.holds.setdefault(held[0], []).append(time.perf_counter() - held[1])
+
     def time(self, query, seconds: float) -> None:
         text = query.decode() if isinstance(query, bytes) else str(query)
         key = ("[channel] " if self.channel_depth else "") + " ".join(text.split())[:150]
@@ -162,11 +184,14 @@ class SqlCounter:
         import psycopg
 
         counter = self
-        execute, executemany, commit = psycopg.Cursor.execute, psycopg.Cursor.executemany, psycopg.Connection.commit
+        execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+        commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
 
         @functools.wraps(execute)
         def counted_execute(cursor, query, params=None, *args, **kwargs):
             counter.add(cursor.connection, 1, query)
+            if counter.on:
+                counter.note_lock(cursor.connection, query)
             if counter.times is None or not counter.on:
                 return execute(cursor, query, params, *args, **kwargs)
             started = time.perf_counter()
@@ -183,6 +208,19 @@ class SqlCounter:
 
         @functools.wraps(commit)
         def counted_commit(conn):
+            try:
+                return counted(conn)
+            finally:
+                counter.note_end(conn)
+
+        @functools.wraps(rollback)
+        def counted_rollback(conn):
+            try:
+                return rollback(conn)
+            finally:
+                counter.holding.pop(id(conn), None)
+
+        def counted(conn):
             if counter.on and id(conn) not in counter.ignore:
                 if counter.capture is not None:
                     counter.capture.append("COMMIT")
@@ -201,6 +239,7 @@ class SqlCounter:
         psycopg.Cursor.execute = counted_execute
         psycopg.Cursor.executemany = counted_executemany
         psycopg.Connection.commit = counted_commit
+        psycopg.Connection.rollback = counted_rollback
 
     def wrap_channel_adapters(self) -> list[str]:
         """Mark the simulated adapter's public methods (submit, query, statement, any batch variant)."""
@@ -482,6 +521,8 @@ class Engine:
                 "channel_cpu_ms": round(counter.channel_cpu / n * 1000, 2),
                 "postgres_cpu_ms": round(pg / n * 1000, 2),
                 "channel_calls": dict(counter.channel_calls),
+                "held_ms": {what: [round(sum(t) / len(t) * 1000, 1), round(max(t) * 1000, 1), len(t)]
+                            for what, t in counter.holds.items()},
             },
         )
 
@@ -812,9 +853,13 @@ def line(r: Result) -> str:
         if x.get("engine_payouts_per_s")
         else ""
     )
+    held = "".join(
+        f"\n{'':12}{what} held per transaction (lock to end of COMMIT): mean {mean} ms, max {top} ms ({n} transactions)"
+        for what, (mean, top, n) in sorted(x.get("held_ms", {}).items())
+    )
     return (
         f"{r.shape:>9} {r.mode:<22} {r.final:6d} payouts in {r.seconds:7.2f} s = {r.rate:8.1f} payouts/s{engine}"
-        f"{sql}; CPU per payout: {cpu}{bad}"
+        f"{sql}; CPU per payout: {cpu}{bad}{held}"
     )
 
 

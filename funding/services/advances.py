@@ -296,9 +296,9 @@ def advances_finish_disbursement(*, advance_ids: Iterable[int], business_date: d
     themselves (a success draws its hold, a final failure releases it), not this step.
 
     Statements: the fee receivables of due advances locked (one), the advances locked in id order (one), their
-    payouts aggregated (one), then only when something changed: the `<advance>:fee` journals looked up (one,
-    when a fee grows), the advances updated (one), the fee accounts read and the fee journals posted (three),
-    the audit rows (one) and the webhook events (one per final status reached).
+    payouts aggregated (one), then only when something changed: the advances updated (one), the audit rows
+    (one), the webhook events (one per final status reached), the `<advance>:fee` journals looked up (one, when
+    a fee grows), the fee accounts read and the fee journals posted (three).
 
     Returns the advances that changed (as updated, in id order); an advance with nothing new is left as it is.
     Safe to call again.
@@ -366,7 +366,6 @@ def advances_finish_disbursement(*, advance_ids: Iterable[int], business_date: d
         if not changed:
             return []
         _advances_update_finished(changed)
-        _advances_post_fees(changed, business_date=business_date)
         audit_records_insert(events=[
             audit_event_build(
                 action=f"advance.{advance.status}" if moves else "advance.settled_in_part",
@@ -388,6 +387,9 @@ def advances_finish_disbursement(*, advance_ids: Iterable[int], business_date: d
                 event_type=f"advance.{status}", ids_sql="SELECT unnest(%(advance_ids)s::bigint[])",
                 params={"advance_ids": moved_ids})
         events_schedule_delivery(event_ids=event_ids)
+        # The fees last: the companies' fee accounts, which repayment passes also take, stay locked only for
+        # the postings and the COMMIT.
+        _advances_post_fees(changed, business_date=business_date)
     return [advance for advance, _, _, _ in changed]
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
+from config.db import prepared_cursor
 from settlement.adapters.base import ChannelAdapter, ChannelError, QueryResult, StatementRow, SubmitResult
 from settlement.models import PayoutAttempt, SimulatedChannelTransfer, SimulatedTransferStatus
 
@@ -166,17 +167,17 @@ class SimulatedChannelAdapter(ChannelAdapter):
         and must not be billed to it (a flush per payout was a third of a real-time batch's time). Only a crash
         of PostgreSQL itself could lose such a record, never a killed worker, which is what the chaos tests do.
         """
-        values = [transfer.channel_code, transfer.serial, transfer.amount, transfer.account_no, transfer.status,
+        values = [transfer.channel_code, transfer.serial, str(transfer.amount), transfer.account_no, transfer.status,
                   transfer.final_status, transfer.channel_code_result, transfer.value_date, transfer.completes_at]
         # set_config(..., true) lasts until the end of the statement's own implicit transaction.
         source = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS bank_side" if (
             not connection.in_atomic_block) else ""
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:  # two fixed texts: planned once per connection
             cursor.execute(
                 "INSERT INTO settlement_simulatedchanneltransfer (channel_code, serial, amount, account_no, status,"
                 " final_status, channel_code_result, value_date, received_at, completes_at)"
-                f" SELECT %s, %s, %s, %s, %s, %s, %s, %s, now(), %s {source}"
-                " ON CONFLICT (serial) DO NOTHING RETURNING id",
+                " SELECT %s::text, %s::text, %s::numeric, %s::text, %s::text, %s::text, %s::text, %s::date, now(),"
+                f" %s::timestamptz {source} ON CONFLICT (serial) DO NOTHING RETURNING id",
                 values,
             )
             row = cursor.fetchone()

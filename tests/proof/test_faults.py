@@ -160,7 +160,9 @@ def test_sigkill_celery_worker_mid_dispatch_then_new_worker(broker_url, settings
     configure_channels(latency_ms=20, failure_rate=0.05, timeout_rate=0.0)
     receiver = WebhookReceiver()
     _, _, issued = _company(receiver=receiver)
-    env = engine_env(broker_url, DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS="4")
+    # Batches smaller than the 240 payouts (a batch fills up across advances), so that the kill finds some claimed
+    # and some still pending.
+    env = engine_env(broker_url, DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS="4", DISBURSEMENT_BATCH_SIZE="40")
     server = Gunicorn(env, workers=2)
     doomed = CeleryWorker(env, name="doomed", concurrency=4)
     rescue = None

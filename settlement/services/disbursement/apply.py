@@ -654,18 +654,20 @@ def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -
         )
         if moved != len(batch):
             raise ApplyConflict(f"{moved} of {len(batch)} payouts moved to succeeded")
+        # The events before the shared rows: the channel's accounts and the credit lines (which the API's
+        # reservations need) stay locked only for the postings, the draws and the COMMIT.
+        events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.succeeded", payout_ids=payout_ids))
+        lines = dict(Advance.objects.filter(pk__in={payouts[a.payout_id].advance_id for a in batch})
+                     .values_list("pk", "credit_line_id"))
         _post_confirmed(batch, payouts, codes, business_date=business_date_current())
         # The outcomes are known: each line's part is drawn (reserved -> outstanding), lines in id order.
         drawn: dict[int, Decimal] = {}
-        lines = dict(Advance.objects.filter(pk__in={payouts[a.payout_id].advance_id for a in batch})
-                     .values_list("pk", "credit_line_id"))
         for attempt in batch:
             payout = payouts[attempt.payout_id]
             line = lines[payout.advance_id]
             drawn[line] = drawn.get(line, Decimal("0")) + payout.advanced_amount
         for line, amount in sorted(drawn.items()):
             line_draw(line_id=line, amount=amount)
-        events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.succeeded", payout_ids=payout_ids))
     return done
 
 

@@ -342,30 +342,32 @@ def _claim_batch(
             )
         if not claimed and not unsent:
             return result
+        attempts = [attempt for _, attempt in claimed]
+        if claimed:
+            # Attempts and payouts first, the accounts last: the companies' and channels' account rows, which
+            # every batch and the API's own-funds holds need, stay locked only for the postings and the COMMIT.
+            _insert_attempts(attempts)
+            moved = fsm_update(
+                Payout.objects.filter(pk__in=[p.pk for p, _ in claimed], funds_out=False),
+                Payout.start_attempt,
+                attempt_count=F("attempt_count") + 1,
+                dispatch_after=None,
+                version=F("version") + 1,
+                funds_out=True,
+                value_date=business_date,
+                updated_at=now,
+            )
+            if moved != len(claimed):
+                raise ClaimConflict(f"{moved} of {len(claimed)} claimed payouts moved to processing")
         accounts = _lock_batch_accounts(claimed, [payout for payout, _ in unsent])
         for payout, code in unsent:
             _fail_unsent(payout, code=code)
             result.finished_payout = True
             result.finished_advance_ids.add(payout.advance_id)
-        if not claimed:
-            return result
-        attempts = [attempt for _, attempt in claimed]
-        attempt_ids = _insert_attempts(attempts)
-        moved = fsm_update(
-            Payout.objects.filter(pk__in=[p.pk for p, _ in claimed], funds_out=False),
-            Payout.start_attempt,
-            attempt_count=F("attempt_count") + 1,
-            dispatch_after=None,
-            version=F("version") + 1,
-            funds_out=True,
-            value_date=business_date,
-            updated_at=now,
-        )
-        if moved != len(claimed):
-            raise ClaimConflict(f"{moved} of {len(claimed)} claimed payouts moved to processing")
-        _post_funds_out(claimed, accounts, business_date=business_date)
-        result.attempt_ids = attempt_ids
-        result.attempts = attempts
+        if claimed:
+            _post_funds_out(claimed, accounts, business_date=business_date)
+            result.attempts = attempts
+            result.attempt_ids = [attempt.pk for attempt in attempts]
     return result
 
 
