@@ -159,13 +159,15 @@ class SqlCounter:
     SHARED = (("accounts", re.compile(r"FROM ledger_account .*FOR (NO KEY )?UPDATE")),
               ("credit lines", re.compile(r'UPDATE "funding_creditline"|FROM "funding_creditline" .*FOR (NO KEY )?UPDATE')))
 
-    def note_lock(self, conn, query) -> None:
-        if id(conn) in self.holding or self.channel_depth:
+    def note_lock(self, cursor, query, since: float) -> None:
+        """A statement that locked or updated shared rows (a lock that found none holds nothing) starts a hold."""
+        conn = cursor.connection
+        if id(conn) in self.holding or self.channel_depth or not cursor.rowcount or cursor.rowcount < 0:
             return
         text = query.decode() if isinstance(query, bytes) else str(query)
         for what, pattern in self.SHARED:
             if pattern.search(" ".join(text.split())):
-                self.holding[id(conn)] = (what, time.perf_counter())
+                self.holding[id(conn)] = (what, since)
                 return
 
     def note_end(self, conn) -> None:
@@ -190,15 +192,15 @@ class SqlCounter:
         @functools.wraps(execute)
         def counted_execute(cursor, query, params=None, *args, **kwargs):
             counter.add(cursor.connection, 1, query)
-            if counter.on:
-                counter.note_lock(cursor.connection, query)
-            if counter.times is None or not counter.on:
+            if not counter.on:
                 return execute(cursor, query, params, *args, **kwargs)
             started = time.perf_counter()
             try:
                 return execute(cursor, query, params, *args, **kwargs)
             finally:
-                counter.time(query, time.perf_counter() - started)
+                if counter.times is not None:
+                    counter.time(query, time.perf_counter() - started)
+                counter.note_lock(cursor, query, started)
 
         @functools.wraps(executemany)
         def counted_executemany(cursor, query, params_seq, *args, **kwargs):

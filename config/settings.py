@@ -376,6 +376,12 @@ CELERY_BEAT_SCHEDULE: dict = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Celery's Django fix-up closes every database connection before and after each task unless this is set: a new
+# PostgreSQL backend (a fork, authentication, every prepared statement prepared again) for each task, most of
+# the cost of a small dispatch task. With it set the fix-up closes them every this many tasks, and
+# config/celery.py applies CONN_MAX_AGE and the health checks at each task's start and end, as Django does
+# around each request (so CONN_MAX_AGE=0, the tests' setting, still gives one connection per task).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 
 # Separate queues so a long nightly run never delays payouts: one worker pool per queue (docs/deployment.md).
 # CELERY_QUEUE_PREFIX lets several environments (or a test) share one broker vhost without sharing queues.
