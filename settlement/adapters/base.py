@@ -67,6 +67,10 @@ class ChannelAdapter:
         """Hand many attempts to the channel; the answers by serial. A serial missing from the answers, or an
         exception raised for the whole batch, is read as `unknown` by the engine (maybe paid).
 
+        The attempts are the instances the claim wrote (serial, amount, fee, channel) with `attempt.payout` as
+        the claim read it: its instruction (beneficiary, account, bank, amounts) is exact; its `status` is not
+        kept up to date and must not be relied on here.
+
         The default sends each attempt with `submit`; an exception of one attempt makes that one unknown only.
         """
         answers: dict[str, SubmitResult] = {}
