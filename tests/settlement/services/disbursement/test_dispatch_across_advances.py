@@ -155,6 +155,31 @@ def test_the_statements_of_a_batch_do_not_grow_with_its_advances(advance_factory
     assert trial_balance() == {"CNY": D("0.00")} and account_totals_drift() == []
 
 
+def test_a_batch_locks_the_shared_rows_only_for_its_postings(advance_factory, companies, counted):
+    """The rows every batch and the API's holds need (the companies' and the channel's accounts, the credit lines)
+    are locked last in each transaction: after the claim's attempts and payout moves, after the successes'
+    attempt and payout moves and events; only the postings, the line draws and the COMMIT follow."""
+    settlement_deposit(company=companies[0], amount="100000.00", business_date=business_date_current())
+    _batch_statements(advance_factory, companies, counted, 3)  # warm the per-process caches
+    _batch_statements(advance_factory, companies, counted, 3)
+    sqls = counted.sqls
+
+    def at(prefix: str, after: int = -1) -> int:
+        return next(i for i, sql in enumerate(sqls) if i > after and sql.startswith(prefix))
+
+    lock = "SELECT * FROM ledger_account WHERE"
+    claim_lock = at(lock)
+    assert at("INSERT INTO settlement_payoutattempt") < claim_lock
+    assert at('UPDATE "funding_payout" SET "status" = %s, "attempt_count"') < claim_lock
+    # After the claim's lock: the own funds' hold released, the funds-out journals; then the successes.
+    assert sqls[claim_lock + 1].startswith('UPDATE "ledger_account" SET "debits_pending"'), sqls
+    assert sqls[claim_lock + 2].startswith("WITH input AS"), sqls
+    apply_lock = at(lock, after=claim_lock)
+    assert at('UPDATE "settlement_payoutattempt"', after=claim_lock) < apply_lock
+    assert at("INSERT INTO funding_webhookevent", after=claim_lock) < apply_lock
+    assert apply_lock < at("WITH input AS", after=apply_lock) < at('UPDATE "funding_creditline"', after=apply_lock)
+
+
 def test_a_batch_of_a_hundred_one_payout_advances_stays_under_the_target(advance_factory, companies, counted):
     _batch_statements(advance_factory, companies, counted, 2)  # warm
     statements = _batch_statements(advance_factory, companies, counted, 100)
