@@ -116,6 +116,30 @@ def test_command_exits_non_zero_when_a_line_is_rejected(business_day, tmp_path, 
     assert "line 2:" in capsys.readouterr().err
 
 
+def test_command_names_the_importing_staff_member_with_user(business_day, tmp_path, capsys):
+    from django.contrib.auth.models import Group, User
+
+    company, _ = company_with_line()
+    good = tmp_path / "good.csv"
+    good.write_bytes(statement_csv(("2026-11-25", company.settlement_account_no, "C", "10.00", "U1", "", "")))
+    auditor = User.objects.create_user("auditor.qian", is_staff=True)
+    auditor.groups.add(Group.objects.get(name="auditor"))
+    with pytest.raises(CommandError, match="auditor.qian may not do this"):
+        call_command("import_bank_statement", str(good), "--user", "auditor.qian")
+    with pytest.raises(CommandError, match="unknown_user"):
+        call_command("import_bank_statement", str(good), "--user", "nobody")
+    assert not BankStatementImport.objects.exists() and not BankStatementLine.objects.exists()  # refused: nothing
+
+    finance = User.objects.create_user("finance.sun", is_staff=True)
+    finance.groups.add(Group.objects.get(name="finance"))
+    call_command("import_bank_statement", str(good), "--user", "finance.sun")
+    assert "1 imported" in capsys.readouterr().out
+    assert list(BankStatementImport.objects.values_list("imported_by", flat=True)) == ["finance.sun"]
+    call_command("import_bank_statement", str(good))  # without --user: the command's name, as before
+    assert list(BankStatementImport.objects.order_by("pk").values_list("imported_by", flat=True)) == [
+        "finance.sun", "import_bank_statement"]
+
+
 def test_command_prints_one_json_object_with_json(business_day, tmp_path, capsys):
     import json
 
