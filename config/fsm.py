@@ -57,3 +57,17 @@ def fsm_update(queryset: QuerySet, method: Callable, **changes: Any) -> int:
     return queryset.filter(**{f"{field}__in": transition_sources(method)}).update(
         **{field: transition_target(method)}, **changes
     )
+
+
+class TransitionConflict(RuntimeError):
+    """A set-based transition moved another number of rows than the caller locked: never expected; raised inside
+    the caller's transaction, which is then undone."""
+
+
+def fsm_update_exactly(queryset: QuerySet, method: Callable, *, expected: int, **changes: Any) -> None:
+    """fsm_update for rows the caller holds locked in a source state: all `expected` of them must move, or
+    TransitionConflict."""
+    moved = fsm_update(queryset, method, **changes)
+    if moved != expected:
+        label = queryset.model._meta.verbose_name_plural
+        raise TransitionConflict(f"{moved} of {expected} {label} moved to {transition_target(method)}")

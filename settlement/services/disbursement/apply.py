@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.fsm import fsm_update
+from config.fsm import fsm_update_exactly
 from config.ops import metrics
 from funding.models import Advance, CreditLine, Payout, PayoutStatus
 from funding.services.audit import audit_record
@@ -339,10 +339,6 @@ class BatchApplied:
     final_advance_ids: set[int] = field(default_factory=set)
 
 
-class ApplyConflict(RuntimeError):
-    """A set-based transition moved fewer rows than it locked: never expected, the transaction is undone."""
-
-
 def attempts_apply_batch(
     *, answers: list[tuple[int, str, str]], source: str, now: datetime | None = None
 ) -> BatchApplied:
@@ -422,20 +418,18 @@ def _apply_open_batch(answers: list[tuple[int, str]], now: datetime) -> tuple[in
             when = next_query_time(attempt=attempt, channel=attempt.channel, now=now)
             schedule.setdefault(when, []).append(attempt.pk)
         if to_unknown:
-            moved = fsm_update(
-                PayoutAttempt.objects.filter(pk__in=[a.pk for a in to_unknown]), PayoutAttempt.mark_unknown
+            fsm_update_exactly(
+                PayoutAttempt.objects.filter(pk__in=[a.pk for a in to_unknown]), PayoutAttempt.mark_unknown,
+                expected=len(to_unknown),
             )
-            if moved != len(to_unknown):
-                raise ApplyConflict(f"{moved} of {len(to_unknown)} attempts moved to unknown")
             payout_ids = [a.payout_id for a in to_unknown if payouts[a.payout_id].status == PayoutStatus.PROCESSING]
-            moved = fsm_update(
+            fsm_update_exactly(
                 Payout.objects.filter(pk__in=payout_ids),
                 Payout.mark_unknown,
                 version=F("version") + 1,
                 updated_at=timezone.now(),
+                expected=len(payout_ids),
             )
-            if moved != len(payout_ids):
-                raise ApplyConflict(f"{moved} of {len(payout_ids)} payouts moved to unknown")
         for when, pks in schedule.items():  # one UPDATE per distinct time (per channel, in practice)
             PayoutAttempt.objects.filter(pk__in=pks).update(next_query_at=when)
     for attempt in to_unknown:
@@ -501,7 +495,7 @@ def _apply_failed_batch(answers: list[tuple[int, str]], now: datetime) -> _Faile
         for attempt, mapping in batch:
             groups.setdefault((mapping.unified_code, code_of[attempt.pk], mapping.decision), []).append(attempt.pk)
         for (unified, channel_code, decision), pks in groups.items():
-            moved = fsm_update(
+            fsm_update_exactly(
                 PayoutAttempt.objects.filter(pk__in=pks),
                 PayoutAttempt.mark_failed,
                 failure_code=unified,
@@ -510,9 +504,8 @@ def _apply_failed_batch(answers: list[tuple[int, str]], now: datetime) -> _Faile
                 resolved_at=resolved_at,
                 resolved_by="submit",
                 next_query_at=None,
+                expected=len(pks),
             )
-            if moved != len(pks):
-                raise ApplyConflict(f"{moved} of {len(pks)} attempts moved to failed")
         retry_candidates = [
             payouts[a.payout_id]
             for a, m in batch
@@ -534,16 +527,15 @@ def _apply_failed_batch(answers: list[tuple[int, str]], now: datetime) -> _Faile
         for attempt, mapping in batch:
             by_outcome.setdefault((attempt.payout_id in retry, mapping.unified_code), []).append(attempt.payout_id)
         for (again, unified), pks in by_outcome.items():
-            moved = fsm_update(
+            fsm_update_exactly(
                 Payout.objects.filter(pk__in=pks, funds_out=True),
                 Payout.await_retry if again else Payout.mark_failed,
                 failure_code=unified,
                 version=F("version") + 1,
                 funds_out=False,
                 updated_at=resolved_at,
+                expected=len(pks),
             )
-            if moved != len(pks):
-                raise ApplyConflict(f"{moved} of {len(pks)} payouts moved after a failure")
         _post_returned(batch, payouts, retry, business_date=business_date_current())
         final_ids = [a.payout_id for a, _ in batch if a.payout_id not in retry]
         events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.failed", payout_ids=final_ids))
@@ -635,25 +627,23 @@ def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -
         if not batch:
             return done
         resolved_at = timezone.now()
-        moved = fsm_update(
+        fsm_update_exactly(
             PayoutAttempt.objects.filter(pk__in=[a.pk for a in batch]),
             PayoutAttempt.mark_succeeded,
             resolved_at=resolved_at,
             resolved_by=source,
             next_query_at=None,
+            expected=len(batch),
         )
-        if moved != len(batch):
-            raise ApplyConflict(f"{moved} of {len(batch)} attempts moved to succeeded")
         payout_ids = [a.payout_id for a in batch]
-        moved = fsm_update(
+        fsm_update_exactly(
             Payout.objects.filter(pk__in=payout_ids),
             Payout.mark_succeeded,
             failure_code="",
             version=F("version") + 1,
             updated_at=resolved_at,
+            expected=len(batch),
         )
-        if moved != len(batch):
-            raise ApplyConflict(f"{moved} of {len(batch)} payouts moved to succeeded")
         # The events before the shared rows: the channel's accounts and the credit lines (which the API's
         # reservations need) stay locked only for the postings, the draws and the COMMIT.
         events_schedule_delivery(event_ids=payout_events_insert(event_type="payout.succeeded", payout_ids=payout_ids))

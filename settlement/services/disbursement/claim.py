@@ -13,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from config.db import prepared_cursor
-from config.fsm import fsm_update
+from config.fsm import fsm_update_exactly
 from funding.models import ADVANCE_OPEN_PAYOUT_STATES, Advance, AdvanceStatus, Payout, PayoutStatus
 from funding.services.audit import audit_record
 from funding.services.calendar import business_date_current
@@ -151,7 +151,6 @@ def _fail_unsent(payout: Payout, *, code: str) -> None:
 
 @dataclass
 class ClaimedBatch:
-    attempt_ids: list[int] = field(default_factory=list)
     # The attempts as written and committed (channel and payout attached): what the submit step hands over.
     attempts: list[PayoutAttempt] = field(default_factory=list)
     locked: int = 0  # pending payouts locked by the claim (attempted, failed unsent or left waiting)
@@ -160,9 +159,9 @@ class ClaimedBatch:
     # Advances with a payout that became final without an attempt (their finishing step may be due).
     finished_advance_ids: set[int] = field(default_factory=set)
 
-
-class ClaimConflict(RuntimeError):
-    """A set-based transition moved fewer rows than it locked: never expected, the transaction is undone."""
+    @property
+    def attempt_ids(self) -> list[int]:
+        return [attempt.pk for attempt in self.attempts]
 
 
 def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = None) -> ClaimedBatch | None:
@@ -283,14 +282,13 @@ def _claim_batch(
             payout.advance = advances.setdefault(payout.advance_id, payout.advance)
         moving = sorted(pk for pk in advances if pk in locked_advances)
         if moving:
-            moved = fsm_update(
+            fsm_update_exactly(
                 Advance.objects.filter(pk__in=moving),
                 Advance.start_disbursing,
                 version=F("version") + 1,
                 updated_at=timezone.now(),
+                expected=len(moving),
             )
-            if moved != len(moving):
-                raise ClaimConflict(f"{moved} of {len(moving)} claimed advances moved to disbursing")
             for pk in moving:
                 advances[pk].start_disbursing()
                 advances[pk].version += 1
@@ -347,7 +345,7 @@ def _claim_batch(
             # Attempts and payouts first, the accounts last: the companies' and channels' account rows, which
             # every batch and the API's own-funds holds need, stay locked only for the postings and the COMMIT.
             _insert_attempts(attempts)
-            moved = fsm_update(
+            fsm_update_exactly(
                 Payout.objects.filter(pk__in=[p.pk for p, _ in claimed], funds_out=False),
                 Payout.start_attempt,
                 attempt_count=F("attempt_count") + 1,
@@ -356,9 +354,8 @@ def _claim_batch(
                 funds_out=True,
                 value_date=business_date,
                 updated_at=now,
+                expected=len(claimed),
             )
-            if moved != len(claimed):
-                raise ClaimConflict(f"{moved} of {len(claimed)} claimed payouts moved to processing")
         accounts = _lock_batch_accounts(claimed, [payout for payout, _ in unsent])
         for payout, code in unsent:
             _fail_unsent(payout, code=code)
@@ -367,15 +364,14 @@ def _claim_batch(
         if claimed:
             _post_funds_out(claimed, accounts, business_date=business_date)
             result.attempts = attempts
-            result.attempt_ids = [attempt.pk for attempt in attempts]
     return result
 
 
-def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
+def _insert_attempts(attempts: list[PayoutAttempt]) -> None:
     """One INSERT of the batch's attempts (status `processing`, the model's defaults) from one JSON parameter
-    (PostgreSQL parses it in C; nine arrays bound value by value cost more than the INSERT); their ids in the
-    order given, also set on the instances with their creation time. What bulk_create writes, without building
-    each row through the ORM. Amounts travel as their exact decimal text, times as ISO 8601 with their offset.
+    (PostgreSQL parses it in C; nine arrays bound value by value cost more than the INSERT); each instance gets
+    its id and creation time. What bulk_create writes, without building each row through the ORM. Amounts
+    travel as their exact decimal text, times as ISO 8601 with their offset.
 
     `submitted_at` is the claim's time: the claim commits immediately before the channel call and from that
     commit on the channel may have the request (a worker dying in between leaves it `processing`, which the
@@ -406,7 +402,6 @@ def _insert_attempts(attempts: list[PayoutAttempt]) -> list[int]:
         attempt.pk, attempt.created_at = written[attempt.serial]
         attempt.submitted_at = attempt.created_at
         attempt._state.adding = False
-    return [attempt.pk for attempt in attempts]
 
 
 def _lock_batch_accounts(

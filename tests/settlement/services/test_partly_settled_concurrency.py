@@ -6,13 +6,10 @@ finishing step locks the advance and posts the fee of the new part to the fee re
 step takes the fee receivable before the advance, each waits for the other's row.
 """
 
-import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
 from django.utils import timezone
 
 from funding.models import Advance, AdvanceStatus, CreditLine
@@ -23,25 +20,12 @@ from settlement.models import PayoutAttempt, Repayment
 from settlement.services.disbursement import advance_try_finish, advances_try_finish, attempt_apply
 from settlement.services.nightly import business_day_close, repayments_collect_run
 from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
+from tests.lock_helpers import queued_behind_a_held_row
 from tests.money_helpers import advance_start_disbursing, payout_send, settlement_deposit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 D = Decimal
-
-
-def _waiting_on_locks() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                       " AND wait_event_type = 'Lock'")
-        return cursor.fetchone()[0]
-
-
-def _wait_until_waiting(count: int) -> None:
-    deadline = time.monotonic() + 20
-    while _waiting_on_locks() < count:
-        assert time.monotonic() < deadline, "the threads never reached their lock waits"
-        time.sleep(0.02)
 
 
 def test_a_late_success_finishing_while_a_repayment_collects_the_advance_does_not_deadlock():
@@ -63,41 +47,11 @@ def test_a_late_success_finishing_while_a_repayment_collects_the_advance_does_no
     settlement_deposit(company=company, amount="150045.00", business_date=advance.due_date)
     fee_receivable = Account.objects.get(kind=AccountKind.FEE_RECEIVABLE, owner=company.code)
 
-    errors: list[BaseException] = []
-    locked, let_go = threading.Event(), threading.Event()
-
-    def hold_the_fee_receivable() -> None:
-        try:
-            with transaction.atomic():
-                Account.objects.select_for_update().get(pk=fee_receivable.pk)
-                locked.set()
-                let_go.wait(timeout=30)
-        finally:
-            connection.close()
-
-    def run(fn) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_the_fee_receivable)  # a third connection, as a slow posting would
-    holder.start()
-    assert locked.wait(timeout=10)
     # The worst way: the repayment queues first for the fee receivable (its journal), then the finishing step
-    # comes; when the row is let go the repayment gets it and goes on to update the advance.
-    collector = threading.Thread(target=run, args=(repayments_collect_run,))
-    collector.start()
-    _wait_until_waiting(1)
-    finisher = threading.Thread(target=run, args=(lambda: advance_try_finish(advance_id=advance.pk),))
-    finisher.start()
-    _wait_until_waiting(2)
-    let_go.set()
-    for thread in (holder, finisher, collector):
-        thread.join(timeout=60)
-
+    # comes; when the row is let go the repayment gets it and goes on to update the advance. The row is held
+    # by a third connection, as a slow posting would.
+    errors = queued_behind_a_held_row(Account.objects.filter(pk=fee_receivable.pk), repayments_collect_run,
+                                      lambda: advance_try_finish(advance_id=advance.pk))
     assert errors == []
     advance = Advance.objects.get(pk=advance.pk)
     assert (advance.advanced_disbursed, advance.fee) == (D("150000.00"), D("45.00"))
@@ -140,40 +94,8 @@ def test_late_successes_of_several_advances_finishing_set_based_while_a_repaymen
     settlement_deposit(company=company, amount="180054.00", business_date=advances["A"].due_date)
     fee_receivable = Account.objects.get(kind=AccountKind.FEE_RECEIVABLE, owner=company.code)
 
-    errors: list[BaseException] = []
-    locked, let_go = threading.Event(), threading.Event()
-
-    def hold_the_fee_receivable() -> None:
-        try:
-            with transaction.atomic():
-                Account.objects.select_for_update().get(pk=fee_receivable.pk)
-                locked.set()
-                let_go.wait(timeout=30)
-        finally:
-            connection.close()
-
-    def run(fn) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_the_fee_receivable)
-    holder.start()
-    assert locked.wait(timeout=10)
-    collector = threading.Thread(target=run, args=(repayments_collect_run,))
-    collector.start()
-    _wait_until_waiting(1)
-    finisher = threading.Thread(target=run, args=(
-        lambda: advances_try_finish(advance_ids=[a.pk for a in advances.values()]),))
-    finisher.start()
-    _wait_until_waiting(2)
-    let_go.set()
-    for thread in (holder, finisher, collector):
-        thread.join(timeout=60)
-
+    errors = queued_behind_a_held_row(Account.objects.filter(pk=fee_receivable.pk), repayments_collect_run,
+                                      lambda: advances_try_finish(advance_ids=[a.pk for a in advances.values()]))
     assert errors == []
     got = {name: Advance.objects.get(pk=a.pk) for name, a in advances.items()}
     assert {name: (a.status, a.advanced_disbursed, a.fee, a.principal_repaid + a.fee_repaid)

@@ -7,18 +7,18 @@ with a deadlock error).
 """
 
 import threading
-import time
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from funding.models import AdvanceStatus, CreditLine, Payout
 from funding.services.advances import advance_finish_disbursement, advance_request
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
 from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
+from tests.lock_helpers import queued_behind_a_held_row
 from tests.money_helpers import (
     advance_repay_in_full,
     advance_start_disbursing,
@@ -99,20 +99,6 @@ def test_funds_out_and_repayments_of_one_company_do_not_deadlock():
     assert account_totals_drift() == []
 
 
-def _waiting_on_locks() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                       " AND wait_event_type = 'Lock'")
-        return cursor.fetchone()[0]
-
-
-def _wait_until_waiting(count: int) -> None:
-    deadline = time.monotonic() + 20
-    while _waiting_on_locks() < count:
-        assert time.monotonic() < deadline, "the threads never reached their lock waits"
-        time.sleep(0.02)
-
-
 def test_funds_out_and_repayment_interleaved_the_worst_way_do_not_deadlock():
     """Deterministic: a third connection holds the credit line's row, so the final failure of a payout whose
     funds were out (the mirror of funds out, then the line's hold released) stops right after its account locks;
@@ -134,41 +120,11 @@ def test_funds_out_and_repayment_interleaved_the_worst_way_do_not_deadlock():
     payout_send(payout=to_send, business_date=TODAY)
     settlement_deposit(company=company, amount=repay.advanced_disbursed + repay.fee, business_date=TODAY)
 
-    errors: list[BaseException] = []
-    line_locked, let_go = threading.Event(), threading.Event()
-
-    def hold_the_line() -> None:
-        try:
-            with transaction.atomic():
-                CreditLine.objects.select_for_update().get(pk=line.pk)
-                line_locked.set()
-                let_go.wait(timeout=30)
-        finally:
-            connection.close()
-
-    def run(fn) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_the_line)
-    holder.start()
-    assert line_locked.wait(timeout=10)
-    sender = threading.Thread(target=run, args=(lambda: payout_resolve(payout=to_send, outcome="failed",
-                                                                       business_date=TODAY),))
-    sender.start()
-    _wait_until_waiting(1)
-    repayer = threading.Thread(target=run, args=(lambda: advance_repay_in_full(advance=repay,
-                                                                                business_date=TODAY),))
-    repayer.start()
-    _wait_until_waiting(2)
-    let_go.set()
-    for thread in (holder, sender, repayer):
-        thread.join(timeout=60)
-
+    errors = queued_behind_a_held_row(
+        CreditLine.objects.filter(pk=line.pk),
+        lambda: payout_resolve(payout=to_send, outcome="failed", business_date=TODAY),
+        lambda: advance_repay_in_full(advance=repay, business_date=TODAY),
+    )
     assert errors == []
     line = CreditLine.objects.get(pk=line.pk)
     assert (line.reserved, line.outstanding) == (D("0.00"), D("0.00"))

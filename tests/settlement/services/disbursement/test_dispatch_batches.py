@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from config.fsm import fsm_update, transition_sources, transition_target
+from config.fsm import TransitionConflict, fsm_update, fsm_update_exactly, transition_sources, transition_target
 from funding.models import Advance, Payout, WebhookEvent
 from funding.representations import advance_representation, payout_representation
 from ledger.models import AccountKind
@@ -382,7 +382,7 @@ def test_a_claimed_batch_stores_each_attempt_exactly_as_routed(advance_factory, 
     """The set-based INSERT (one JSON parameter) writes what the model would: amounts, fee, times, routing."""
     from datetime import UTC, datetime, timedelta
 
-    from settlement.services.disbursement.common import route_payout
+    from settlement.services.disbursement.common import next_query_time, route_payout
 
     for channel in channels.values():
         channel.fee_fixed, channel.fee_bps = Decimal("0.30"), Decimal("12.5")
@@ -394,12 +394,28 @@ def test_a_claimed_batch_stores_each_attempt_exactly_as_routed(advance_factory, 
         for p in Payout.objects.select_related("advance__company").filter(advance=advance)
     }
     batch = payouts_claim_batch(advance_id=advance.pk, limit=10, now=now)
-    attempts = list(PayoutAttempt.objects.filter(pk__in=batch.attempt_ids).select_related("payout").order_by("pk"))
+    attempts = list(PayoutAttempt.objects.filter(pk__in=batch.attempt_ids).select_related("payout", "channel")
+                    .order_by("pk"))
     assert [(a.amount, a.fee, a.number, a.status, a.serial) for a in attempts] == [
         (Decimal("1234.56"), Decimal("1.84"), 1, "processing", f"{attempts[0].payout.public_id}-1"),
         (Decimal("0.01"), Decimal("0.30"), 1, "processing", f"{attempts[1].payout.public_id}-1"),
     ]
     review = now + timedelta(seconds=settings.DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS)
     assert [a.review_due_at for a in attempts] == [review, review]
-    assert all(a.next_query_at is not None and a.next_query_at > now for a in attempts)
+    assert [a.next_query_at for a in attempts] == [
+        next_query_time(attempt=a, channel=a.channel, now=now) for a in attempts]
+    assert all(a.next_query_at > now for a in attempts)
+    # Stamped by the claim's INSERT: the claim commits right before the channel call.
+    assert [a.submitted_at for a in attempts] == [a.created_at for a in attempts]
     assert {a.payout_id: a.routing for a in attempts} == expected_routing
+
+
+def test_a_set_based_transition_that_moves_fewer_rows_than_locked_undoes_its_transaction(advance_factory):
+    advance = advance_factory("10.00", "20.00")
+    first = Payout.objects.filter(advance=advance).order_by("pk").first()
+    with pytest.raises(TransitionConflict, match="^1 of 2 payouts moved to processing$"):
+        with transaction.atomic():
+            fsm_update_exactly(Payout.objects.filter(pk=first.pk), Payout.start_attempt, expected=2)
+    assert sorted(Payout.objects.filter(advance=advance).values_list("status", flat=True)) == ["pending"] * 2
+    fsm_update_exactly(Payout.objects.filter(advance=advance), Payout.start_attempt, expected=2)
+    assert sorted(Payout.objects.filter(advance=advance).values_list("status", flat=True)) == ["processing"] * 2

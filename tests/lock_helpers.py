@@ -1,0 +1,62 @@
+"""Concurrency tests that force one interleaving with real connections: a row held locked from a third
+connection while two operations queue behind it in a chosen order."""
+
+import threading
+import time
+from collections.abc import Callable
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+
+
+def waiting_on_locks() -> int:
+    """Backends of the test database waiting for a lock right now."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+def wait_until_waiting(count: int) -> None:
+    deadline = time.monotonic() + 20
+    while waiting_on_locks() < count:
+        assert time.monotonic() < deadline, "the threads never reached their lock waits"
+        time.sleep(0.02)
+
+
+def queued_behind_a_held_row(row: QuerySet, first: Callable[[], object], second: Callable[[], object]) -> list:
+    """Lock `row` (a queryset of one row) from another connection, run `first` in a thread until it waits for a
+    lock, then `second` likewise, then let the row go: the worst order for the two. Returns what they raised."""
+    errors: list[BaseException] = []
+    locked, let_go = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                row.select_for_update().get()
+                locked.set()
+                let_go.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def run(fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - returned to the test, which asserts on it
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(timeout=10)
+    threads = [holder]
+    for waiting, fn in enumerate((first, second), start=1):
+        thread = threading.Thread(target=run, args=(fn,))
+        thread.start()
+        threads.append(thread)
+        wait_until_waiting(waiting)
+    let_go.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
