@@ -462,6 +462,11 @@ DISBURSEMENT_BATCH_SIZE = env_int("DISBURSEMENT_BATCH_SIZE", 250)
 if DISBURSEMENT_BATCH_SIZE < 1:
     raise ImproperlyConfigured("DISBURSEMENT_BATCH_SIZE must be at least 1 (payouts claimed per transaction)")
 DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
+# Threads per worker process for channel requests in flight at once (each channel's own limit is its
+# adapter_settings "max_in_flight", default 1: one after the other). settlement/adapters/inflight.py.
+CHANNEL_THREADS = env_int("CHANNEL_THREADS", 32)
+if CHANNEL_THREADS < 1:
+    raise ImproperlyConfigured("CHANNEL_THREADS must be at least 1 (threads per process for channel requests)")
 
 CELERY_IMPORTS: list = []
 

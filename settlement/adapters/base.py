@@ -11,6 +11,8 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from settlement.adapters.inflight import each_in_flight
+
 if TYPE_CHECKING:
     from settlement.models import Channel, PayoutAttempt
 
@@ -57,6 +59,17 @@ class ChannelAdapter:
     # them a whole batch at once. Real-time channels keep `submit` per payout (the default submit_batch loops).
     native_batch = False
 
+    @property
+    def max_in_flight(self) -> int:
+        """How many of this channel's requests the default submit_batch and query_batch keep open at once
+        (adapter_settings "max_in_flight": the bank's own limit on concurrent requests; default 1, one after the
+        other). Above 1, `submit` and `query` run on several threads at once (settlement/adapters/inflight.py)
+        and must be thread-safe: no state shared between calls but what is safe to share (an HTTP session)."""
+        try:
+            return max(1, int(self.settings.get("max_in_flight", 1)))
+        except (TypeError, ValueError):
+            return 1
+
     def submit(self, attempt: "PayoutAttempt") -> SubmitResult:
         raise NotImplementedError
 
@@ -71,26 +84,31 @@ class ChannelAdapter:
         the claim read it: its instruction (beneficiary, account, bank, amounts) is exact; its `status` is not
         kept up to date and must not be relied on here.
 
-        The default sends each attempt with `submit`; an exception of one attempt makes that one unknown only.
+        The default sends each attempt with `submit`, up to `max_in_flight` at once; an exception of one attempt
+        makes that one unknown only.
         """
-        answers: dict[str, SubmitResult] = {}
-        for attempt in attempts:
+
+        def submit_one(attempt: "PayoutAttempt") -> SubmitResult:
             try:
-                answers[attempt.serial] = self.submit(attempt)
+                return self.submit(attempt)
             except Exception as exc:  # noqa: BLE001 - timeout, reset, 5xx, garbage: all mean "maybe paid"
-                answers[attempt.serial] = SubmitResult("unknown", raw={"error": str(exc)[:200]})
-        return answers
+                return SubmitResult("unknown", raw={"error": str(exc)[:200]})
+
+        results = each_in_flight(submit_one, attempts, limit=self.max_in_flight)
+        return {attempt.serial: result for attempt, result in zip(attempts, results, strict=True)}
 
     def query_batch(self, serials: Sequence[str]) -> dict[str, QueryResult]:
         """Status of many serials; the answers by serial. A serial missing from the answers tells nothing (it is
-        asked again later). The default asks `query` for each."""
-        answers: dict[str, QueryResult] = {}
-        for serial in serials:
+        asked again later). The default asks `query` for each, up to `max_in_flight` at once."""
+
+        def query_one(serial: str) -> QueryResult | None:
             try:
-                answers[serial] = self.query(serial)
-            except Exception:  # noqa: BLE001,S112 - a failed query tells nothing; ask again later
-                continue
-        return answers
+                return self.query(serial)
+            except Exception:  # noqa: BLE001 - a failed query tells nothing; ask again later
+                return None
+
+        results = each_in_flight(query_one, serials, limit=self.max_in_flight)
+        return {serial: result for serial, result in zip(serials, results, strict=True) if result is not None}
 
     def statement(self, statement_date: date) -> list[StatementRow]:
         raise NotImplementedError

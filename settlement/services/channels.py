@@ -67,7 +67,7 @@ SIMULATED_CHANNELS: list[dict] = [
         "service_start": time(8, 30),
         "service_end": time(17, 15),
         "runs_on_non_business_days": False,
-        "adapter_settings": {"latency_ms": 5, "failure_rate": 0.005, "timeout_rate": 0.002},
+        "adapter_settings": {"latency_ms": 5, "failure_rate": 0.005, "timeout_rate": 0.002, "max_in_flight": 8},
     },
     # Bulk, cheap, slower.
     {
@@ -99,7 +99,7 @@ SIMULATED_CHANNELS: list[dict] = [
         "service_start": None,
         "service_end": None,
         "runs_on_non_business_days": True,
-        "adapter_settings": {"latency_ms": 10, "failure_rate": 0.02, "timeout_rate": 0.01},
+        "adapter_settings": {"latency_ms": 10, "failure_rate": 0.02, "timeout_rate": 0.01, "max_in_flight": 8},
     },
     # Transfers to accounts at our own bank (bank code SELF): free, 7x24.
     {
@@ -113,7 +113,7 @@ SIMULATED_CHANNELS: list[dict] = [
         "service_end": None,
         "runs_on_non_business_days": True,
         "bank_codes": "SELF",
-        "adapter_settings": {"latency_ms": 1, "failure_rate": 0.01},
+        "adapter_settings": {"latency_ms": 1, "failure_rate": 0.01, "max_in_flight": 8},
     },
 ]
 
