@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--cprofile", type=int, default=0, help="print the top K cProfile entries")
     parser.add_argument("--sql", action="store_true", help="print the SQL of one request")
+    parser.add_argument("--callees", metavar="PATTERN", help="with --cprofile: what the functions matching PATTERN call")
     parser.add_argument("--db", default="bench_profile")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--defaults", choices=("bench", "production"), default="bench",
@@ -160,6 +161,8 @@ def main() -> None:
         print(out.getvalue())
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.cprofile)
+        if args.callees:
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_callees(args.callees)
         print(out.getvalue())
     connection.close()
     if not args.keep:
