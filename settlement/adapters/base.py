@@ -63,8 +63,9 @@ class ChannelAdapter:
     def max_in_flight(self) -> int:
         """How many of this channel's requests the default submit_batch and query_batch keep open at once
         (adapter_settings "max_in_flight", per worker process: the bank's own limit on concurrent requests shared
-        out among the processes; default 1, one after the other). Above 1, `submit` and `query` run on several threads at once (settlement/adapters/inflight.py)
-        and must be thread-safe: no state shared between calls but what is safe to share (an HTTP session)."""
+        out among the processes; default 1, one after the other). Above 1, `submit` and `query` run on several
+        threads at once (settlement/adapters/inflight.py) and must be thread-safe: no state shared between calls
+        but what is safe to share (an HTTP session)."""
         try:
             return max(1, int(self.settings.get("max_in_flight", 1)))
         except (TypeError, ValueError):

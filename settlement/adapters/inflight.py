@@ -13,6 +13,7 @@ per thread, so such an adapter writes outside the caller's transaction; the engi
 transactions anyway.
 """
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -69,7 +70,9 @@ def each_in_flight(call: Callable[[Item], Result], items: Sequence[Item], *, lim
             close_old_connections()
 
     pool = _shared_pool()
-    lanes = [pool.submit(lane) for _ in range(min(limit, len(items)))]
+    # Each lane runs in a copy of the caller's context: log lines from a channel request carry the task's request
+    # id, company and advance (config/ops/context.py) as they would on the caller's thread.
+    lanes = [pool.submit(contextvars.copy_context().run, lane) for _ in range(min(limit, len(items)))]
     wait(lanes)
     for future in lanes:
         future.result()  # re-raises a lane's exception, now that no lane is running

@@ -132,6 +132,20 @@ def test_an_exception_escaping_a_call_is_raised_after_every_other_item_ran():
     assert inflight.each_in_flight(lambda i: i * 10, list(range(7)), limit=3) == [0, 10, 20, 30, 40, 50, 60]
 
 
+def test_the_lanes_see_the_callers_log_context():
+    from config.ops.context import request_id_var
+
+    token = request_id_var.set("req-7f3a")
+    try:
+        seen = inflight.each_in_flight(lambda _: (request_id_var.get(), threading.get_ident()), list(range(6)),
+                                       limit=3)
+    finally:
+        request_id_var.reset(token)
+    assert {request_id for request_id, _ in seen} == {"req-7f3a"}
+    assert threading.get_ident() not in {thread for _, thread in seen}
+    assert request_id_var.get() is None
+
+
 def test_a_forked_child_gets_its_own_pool(monkeypatch):
     parent = inflight._shared_pool()
     assert inflight._shared_pool() is parent
