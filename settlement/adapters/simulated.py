@@ -110,6 +110,17 @@ class SimulatedChannelAdapter(ChannelAdapter):
         return self._answer(transfer)
 
     @property
+    def max_in_flight(self) -> int:
+        """The simulated bank writes its side through this process's own database connections, one per request
+        thread: with Django's connection pool on (DATABASE_POOL), never more threads than the pool has
+        connections beside the caller's, or a thread would wait for one and its payout be read as unknown."""
+        limit = super().max_in_flight
+        pool = (connection.settings_dict.get("OPTIONS") or {}).get("pool")
+        if isinstance(pool, dict):
+            limit = min(limit, max(1, int(pool.get("max_size", 1)) - 1))
+        return limit
+
+    @property
     def native_batch(self) -> bool:  # type: ignore[override]
         return bool(self._setting("batch_file"))
 

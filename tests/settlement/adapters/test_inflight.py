@@ -190,3 +190,16 @@ def test_the_engine_pays_each_payout_once_with_eight_requests_in_flight(advance_
     assert sorted(SimulatedChannelTransfer.objects.values_list("serial", flat=True)) == serials
     # Under CONN_MAX_AGE=0 (the tests' setting) the channel threads left no connection open behind them.
     assert _backends() == backends
+
+
+@pytest.mark.parametrize(("pool", "expected"), [(None, 8), ({"max_size": 4}, 3), ({"max_size": 1}, 1),
+                                                ({"max_size": 20}, 8)])
+def test_the_simulated_bank_never_takes_more_threads_than_the_connection_pool_spares(monkeypatch, pool, expected):
+    from settlement.adapters.simulated import SimulatedChannelAdapter
+
+    options = {k: v for k, v in (connection.settings_dict.get("OPTIONS") or {}).items() if k != "pool"}
+    if pool is not None:
+        options["pool"] = pool
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)  # what DATABASE_POOL=true configures
+
+    assert SimulatedChannelAdapter(_channel(max_in_flight=8)).max_in_flight == expected
