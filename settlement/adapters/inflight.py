@@ -44,8 +44,9 @@ def each_in_flight(call: Callable[[Item], Result], items: Sequence[Item], *, lim
     """`call(item)` for every item, at most `limit` at once; the results in the items' order.
 
     `call` must not raise (the adapters' defaults turn each exception into that item's answer): an exception
-    escaping it is re-raised here once every other item has been called, so nothing is left running behind
-    the caller. With `limit` 1 or a single item, everything runs on the caller's thread, as before.
+    escaping it ends its lane, the other lanes take the remaining items, and it is re-raised here once no lane
+    is running, so nothing is left running behind the caller. With `limit` 1 or a single item, everything runs
+    on the caller's thread, as before.
     """
     if limit <= 1 or len(items) <= 1:
         return [call(item) for item in items]
