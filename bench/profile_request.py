@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--cprofile", type=int, default=0, help="print the top K cProfile entries")
     parser.add_argument("--sql", action="store_true", help="print the SQL of one request")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
     parser.add_argument("--callees", metavar="PATTERN", help="with --cprofile: what the functions matching PATTERN call")
     parser.add_argument("--db", default="bench_profile")
     parser.add_argument("--keep", action="store_true", help="keep the database")
@@ -123,6 +125,19 @@ def main() -> None:
 
     for _ in range(50):  # warm up: imports, connection, caches
         one()
+    gc_time = [0.0, 0]  # seconds in the garbage collector, collections
+
+    def gc_timing(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_timing.started = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_timing.started
+            gc_time[1] += 1
+
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()  # the loaded app's objects are never scanned again (measured: ~0.04 ms per request less)
+    gc.callbacks.append(gc_timing)
     statements: list[str] = []
 
     def capture(execute, sql, params, many, context):
@@ -149,6 +164,8 @@ def main() -> None:
     print(f"{args.n} requests ({args.defaults} defaults): {wall / args.n * 1000:.2f} ms wall, "
           f"{cpu / args.n * 1000:.2f} ms Python CPU, {pg / args.n * 1000:.2f} ms PostgreSQL backend CPU, "
           f"{redis / args.n * 1000:.3f} ms Redis CPU each; statuses {statuses}")
+    print(f"garbage collector: {gc_time[0] / args.n * 1000:.3f} ms per request ({gc_time[1]} collections"
+          f"{', app frozen' if args.gc_freeze else ''})")
     queues_drop(broker, queue_prefix(args.db))
     if args.cprofile:
         profiler = cProfile.Profile()
