@@ -53,6 +53,7 @@ def each_in_flight(call: Callable[[Item], Result], items: Sequence[Item], *, lim
     results: list = [None] * len(items)
     cursor = iter(range(len(items)))
     cursor_lock = threading.Lock()
+    abandoned = threading.Event()  # the caller stopped waiting: no new request starts
 
     def lane() -> None:
         # Around each lane what Django does around a request: a connection this thread kept from an earlier
@@ -61,7 +62,7 @@ def each_in_flight(call: Callable[[Item], Result], items: Sequence[Item], *, lim
         # with 0, the tests' setting, nothing is left open to the database).
         close_old_connections()
         try:
-            while True:
+            while not abandoned.is_set():
                 with cursor_lock:
                     index = next(cursor, None)
                 if index is None:
@@ -74,7 +75,14 @@ def each_in_flight(call: Callable[[Item], Result], items: Sequence[Item], *, lim
     # Each lane runs in a copy of the caller's context: log lines from a channel request carry the task's request
     # id, company and advance (config/ops/context.py) as they would on the caller's thread.
     lanes = [pool.submit(contextvars.copy_context().run, lane) for _ in range(min(limit, len(items)))]
-    wait(lanes)
+    try:
+        wait(lanes)
+    except BaseException:
+        # Interrupted while waiting (Celery's soft time limit, a signal): the requests already out finish, no
+        # new one starts behind a caller that is gone; the batch's attempts, committed before, are the status
+        # queries' to resolve, as after a crash.
+        abandoned.set()
+        raise
     for future in lanes:
         future.result()  # re-raises a lane's exception, now that no lane is running
     return results

@@ -132,6 +132,39 @@ def test_an_exception_escaping_a_call_is_raised_after_every_other_item_ran():
     assert inflight.each_in_flight(lambda i: i * 10, list(range(7)), limit=3) == [0, 10, 20, 30, 40, 50, 60]
 
 
+def test_a_caller_interrupted_while_waiting_leaves_no_new_request_starting_behind_it():
+    import signal
+    import time
+
+    class SoftTimeLimit(Exception):  # what Celery's soft time limit raises in the task's thread
+        pass
+
+    started = []
+    lock = threading.Lock()
+
+    def slow(item):
+        with lock:
+            started.append(item)
+        time.sleep(0.2)  # the interrupt comes mid-request, 100 ms from any lane's next start
+        return item
+
+    def interrupt(signum, frame):
+        raise SoftTimeLimit()
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(SoftTimeLimit):
+            inflight.each_in_flight(slow, list(range(20)), limit=2)
+        at_interrupt = len(started)
+        time.sleep(0.5)  # two more requests per lane, had they gone on
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert at_interrupt == 4  # two lanes, each on its second request
+    assert len(started) == at_interrupt  # the requests out finished; none started after the caller left
+
+
 def test_the_lanes_see_the_callers_log_context():
     from config.ops.context import request_id_var
 

@@ -137,13 +137,13 @@ def _batch_statements(advance_factory, companies, counted, n: int) -> int:
 def test_the_statements_of_a_batch_do_not_grow_with_its_advances(advance_factory, companies, counted):
     """40 statements for a batch of one-payout advances of three companies, whether 3 or 30 advances: claim 17
     (candidates, the advance locked, the other reserved advances locked, its payouts locked, the others' payouts
-    locked, their advances with their companies, advances moved, business date, 4 routing inputs uncached here, accounts locked, attempts, payouts
-    moved, one own-funds release, funds-out journals with their entries), submit none (the claim's attempts are
-    handed over as written), successes applied 12 (locks 2, channels, attempts and payouts moved, business date,
-    accounts, journals with their entries, lines read, a line draw per line that paid: two, the first company's
-    own funds paid all of its part, events), finish 11
-    (the cheap look, business date, fee receivables, advances locked, payouts aggregated, advances updated, fee
-    journals looked up, fee accounts, fee journals with their entries, audit, events)."""
+    locked, their advances with their companies, advances moved, business date, 4 routing inputs uncached here,
+    accounts locked, attempts, payouts moved, one own-funds release, funds-out journals with their entries), submit
+    none (the claim's attempts are handed over as written), successes applied 12 (locks 2, channels, attempts and
+    payouts moved, business date, accounts, journals with their entries, lines read, a line draw per line that paid:
+    two, the first company's own funds paid all of its part, events), finish 11 (the cheap look, business date, fee
+    receivables, advances locked, payouts aggregated, advances updated, fee journals looked up, fee accounts, fee
+    journals with their entries, audit, events)."""
     # Own funds in every batch (one hold release), whatever its size.
     settlement_deposit(company=companies[0], amount="100000.00", business_date=business_date_current())
     # Warm the per-process caches (channel accounts, routing inputs) as a running worker has them.
