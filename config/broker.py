@@ -41,6 +41,8 @@ def tasks_send(name: str, arguments: list[list]) -> None:
     """
     from celery import current_app
 
+    if not arguments:
+        return
     if len(arguments) == 1:
         current_app.send_task(name, args=arguments[0], retry=False)
         return

@@ -1,7 +1,5 @@
 """The Redis broker transport (config/broker.py) and the publish path of the tasks enqueued on commit."""
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from kombu import Connection
 from config.broker import tasks_send
 from funding.services.events import events_schedule_delivery
 from settlement.services.disbursement.scheduling import advance_schedule_dispatch
+from tests.broker_helpers import queue_messages, redis_commands_recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,36 +25,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def commands(monkeypatch):
-    """The names of the Redis commands sent, in order (the real client runs them)."""
-    sent: list[str] = []
-    execute = redis.Redis.execute_command
-
-    def recording(self, *args, **options):
-        sent.append(str(args[0]).upper())
-        return execute(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", recording)
-    pipeline_execute = redis.client.Pipeline.execute
-
-    def recording_pipeline(self, *args, **kwargs):
-        sent.append("PIPELINE " + " ".join(str(command[0][0]) for command in self.command_stack))
-        return pipeline_execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", recording_pipeline)
-    return sent
+    return redis_commands_recorded(monkeypatch)
 
 
 def _taken(client, queue: str, marker) -> list[tuple[str, list, dict]]:
-    """(task name, args, delivery_info) of the messages on `queue` whose args hold `marker`, oldest first;
-    removed from the queue. Only those: a bench may publish onto the same Redis database meanwhile."""
-    out = []
-    for raw in reversed(client.lrange(queue, 0, -1)):  # LPUSH: the oldest is last
-        message = json.loads(raw)
-        args, _, _ = json.loads(base64.b64decode(message["body"]))
-        if marker in json.dumps(args):
-            out.append((message["headers"]["task"], args, message["properties"]["delivery_info"]))
-            client.lrem(queue, 1, raw)
-    return out
+    """Only the messages whose args hold `marker`: a bench may publish onto the same Redis database meanwhile."""
+    return queue_messages(client, queue, marker)
 
 
 MARK = 9_100_000_000  # ids no real advance or event has
