@@ -340,7 +340,7 @@ class BatchApplied:
 
 
 def attempts_apply_batch(
-    *, answers: list[tuple[int, str, str]], source: str, now: datetime | None = None
+    *, answers: list[tuple[int, str, str]], source: str, now: datetime | None = None, queried: bool = False
 ) -> BatchApplied:
     """Apply the channel's answers to a batch of attempts: (attempt id, status, code) each.
 
@@ -351,6 +351,7 @@ def attempts_apply_batch(
     (processing -> unknown for attempts and payouts, the next status query per attempt), and so are explicit
     failures the error map knows (`_apply_failed_batch`). A code read as unknown, a payout in manual review and
     anything at the review deadline go through `attempt_apply`, one by one, exactly as for a single payout.
+    `queried`: the answers come from status queries (each attempt's query count and last answer recorded).
     """
     now = now or timezone.now()
     result = BatchApplied()
@@ -370,7 +371,7 @@ def attempts_apply_batch(
             answers = [answer for answer in answers if answer[0] not in handled]
     succeeded = [attempt_id for attempt_id, status, _ in answers if status == "succeeded"]
     if succeeded:
-        done = retrying(lambda: _apply_succeeded_batch(succeeded, source, now))
+        done = retrying(lambda: _apply_succeeded_batch(succeeded, source, now, queried=queried))
         result.changed += len(done)
         for channel_code, advance_id in done:
             metrics.payout_attempt(channel_code, "succeeded")
@@ -378,7 +379,9 @@ def attempts_apply_batch(
     for attempt_id, status, code in answers:
         if status == "succeeded":
             continue
-        applied = attempt_apply(attempt_id=attempt_id, status=status, code=code, source=source, now=now)
+        applied = attempt_apply(
+            attempt_id=attempt_id, status=status, code=code, source=source, now=now, queried=queried
+        )
         result.changed += int(applied.changed)
         if applied.final and applied.advance_id is not None:
             result.final_advance_ids.add(applied.advance_id)
@@ -591,7 +594,9 @@ def _post_returned(
             raise PostingError(f"could not re-hold {amount} of own funds of {company} for retries")
 
 
-def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -> list[tuple[str, int]]:
+def _apply_succeeded_batch(
+    attempt_ids: list[int], source: str, now: datetime, *, queried: bool = False
+) -> list[tuple[str, int]]:
     with transaction.atomic():
         # Lock order as everywhere: payouts, then attempts (each in id order), then the accounts.
         # Only what the set-based path reads: a thousand payouts are not a thousand advances and companies.
@@ -610,6 +615,11 @@ def _apply_succeeded_batch(attempt_ids: list[int], source: str, now: datetime) -
         )
         codes = channel_codes({a.channel_id for a in attempts})
         live = [a for a in attempts if a.status in LIVE]  # a resolved attempt is left as it is
+        if queried:
+            # Every attempt asked records the query, as attempt_apply does, whatever becomes of it below.
+            PayoutAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
+                query_count=F("query_count") + 1, last_query="succeeded"
+            )
         done: list[tuple[str, int]] = []
         batch: list[PayoutAttempt] = []
         for attempt in live:

@@ -140,6 +140,21 @@ def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None)
         except Exception as exc:  # noqa: BLE001 - a failed query tells nothing; ask again later
             logger.warning("status query of %s attempts at %s failed: %s", len(group), channel.code, exc)
             answers = {}
+        # The successes, the bulk after an outage, set-based in one transaction (as the submit path applies them);
+        # if that fails, one by one below like every other answer.
+        succeeded = [a.pk for a in group if isinstance(answers.get(a.serial), QueryResult)
+                     and answers[a.serial].status == "succeeded"]
+        if len(succeeded) > 1:
+            try:
+                applied_batch = attempts_apply_batch(
+                    answers=[(pk, "succeeded", "") for pk in succeeded], source="query", now=now, queried=True
+                )
+            except Exception:  # the single-attempt path below takes them one by one
+                logger.exception("status answers of %s attempts could not be applied together", len(succeeded))
+            else:
+                finished |= applied_batch.final_advance_ids
+                done = set(succeeded)
+                group = [a for a in group if a.pk not in done]
         for attempt in group:
             answer = answers.get(attempt.serial)
             if isinstance(answer, QueryResult):

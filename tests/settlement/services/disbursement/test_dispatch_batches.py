@@ -267,6 +267,38 @@ def test_late_answers_are_queried_in_one_request_per_channel(advance_factory, ch
     assert Advance.objects.get(pk=advance.pk).status == "disbursed"
 
 
+def test_successes_found_by_the_status_queries_are_applied_set_based(advance_factory, channels):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    channel_configure(channels["BEPS"], late_success_rate=1, late_seconds=0)
+
+    def poll_counted(n: int) -> tuple[int, Advance]:
+        advance = advance_factory(*["10.00"] * n)
+        advance_dispatch(advance_id=advance.pk)
+        assert list(PayoutAttempt.objects.filter(payout__advance=advance).values_list("status", flat=True).distinct()
+                    ) == ["processing"]
+        counter = StatementCounter()
+        with connection.execute_wrapper(counter):
+            assert attempts_poll_due(now=timezone.now() + timedelta(seconds=16)) == n
+        # The engine's: the simulated bank settles each late transfer with its own statements (its side, not ours).
+        return len([sql for sql in counter.sqls if "simulatedchanneltransfer" not in sql]), advance
+
+    poll_counted(2)  # warm the per-process caches (channel accounts, business date) as a running worker has them
+    few, _ = poll_counted(3)
+    many, advance = poll_counted(40)
+
+    assert few == many  # one transaction for the successes, whatever their number (one by one: ~16 statements each)
+    attempts = PayoutAttempt.objects.filter(payout__advance=advance)
+    assert set(attempts.values_list("status", "resolved_by", "query_count", "last_query")) == {
+        ("succeeded", "query", 1, "succeeded")}
+    assert Advance.objects.get(pk=advance.pk).status == "disbursed"
+    assert WebhookEvent.objects.filter(type="payout.succeeded", resource_id__in=[
+        p.public_id for p in Payout.objects.filter(advance=advance)]).count() == 40
+    assert trial_balance() == {"CNY": Decimal("0.00")} and account_totals_drift() == []
+
+
 def test_a_new_advance_enqueues_one_dispatch_task_per_batch(advance_factory, settings, monkeypatch):
     from celery import current_app
 
