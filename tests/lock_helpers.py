@@ -24,6 +24,35 @@ def wait_until_waiting(count: int) -> None:
         time.sleep(0.02)
 
 
+def outcome_of(fn: Callable[[], object], *, start: threading.Barrier | None = None) -> object:
+    """`fn()` on this thread's own connection, closed afterwards: its result, or what it raised (returned for
+    the test to assert on). `start`: wait there first, so that racing threads begin together."""
+    try:
+        if start is not None:
+            start.wait(timeout=30)
+        return fn()
+    except BaseException as exc:  # noqa: BLE001 - returned to the test, which asserts on it
+        return exc
+    finally:
+        connection.close()
+
+
+def race(*fns: Callable[[], object], timeout: float = 120) -> list:
+    """Run the functions at once, each on its own thread and connection; each one's result or exception."""
+    results: list = [None] * len(fns)
+    start = threading.Barrier(len(fns))
+
+    def run(i: int, fn: Callable[[], object]) -> None:
+        results[i] = outcome_of(fn, start=start)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results
+
+
 def queued_behind_a_held_row(row: QuerySet, first: Callable[[], object], second: Callable[[], object]) -> list:
     """Lock `row` (a queryset of one row) from another connection, run `first` in a thread until it waits for a
     lock, then `second` likewise, then let the row go: the worst order for the two. Returns what they raised."""
@@ -40,12 +69,9 @@ def queued_behind_a_held_row(row: QuerySet, first: Callable[[], object], second:
             connection.close()
 
     def run(fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - returned to the test, which asserts on it
-            errors.append(exc)
-        finally:
-            connection.close()
+        outcome = outcome_of(fn)
+        if isinstance(outcome, BaseException):
+            errors.append(outcome)
 
     holder = threading.Thread(target=hold)
     holder.start()

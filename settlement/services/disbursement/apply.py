@@ -615,11 +615,8 @@ def _apply_succeeded_batch(
         )
         codes = channel_codes({a.channel_id for a in attempts})
         live = [a for a in attempts if a.status in LIVE]  # a resolved attempt is left as it is
-        if queried:
-            # Every attempt asked records the query, as attempt_apply does, whatever becomes of it below.
-            PayoutAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
-                query_count=F("query_count") + 1, last_query="succeeded"
-            )
+        # Every attempt asked records the query, as attempt_apply does, whatever becomes of it below.
+        query_recorded = {"query_count": F("query_count") + 1, "last_query": "succeeded"} if queried else {}
         done: list[tuple[str, int]] = []
         batch: list[PayoutAttempt] = []
         for attempt in live:
@@ -634,16 +631,22 @@ def _apply_succeeded_batch(
                     now=now,
                 )
             done.append((codes[attempt.channel_id], payout.advance_id))
+        in_batch = {a.pk for a in batch}
+        if query_recorded and len(in_batch) < len(attempts):  # those the move below does not write
+            PayoutAttempt.objects.filter(pk__in=[a.pk for a in attempts if a.pk not in in_batch]).update(
+                **query_recorded
+            )
         if not batch:
             return done
         resolved_at = timezone.now()
         fsm_update_exactly(
-            PayoutAttempt.objects.filter(pk__in=[a.pk for a in batch]),
+            PayoutAttempt.objects.filter(pk__in=in_batch),
             PayoutAttempt.mark_succeeded,
             resolved_at=resolved_at,
             resolved_by=source,
             next_query_at=None,
             expected=len(batch),
+            **query_recorded,
         )
         payout_ids = [a.payout_id for a in batch]
         fsm_update_exactly(

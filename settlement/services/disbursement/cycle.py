@@ -122,7 +122,8 @@ def _dispatch_batch(*, advance_id: int, size: int, now: datetime | None) -> _Bat
 
 def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None) -> int:
     """Ask the channels about live attempts, one `query_batch` per channel (outside any transaction), and apply
-    each answer (attempt_apply). A channel that fails to answer tells nothing: asked again later."""
+    the answers: a channel's successes together (attempts_apply_batch), every other answer on its own
+    (attempt_apply). A channel that fails to answer tells nothing: asked again later."""
     no_transaction()
     attempts = list(
         PayoutAttempt.objects.select_related("channel").filter(pk__in=attempt_ids, status__in=LIVE).order_by("pk")
@@ -142,9 +143,9 @@ def attempts_query_batch(*, attempt_ids: list[int], now: datetime | None = None)
             answers = {}
         # The successes, the bulk after an outage, set-based in one transaction (as the submit path applies them);
         # if that fails, one by one below like every other answer.
-        succeeded = [a.pk for a in group if isinstance(answers.get(a.serial), QueryResult)
-                     and answers[a.serial].status == "succeeded"]
-        if len(succeeded) > 1:
+        succeeded = [a.pk for a in group
+                     if isinstance(answer := answers.get(a.serial), QueryResult) and answer.status == "succeeded"]
+        if succeeded:
             try:
                 applied_batch = attempts_apply_batch(
                     answers=[(pk, "succeeded", "") for pk in succeeded], source="query", now=now, queried=True

@@ -53,8 +53,10 @@ class CountingBank(ChannelAdapter):
             self._leave()
 
     def query(self, serial):
-        self._enter()
+        call = self._enter()
         try:
+            if call <= self.meet:
+                self.barrier.wait()
             if serial in self.fail:
                 raise ConnectionResetError("reset by peer")
             return QueryResult("succeeded")
@@ -98,12 +100,12 @@ def test_one_request_that_raises_is_unknown_and_the_others_are_answered():
 
 
 def test_queries_in_flight_leave_out_the_serials_whose_query_failed():
-    bank = CountingBank(_channel(max_in_flight=3), fail=frozenset({"S001"}))
+    bank = CountingBank(_channel(max_in_flight=3), meet=3, fail=frozenset({"S001"}))
 
     answers = bank.query_batch(["S000", "S001", "S002", "S003"])
 
     assert answers == {s: QueryResult("succeeded") for s in ("S000", "S002", "S003")}
-    assert bank.peak <= 3 and threading.get_ident() not in bank.threads
+    assert bank.peak == 3 and threading.get_ident() not in bank.threads
 
 
 @pytest.mark.parametrize("setting", [None, 1, 0, -4, "eight", [8]])

@@ -2,11 +2,9 @@
 set-off and the repayment collection racing for the same overdue advances serialize on the company's accounts
 (never both taking the same debt), whichever comes first."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from funding.models import Advance, AdvanceStatus, CreditLine
 from ledger.models import AccountKind
@@ -16,32 +14,11 @@ from settlement.models import MarginSetOff, Repayment, RepaymentSource
 from settlement.services.margin import margin_setoff_approve, margin_setoff_propose
 from settlement.services.nightly import repayments_collect_run
 from tests.factories import calendar_and_business_date, staff_user
+from tests.lock_helpers import race
 from tests.settlement.nightly_helpers import balance, credit_settlement
 from tests.settlement.services.test_margin import make_overdue_company
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def _race(*fns) -> list:
-    """Run the functions at once on their own connections; returns each one's result or exception."""
-    results: list = [None] * len(fns)
-    barrier = threading.Barrier(len(fns))
-
-    def run(i, fn) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = fn()
-        except BaseException as exc:  # noqa: BLE001 - returned to the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def _consistent(company) -> None:
@@ -57,7 +34,7 @@ def test_two_checkers_approving_the_same_setoff_apply_it_once():
     setoff = margin_setoff_propose(company=company, amount="100330.08", maker=staff_user(), reason="overdue")
     checkers = [staff_user(), staff_user()]
 
-    results = _race(*[lambda c=c: margin_setoff_approve(setoff=setoff, checker=c) for c in checkers])
+    results = race(*[lambda c=c: margin_setoff_approve(setoff=setoff, checker=c) for c in checkers])
 
     applied = [r for r in results if isinstance(r, MarginSetOff)]
     refused = [r for r in results if isinstance(r, Exception)]
@@ -77,7 +54,7 @@ def test_setoff_and_collection_racing_never_take_the_same_debt():
     credit_settlement(company, "60000.00")
     checker = staff_user()
 
-    setoff_result, collected = _race(
+    setoff_result, collected = race(
         lambda: margin_setoff_approve(setoff=setoff, checker=checker),
         lambda: repayments_collect_run(),
     )

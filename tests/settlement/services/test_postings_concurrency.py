@@ -6,19 +6,17 @@ funds-out locks its accounts in id order up front too, the two wait on each othe
 with a deadlock error).
 """
 
-import threading
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from funding.models import AdvanceStatus, CreditLine, Payout
 from funding.services.advances import advance_finish_disbursement, advance_request
 from ledger.models import Account, AccountKind
 from ledger.selectors import account_totals_drift, trial_balance
 from tests.factories import calendar_and_business_date, company_with_line, payout_inputs
-from tests.lock_helpers import queued_behind_a_held_row
+from tests.lock_helpers import queued_behind_a_held_row, race
 from tests.money_helpers import (
     advance_repay_in_full,
     advance_start_disbursing,
@@ -59,31 +57,14 @@ def test_funds_out_and_repayments_of_one_company_do_not_deadlock():
     settlement_deposit(company=company, amount=sum((a.advanced_disbursed + a.fee for a in to_repay), D(0)),
                        business_date=TODAY)
 
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2 * PAIRS)
-
-    def run(fn) -> None:
-        try:
-            barrier.wait(timeout=30)
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(lambda a=a: advance_repay_in_full(advance=a,
-                                                                                   business_date=TODAY),))
-               for a in to_repay]
     def send_and_confirm(payout) -> None:
         # Funds out, then the success that draws the line's hold (contract 1.7: reserved until known).
         payout_send(payout=payout, business_date=TODAY)
         payout_resolve(payout=payout, outcome="succeeded", business_date=TODAY)
 
-    threads += [threading.Thread(target=run, args=(lambda p=p: send_and_confirm(p),)) for p in to_send]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    outcomes = race(*[lambda a=a: advance_repay_in_full(advance=a, business_date=TODAY) for a in to_repay],
+                    *[lambda p=p: send_and_confirm(p) for p in to_send])
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
 
     assert errors == []
     line = CreditLine.objects.get(pk=line.pk)

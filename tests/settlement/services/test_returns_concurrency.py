@@ -5,12 +5,10 @@ lowers what the collection takes; a collection first is followed by a refund of 
 (the return locks the settlement account before the advance, as the collection does), balanced books.
 """
 
-import threading
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from funding.models import Advance, AdvanceStatus, BusinessDay
 from funding.selectors import credit_line_view
@@ -20,6 +18,7 @@ from settlement.models import PayoutReturn, ReturnSource
 from settlement.services.nightly import repayments_collect_run
 from settlement.services.returns import payout_return_book
 from tests.factories import calendar_and_business_date, company_with_line
+from tests.lock_helpers import race
 from tests.settlement.nightly_helpers import available, balance, credit_settlement
 from tests.settlement.services.test_returns import paid_advance
 
@@ -35,29 +34,13 @@ def test_returns_and_collection_at_once_cost_exactly_what_stays_disbursed():
     assert {a.fee for a in advances} == {Decimal("0.60")}
     BusinessDay.objects.update(current=date(2026, 11, 26))  # the due date: returns recompute the fee
     credit_settlement(company, "20000.00")
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(ADVANCES + 1)
-
-    def run(fn) -> None:
-        try:
-            barrier.wait(timeout=30)
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
     seconds = [a.payouts.get(sequence=2).pk for a in advances]
-    threads = [
-        threading.Thread(target=run, args=(lambda pk=pk: payout_return_book(
-            payout_id=pk, source=ReturnSource.STATEMENT, actor_label="race"),))
-        for pk in seconds
-    ]
-    threads.append(threading.Thread(target=run, args=(repayments_collect_run,)))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    outcomes = race(
+        *[lambda pk=pk: payout_return_book(payout_id=pk, source=ReturnSource.STATEMENT, actor_label="race")
+          for pk in seconds],
+        repayments_collect_run,
+    )
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
 
     assert errors == []
     assert PayoutReturn.objects.count() == ADVANCES

@@ -26,7 +26,7 @@ from settlement.services.disbursement import (
 from settlement.services.disbursement import claim as claim_module
 from settlement.services.disbursement import cycle as cycle_module
 from tests.factories import company_with_line
-from tests.lock_helpers import wait_until_waiting
+from tests.lock_helpers import outcome_of, wait_until_waiting
 from tests.money_helpers import money_snapshot, settlement_deposit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -216,12 +216,7 @@ def test_concurrent_batches_of_one_reserved_advance_take_disjoint_slices(
     sent: list[object] = []
 
     def run() -> None:
-        try:
-            sent.append(advance_dispatch_batch(advance_id=advance.pk))
-        except BaseException as exc:  # noqa: BLE001 - asserted below
-            sent.append(exc)
-        finally:
-            connection.close()
+        sent.append(outcome_of(lambda: advance_dispatch_batch(advance_id=advance.pk)))
 
     first = threading.Thread(target=run)
     first.start()
