@@ -3,6 +3,7 @@ PostgreSQL connections terminated during load. Afterwards nothing is lost, nothi
 client retry with the same Idempotency-Key gets one consistent answer.
 (A SIGKILL in the middle of end of day belongs to the nightly jobs' own tests.)"""
 
+import http.client
 import os
 import random
 import signal
@@ -118,7 +119,7 @@ def test_sigkill_api_worker_mid_request_then_retry_with_same_key(broker_url):
             def send(body=body, key=key, first=first):
                 try:
                     first["answer"] = api.post("/api/v1/advances", body, key, timeout=60)
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:  # cut before or while the answer was sent
                     first["error"] = exc
 
             sender = threading.Thread(target=send)
