@@ -51,7 +51,7 @@ def broker(settings):
 class Worker:
     """A real `celery worker` process on the test database, in its own process group (so SIGKILL hits all)."""
 
-    def __init__(self, broker_url: str, name: str, concurrency: int = 8):
+    def __init__(self, broker_url: str, name: str, concurrency: int = 8, batch_size: int | None = None):
         db = connection.settings_dict
         auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
         env = {
@@ -64,6 +64,7 @@ class Worker:
             "DISBURSEMENT_MANUAL_REVIEW_AFTER_SECONDS": str(REVIEW_AFTER_SECONDS),
             "DISBURSEMENT_DISPATCH_ON_COMMIT": "true",
             "LOG_LEVEL": "WARNING",
+            **({"DISBURSEMENT_BATCH_SIZE": str(batch_size)} if batch_size else {}),
         }
         (ROOT / "var").mkdir(exist_ok=True)
         self.log = open(ROOT / "var" / f"chaos-{name}.log", "w")  # noqa: SIM115
@@ -232,9 +233,12 @@ def test_chaos_2000_payouts_real_worker(business_day, channels, broker):
     print("chaos outcome:", states, attempts)
 
 
-def test_sigkill_worker_mid_dispatch_then_new_worker(business_day, channels, broker):
+def test_sigkill_worker_mid_dispatch_then_new_worker(business_day, channels, broker, settings):
     _configure_channels(latency_ms=15)
-    first = Worker(broker, "doomed", concurrency=4)
+    # Batches far smaller than the 300 payouts (a batch fills up across advances: at the default 250 the first
+    # tasks could claim everything before the kill), so that the kill finds some claimed and some still pending.
+    settings.DISBURSEMENT_BATCH_SIZE = 20
+    first = Worker(broker, "doomed", concurrency=4, batch_size=20)
     try:
         _advances(n_advances=4, per_advance=75)
         deadline = time.monotonic() + 60
@@ -244,7 +248,7 @@ def test_sigkill_worker_mid_dispatch_then_new_worker(business_day, channels, bro
         first.kill()
     at_kill = dict(Payout.objects.values_list("status").annotate(n=Count("id")))
     assert at_kill.get("pending", 0) > 0, at_kill  # killed in the middle
-    second = Worker(broker, "rescue", concurrency=4)
+    second = Worker(broker, "rescue", concurrency=4, batch_size=20)
     try:
         _drive_until_settled(300, timeout=90)
     finally:
