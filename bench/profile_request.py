@@ -79,11 +79,63 @@ def _redis_cpu(url: str):
     return read
 
 
+def backend_oncpu_ns(pid: int) -> int:
+    """Nanoseconds a local process has run on a CPU (/proc/PID/schedstat, first field)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def pg_by_statement(one, connection, backend: int, n: int) -> None:
+    """Run n more requests and print the backend's CPU by statement (first words) and for the COMMITs."""
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    spent: dict[str, list[int]] = {}
+
+    def add(label: str, ns: int) -> None:
+        entry = spent.setdefault(label, [0, 0])
+        entry[0] += ns
+        entry[1] += 1
+
+    def measure(execute, sql, params, many, context):
+        before = backend_oncpu_ns(backend)
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            add(" ".join(sql.split())[:70], backend_oncpu_ns(backend) - before)
+
+    original_commit = BaseDatabaseWrapper._commit
+
+    def commit(self):
+        before = backend_oncpu_ns(backend)
+        try:
+            return original_commit(self)
+        finally:
+            add("COMMIT", backend_oncpu_ns(backend) - before)
+
+    BaseDatabaseWrapper._commit = commit
+    total0 = backend_oncpu_ns(backend)
+    try:
+        with connection.execute_wrapper(measure):
+            for _ in range(n):
+                one()
+    finally:
+        BaseDatabaseWrapper._commit = original_commit
+    total = backend_oncpu_ns(backend) - total0
+    print(f"PostgreSQL backend CPU per request, by statement ({n} requests; total {total / n / 1000:.0f} us):")
+    for label, (ns, count) in sorted(spent.items(), key=lambda item: -item[1][0]):
+        print(f"  {ns / n / 1000:7.0f} us  x{count / n:.2f}  {label}")
+    print(f"  {(total - sum(v[0] for v in spent.values())) / n / 1000:7.0f} us  outside them (BEGIN, between)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--cprofile", type=int, default=0, help="print the top K cProfile entries")
     parser.add_argument("--sql", action="store_true", help="print the SQL of one request")
+    parser.add_argument("--pg-by-statement", action="store_true",
+                        help="PostgreSQL backend CPU per statement and per COMMIT (/proc/PID/schedstat, same machine)")
+    parser.add_argument("--cpu-timer", action="store_true",
+                        help="with --cprofile: time functions by this process's CPU, not the wall clock (waits on "
+                             "PostgreSQL and Redis then count only for what the client itself spends)")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
     parser.add_argument("--callees", metavar="PATTERN", help="with --cprofile: what the functions matching PATTERN call")
     parser.add_argument("--db", default="bench_profile")
@@ -166,9 +218,11 @@ def main() -> None:
           f"{redis / args.n * 1000:.3f} ms Redis CPU each; statuses {statuses}")
     print(f"garbage collector: {gc_time[0] / args.n * 1000:.3f} ms per request ({gc_time[1]} collections"
           f"{', app frozen' if args.gc_freeze else ''})")
+    if args.pg_by_statement:
+        pg_by_statement(one, connection, backend, min(args.n, 1000))
     queues_drop(broker, queue_prefix(args.db))
     if args.cprofile:
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if args.cpu_timer else cProfile.Profile()
         profiler.enable()
         for _ in range(min(args.n, 500)):
             one()

@@ -1,6 +1,7 @@
 """The ledger's rules, written in PostgreSQL so that no code path (ORM, raw SQL, psql) can break them.
 
-This module documents the CURRENT SQL: the text the latest migration carrying it installed (ledger 0004). No
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (ledger 0004; 0006 for
+ledger_unbalanced_journal(), issue 15: PL/pgSQL, so that its plan is kept). No
 migration imports it; each migration carries its own copy of the text it runs. To change the SQL: edit it here,
 then copy the new text verbatim into a new migration (CREATE OR REPLACE FUNCTION; DROP and CREATE a trigger
 whose definition changes), whose reverse restores the previous text; a changed signature needs a DROP of the
@@ -40,9 +41,13 @@ BEGIN
     RETURN NEW;
 END $$;
 
+-- PL/pgSQL, not SQL: a SQL function with a SET clause is never inlined, and PostgreSQL 15 plans its body again
+-- on every call, every COMMIT that wrote a journal; PL/pgSQL keeps the plan per connection (made with
+-- sequential scans off, as the SET says).
 CREATE OR REPLACE FUNCTION ledger_unbalanced_journal(
     from_id bigint, OUT journal_id bigint, OUT entries bigint, OUT unbalanced text
-) LANGUAGE sql SET enable_seqscan = off AS $$
+) LANGUAGE plpgsql SET enable_seqscan = off AS $$
+BEGIN
     WITH per_currency AS (
         SELECT t.id, e.currency, count(e.id) AS n,
                sum(CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END) AS net
@@ -51,13 +56,14 @@ CREATE OR REPLACE FUNCTION ledger_unbalanced_journal(
          WHERE t.id >= from_id AND t.posted_xact = txid_current()
          GROUP BY t.id, e.currency
     )
-    SELECT id, sum(n)::bigint, string_agg(currency, ',' ORDER BY currency) FILTER (WHERE net <> 0)
-      FROM per_currency
-     GROUP BY id
-    HAVING sum(n) < 2 OR bool_or(net <> 0)
-     ORDER BY id
-     LIMIT 1
-$$;
+    SELECT p.id, sum(p.n)::bigint, string_agg(p.currency, ',' ORDER BY p.currency) FILTER (WHERE p.net <> 0)
+      INTO journal_id, entries, unbalanced
+      FROM per_currency p
+     GROUP BY p.id
+    HAVING sum(p.n) < 2 OR bool_or(p.net <> 0)
+     ORDER BY p.id
+     LIMIT 1;
+END $$;
 
 CREATE OR REPLACE FUNCTION ledger_check_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
