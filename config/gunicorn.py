@@ -53,6 +53,15 @@ def on_starting(server) -> None:
     multiprocess_dir_reset()
 
 
+def post_worker_init(worker) -> None:
+    # The app is loaded: its objects (modules, models, URL patterns) live as long as the worker, so the
+    # garbage collector need not scan them again in every full collection (gc.freeze).
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def child_exit(server, worker) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -462,6 +462,13 @@ DISBURSEMENT_BATCH_SIZE = env_int("DISBURSEMENT_BATCH_SIZE", 250)
 if DISBURSEMENT_BATCH_SIZE < 1:
     raise ImproperlyConfigured("DISBURSEMENT_BATCH_SIZE must be at least 1 (payouts claimed per transaction)")
 DISBURSEMENT_DISPATCH_ON_COMMIT = env_bool("DISBURSEMENT_DISPATCH_ON_COMMIT", default=True)
+# The dispatch gate (settlement/services/disbursement/scheduling.py, with a Redis cache): while a coalesced
+# dispatch task is queued, new small advances publish nothing; a task lost on its way holds the gate at most
+# this long (then the next advance publishes again; the beat sweep catches anything older). 0: no gate, every
+# advance publishes its own task.
+DISBURSEMENT_DISPATCH_GATE_SECONDS = env_int("DISBURSEMENT_DISPATCH_GATE_SECONDS", 10)
+if DISBURSEMENT_DISPATCH_GATE_SECONDS < 0:
+    raise ImproperlyConfigured("DISBURSEMENT_DISPATCH_GATE_SECONDS must be 0 (no gate) or more seconds")
 # Threads per worker process for channel requests in flight at once (each channel's own limit is its
 # adapter_settings "max_in_flight", default 1: one after the other). settlement/adapters/inflight.py.
 CHANNEL_THREADS = env_int("CHANNEL_THREADS", 32)

@@ -9,9 +9,11 @@ from settlement.services.reconciliation_queue import bank_clearing_reconcile
 
 def on_advance_reserved(sender, *, advance: Advance, **kwargs) -> None:
     """A new advance's payouts are pending: dispatch them once its transaction has committed."""
-    advance_id = advance.pk
+    advance_id, currency = advance.pk, advance.currency
     payouts = len(getattr(advance, "created_payouts", None) or []) or 1
-    transaction.on_commit(lambda: advance_schedule_dispatch(advance_id=advance_id, payouts=payouts))
+    transaction.on_commit(
+        lambda: advance_schedule_dispatch(advance_id=advance_id, payouts=payouts, currency=currency)
+    )
 
 
 def on_bank_statement_imported(sender, *, statement: BankStatementImport, value_dates: list, **kwargs) -> str:

@@ -20,6 +20,12 @@ def dispatch_batch(advance_id: int) -> int:
     return disbursement.advance_dispatch_batch(advance_id=advance_id)
 
 
+@shared_task(name="settlement.dispatch_due", acks_late=True)
+def dispatch_due(advance_id: int, currency: str) -> int:
+    """One batch of the currency's due payouts, the advance's own first (the dispatch gate's task)."""
+    return disbursement.advance_dispatch_due(advance_id=advance_id, currency=currency)
+
+
 @shared_task(name="settlement.dispatch_pending", acks_late=True)
 def dispatch_pending() -> int:
     """Beat: enqueue dispatch for advances with due pending payouts (lost messages, waits, retries), all in one

@@ -14,13 +14,14 @@ import functools
 import logging
 import threading
 import time
-import weakref
 
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
+
+from config.cache import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +38,6 @@ def rate_parse(rate: str) -> tuple[int, int]:
     if limit < 1:
         raise ValueError(f"API_THROTTLE_RATE must allow at least one request: {rate!r}")
     return limit, duration
-
-
-# One redis.Redis client per cache backend instance (Django keeps one backend per thread); building a
-# client costs more than the round trip itself, and RedisCacheClient.get_client() builds one per call.
-_redis_clients: "weakref.WeakKeyDictionary[RedisCache, object]" = weakref.WeakKeyDictionary()
-
-
-def _redis_client(backend: RedisCache, key: str):
-    client = _redis_clients.get(backend)
-    if client is None:
-        client = _redis_clients[backend] = backend._cache.get_client(key, write=True)
-    return client
 
 
 class _Unavailable:
@@ -81,7 +70,7 @@ def window_increment(*, key: str, duration: int) -> int | None:
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         cache_key = backend.make_and_validate_key(key)
-        client = _redis_client(backend, cache_key)
+        client = redis_client(backend, cache_key)
         try:
             pipe = client.pipeline(transaction=False)
             pipe.incr(cache_key)

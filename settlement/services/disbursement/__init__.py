@@ -31,6 +31,7 @@ from settlement.services.disbursement.common import OpenTransactionError, next_q
 from settlement.services.disbursement.cycle import (
     advance_dispatch,
     advance_dispatch_batch,
+    advance_dispatch_due,
     advance_try_finish,
     advances_try_finish,
     attempts_query_batch,
@@ -46,6 +47,7 @@ __all__ = [
     "OpenTransactionError",
     "advance_dispatch",
     "advance_dispatch_batch",
+    "advance_dispatch_due",
     "advance_schedule_dispatch",
     "advance_try_finish",
     "advances_dispatch_due",

@@ -164,13 +164,18 @@ class ClaimedBatch:
         return [attempt.pk for attempt in self.attempts]
 
 
-def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = None) -> ClaimedBatch | None:
+def payouts_claim_batch(
+    *, advance_id: int, limit: int, now: datetime | None = None, any_due: bool = False
+) -> ClaimedBatch | None:
     """Claim up to `limit` due pending payouts (SKIP LOCKED): the advance's own first, then other advances'
     in payout id order (FIFO), so that a batch carries many small advances instead of one each. Route them,
     write their attempts and post their funds out, all in one transaction committed before any channel is
     called.
 
     None: nothing of the advance left to claim (another batch took it): one statement, no transaction.
+    any_due: the other advances' due payouts (same currency) are claimed even when the advance has none left:
+    the coalesced dispatch (scheduling.advance_schedule_dispatch), whose task stands for every advance of the
+    currency committed while it was queued; None then only when nothing at all is due.
     The statements do not grow with the batch: one SELECT picks the candidates (no locks), one locks the
     dispatched advance while it is `reserved` and one the other `reserved` advances among the candidates (id
     order, SKIP LOCKED: a cancel holding its advance keeps its payouts out, never both), one locks the advance's
@@ -181,26 +186,26 @@ def payouts_claim_batch(*, advance_id: int, limit: int, now: datetime | None = N
     release per company with own funds, and two INSERTs post every funds-out journal with its entries.
     """
     now = now or timezone.now()
-    candidates = _candidates(advance_id, limit, now)
-    if not any(advance == advance_id for _, advance, _ in candidates):
+    candidates = _candidates(advance_id, limit, now, any_due=any_due)
+    if not (candidates if any_due else any(advance == advance_id for _, advance, _ in candidates)):
         return None
-    return retrying(lambda: _claim_batch(advance_id, limit, candidates, now))
+    return retrying(lambda: _claim_batch(advance_id, limit, candidates, now, any_due=any_due))
 
 
-def _candidates(advance_id: int, limit: int, now: datetime) -> list[tuple[int, int, str]]:
+def _candidates(advance_id: int, limit: int, now: datetime, *, any_due: bool = False) -> list[tuple[int, int, str]]:
     """Due pending payouts to claim, without locks: (payout id, advance id, advance status), the advance's
-    own first (up to `limit`), then, only when it has some, the oldest of other advances of its currency with
-    their payouts open to dispatch. A task whose advance has nothing due ends with this one statement and one
-    index lookup: the other advances have their own tasks (and the beat sweep). Prepared (config.db): planning
-    this UNION of two joins cost 1.2 ms, more than its execution, and every dispatch task runs it. The state is
-    written into the text, not bound: a generic plan can use a partial index (`status = 'pending'`) only when
-    the query's own condition proves it; bound, the cached plan could never use the queue's partial index
-    (funding_payout_pending) and took the status index, dead `pending` entries and all."""
+    own first (up to `limit`), then, only when it has some (or with any_due), the oldest of other advances of
+    its currency with their payouts open to dispatch. A task whose advance has nothing due ends with this one
+    statement and one index lookup: the other advances have their own tasks (and the beat sweep). Prepared
+    (config.db): planning this UNION of two joins cost 1.2 ms, more than its execution, and every dispatch task
+    runs it. The state is written into the text, not bound: a generic plan can use a partial index (`status =
+    'pending'`) only when the query's own condition proves it; bound, the cached plan could never use the
+    queue's partial index (funding_payout_pending) and took the status index, dead `pending` entries and all."""
     with prepared_cursor() as cursor:
         cursor.execute(
             _CANDIDATES_SQL,
             {"advance": advance_id, "now": now, "open": [str(s) for s in ADVANCE_OPEN_PAYOUT_STATES],
-             "limit": limit},
+             "limit": limit, "any_due": any_due},
         )
         rows = cursor.fetchall()
     return rows[:limit]
@@ -219,7 +224,7 @@ _CANDIDATES_SQL = f"""
             UNION ALL
             (SELECT p.id, p.advance_id, v.status
                FROM funding_payout p JOIN funding_advance v ON v.id = p.advance_id
-              WHERE EXISTS (SELECT 1 FROM own)
+              WHERE (%(any_due)s::boolean OR EXISTS (SELECT 1 FROM own))
                 AND p.status = '{PayoutStatus.PENDING.value}' AND p.advance_id <> %(advance)s::bigint
                 AND (p.dispatch_after IS NULL OR p.dispatch_after <= %(now)s::timestamptz)
                 AND v.status = ANY(%(open)s::text[])
@@ -229,7 +234,7 @@ _CANDIDATES_SQL = f"""
 
 
 def _claim_batch(
-    advance_id: int, limit: int, candidates: list[tuple[int, int, str]], now: datetime
+    advance_id: int, limit: int, candidates: list[tuple[int, int, str]], now: datetime, *, any_due: bool = False
 ) -> ClaimedBatch | None:
     with transaction.atomic():
         # Lock order as everywhere: advances, payouts, attempts, accounts, credit lines. Advances are locked only
@@ -269,12 +274,14 @@ def _claim_batch(
             .order_by("pk")
         )
         payouts = list(queue.filter(dispatchable, advance_id=advance_id)[:limit])
-        if not payouts:
+        if not payouts and not any_due:
             return None  # the advance's own were taken meanwhile: leave the others to their own tasks
         if len(payouts) < limit and any(advance != advance_id for _, advance, _ in candidates):
             currency = Advance.objects.filter(pk=advance_id).values("currency")[:1]
             payouts += list(queue.filter(dispatchable, advance__currency=Subquery(currency))
                             .exclude(advance_id=advance_id)[: limit - len(payouts)])
+        if not payouts:
+            return None  # any_due: every candidate was taken meanwhile
         result = ClaimedBatch(locked=len(payouts), own=sum(p.advance_id == advance_id for p in payouts))
         locked_advances = locked
         # The advances and their companies in one statement, one instance each, rather than joined into every

@@ -2,7 +2,7 @@
 
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +20,7 @@ from settlement.services.disbursement.common import (
     LIVE,
     no_transaction,
 )
+from settlement.services.disbursement.scheduling import dispatch_due_schedule, dispatch_gate_open
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,26 @@ def advance_dispatch(*, advance_id: int, now: datetime | None = None, limit: int
     return sent
 
 
+def advance_dispatch_due(
+    *, advance_id: int, currency: str, now: datetime | None = None, size: int | None = None
+) -> int:
+    """The dispatch gate's task (scheduling): open the currency's gate first, so that an advance committed from
+    here on publishes again, then one batch: the advance's own due payouts first, then other advances' of the
+    currency (FIFO), even when its own were taken. A full batch may have left more behind: the next task is
+    scheduled (through the gate) as soon as the claim has committed, before this one calls the channels."""
+    no_transaction()
+    dispatch_gate_open(currency)
+    size = size or settings.DISBURSEMENT_BATCH_SIZE
+    batch = _dispatch_batch(
+        advance_id=advance_id, size=size, now=now, any_due=True,
+        when_full=lambda: dispatch_due_schedule(advance_id=advance_id, currency=currency),
+    )
+    if batch is None:
+        return 0
+    advances_try_finish(advance_ids=batch.final_advance_ids)
+    return batch.sent
+
+
 def advance_dispatch_batch(*, advance_id: int, now: datetime | None = None, size: int | None = None) -> int:
     """One batch: claim up to `size` (default DISBURSEMENT_BATCH_SIZE) due pending payouts, the advance's own
     first and then other advances', and commit their attempts (one transaction), send them (one request per
@@ -102,10 +123,15 @@ class _Batch:
     final_advance_ids: set[int]
 
 
-def _dispatch_batch(*, advance_id: int, size: int, now: datetime | None) -> _Batch | None:
-    claimed = payouts_claim_batch(advance_id=advance_id, limit=size, now=now)
+def _dispatch_batch(
+    *, advance_id: int, size: int, now: datetime | None, any_due: bool = False,
+    when_full: Callable[[], None] | None = None,
+) -> _Batch | None:
+    claimed = payouts_claim_batch(advance_id=advance_id, limit=size, now=now, any_due=any_due)
     if claimed is None:
         return None
+    if when_full is not None and claimed.locked >= size:
+        when_full()
     final = set(claimed.finished_advance_ids)
     if claimed.attempt_ids:
         results = attempts_submit_batch(attempts=claimed.attempts)

@@ -1,26 +1,100 @@
-"""Scheduling disbursement: on commit of every new advance (one task per batch of its payouts) and of every
-retry (one task)."""
+"""Scheduling disbursement: on commit of every new advance and of every retry.
+
+A large advance (more payouts than a batch) enqueues one task per batch of its payouts, so that workers share
+it. A small one goes through the currency's dispatch gate when the shared cache is Redis: the first advance
+after the gate opened publishes a coalesced task (`settlement.dispatch_due`) and closes the gate; the advances
+committed while that task waits in the queue publish nothing, because its batch takes their payouts too (its
+advance's own first, then every due payout of the currency, FIFO). The task opens the gate again before it
+claims, and a batch that came back full schedules the next one. Under load that is one task per batch of
+payouts instead of one per advance, most of which found their payouts already taken; the API saves the publish.
+
+Why it cannot strand a payout: an advance commits before it tries the gate, and the task opens the gate before
+its claim reads the queue. Either the advance closes the gate itself (and publishes), or a task that has not
+yet started holds it closed, and that task's claim sees the committed advance. A task lost on its way leaves
+the gate closed only until the key expires (DISBURSEMENT_DISPATCH_GATE_SECONDS); the beat sweep dispatches
+whatever is still due after that. Without a Redis cache (local runs, tests), or with
+DISBURSEMENT_DISPATCH_GATE_SECONDS=0, every advance publishes its own task.
+"""
 
 import logging
 
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import RedisError
 
 from config.broker import tasks_send
+from config.cache import redis_client
 
 logger = logging.getLogger(__name__)
 
 # By name, so that services never import the task modules; routing (CELERY_TASK_ROUTES) matches the name.
 DISPATCH_BATCH_TASK = "settlement.dispatch_batch"  # one batch of an advance
+DISPATCH_DUE_TASK = "settlement.dispatch_due"  # one batch of the currency's due payouts (the gate's task)
 
 
-def advance_schedule_dispatch(*, advance_id: int, payouts: int = 1) -> None:
-    """Enqueue one batch task per DISBURSEMENT_BATCH_SIZE of the advance's `payouts` (not one per payout).
-    Each claims its own batch (SKIP LOCKED), so workers share a large advance; a task that finds nothing
-    left ends at once. A lost message only delays: the beat sweep dispatches pending payouts."""
+def advance_schedule_dispatch(*, advance_id: int, payouts: int = 1, currency: str | None = None) -> None:
+    """Enqueue dispatch of the advance's `payouts`: one batch task per DISBURSEMENT_BATCH_SIZE of them, or, for
+    an advance of at most one batch with its `currency` given, the currency's gated task (nothing at all when
+    one is already queued). Each task claims its own batch (SKIP LOCKED); one that finds nothing left ends at
+    once. A lost message only delays: the beat sweep dispatches pending payouts."""
     if not settings.DISBURSEMENT_DISPATCH_ON_COMMIT:
         return
-    tasks = max(1, -(-payouts // settings.DISBURSEMENT_BATCH_SIZE))
+    size = settings.DISBURSEMENT_BATCH_SIZE
+    gate = _dispatch_gate_close(currency) if currency and payouts <= size else None
+    if gate is False:
+        return  # a task of the currency is queued and not started: its claim takes these payouts too
     try:
-        tasks_send(DISPATCH_BATCH_TASK, [[advance_id]] * tasks)  # one round trip for them all
+        if gate:
+            tasks_send(DISPATCH_DUE_TASK, [[advance_id, currency]])
+        else:
+            tasks_send(DISPATCH_BATCH_TASK, [[advance_id]] * max(1, -(-payouts // size)))  # one round trip
     except Exception:  # noqa: BLE001 - the advance is committed; the sweep will pick it up
+        if gate:
+            dispatch_gate_open(currency)  # the next advance publishes again
         logger.exception("could not enqueue dispatch of advance %s; the sweep will retry", advance_id)
+
+
+def dispatch_due_schedule(*, advance_id: int, currency: str) -> None:
+    """The next coalesced task after a full batch (more may be due): through the gate when there is one, and
+    published without it otherwise (never a plain batch task, which would stop at its advance's own payouts)."""
+    gate = _dispatch_gate_close(currency)
+    if gate is False:
+        return  # another task of the currency is queued: it carries on
+    try:
+        tasks_send(DISPATCH_DUE_TASK, [[advance_id, currency]])
+    except Exception:  # noqa: BLE001 - nothing is lost: the beat sweep dispatches what is due
+        if gate:
+            dispatch_gate_open(currency)
+        logger.exception("could not enqueue the next dispatch of %s; the sweep will retry", currency)
+
+
+def _gate_key(backend: RedisCache, currency: str) -> str:
+    return backend.make_and_validate_key(f"dispatch_queued_{currency}")
+
+
+def _dispatch_gate_close(currency: str) -> bool | None:
+    """True: the gate was open and this caller closed it (it publishes the task). False: a task is queued.
+    None: no gate (the cache is not Redis, or Redis failed): publish as without one."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache) or not settings.DISBURSEMENT_DISPATCH_GATE_SECONDS:
+        return None
+    key = _gate_key(backend, currency)
+    try:
+        return bool(redis_client(backend, key).set(key, b"1", nx=True, ex=settings.DISBURSEMENT_DISPATCH_GATE_SECONDS))
+    except RedisError as exc:
+        logger.warning("dispatch gate of %s unavailable (%s): publishing without it", currency, type(exc).__name__)
+        return None
+
+
+def dispatch_gate_open(currency: str) -> None:
+    """Open the currency's gate: the next small advance publishes a task. The gate's task calls it before it
+    claims anything. A Redis that fails leaves the key to expire."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return
+    key = _gate_key(backend, currency)
+    try:
+        redis_client(backend, key).delete(key)
+    except RedisError as exc:
+        logger.warning("dispatch gate of %s could not be opened (%s); it expires", currency, type(exc).__name__)

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from django.core.cache import cache, caches
 
+from config import cache as cache_clients
 from funding.api import throttling
 from funding.api.throttling import ApiKeyRateThrottle, rate_parse
 from tests.funding.api.conftest import error_of
@@ -108,11 +109,11 @@ def test_redis_window_counter_one_round_trip(settings, clock):
     key = backend.make_and_validate_key("throttle_api_key_ak_redis0001_30000000")
     try:
         assert decisions("ak_redis0001", 5) == ([True, True, True, False, False], 44.75)
-        client = throttling._redis_clients[backend]
+        client = cache_clients._redis_clients[backend]
         assert int(client.get(key)) == 5
         assert 0 < client.ttl(key) <= 60
         assert decisions("ak_redis0001", 1) == ([False], 44.75)
-        assert throttling._redis_clients[backend] is client  # built once, reused
+        assert cache_clients._redis_clients[backend] is client  # built once, reused
         commands = []
         pipeline_execute = type(client.pipeline()).execute
 
