@@ -387,7 +387,10 @@ def _insert_attempts(attempts: list[PayoutAttempt]) -> None:
 
     `submitted_at` is the claim's time: the claim commits immediately before the channel call and from that
     commit on the channel may have the request (a worker dying in between leaves it `processing`, which the
-    status queries resolve like any unanswered request); one write instead of an UPDATE per attempt later."""
+    status queries resolve like any unanswered request); one write instead of an UPDATE per attempt later.
+    Both are this INSERT's own time (statement_timestamp()), not the transaction's start (now()): the claim may
+    have waited for a lock before its payouts were pending again, and an attempt must never look created
+    before the failure of the attempt it retries."""
     rows = [
         [a.payout_id, a.number, a.serial, a.channel_id, a.routing, str(a.amount), str(a.fee),
          a.next_query_at.isoformat() if a.next_query_at else None,
@@ -402,7 +405,8 @@ def _insert_attempts(attempts: list[PayoutAttempt]) -> None:
                     amount, fee, created_at, submitted_at, next_query_at, query_count, review_due_at, last_query,
                     resolved_by)
             SELECT (t->>0)::bigint, (t->>1)::integer, t->>2, (t->>3)::bigint, %s::varchar, '', '', '', (t->4)::jsonb,
-                   (t->>5)::numeric, (t->>6)::numeric, now(), now(), (t->>7)::timestamptz, 0, (t->>8)::timestamptz,
+                   (t->>5)::numeric, (t->>6)::numeric, statement_timestamp(), statement_timestamp(),
+                   (t->>7)::timestamptz, 0, (t->>8)::timestamptz,
                    '', ''
               FROM json_array_elements(%s::json) AS t
             RETURNING id, serial, created_at
