@@ -94,6 +94,11 @@ class Payout(FSMModelMixin, models.Model):
             # The dispatch queue: a batch claims the oldest due pending payouts of any advance (FIFO by id); the
             # partial index holds only pending rows, so the claim never walks the finished ones.
             models.Index(fields=["id"], condition=Q(status=PayoutStatus.PENDING), name="funding_payout_pending"),
+            # One advance's own pending payouts, oldest first: the first thing every dispatch task reads. Without
+            # it the planner may walk the queue's index above with the advance as a filter, O(queue) per task.
+            models.Index(
+                fields=["advance_id", "id"], condition=Q(status=PayoutStatus.PENDING), name="funding_payout_pending_own"
+            ),
         ]
         ordering = ["advance_id", "sequence"]
 
