@@ -187,7 +187,8 @@ def payouts_claim_batch(
     """
     now = now or timezone.now()
     candidates = _candidates(advance_id, limit, now, any_due=any_due)
-    if not (candidates if any_due else any(advance == advance_id for _, advance, _ in candidates)):
+    has_own = any(advance == advance_id for _, advance, _ in candidates)
+    if not has_own and not (any_due and candidates):
         return None
     return retrying(lambda: _claim_batch(advance_id, limit, candidates, now, any_due=any_due))
 

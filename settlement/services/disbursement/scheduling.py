@@ -41,32 +41,38 @@ def advance_schedule_dispatch(*, advance_id: int, payouts: int = 1, currency: st
     if not settings.DISBURSEMENT_DISPATCH_ON_COMMIT:
         return
     size = settings.DISBURSEMENT_BATCH_SIZE
-    gate = _dispatch_gate_close(currency) if currency and payouts <= size else None
-    if gate is False:
-        return  # a task of the currency is queued and not started: its claim takes these payouts too
-    try:
-        if gate:
-            tasks_send(DISPATCH_DUE_TASK, [[advance_id, currency]])
-        else:
-            tasks_send(DISPATCH_BATCH_TASK, [[advance_id]] * max(1, -(-payouts // size)))  # one round trip
-    except Exception:  # noqa: BLE001 - the advance is committed; the sweep will pick it up
-        if gate:
-            dispatch_gate_open(currency)  # the next advance publishes again
-        logger.exception("could not enqueue dispatch of advance %s; the sweep will retry", advance_id)
+    batches = (DISPATCH_BATCH_TASK, [[advance_id]] * max(1, -(-payouts // size)))  # one round trip for them all
+    _enqueue(advance_id=advance_id, gated_currency=currency if payouts <= size else None, ungated=batches)
 
 
 def dispatch_due_schedule(*, advance_id: int, currency: str) -> None:
     """The next coalesced task after a full batch (more may be due): through the gate when there is one, and
     published without it otherwise (never a plain batch task, which would stop at its advance's own payouts)."""
-    gate = _dispatch_gate_close(currency)
+    _enqueue(advance_id=advance_id, gated_currency=currency, ungated=(DISPATCH_DUE_TASK, [[advance_id, currency]]))
+
+
+def _enqueue(*, advance_id: int, gated_currency: str | None, ungated: tuple[str, list[list]]) -> None:
+    """Through the currency's gate when one is given and there is a gate: the coalesced task if this call closed
+    it, nothing if a task is queued. Otherwise `ungated` (task name, arguments). A failed publish reopens the
+    gate it closed, so that the next advance publishes again; the beat sweep dispatches what is due meanwhile."""
+    gate = _dispatch_gate_close(gated_currency) if gated_currency else None
     if gate is False:
-        return  # another task of the currency is queued: it carries on
+        return  # a task of the currency is queued and not started: its claim takes these payouts too
+    name, arguments = (DISPATCH_DUE_TASK, [[advance_id, gated_currency]]) if gate else ungated
     try:
-        tasks_send(DISPATCH_DUE_TASK, [[advance_id, currency]])
-    except Exception:  # noqa: BLE001 - nothing is lost: the beat sweep dispatches what is due
+        tasks_send(name, arguments)
+    except Exception:  # noqa: BLE001 - the advance is committed; the sweep will pick it up
         if gate:
-            dispatch_gate_open(currency)
-        logger.exception("could not enqueue the next dispatch of %s; the sweep will retry", currency)
+            dispatch_gate_open(gated_currency)
+        logger.exception("could not enqueue dispatch of advance %s; the sweep will retry", advance_id)
+
+
+def _gate() -> RedisCache | None:
+    """The shared cache when it can hold the gate (Redis, and the gate not turned off), else None."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache) and settings.DISBURSEMENT_DISPATCH_GATE_SECONDS:
+        return backend
+    return None
 
 
 def _gate_key(backend: RedisCache, currency: str) -> str:
@@ -75,9 +81,9 @@ def _gate_key(backend: RedisCache, currency: str) -> str:
 
 def _dispatch_gate_close(currency: str) -> bool | None:
     """True: the gate was open and this caller closed it (it publishes the task). False: a task is queued.
-    None: no gate (the cache is not Redis, or Redis failed): publish as without one."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache) or not settings.DISBURSEMENT_DISPATCH_GATE_SECONDS:
+    None: no gate (the cache is not Redis, the gate is off, or Redis failed): publish as without one."""
+    backend = _gate()
+    if backend is None:
         return None
     key = _gate_key(backend, currency)
     try:
@@ -90,8 +96,8 @@ def _dispatch_gate_close(currency: str) -> bool | None:
 def dispatch_gate_open(currency: str) -> None:
     """Open the currency's gate: the next small advance publishes a task. The gate's task calls it before it
     claims anything. A Redis that fails leaves the key to expire."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache):
+    backend = _gate()
+    if backend is None:
         return
     key = _gate_key(backend, currency)
     try:
