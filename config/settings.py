@@ -104,6 +104,9 @@ MIDDLEWARE = [
     # /api/ bodies must come with a Content-Length (411 length_required), checked before anything reads one.
     "funding.api.middleware.LengthRequiredMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Requests to the signed API (/api/v1/) go from here around the browser's session, language, CSRF, user, OTP
+    # and message middleware (config.middleware.BROWSER_ONLY); every other middleware applies to them.
+    "config.middleware.SignedApiMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

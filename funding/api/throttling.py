@@ -2,7 +2,8 @@
 
 The budget holds across all processes because the counter lives in the shared cache. A window is the
 period of API_THROTTLE_RATE ("600/min": 60 s) aligned to the epoch; a key may spend the whole budget in
-each window. With Redis the check is one round trip (INCR + EXPIRE pipelined) on a client kept per process.
+each window. With Redis the check is one round trip (INCRBY + EXPIRE in one write) on a connection kept per process
+(config.cache.RedisLine).
 
 If Redis cannot be reached the request is let through and a warning is logged (at most one line every
 10 s per process, with the count of requests let through): the throttle protects capacity, not money;
@@ -21,7 +22,7 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
-from config.cache import redis_client
+from config.cache import redis_line
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,8 @@ def window_increment(*, key: str, duration: int) -> int | None:
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         cache_key = backend.make_and_validate_key(key)
-        client = redis_client(backend, cache_key)
         try:
-            pipe = client.pipeline(transaction=False)
-            pipe.incr(cache_key)
-            pipe.expire(cache_key, duration)
-            count, _ = pipe.execute()
+            count, _ = redis_line(backend).execute(("INCRBY", cache_key, 1), ("EXPIRE", cache_key, duration))
         except RedisError as exc:
             _unavailable.report(exc)
             return None

@@ -24,7 +24,7 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 
 from config.broker import tasks_send
-from config.cache import redis_client
+from config.cache import redis_line
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ def _dispatch_gate_close(currency: str) -> bool | None:
         return None
     key = _gate_key(backend, currency)
     try:
-        return bool(redis_client(backend, key).set(key, b"1", nx=True, ex=settings.DISBURSEMENT_DISPATCH_GATE_SECONDS))
+        seconds = settings.DISBURSEMENT_DISPATCH_GATE_SECONDS
+        (reply,) = redis_line(backend).execute(("SET", key, b"1", "NX", "EX", seconds))
+        return reply is not None  # OK when set, nil when the key exists
     except RedisError as exc:
         logger.warning("dispatch gate of %s unavailable (%s): publishing without it", currency, type(exc).__name__)
         return None
@@ -101,6 +103,6 @@ def dispatch_gate_open(currency: str) -> None:
         return
     key = _gate_key(backend, currency)
     try:
-        redis_client(backend, key).delete(key)
+        redis_line(backend).execute(("DEL", key))
     except RedisError as exc:
         logger.warning("dispatch gate of %s could not be opened (%s); it expires", currency, type(exc).__name__)

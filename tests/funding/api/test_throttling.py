@@ -109,22 +109,30 @@ def test_redis_window_counter_one_round_trip(settings, clock):
     key = backend.make_and_validate_key("throttle_api_key_ak_redis0001_30000000")
     try:
         assert decisions("ak_redis0001", 5) == ([True, True, True, False, False], 44.75)
-        client = cache_clients._redis_clients[backend]
+        client = backend._cache.get_client(key, write=True)
         assert int(client.get(key)) == 5
         assert 0 < client.ttl(key) <= 60
         assert decisions("ak_redis0001", 1) == ([False], 44.75)
-        assert cache_clients._redis_clients[backend] is client  # built once, reused
-        commands = []
-        pipeline_execute = type(client.pipeline()).execute
+        line = cache_clients._lines[backend]
+        connection = line._connection
+        sent = []
+        send = type(connection).send_packed_command
 
-        def spy(pipe, *args, **kwargs):
-            commands.append([c[0][0] for c in pipe.command_stack])
-            return pipeline_execute(pipe, *args, **kwargs)
+        def spy(conn, command, *args, **kwargs):
+            sent.append(b"".join(command) if isinstance(command, list) else command)
+            return send(conn, command, *args, **kwargs)
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(type(client.pipeline()), "execute", spy)
+            mp.setattr(type(connection), "send_packed_command", spy)
             decisions("ak_redis0001", 1)
-        assert commands == [["INCRBY", "EXPIRE"]]  # redis-py sends incr() as INCRBY key 1
+        assert cache_clients._lines[backend] is line and line._connection is connection  # kept, reused
+        # One write on the network: INCRBY key 1 and EXPIRE key 60 (RESP), then their two replies are read.
+        k = key.encode()
+        assert sent == [
+            b"*3\r\n$6\r\nINCRBY\r\n$%d\r\n%s\r\n$1\r\n1\r\n*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$2\r\n60\r\n"
+            % (len(k), k, len(k), k)
+        ]
+        assert int(client.get(key)) == 7
     finally:
         backend._cache.get_client(key, write=True).delete(key)
 
