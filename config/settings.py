@@ -296,6 +296,9 @@ else:
             )
 API_SIGNATURE_MAX_SKEW_SECONDS = 300
 API_NONCE_WINDOW_SECONDS = 15 * 60
+# How long a process uses its copy of an API key's row and its company's (funding/api/keys.py). Decisions never
+# rest on the copy: each request's nonce statement checks the row is unchanged (revocation applies at once).
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
 API_IDEMPOTENCY_RETENTION_DAYS = int(env_str("API_IDEMPOTENCY_RETENTION_DAYS", "8"))
 # A claimed key whose request died with its process (no response stored) may be retried after this.
 API_IDEMPOTENCY_LEASE_SECONDS = int(env_str("API_IDEMPOTENCY_LEASE_SECONDS", "120"))

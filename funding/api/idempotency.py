@@ -11,9 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from funding.api.errors import ApiError, exception_to_response
+from funding.api.keys import authentication_failed, pending_nonce_renew
 from funding.api.models import IdempotencyStatus
 from funding.api.services import (
     Claim,
+    KeyNotCurrent,
     NonceReplayed,
     PendingNonce,
     idempotency_claim,
@@ -82,13 +84,23 @@ def _prepare(request: Request) -> _Request:
 
 def _claim(request: Request, prepared: _Request) -> Claim:
     """Inside the caller's transaction: take the key, or raise the answer for a key already taken."""
-    try:
-        return idempotency_claim(
-            company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
-            request_hash=prepared.request_hash, nonce=pending_nonce_take(request),
-        )
-    except NonceReplayed:
-        raise replayed_error() from None
+    nonce = pending_nonce_take(request)
+    for attempt in (1, 2):
+        try:
+            return idempotency_claim(
+                company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
+                request_hash=prepared.request_hash, nonce=nonce,
+            )
+        except NonceReplayed:
+            raise replayed_error() from None
+        except KeyNotCurrent:
+            # The key row changed since authentication read it (funding.api.keys); the statement did nothing. The
+            # company's status is not taken from request.user: the operation's own statement checks it.
+            renewed = pending_nonce_renew(nonce) if nonce is not None and attempt == 1 else None
+            if renewed is None:
+                raise authentication_failed() from None
+            nonce = renewed[0]
+    raise AssertionError("unreachable")
 
 
 def _existing_answer(claim: Claim, prepared: _Request) -> Response:

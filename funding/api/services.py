@@ -1,7 +1,7 @@
 """Writes of the API app: keys, nonces, idempotency records, webhook endpoints, redelivery."""
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -119,23 +119,75 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     ).update(last_used_at=now)
 
 
-# Records (key, nonce) unless the key used the nonce within the window; returns a row only if it recorded it.
-# Parameters: key id, nonce, key id again (a NULL key records nothing), window in seconds. One statement, so
-# race-free; also the first part of the idempotency claim's statement.
+@dataclass(frozen=True)
+class PendingNonce:
+    """A verified request's nonce, and what its signature was checked against: the key row as authentication
+    read it (possibly from its per-process cache), which the statement recording the nonce checks is current.
+
+    The claim of an idempotency key records it in its own statement (a round trip and a COMMIT, with its WAL
+    flush, fewer per write request; the nonce then commits with the request's outcome). authentication.py leaves
+    it pending only for views that claim idempotency keys, and ApiView.finalize_response records any nonce still
+    pending (a request refused before its claim).
+    """
+
+    api_key_id: int
+    key_id: str
+    nonce: str
+    secret: str = field(repr=False)  # the plain secret that verified the signature
+    secret_encrypted: str = field(repr=False)  # the row's ciphertext it was read from
+    company_status: str = ""
+    company_code: str = ""
+
+
+class KeyNotCurrent(Exception):
+    """The key row (or its company's status or code) is no longer what the signature was checked against:
+    revoked, a new secret or ciphertext, the company suspended. Nothing was recorded; authenticate again."""
+
+
+# The key as authentication saw it, still current: not revoked, same ciphertext, its company's status and code
+# unchanged. Every statement that records a nonce checks it, so a revocation or a suspension takes effect at
+# once although the key's row is read once per process (funding/api/authentication.py). Parameters: key id,
+# ciphertext, company status, company code.
+_KEY_CURRENT = """
+    SELECT true AS current FROM api_apikey k JOIN funding_company c ON c.id = k.company_id
+     WHERE k.id = %s::bigint AND k.revoked_at IS NULL AND k.secret_encrypted = %s::text
+       AND c.status = %s::text AND c.code = %s::text
+"""
+
+# Records (key, nonce) if the CTE `key` has its row, unless the key used the nonce within the window; returns a
+# row only if it recorded it. Parameters: key id, nonce, key id again (a NULL key records nothing), window in
+# seconds. One statement with the check, so race-free; also the first part of the idempotency claim's statement.
 _NONCE_UPSERT = """
     INSERT INTO api_nonceseen (key_id, nonce, seen_at)
-    SELECT %s::bigint, %s::text, now() WHERE %s::bigint IS NOT NULL
+    SELECT %s::bigint, %s::text, now() FROM key WHERE %s::bigint IS NOT NULL
     ON CONFLICT (key_id, nonce) DO UPDATE SET seen_at = now()
      WHERE api_nonceseen.seen_at < now() - make_interval(secs => %s::int)
     RETURNING id
 """
 
 
-def nonce_register(*, api_key_id: int, nonce: str) -> bool:
-    """Record a nonce; False if this key already used it within the window."""
+def _key_current_params(nonce: PendingNonce | None) -> list:
+    if nonce is None:
+        return [None, None, None, None]
+    return [nonce.api_key_id, nonce.secret_encrypted, nonce.company_status, nonce.company_code]
+
+
+def nonce_register(*, nonce: PendingNonce) -> bool:
+    """Record a nonce; False if this key already used it within the window. Raises KeyNotCurrent (nothing
+    recorded) if the key changed since authentication read it."""
     with prepared_cursor() as cursor:
-        cursor.execute(_NONCE_UPSERT, [api_key_id, nonce, api_key_id, settings.API_NONCE_WINDOW_SECONDS])
-        return cursor.fetchone() is not None
+        cursor.execute(
+            f"WITH key AS ({_KEY_CURRENT}), nonce AS ({_NONCE_UPSERT})"
+            " SELECT (SELECT count(*) FROM key), (SELECT count(*) FROM nonce)",
+            [
+                *_key_current_params(nonce), nonce.api_key_id, nonce.nonce, nonce.api_key_id,
+                settings.API_NONCE_WINDOW_SECONDS,
+            ],
+        )
+        current, recorded = cursor.fetchone()
+    if not current:
+        raise KeyNotCurrent()
+    return bool(recorded)
 
 
 # Idempotency (contract 1.4) ------------------------------------------------------------------------------
@@ -156,26 +208,14 @@ class NonceReplayed(Exception):
     """The request's nonce was already used with its key (checked with the claim, see PendingNonce)."""
 
 
-@dataclass(frozen=True)
-class PendingNonce:
-    """A verified request's nonce, recorded by the idempotency claim's statement instead of its own.
-
-    Saves a round trip and a COMMIT (with its WAL flush) per write request; the nonce then commits with the
-    request's outcome. authentication.py leaves it pending only for views that claim idempotency keys, and
-    ApiView.finalize_response records any nonce still pending (a request refused before its claim).
-    """
-
-    api_key_id: int
-    nonce: str
-
-
 def idempotency_claim(
     *, company: Company, key: str, method: str, path: str, request_hash: str, nonce: PendingNonce | None = None
 ) -> Claim:
     """Take the key inside the caller's transaction, or return the record that already holds it.
 
-    With `nonce`, records it in the same statement; raises NonceReplayed (the caller's transaction must then
-    roll back) if it was used already.
+    With `nonce`, records it in the same statement if its key is still current (else raises KeyNotCurrent,
+    having done nothing); raises NonceReplayed (the caller's transaction must then roll back) if it was used
+    already.
 
     Must run inside the transaction that also runs the operation and stores its response: the record is
     committed only together with them, so a request that dies leaves no trace and its retry runs afresh. A
@@ -185,9 +225,12 @@ def idempotency_claim(
     now = timezone.now()
     with prepared_cursor() as cursor:
         cursor.execute(
-            f"WITH nonce AS ({_NONCE_UPSERT}),"
+            f"WITH key AS (SELECT true AS current WHERE %s::bigint IS NULL UNION ALL {_KEY_CURRENT}),"
+            f" nonce AS ({_NONCE_UPSERT}),"
             """
-            lock AS (SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s::text || ':' || %s::text)) AS got),
+            lock AS (
+                SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s::text || ':' || %s::text)) AS got FROM key
+            ),
             claimed AS (
                 INSERT INTO api_idempotencyrecord
                        (company_id, key, method, path, request_hash, status, response_body, claimed_at, created_at)
@@ -197,16 +240,20 @@ def idempotency_claim(
                 ON CONFLICT (company_id, key) DO NOTHING
                 RETURNING id
             )
-            SELECT (SELECT count(*) FROM nonce), lock.got, (SELECT id FROM claimed) FROM lock
+            SELECT (SELECT count(*) FROM key), (SELECT count(*) FROM nonce), (SELECT got FROM lock),
+                   (SELECT id FROM claimed)
             """,
             [
+                nonce.api_key_id if nonce else None, *_key_current_params(nonce),
                 nonce.api_key_id if nonce else None, nonce.nonce if nonce else None,
                 nonce.api_key_id if nonce else None, settings.API_NONCE_WINDOW_SECONDS,
                 IDEMPOTENCY_LOCK_NAMESPACE, str(company.pk), key,
                 company.pk, key, method, path[:2000], request_hash, IdempotencyStatus.IN_PROGRESS, now, now,
             ],
         )
-        nonce_recorded, got_lock, record_id = cursor.fetchone()
+        key_current, nonce_recorded, got_lock, record_id = cursor.fetchone()
+    if not key_current:
+        raise KeyNotCurrent()  # nothing was recorded, locked or claimed
     if nonce is not None and not nonce_recorded:
         raise NonceReplayed()
     if not got_lock:

@@ -27,9 +27,10 @@ from funding.api.idempotency import (
     pending_nonce_take,
     replayed_error,
 )
+from funding.api.keys import nonce_record
 from funding.api.models import WebhookEndpoint
 from funding.api.parsers import SafeJSONParser
-from funding.api.services import nonce_register, webhook_endpoint_set
+from funding.api.services import webhook_endpoint_set
 from funding.api.throttling import ApiKeyRateThrottle
 from funding.api.webhooks import WebhookNotRegistered, webhook_ping
 from funding.errors import NotFound
@@ -64,9 +65,13 @@ class ApiView(APIView):
         # A nonce left for a claim that never ran (the request was refused before it: no Idempotency-Key, a
         # body that does not parse, throttled...) is recorded now; if it was a replay, that refusal wins:
         # a replayed request learns nothing but replayed_request, whatever else is wrong with it.
+        # A key that changed since authentication read it (revoked...) answers authentication_failed instead.
         if isinstance(request, Request) and (nonce := pending_nonce_take(request)) is not None:
-            if not nonce_register(api_key_id=nonce.api_key_id, nonce=nonce.nonce):
-                response = exception_to_response(replayed_error())
+            try:
+                if not nonce_record(nonce)[0]:
+                    response = exception_to_response(replayed_error())
+            except ApiError as exc:
+                response = exception_to_response(exc)
         return super().finalize_response(request, response, *args, **kwargs)
 
     @property
