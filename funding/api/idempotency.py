@@ -85,22 +85,29 @@ def _prepare(request: Request) -> _Request:
 def _claim(request: Request, prepared: _Request) -> Claim:
     """Inside the caller's transaction: take the key, or raise the answer for a key already taken."""
     nonce = pending_nonce_take(request)
-    for attempt in (1, 2):
-        try:
-            return idempotency_claim(
-                company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
-                request_hash=prepared.request_hash, nonce=nonce,
-            )
-        except NonceReplayed:
-            raise replayed_error() from None
-        except KeyNotCurrent:
-            # The key row changed since authentication read it (funding.api.keys); the statement did nothing. The
-            # company's status is not taken from request.user: the operation's own statement checks it.
-            renewed = pending_nonce_renew(nonce) if nonce is not None and attempt == 1 else None
-            if renewed is None:
-                raise authentication_failed() from None
-            nonce = renewed[0]
-    raise AssertionError("unreachable")
+    try:
+        return _claim_with(request, prepared, nonce)
+    except KeyNotCurrent:
+        # The key row changed since authentication read it (funding.api.keys); the statement did nothing. Once
+        # more against the row read again, if the key still has the secret that verified the request. The
+        # company's status is not taken from request.user: the operation's own statement checks it.
+        renewed = pending_nonce_renew(nonce) if nonce is not None else None
+        if renewed is None:
+            raise authentication_failed() from None
+    try:
+        return _claim_with(request, prepared, renewed[0])
+    except KeyNotCurrent:  # changed again in between: refuse rather than loop
+        raise authentication_failed() from None
+
+
+def _claim_with(request: Request, prepared: _Request, nonce: PendingNonce | None) -> Claim:
+    try:
+        return idempotency_claim(
+            company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
+            request_hash=prepared.request_hash, nonce=nonce,
+        )
+    except NonceReplayed:
+        raise replayed_error() from None
 
 
 def _existing_answer(claim: Claim, prepared: _Request) -> Response:
