@@ -83,14 +83,16 @@ class SignatureAuthentication(BaseAuthentication):
                 "The request body is too large.",
                 {"body": ["The body is too large."]},
             ) from exc
-        path = request._request.get_full_path()
-        expected = sign(api_key_plain_secret(api_key), request._request.method, path, timestamp, nonce, body)
-        if not hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace")):
+        signed = (request._request.method, request._request.get_full_path(), timestamp, nonce, body)
+
+        def verifies(key: ApiKey | None) -> bool:
+            expected = sign(api_key_plain_secret(key), *signed) if key is not None else ""
+            return hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace"))
+
+        if not verifies(api_key):
             # This process's copy of the row may hold a secret since replaced: read the row before refusing.
             api_key = api_key_for(key_id=key_id, fresh=True)
-            expected = api_key and sign(api_key_plain_secret(api_key), request._request.method, path, timestamp,
-                                        nonce, body)
-            if not expected or not hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace")):
+            if not verifies(api_key):
                 raise authentication_failed()
         if abs(time.time() - int(timestamp)) > settings.API_SIGNATURE_MAX_SKEW_SECONDS:
             raise ApiError(

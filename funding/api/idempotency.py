@@ -11,11 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from funding.api.errors import ApiError, exception_to_response
-from funding.api.keys import authentication_failed, pending_nonce_renew
+from funding.api.keys import key_current_run
 from funding.api.models import IdempotencyStatus
 from funding.api.services import (
     Claim,
-    KeyNotCurrent,
     NonceReplayed,
     PendingNonce,
     idempotency_claim,
@@ -83,31 +82,20 @@ def _prepare(request: Request) -> _Request:
 
 
 def _claim(request: Request, prepared: _Request) -> Claim:
-    """Inside the caller's transaction: take the key, or raise the answer for a key already taken."""
-    nonce = pending_nonce_take(request)
-    try:
-        return _claim_with(request, prepared, nonce)
-    except KeyNotCurrent:
-        # The key row changed since authentication read it (funding.api.keys); the statement did nothing. Once
-        # more against the row read again, if the key still has the secret that verified the request. The
-        # company's status is not taken from request.user: the operation's own statement checks it.
-        renewed = pending_nonce_renew(nonce) if nonce is not None else None
-        if renewed is None:
-            raise authentication_failed() from None
-    try:
-        return _claim_with(request, prepared, renewed[0])
-    except KeyNotCurrent:  # changed again in between: refuse rather than loop
-        raise authentication_failed() from None
+    """Inside the caller's transaction: take the key, or raise the answer for a key already taken. A key row that
+    changed since authentication read it is read again (funding.api.keys); the company's status is not taken
+    from request.user then: the operation's own statement checks it."""
 
+    def claim(nonce: PendingNonce | None) -> Claim:
+        try:
+            return idempotency_claim(
+                company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
+                request_hash=prepared.request_hash, nonce=nonce,
+            )
+        except NonceReplayed:
+            raise replayed_error() from None
 
-def _claim_with(request: Request, prepared: _Request, nonce: PendingNonce | None) -> Claim:
-    try:
-        return idempotency_claim(
-            company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
-            request_hash=prepared.request_hash, nonce=nonce,
-        )
-    except NonceReplayed:
-        raise replayed_error() from None
+    return key_current_run(pending_nonce_take(request), claim)[0]
 
 
 def _existing_answer(claim: Claim, prepared: _Request) -> Response:

@@ -15,6 +15,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -24,6 +25,8 @@ from funding.api.errors import ApiError
 from funding.api.models import ApiKey
 from funding.api.services import KeyNotCurrent, PendingNonce, api_key_secret, nonce_register
 from funding.models import Company
+
+T = TypeVar("T")
 
 
 def authentication_failed(message: str = "Authentication failed.") -> ApiError:
@@ -153,17 +156,27 @@ def pending_nonce_renew(stale: PendingNonce) -> tuple[PendingNonce, ApiKey] | No
     return pending_nonce_for(api_key, stale.nonce), api_key
 
 
-def nonce_record(nonce: PendingNonce) -> tuple[bool, ApiKey | None]:
-    """Record the nonce of a verified request on its own: (False if the key already used it, the key's row if it
-    had to be read again). Raises authentication_failed if the key is no longer the one that verified it."""
+def key_current_run(
+    nonce: PendingNonce | None, statement: Callable[[PendingNonce | None], T]
+) -> tuple[T, ApiKey | None]:
+    """Run `statement`, one that records `nonce` and raises KeyNotCurrent having done nothing when the key row
+    changed since authentication read it: once, and once more against the row read again if the key still has
+    the secret that verified the request. Returns (its result, the row if it was read again); raises
+    authentication_failed if the key is no longer the one that verified the request."""
     try:
-        return nonce_register(nonce=nonce), None
+        return statement(nonce), None
     except KeyNotCurrent:
-        renewed = pending_nonce_renew(nonce)
+        renewed = pending_nonce_renew(nonce) if nonce is not None else None
         if renewed is None:
             raise authentication_failed() from None
     nonce, api_key = renewed
     try:
-        return nonce_register(nonce=nonce), api_key
+        return statement(nonce), api_key
     except KeyNotCurrent:  # changed again in between: refuse rather than loop
         raise authentication_failed() from None
+
+
+def nonce_record(nonce: PendingNonce) -> tuple[bool, ApiKey | None]:
+    """Record the nonce of a verified request on its own: (False if the key already used it, the key's row if it
+    had to be read again). Raises authentication_failed if the key is no longer the one that verified it."""
+    return key_current_run(nonce, lambda current: nonce_register(nonce=current))
