@@ -6,10 +6,10 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.utils import timezone
 
-from config.db import prepared_cursor
+from config.db import numeric_array, prepared_cursor, text_array
 from config.fsm import transition_sources
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
@@ -97,9 +97,9 @@ def advance_request(
                 " %s::text[], %s::numeric[])",
                 [
                     company.pk, company.code, AccountKind.SETTLEMENT, currency, public_id, external_id, amount,
-                    use_own_funds, created_at, payout_ids, [p.external_id for p in payouts],
-                    [p.beneficiary_name for p in payouts], [p.account_no for p in payouts],
-                    [p.bank_code for p in payouts], payout_amounts,
+                    use_own_funds, created_at, text_array(payout_ids), text_array(p.external_id for p in payouts),
+                    text_array(p.beneficiary_name for p in payouts), text_array(p.account_no for p in payouts),
+                    text_array(p.bank_code for p in payouts), numeric_array(payout_amounts),
                 ],
             )
             (code, advance_id, line_id, business_date, due_date, own, own_parts, daily_fee_rate, available,
@@ -135,13 +135,17 @@ def advance_request(
     return advance
 
 
+_COLUMN_DEFAULTS: dict[type, list] = {}  # model -> [(attname, its field's get_default)], in column order
+
+
 def _as_loaded(model, values: dict):
     """An instance of a row just written, built the way a queryset builds one (positionally, which costs a
     fraction of keyword construction); columns not given take their model defaults, as the INSERT did."""
+    columns = _COLUMN_DEFAULTS.get(model)
+    if columns is None:
+        columns = _COLUMN_DEFAULTS[model] = [(f.attname, f.get_default) for f in model._meta.concrete_fields]
     return model.from_db(
-        connection.alias,
-        None,
-        [values[f.attname] if f.attname in values else f.get_default() for f in model._meta.concrete_fields],
+        DEFAULT_DB_ALIAS, None, [values[name] if name in values else default() for name, default in columns]
     )
 
 

@@ -1,10 +1,12 @@
 """config/db.py: hot statements prepared on the server, inside Django's transaction and error handling."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from config.db import prepared_cursor
+from config.db import numeric_array, prepared_cursor, text_array
 
 pytestmark = pytest.mark.django_db
 
@@ -50,3 +52,29 @@ def test_switched_off_it_uses_django_s_cursor_and_prepares_nothing(settings):
         cursor.execute("SELECT 41 + %s::int", [5])
         assert cursor.fetchone() == (46,)
     assert _prepared_statements() == []
+
+
+# Text that a naive literal would turn into NULL, split, unquote or unescape; and an empty array.
+AWKWARD_TEXT = ["NULL", "null", "", " padded ", "a,b", "{x}", 'q"uote', "back\\slash", '\\"', "\\", '"', "it's",
+                "上海 示例", "tab\there"]
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+@pytest.mark.parametrize("values", [AWKWARD_TEXT, ["plain"], []])
+def test_text_array_literals_arrive_as_exactly_these_strings(settings, prepared, values):
+    settings.DATABASE_PREPARED_STATEMENTS = prepared
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::text[], cardinality(%s::text[])", [text_array(values), text_array(values)])
+        assert cursor.fetchone() == (values, len(values))
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_numeric_array_literals_keep_every_digit_and_never_use_an_exponent(settings, prepared):
+    settings.DATABASE_PREPARED_STATEMENTS = prepared
+    values = [Decimal("100.00"), Decimal("0.01"), Decimal("999999999999999.99"),
+              Decimal("1E+2").quantize(Decimal("0.01"))]
+    assert numeric_array(values) == "{100.00,0.01,999999999999999.99,100.00}"
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::numeric[]", [numeric_array(values)])
+        assert cursor.fetchone() == ([Decimal("100.00"), Decimal("0.01"), Decimal("999999999999999.99"),
+                                      Decimal("100.00")],)
