@@ -18,8 +18,9 @@ idempotency record of the refusal is written in it).
 Result codes: ok, business_day_closed, company_suspended, credit_line_inactive, credit_line_frozen,
 calendar_unavailable, outside_channel_hours, duplicate_external_id, insufficient_limit.
 
-This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0022 for
-own_funds_available(), issue 15: PL/pgSQL, so that its plan is kept; 0019 for
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0024 for
+advance_reserve(), issue 15: no lock and no own funds hold when the settlement account has nothing free; 0022
+for own_funds_available(), issue 15: PL/pgSQL, so that its plan is kept; 0019 for
 advances_due(), issue 13: a partly settled advance is due for what left the bank; 0015 for
 advance_reserve() and own_funds_available(), issue 13: own funds never take money that is due;
 0013 for the line hold, issue 14: company suspension, D0 channel capacity, daily cap, utilisation thresholds;
@@ -275,7 +276,13 @@ BEGIN
     END IF;
 
     BEGIN
-        IF p_use_own_funds THEN
+        -- An account with nothing free (its balance less own funds already held: own_funds_available before it
+        -- subtracts what is due) gives nothing: no lock, no hold. Read without a lock, which only leaves money
+        -- arriving meanwhile to the next advance; what is free only shrinks under the lock taken below.
+        IF p_use_own_funds AND EXISTS (
+               SELECT 1 FROM ledger_account a
+                WHERE a.kind = p_settlement_kind AND a.owner = p_company_code AND a.currency = p_currency
+                  AND a.credits_posted - a.debits_posted - a.debits_pending > 0) THEN
             -- Own funds first, only from what is free of repayments due (own_funds_available). The settlement
             -- account is locked by its own statement first: a repayment collection in flight locks it before
             -- it reads what is due, so once this returns the collection has committed, and the UPDATE below

@@ -180,3 +180,38 @@ def _waiting_on_a_lock(query_fragment: str) -> bool:
             [f"%{query_fragment}%"],
         )
         return cursor.fetchone()[0] > 0
+
+
+def test_an_account_with_nothing_free_is_neither_waited_for_nor_held(no_dispatch):
+    """A company with no money of its own at the bank: its advance reads the settlement account without locking
+    it, so a collection (or anything) holding the account's row does not delay it, and holds nothing there."""
+    calendar_and_business_date()
+    BusinessDay.objects.update(current=THU)
+    company, _ = company_with_line(code="NOTHING-FREE", limit="1000000.00")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_account() -> None:
+        try:
+            with transaction.atomic():
+                Account.objects.select_for_update().get(kind=AccountKind.SETTLEMENT, owner=company.code)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            locked.set()
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_account)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")  # waiting on the row would fail the test
+            advance = _own_request(company, "NOTHING-FREE-1", "1000.00")()
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert (advance.own_funds_amount, advance.advanced_amount) == (D("0.00"), D("1000.00"))
+    settlement = Account.objects.get(kind=AccountKind.SETTLEMENT, owner=company.code)
+    assert (settlement.credits_posted, settlement.debits_posted, settlement.debits_pending) == (
+        D("0.00"), D("0.00"), D("0.00"))
