@@ -53,6 +53,14 @@ def on_starting(server) -> None:
     multiprocess_dir_reset()
 
 
+# Objects allocated (net) between two collections of the youngest generation; Python's default is 700. A request
+# allocates thousands of short-lived objects and leaves ~70 in reference cycles, so at 700 the collector runs
+# several times per request and scans each request's live objects again every time; at 50,000 it runs every
+# few dozen requests and the uncollected cycles hold a few MB at most. In-process, alternating blocks of
+# requests: 4-11% less Python CPU per request (docs/benchmarks.md). 0 keeps Python's default.
+GC_GEN0_THRESHOLD = int(os.environ.get("GUNICORN_GC_GEN0_THRESHOLD", "50000"))
+
+
 def post_worker_init(worker) -> None:
     # The app is loaded: its objects (modules, models, URL patterns) live as long as the worker, so the
     # garbage collector need not scan them again in every full collection (gc.freeze).
@@ -60,6 +68,8 @@ def post_worker_init(worker) -> None:
 
     gc.collect()
     gc.freeze()
+    if GC_GEN0_THRESHOLD > 0:
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def child_exit(server, worker) -> None:
