@@ -17,6 +17,7 @@ from config.ops.context import (
 request_logger = logging.getLogger("engine.request")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 # URL keyword arguments that name an advance, so the request line can carry it.
 _ADVANCE_KWARGS = ("advance_id", "public_id", "advance")
 
@@ -29,7 +30,8 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         clear_context()
-        request_id = request_id_accept(request.headers.get(REQUEST_ID_HEADER))
+        # META, not request.headers: nothing else on the API's path needs the headers' dict built.
+        request_id = request_id_accept(request.META.get(_REQUEST_ID_META))
         request_id_var.set(request_id)
         request.request_id = request_id
         started = time.monotonic()
