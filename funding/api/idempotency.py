@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -31,10 +32,21 @@ def _dumps(data) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _stored(data) -> str:
-    """A response as stored: in its own key order, so that a replay renders byte for byte like the original.
-    ensure_ascii: the stored text never holds NUL or lone surrogates PostgreSQL would refuse."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+_JSON = JSONRenderer()  # what DRF renders every API response with (funding.api.negotiation: JSON only)
+
+
+def _rendered_once(response: Response) -> str:
+    """Render the response's JSON now, exactly as DRF would later, keep the bytes as its content (DRF and Django
+    then send them as they are) and return them as the text to store: encoded once, and a replay, which renders
+    the stored JSON again, answers these very bytes. JSON escapes NUL; a lone surrogate fails here, before
+    anything is stored or committed."""
+    content = _JSON.render(response.data)
+    response.content = content
+    if content:
+        response["Content-Type"] = _JSON.media_type
+    else:  # as DRF: no body, no content type
+        del response["Content-Type"]
+    return content.decode()
 
 
 PENDING_NONCE_ATTR = "api_pending_nonce"
@@ -139,7 +151,7 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
         response = _run(operation)
         if response.status_code >= 500:
             raise RuntimeError(f"operation answered {response.status_code}")
-        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_stored(response.data))
+        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response))
     return response
 
 
@@ -165,5 +177,5 @@ def idempotent_outside_transaction(request: Request, operation: Callable[[], Res
         idempotency_release(record_id=claim.record_id)
         return response
     with transaction.atomic():
-        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_stored(response.data))
+        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response))
     return response

@@ -27,6 +27,18 @@ def test_success_is_replayed_with_the_same_body(api, company_line):
 
 
 @pytest.mark.django_db
+def test_the_stored_body_is_the_very_bytes_sent_non_ascii_text_included(api, company_line):
+    body = advance_body()
+    body["payouts"][0]["beneficiary_name"] = "上海示例贸易有限公司 \"Ltd\" \\ /"
+    first = api.post("/api/v1/advances", body, idem="key-zh")
+    assert (first.status_code, first["Content-Type"]) == (201, "application/json")
+    assert "上海示例贸易有限公司 \\\"Ltd\\\" \\\\ /".encode() in first.content  # UTF-8, as DRF renders it
+    assert IdempotencyRecord.objects.get(key="key-zh").response_body.encode() == first.content
+    again = api.post("/api/v1/advances", body, idem="key-zh")
+    assert (again.status_code, again["Content-Type"], again.content) == (201, "application/json", first.content)
+
+
+@pytest.mark.django_db
 def test_body_is_compared_as_parsed_json(api):
     assert (
         api.post(
