@@ -1,7 +1,7 @@
 """Where one accepted POST /api/v1/advances spends its time, in-process (no HTTP, no load generator).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/profile_request.py
-        [--n 2000] [--cprofile 40] [--sql]
+        [--n 2000] [--cprofile 40] [--sql] [--phases] [--pg-by-statement] [--defaults production]
 
 Fresh database `bench_profile` (dropped at the end), one seeded company, then N signed requests through
 Django's WSGI handler exactly as gunicorn calls it (same settings as bench/api.py). Prints the Python CPU
@@ -126,6 +126,79 @@ def pg_by_statement(one, connection, backend: int, n: int) -> None:
     print(f"  {(total - sum(v[0] for v in spent.values())) / n / 1000:7.0f} us  outside them (BEGIN, between)")
 
 
+# --phases: functions on the request's path (module, attribute), timed inclusively by this process's CPU. Nested
+# entries are included in their callers'; "SQL ..." lines split PreparedCursor.execute by statement.
+PHASES = [
+    ("django.core.handlers.wsgi", "WSGIHandler.__call__"),
+    ("django.core.handlers.wsgi", "WSGIRequest.__init__"),
+    ("django.core.handlers.base", "BaseHandler.resolve_request"),
+    ("config.ops.middleware", "RequestIdMiddleware.__call__"),
+    ("config.middleware", "SignedApiMiddleware.__call__"),
+    ("rest_framework.views", "APIView.dispatch"),
+    ("rest_framework.views", "APIView.initial"),
+    ("rest_framework.views", "APIView.perform_authentication"),
+    ("rest_framework.views", "APIView.check_throttles"),
+    ("rest_framework.views", "APIView.finalize_response"),
+    ("django.template.response", "SimpleTemplateResponse.render"),
+    ("funding.api.idempotency", "_prepare"),
+    ("funding.api.idempotency", "_claim"),
+    ("funding.api.idempotency", "_run"),
+    ("funding.api.idempotency", "idempotency_complete"),
+    ("funding.api.idempotency", "_rendered_once"),
+    ("funding.api.views", "advance_request"),
+    ("funding.api.views", "advance_representation"),
+    ("funding.api.serializers", "advance_create_fast"),
+    ("funding.services.advances", "_as_loaded"),
+    ("config.db", "PreparedCursor.execute"),
+    ("psycopg._queries", "PostgresQuery.convert"),
+    ("django.db.transaction", "Atomic.__enter__"),
+    ("django.db.transaction", "Atomic.__exit__"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper._commit"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper.run_and_clear_commit_hooks"),
+    ("config.ops.metrics", "advance_requested"),
+]
+
+
+def phases_install() -> dict[str, list[int]]:
+    """Wrap every PHASES function with a CPU counter; returns {name: [nanoseconds, calls]}."""
+    import importlib
+
+    spent: dict[str, list[int]] = {}
+
+    def timed(name: str, function):
+        entry = spent.setdefault(name, [0, 0])
+        by_statement = name == "PreparedCursor.execute"
+
+        def wrapper(*args, **kwargs):
+            started = time.process_time_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.process_time_ns() - started
+                entry[0] += elapsed
+                entry[1] += 1
+                if by_statement:
+                    statement = spent.setdefault("SQL " + " ".join(args[1].split())[:50], [0, 0])
+                    statement[0] += elapsed
+                    statement[1] += 1
+
+        return wrapper
+
+    for module_name, attribute in PHASES:
+        owner = importlib.import_module(module_name)
+        *path, name = attribute.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, name, timed(attribute, getattr(owner, name)))
+    return spent
+
+
+def phases_print(spent: dict[str, list[int]], n: int) -> None:
+    print(f"Python CPU per request by phase (inclusive; {n} requests):")
+    for name, (ns, calls) in sorted(spent.items(), key=lambda item: -item[1][0]):
+        print(f"  {ns / n / 1000:7.1f} us  x{calls / n:.2f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -137,6 +210,9 @@ def main() -> None:
                         help="with --cprofile: time functions by this process's CPU, not the wall clock (waits on "
                              "PostgreSQL and Redis then count only for what the client itself spends)")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
+    parser.add_argument("--phases", action="store_true",
+                        help="after the timed run, N more requests with CPU counters around the request's functions "
+                             "(PHASES): where the Python CPU goes, without a profiler's overhead")
     parser.add_argument("--callees", metavar="PATTERN", help="with --cprofile: what the functions matching PATTERN call")
     parser.add_argument("--db", default="bench_profile")
     parser.add_argument("--keep", action="store_true", help="keep the database")
@@ -220,6 +296,15 @@ def main() -> None:
           f"{', app frozen' if args.gc_freeze else ''})")
     if args.pg_by_statement:
         pg_by_statement(one, connection, backend, min(args.n, 1000))
+    if args.phases:
+        spent = phases_install()
+        for _ in range(200):  # the wrappers' own first calls
+            one()
+        for entry in spent.values():
+            entry[:] = [0, 0]
+        for _ in range(args.n):
+            one()
+        phases_print(spent, args.n)
     queues_drop(broker, queue_prefix(args.db))
     if args.cprofile:
         profiler = cProfile.Profile(time.process_time) if args.cpu_timer else cProfile.Profile()
