@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from funding.api.errors import ApiError, exception_to_response
 from funding.api.keys import key_current_run
@@ -32,7 +32,9 @@ def _dumps(data) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-_JSON = JSONRenderer()  # what DRF renders every API response with (funding.api.negotiation: JSON only)
+# The renderer DRF answers every API request with (funding.api.negotiation picks the first configured one; no
+# view sets its own), taken from the same setting so that the two can never differ.
+_JSON = api_settings.DEFAULT_RENDERER_CLASSES[0]()
 
 
 def _rendered_once(response: Response) -> str:

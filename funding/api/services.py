@@ -146,7 +146,7 @@ class KeyNotCurrent(Exception):
 
 # The key as authentication saw it, still current: not revoked, same ciphertext, its company's status and code
 # unchanged. Every statement that records a nonce checks it, so a revocation or a suspension takes effect at
-# once although the key's row is read once per process (funding/api/authentication.py). Parameters: key id,
+# once although the key's row is read once per process (funding/api/keys.py). Parameters: key id,
 # ciphertext, company status, company code.
 _KEY_CURRENT = """
     SELECT true AS current FROM api_apikey k JOIN funding_company c ON c.id = k.company_id
