@@ -43,20 +43,7 @@ class PreparedCursor:
         if not self._prepare:  # Django's own cursor: wrappers and logging are its business
             self._cursor.execute(sql, params)
             return
-        executor = self._run
-        context = {"connection": self._connection, "cursor": self}
-        for wrapper in reversed(self._connection.execute_wrappers):
-            executor = functools.partial(wrapper, executor)
-        if not self._connection.queries_logged:
-            executor(sql, params, False, context)
-            return
-        start = time.monotonic()
-        try:
-            executor(sql, params, False, context)
-        finally:
-            self._connection.queries_log.append(
-                {"sql": f"{sql} -- prepared, params {list(params)!r}", "time": f"{time.monotonic() - start:.3f}"}
-            )
+        _execute_wrapped(self._connection, self._run, sql, params, {"connection": self._connection, "cursor": self})
 
     def fetchone(self) -> tuple | None:
         return self._cursor.fetchone()
@@ -67,6 +54,26 @@ class PreparedCursor:
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
+
+
+def _execute_wrapped(
+    connection: Any, run, sql: str, params: Sequence[Any] | Mapping[str, Any], context: dict, how: str = "prepared"
+) -> None:
+    """run(sql, params, many, context) through the connection's execute wrappers, logged as Django logs its own
+    (the statement, then how it was sent and its parameters)."""
+    executor = run
+    for wrapper in reversed(connection.execute_wrappers):
+        executor = functools.partial(wrapper, executor)
+    if not connection.queries_logged:
+        executor(sql, params, False, context)
+        return
+    start = time.monotonic()
+    try:
+        executor(sql, params, False, context)
+    finally:
+        connection.queries_log.append(
+            {"sql": f"{sql} -- {how}, params {list(params)!r}", "time": f"{time.monotonic() - start:.3f}"}
+        )
 
 
 @contextmanager
@@ -102,3 +109,91 @@ def text_array(values: Iterable[str]) -> str:
 def numeric_array(values: Iterable[Decimal]) -> str:
     """A numeric[] parameter as one literal, in fixed-point notation (never an exponent)."""
     return "{" + ",".join(format(value, "f") for value in values) + "}"
+
+
+# A caller's statement in the round trip of the operation it guards. The API claims an idempotency key (and
+# records the request's nonce) before the operation runs, and the operation must not run unless the claim is
+# fresh: two statements, two round trips, of which the first decides nothing the database could not decide
+# itself. A gate runs first inside the operation's own statement instead:
+#
+#     WITH <gate's CTEs>, gate AS MATERIALIZED (SELECT <gate's columns>)
+#     SELECT gate.*, operation.* FROM gate
+#       LEFT JOIN LATERAL (SELECT * FROM (<operation's SELECT>) o WHERE gate.open OFFSET 0) operation ON true
+#
+# `OFFSET 0` keeps the subquery whole, so `gate.open` is its one-time filter: when the gate is closed the
+# operation's SELECT (a call of a function that writes) is never executed, not merely filtered afterwards
+# (tests/config/test_db.py proves it by a write).
+
+
+class GateClosed(Exception):
+    """The gate of a gated statement stayed closed: nothing of the operation's statement ran. Its row is on the
+    gate (Gate.row); the gate's owner reads it."""
+
+
+class Gate:
+    """A statement of the caller's to run first, in the same round trip, when the operation executes its
+    statement with gated_fetchone(): `ctes` (CTE definitions, which may write), then `columns` (a select list
+    over them whose first column is the boolean `open`), with `params` for both in text order. After the
+    statement ran, `row` holds the gate's columns (`open` first)."""
+
+    def __init__(self, *, ctes: str, columns: str, params: Sequence[Any], width: int):
+        self.ctes = ctes.strip()
+        self.columns = columns.strip()
+        self.params = list(params)
+        self.width = width  # number of columns, `open` included
+        self.row: tuple | None = None
+
+    def sql(self) -> str:
+        """The gate as a statement on its own (for a caller whose operation ran no gated statement)."""
+        return f"WITH {self.ctes} SELECT {self.columns}"
+
+
+def gated_fetchone(cursor: PreparedCursor, gate: Gate | None, sql: str, params: Sequence[Any]) -> tuple | None:
+    """The one row of `sql` (a SELECT), with `gate` run first in the same statement when there is one.
+
+    None when the gate stayed closed: then `sql` did not run (the caller raises GateClosed, outside any atomic
+    block of its own, which an exception would mark for rollback). A gate runs once: a second call with it runs
+    `sql` alone."""
+    if gate is None or gate.row is not None:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    cursor.execute(
+        f"WITH {gate.ctes}, gate AS MATERIALIZED (SELECT {gate.columns})"
+        " SELECT gate.*, operation.* FROM gate"
+        f" LEFT JOIN LATERAL (SELECT * FROM ({sql}) o WHERE gate.open OFFSET 0) operation ON true",
+        [*gate.params, *params],
+    )
+    row = cursor.fetchone()
+    gate.row = row[: gate.width]
+    return row[gate.width :] if gate.row[0] else None
+
+
+def commit_with(sql: str, params: Sequence[Any], using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Run `sql` (a statement whose failure must prevent the COMMIT: it raises) and COMMIT, in one round trip,
+    when this is the outermost atomic block's last statement; returns True then. Django's own COMMIT at the
+    block's end then finds the transaction committed and sends nothing; its on_commit hooks run as always.
+
+    Elsewhere (inside an outer atomic block, e.g. a test's; a block that does not commit on exit, under manual
+    transaction management) it runs `sql` alone and returns False: the COMMIT stays Django's. Sent with the
+    simple query protocol (the parameters as literals, quoted by libpq), which is what allows two statements in
+    one message (PgBouncer in transaction mode passes it as it is); an error in the first skips the COMMIT and
+    leaves the transaction to Django's rollback. Nothing may run on the connection after it inside the block."""
+    connection = connections[using]
+    if not (
+        connection.in_atomic_block and connection.commit_on_exit and len(connection.atomic_blocks) == 1
+    ):
+        with prepared_cursor(using) as cursor:
+            cursor.execute(sql, params)
+        return False
+    connection.validate_no_broken_transaction()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = psycopg.ClientCursor(connection.connection)
+        try:
+            _execute_wrapped(
+                connection, lambda sql, params, many, context: cursor.execute(sql, params), f"{sql}; COMMIT",
+                params, {"connection": connection, "cursor": cursor}, how="literals",
+            )
+        finally:
+            cursor.close()
+    return True

@@ -11,14 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from config.db import Gate, GateClosed
 from funding.api.errors import ApiError, exception_to_response
 from funding.api.keys import key_current_run
 from funding.api.models import IdempotencyStatus
 from funding.api.services import (
     Claim,
+    ClaimGate,
+    KeyNotCurrent,
     NonceReplayed,
     PendingNonce,
     idempotency_claim,
+    idempotency_claim_result,
     idempotency_complete,
     idempotency_release,
 )
@@ -99,17 +103,20 @@ def _claim(request: Request, prepared: _Request) -> Claim:
     """Inside the caller's transaction: take the key, or raise the answer for a key already taken. A key row that
     changed since authentication read it is read again (funding.api.keys); the company's status is not taken
     from request.user then: the operation's own statement checks it."""
+    return _claim_with(request, prepared, pending_nonce_take(request))
 
-    def claim(nonce: PendingNonce | None) -> Claim:
+
+def _claim_with(request: Request, prepared: _Request, nonce: PendingNonce | None) -> Claim:
+    def claim(current: PendingNonce | None) -> Claim:
         try:
             return idempotency_claim(
                 company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
-                request_hash=prepared.request_hash, nonce=nonce,
+                request_hash=prepared.request_hash, nonce=current,
             )
         except NonceReplayed:
             raise replayed_error() from None
 
-    return key_current_run(pending_nonce_take(request), claim)[0]
+    return key_current_run(nonce, claim)[0]
 
 
 def _existing_answer(claim: Claim, prepared: _Request) -> Response:
@@ -150,10 +157,50 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
         claim = _claim(request, prepared)
         if not claim.fresh:
             return _existing_answer(claim, prepared)
-        response = _run(operation)
-        if response.status_code >= 500:
-            raise RuntimeError(f"operation answered {response.status_code}")
-        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response))
+        return _complete(claim, _run(operation))
+
+
+def idempotent_gated(request: Request, operation: Callable[[Gate], Response]) -> Response:
+    """idempotent() for an operation whose first statement takes the claim along (config.db.gated_fetchone): the
+    claim runs first in that statement, and the operation's own part of it only if the claim is fresh. One round
+    trip fewer per request; answers, records and transactions exactly as idempotent()'s.
+
+    The operation gets the claim as its gate. A closed gate (the key taken, in progress, or the nonce replayed)
+    raises GateClosed out of it with nothing of its statement run; the claim's row then decides the answer as
+    in idempotent(). An operation that refuses the request before its statement (invalid input) never runs the
+    gate: the claim then runs on its own, and the refusal is stored if the key is fresh.
+    """
+    prepared = _prepare(request)
+    nonce = pending_nonce_take(request)
+    with transaction.atomic():
+        gate = ClaimGate(company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
+                         request_hash=prepared.request_hash, nonce=nonce)
+        try:
+            response = _run(lambda: operation(gate))
+        except GateClosed:
+            response = None
+        if gate.row is None and response is not None and response.status_code < 400:
+            raise RuntimeError("a gated operation succeeded without running its gate")
+        try:
+            claim = idempotency_claim_result(gate)
+        except NonceReplayed:
+            raise replayed_error() from None
+        except KeyNotCurrent:
+            # The key's row changed since authentication read it: nothing was claimed and nothing of the
+            # operation's statement ran. The ungated way reads the key again (or refuses the request).
+            claim = _claim_with(request, prepared, nonce)
+        if not claim.fresh:
+            return _existing_answer(claim, prepared)
+        return _complete(claim, response if response is not None else _run(lambda: operation(None)))
+
+
+def _complete(claim: Claim, response: Response) -> Response:
+    """Store the operation's answer under the claimed key; the last statement of idempotent()'s transaction."""
+    if response.status_code >= 500:
+        raise RuntimeError(f"operation answered {response.status_code}")
+    idempotency_complete(
+        record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response), commit=True
+    )
     return response
 
 
@@ -179,5 +226,7 @@ def idempotent_outside_transaction(request: Request, operation: Callable[[], Res
         idempotency_release(record_id=claim.record_id)
         return response
     with transaction.atomic():
-        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response))
+        idempotency_complete(
+            record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response), commit=True
+        )
     return response

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.db import prepared_cursor
+from config.db import Gate, commit_with, prepared_cursor
 from funding.api import outbound
 from funding.api.crypto import (
     secret_decrypt,
@@ -208,6 +208,45 @@ class NonceReplayed(Exception):
     """The request's nonce was already used with its key (checked with the claim, see PendingNonce)."""
 
 
+class ClaimGate(Gate):
+    """The claim of an idempotency key as a config.db.Gate: run first in the operation's own statement (one round
+    trip fewer), or on its own by idempotency_claim_result when the operation never ran one."""
+
+    def __init__(self, *, company: Company, key: str, method: str, path: str, request_hash: str,
+                 nonce: PendingNonce | None) -> None:
+        self.company, self.key, self.request_hash, self.nonce = company, key, request_hash, nonce
+        self.now = now = timezone.now()
+        key_id = nonce.api_key_id if nonce else None
+        super().__init__(
+            ctes=f"""
+            key AS (SELECT true AS current WHERE %s::bigint IS NULL UNION ALL {_KEY_CURRENT}),
+            nonce AS ({_NONCE_UPSERT}),
+            lock AS (
+                SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s::text || ':' || %s::text)) AS got FROM key
+            ),
+            claimed AS (
+                INSERT INTO api_idempotencyrecord
+                       (company_id, key, method, path, request_hash, status, response_body, claimed_at, created_at)
+                SELECT %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, '', %s::timestamptz,
+                       %s::timestamptz
+                  FROM lock WHERE lock.got
+                ON CONFLICT (company_id, key) DO NOTHING
+                RETURNING id
+            )""",
+            # Open: the key is this request's and its nonce (if any) was recorded; only then may the operation run.
+            columns="""(SELECT id FROM claimed) IS NOT NULL AND (%s::bigint IS NULL OR EXISTS (SELECT FROM nonce))
+                       AS open, (SELECT count(*) FROM key), (SELECT count(*) FROM nonce), (SELECT got FROM lock),
+                       (SELECT id FROM claimed)""",
+            params=[
+                key_id, *_key_current_params(nonce), key_id, nonce.nonce if nonce else None, key_id,
+                settings.API_NONCE_WINDOW_SECONDS, IDEMPOTENCY_LOCK_NAMESPACE, str(company.pk), key,
+                company.pk, key, method, path[:2000], request_hash, IdempotencyStatus.IN_PROGRESS, now, now,
+                key_id,
+            ],
+            width=5,
+        )
+
+
 def idempotency_claim(
     *, company: Company, key: str, method: str, path: str, request_hash: str, nonce: PendingNonce | None = None
 ) -> Claim:
@@ -222,68 +261,53 @@ def idempotency_claim(
     transaction-scoped advisory lock on the key tells a concurrent duplicate at once (request_in_progress)
     instead of making it wait; INSERT ... ON CONFLICT sees records committed after this statement began.
     """
-    now = timezone.now()
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"WITH key AS (SELECT true AS current WHERE %s::bigint IS NULL UNION ALL {_KEY_CURRENT}),"
-            f" nonce AS ({_NONCE_UPSERT}),"
-            """
-            lock AS (
-                SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s::text || ':' || %s::text)) AS got FROM key
-            ),
-            claimed AS (
-                INSERT INTO api_idempotencyrecord
-                       (company_id, key, method, path, request_hash, status, response_body, claimed_at, created_at)
-                SELECT %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, '', %s::timestamptz,
-                       %s::timestamptz
-                  FROM lock WHERE lock.got
-                ON CONFLICT (company_id, key) DO NOTHING
-                RETURNING id
-            )
-            SELECT (SELECT count(*) FROM key), (SELECT count(*) FROM nonce), (SELECT got FROM lock),
-                   (SELECT id FROM claimed)
-            """,
-            [
-                nonce.api_key_id if nonce else None, *_key_current_params(nonce),
-                nonce.api_key_id if nonce else None, nonce.nonce if nonce else None,
-                nonce.api_key_id if nonce else None, settings.API_NONCE_WINDOW_SECONDS,
-                IDEMPOTENCY_LOCK_NAMESPACE, str(company.pk), key,
-                company.pk, key, method, path[:2000], request_hash, IdempotencyStatus.IN_PROGRESS, now, now,
-            ],
-        )
-        key_current, nonce_recorded, got_lock, record_id = cursor.fetchone()
+    return idempotency_claim_result(
+        ClaimGate(company=company, key=key, method=method, path=path, request_hash=request_hash, nonce=nonce)
+    )
+
+
+def idempotency_claim_result(gate: ClaimGate) -> Claim:
+    """What the claim `gate` found, as idempotency_claim() answers; runs it on its own first if it has not run (its
+    operation refused the request before its statement). Raises KeyNotCurrent or NonceReplayed as it does."""
+    if gate.row is None:
+        with prepared_cursor() as cursor:
+            cursor.execute(gate.sql(), gate.params)
+            gate.row = cursor.fetchone()
+    _, key_current, nonce_recorded, got_lock, record_id = gate.row
     if not key_current:
         raise KeyNotCurrent()  # nothing was recorded, locked or claimed
-    if nonce is not None and not nonce_recorded:
+    if gate.nonce is not None and not nonce_recorded:
         raise NonceReplayed()
     if not got_lock:
         return Claim(fresh=False)
     if record_id is not None:
         return Claim(fresh=True, record_id=record_id)
-    record = IdempotencyRecord.objects.get(company=company, key=key)
-    if record.status == IdempotencyStatus.IN_PROGRESS and record.request_hash == request_hash:
+    record = IdempotencyRecord.objects.get(company=gate.company, key=gate.key)
+    if record.status == IdempotencyStatus.IN_PROGRESS and record.request_hash == gate.request_hash:
         # Left by a request of an earlier version, which committed its claim on its own: after the lease, a
         # retry may take over (nothing holds the advisory lock, so no live request owns it).
-        stale_before = now - timedelta(seconds=settings.API_IDEMPOTENCY_LEASE_SECONDS)
+        stale_before = gate.now - timedelta(seconds=settings.API_IDEMPOTENCY_LEASE_SECONDS)
         taken = IdempotencyRecord.objects.filter(
             pk=record.pk, status=IdempotencyStatus.IN_PROGRESS, claimed_at__lt=stale_before
-        ).update(claimed_at=now)
+        ).update(claimed_at=gate.now)
         if taken:
             return Claim(fresh=True, record_id=record.pk)
     return Claim(fresh=False, existing=record)
 
 
-def idempotency_complete(*, record_id: int, status: int, body_json: str) -> None:
-    """Store the response; runs inside the transaction of the operation itself, so both commit or neither."""
-    # Raw SQL: this runs on every POST, and the ORM's compilation of it cost more than the statement.
+def idempotency_complete(*, record_id: int, status: int, body_json: str, commit: bool = False) -> None:
+    """Store the response; runs inside the transaction of the operation itself, so both commit or neither.
+
+    commit=True: the caller's atomic block ends right after this; when it is the outermost one, the statement
+    carries the block's COMMIT in the same round trip (config.db.commit_with). A record that is not in progress
+    raises in the database, before that COMMIT."""
+    sql = "SELECT api_idempotency_complete(%s::bigint, %s::int, %s::text, %s::timestamptz)"
+    params = [record_id, status, body_json, timezone.now()]
+    if commit:
+        commit_with(sql, params)
+        return
     with prepared_cursor() as cursor:
-        cursor.execute(
-            "UPDATE api_idempotencyrecord SET status = %s, response_status = %s, response_body = %s, "
-            "completed_at = %s WHERE id = %s AND status = %s",
-            [IdempotencyStatus.DONE, status, body_json, timezone.now(), record_id, IdempotencyStatus.IN_PROGRESS],
-        )
-        if cursor.rowcount != 1:
-            raise RuntimeError(f"idempotency record {record_id} was not in progress")
+        cursor.execute(sql, params)
 
 
 def idempotency_release(*, record_id: int) -> None:

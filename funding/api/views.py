@@ -23,6 +23,7 @@ from funding.api.authentication import SignatureAuthentication
 from funding.api.errors import ApiError, error_body, exception_to_response
 from funding.api.idempotency import (
     idempotent,
+    idempotent_gated,
     idempotent_outside_transaction,
     pending_nonce_take,
     replayed_error,
@@ -172,7 +173,7 @@ class AdvanceListCreateView(ApiView):
         },
     )
     def post(self, request):
-        def operation():
+        def operation(claim_gate):
             data = s.advance_create_fast(request.data)
             if data is None:  # anything not plainly valid: the serializer decides and explains
                 serializer = s.AdvanceCreateSerializer(data=request.data)
@@ -185,11 +186,12 @@ class AdvanceListCreateView(ApiView):
                 currency=data["currency"],
                 use_own_funds=data.get("use_own_funds", True),
                 payouts=[PayoutInput(**p) for p in data["payouts"]],
+                gate=claim_gate,  # the idempotency claim rides in advance_reserve()'s round trip
             )
             # Built from what advance_request just created: the same body GET answers, without re-reading.
             return Response(advance_representation(advance, advance.created_payouts, fresh=True), status=201)
 
-        return idempotent(request, operation)
+        return idempotent_gated(request, operation)
 
 
 def _advance_or_404(company, advance_id: str) -> Advance:

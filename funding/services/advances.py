@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.utils import timezone
 
-from config.db import numeric_array, prepared_cursor, text_array
+from config.db import Gate, GateClosed, gated_fetchone, numeric_array, prepared_cursor, text_array
 from config.fsm import transition_sources
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
@@ -70,10 +70,14 @@ def advance_request(
     payouts: list[PayoutInput],
     use_own_funds: bool = True,
     currency: str = "CNY",
+    gate: Gate | None = None,
 ) -> Advance:
     """Create an advance in `reserved`, its payouts in `pending`, and hold the limit. All or nothing.
 
     Raises a funding.errors.EngineError on rejection; a rejection leaves every balance and counter as it was.
+    `gate`: a statement of the caller's that runs first in the same round trip (config.db.gated_fetchone; the
+    API's idempotency claim); when it stays closed, nothing of this call runs and config.db.GateClosed is raised.
+    Input refused before the database is asked never runs it.
     """
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
@@ -91,7 +95,9 @@ def advance_request(
     # the advance and the threshold events it may cause.
     with transaction.atomic(savepoint=False):
         with prepared_cursor() as cursor:
-            cursor.execute(
+            reserved = gated_fetchone(
+                cursor,
+                gate,
                 "SELECT * FROM advance_reserve(%s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text,"
                 " %s::numeric, %s::boolean, %s::timestamptz, %s::text[], %s::text[], %s::text[], %s::text[],"
                 " %s::text[], %s::numeric[])",
@@ -102,10 +108,13 @@ def advance_request(
                     text_array(p.bank_code for p in payouts), numeric_array(payout_amounts),
                 ],
             )
+        if reserved is not None:
             (code, advance_id, line_id, business_date, due_date, own, own_parts, daily_fee_rate, available,
-             requested, first_missing, daily_remaining, unpayable, thresholds) = cursor.fetchone()
-        if thresholds:  # rare: the hold made utilisation reach a threshold first today (already marked)
-            credit_line_thresholds_emit(line_id=line_id, thresholds=thresholds)
+             requested, first_missing, daily_remaining, unpayable, thresholds) = reserved
+            if thresholds:  # rare: the hold made utilisation reach a threshold first today (already marked)
+                credit_line_thresholds_emit(line_id=line_id, thresholds=thresholds)
+    if reserved is None:  # the caller's gate stayed closed and nothing ran; raised out here, since an exception
+        raise GateClosed()  # leaving the atomic block above would mark the caller's transaction for rollback
     if code != "ok":
         _raise_refusal(code, available=available, requested=requested, daily_remaining=daily_remaining,
                        business_date=business_date, first_missing=first_missing, unpayable=unpayable,

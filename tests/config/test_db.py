@@ -2,11 +2,12 @@
 
 from decimal import Decimal
 
+import psycopg
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from config.db import numeric_array, prepared_cursor, text_array
+from config.db import Gate, commit_with, gated_fetchone, numeric_array, prepared_cursor, text_array
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +79,144 @@ def test_numeric_array_literals_keep_every_digit_and_never_use_an_exponent(setti
         cursor.execute("SELECT %s::numeric[]", [numeric_array(values)])
         assert cursor.fetchone() == ([Decimal("100.00"), Decimal("0.01"), Decimal("999999999999999.99"),
                                       Decimal("100.00")],)
+
+
+# Gates (gated_fetchone) ---------------------------------------------------------------------------------------
+
+_GATE_LOG = """
+CREATE TEMP TABLE gate_log (id serial PRIMARY KEY, what text NOT NULL);
+CREATE FUNCTION pg_temp.operation_write(p_what text, OUT what text, OUT logged bigint) LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO gate_log (what) VALUES (p_what) RETURNING id INTO logged;
+    what := p_what;
+END
+$fn$;
+"""
+_OPERATION = "SELECT * FROM pg_temp.operation_write(%s::text)"
+
+
+def _gate(open_: bool) -> Gate:
+    """Writes a row whatever it decides (as the idempotency claim records a nonce), then opens or not."""
+    return Gate(ctes="noted AS (INSERT INTO gate_log (what) VALUES ('gate') RETURNING id)",
+                columns="%s::boolean AS open, (SELECT id FROM noted)", params=[open_], width=2)
+
+
+def _gate_log() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT what FROM gate_log ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def gate_log(settings):
+    settings.DATABASE_PREPARED_STATEMENTS = True
+    with connection.cursor() as cursor:
+        cursor.execute(_GATE_LOG)
+
+
+def test_an_open_gate_runs_first_in_the_operation_s_own_statement(gate_log):
+    gate = _gate(True)
+    with CaptureQueriesContext(connection) as queries, prepared_cursor() as cursor:
+        row = gated_fetchone(cursor, gate, _OPERATION, ["operation"])
+    assert len(queries) == 1
+    assert _gate_log() == ["gate", "operation"]
+    assert gate.row[0] is True and row[0] == "operation"
+    assert row[1] == gate.row[1] + 1  # the gate's write came first
+
+
+def test_a_closed_gate_keeps_the_operation_from_running_not_merely_from_answering(gate_log):
+    """Alternating, past the executions after which PostgreSQL may switch a prepared statement to its generic
+    plan: a closed gate never lets the operation's write happen."""
+    expected = []
+    for n in range(12):
+        opened = n % 3 == 0
+        gate = _gate(opened)
+        with prepared_cursor() as cursor:
+            row = gated_fetchone(cursor, gate, _OPERATION, [f"operation {n}"])
+        assert gate.row[0] is opened
+        assert (row is not None) is opened
+        expected += ["gate", f"operation {n}"] if opened else ["gate"]
+    assert _gate_log() == expected
+
+
+def test_without_a_gate_or_with_one_that_ran_the_operation_runs_alone(gate_log):
+    gate = _gate(True)
+    with prepared_cursor() as cursor:
+        gated_fetchone(cursor, gate, _OPERATION, ["first"])
+        assert gated_fetchone(cursor, gate, _OPERATION, ["second"])[0] == "second"
+        assert gated_fetchone(cursor, None, _OPERATION, ["third"])[0] == "third"
+    assert _gate_log() == ["gate", "first", "second", "third"]
+
+
+# commit_with -------------------------------------------------------------------------------------------------
+
+_NOT_IN_PROGRESS = "SELECT api_idempotency_complete(%s::bigint, %s::int, %s::text, now())"
+
+
+@pytest.fixture
+def scratch_table():
+    """A real table (the check reads it from a second connection), dropped afterwards."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE test_commit_with (what text NOT NULL)")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE test_commit_with")
+
+
+def _committed_rows() -> list[str]:
+    """What another connection sees."""
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT what FROM test_commit_with ORDER BY what")
+            return [row[0] for row in cursor.fetchall()]
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_outermost_block_s_last_statement_carries_its_commit(scratch_table):
+    hooks = []
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO test_commit_with VALUES ('before')")
+        transaction.on_commit(lambda: hooks.append(_committed_rows()))
+        assert commit_with("INSERT INTO test_commit_with VALUES (%s)", ["it's last"]) is True
+        assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert _committed_rows() == ["before", "it's last"]  # committed before the block's end
+        assert hooks == []  # Django's hooks still wait for it
+    assert hooks == [["before", "it's last"]]
+    assert queries[-2]["sql"] == "INSERT INTO test_commit_with VALUES (%s); COMMIT -- literals, params [\"it's last\"]"
+    # Django logs its own COMMIT at the block's end; psycopg sends nothing for it, the transaction being idle.
+    assert queries[-1]["sql"] == "COMMIT"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_statement_stops_the_commit_and_the_block_rolls_back(scratch_table):
+    hooks = []
+    with pytest.raises(DatabaseError, match="idempotency record -1 was not in progress"):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO test_commit_with VALUES ('before')")
+            transaction.on_commit(lambda: hooks.append("ran"))
+            commit_with(_NOT_IN_PROGRESS, [-1, 201, "{}"])
+    assert _committed_rows() == []
+    assert hooks == []
+    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_inside_an_outer_block_it_leaves_the_commit_to_django(settings):
+    """pytest-django's own block is the outer one here: the statement runs alone, in the transaction."""
+    settings.DATABASE_PREPARED_STATEMENTS = True
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE inner_commit (what text)")
+    with transaction.atomic():
+        assert commit_with("INSERT INTO inner_commit VALUES (%s)", ["inner"]) is False
+        assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT what FROM inner_commit")
+        assert cursor.fetchall() == [("inner",)]
+    with pytest.raises(DatabaseError, match="idempotency record -1 was not in progress"), transaction.atomic():
+        commit_with(_NOT_IN_PROGRESS, [-1, 201, "{}"])

@@ -31,6 +31,7 @@ DOCUMENTED_SQL = {
     "funding.sql.audit": "FORWARD",
     "funding.sql.advance_reserve": "CREATE",
     "settlement.sql.channels": "FORWARD",
+    "funding.api.sql.idempotency": "FORWARD",
 }
 
 # Functions and triggers of the project: in the schema of Django's tables, not part of an extension.

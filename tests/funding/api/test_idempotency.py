@@ -5,6 +5,8 @@ import time
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from prometheus_client import REGISTRY
 
 from funding.api.models import IdempotencyRecord
 from funding.models import Advance, CreditLine
@@ -24,6 +26,34 @@ def test_success_is_replayed_with_the_same_body(api, company_line):
     assert Advance.objects.count() == 1
     line = CreditLine.objects.get(pk=company_line[1].pk)
     assert line.reserved == 150000
+
+
+def _requests_counted() -> float:
+    """engine_advances_requested_total, every outcome and reason."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect() if metric.name == "engine_advances_requested"
+        for sample in metric.samples if sample.name == "engine_advances_requested_total"
+    )
+
+
+@pytest.mark.django_db
+def test_a_replay_is_answered_by_the_claim_alone(api, company_line):
+    """The claim rides in advance_reserve()'s statement (its gate) and stays closed for a key already used: the
+    operation's part of the statement never runs, nothing is stored again, and the replay is no new request in
+    the metrics."""
+    first = api.post("/api/v1/advances", advance_body(), idem="key-r")
+    assert first.status_code == 201
+    counted = _requests_counted()
+    with CaptureQueriesContext(connection) as queries:
+        again = api.post("/api/v1/advances", advance_body(), idem="key-r")
+    assert (again.status_code, again.headers["Idempotent-Replayed"], again.content) == (201, "true", first.content)
+    gated = [q["sql"] for q in queries if "advance_reserve(" in q["sql"]]
+    assert len(gated) == 1 and gated[0].startswith("WITH key AS ("), gated
+    assert not any("api_idempotency_complete(" in q["sql"] for q in queries)
+    assert _requests_counted() == counted
+    assert Advance.objects.count() == 1
+    assert CreditLine.objects.get(pk=company_line[1].pk).reserved == 150000
 
 
 @pytest.mark.django_db
@@ -180,8 +210,9 @@ def test_request_in_progress_with_two_concurrent_requests(business_day):
     first = threading.Thread(target=first_request)
     first.start()
     deadline = time.monotonic() + 10
-    # The claim commits only with the advance, so look for the first request waiting on the line's row.
-    while not _waiting_on_a_lock("advance_reserve"):
+    # The claim commits only with the advance, so look for the first request waiting on the line's row: its
+    # statement, the claim with advance_reserve() after it (pg_stat_activity shows the first 1 kB of it).
+    while not _waiting_on_a_lock("INSERT INTO api_idempotencyrecord"):
         assert time.monotonic() < deadline, "the first request never reached the line's row"
         time.sleep(0.02)
     assert not IdempotencyRecord.objects.filter(key="concurrent").exists()  # not visible before its COMMIT
