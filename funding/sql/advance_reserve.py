@@ -18,8 +18,9 @@ idempotency record of the refusal is written in it).
 Result codes: ok, business_day_closed, company_suspended, credit_line_inactive, credit_line_frozen,
 calendar_unavailable, outside_channel_hours, duplicate_external_id, insufficient_limit.
 
-This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0024 for
-advance_reserve(), issue 15: no lock and no own funds hold when the settlement account has nothing free; 0022
+This module documents the CURRENT SQL: the text the latest migration carrying it installed (funding 0025 for
+advance_reserve(), issue 15: the payouts' ids returned (payout_ids); 0024: no lock and no own funds hold when the
+settlement account has nothing free; 0022
 for own_funds_available(), issue 15: PL/pgSQL, so that its plan is kept; 0019 for
 advances_due(), issue 13: a partly settled advance is due for what left the bank; 0015 for
 advance_reserve() and own_funds_available(), issue 13: own funds never take money that is due;
@@ -191,7 +192,8 @@ CREATE OR REPLACE FUNCTION advance_reserve(
     OUT first_missing date,
     OUT daily_remaining numeric,
     OUT unpayable integer[],
-    OUT thresholds numeric[]
+    OUT thresholds numeric[],
+    OUT payout_ids bigint[]
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     v_closing boolean;
@@ -316,19 +318,22 @@ BEGIN
         SELECT array_agg(LEAST(u.amount, GREATEST(own_funds - (u.before_this), 0)) ORDER BY u.seq) INTO own_parts
           FROM (SELECT a.amount, a.seq, SUM(a.amount) OVER (ORDER BY a.seq) - a.amount AS before_this
                   FROM unnest(p_payout_amounts) WITH ORDINALITY AS a(amount, seq)) u;
-        INSERT INTO funding_payout (
-            public_id, advance_id, sequence, external_id, beneficiary_name, account_no, bank_code, amount,
-            own_funds_amount, advanced_amount, status, attempt_count, failure_code, funds_out, dispatch_after,
-            version, created_at, updated_at
-        )
-        SELECT p.public_id, advance_id, p.seq, p.external_id, p.beneficiary_name, p.account_no, p.bank_code,
-               p.amount, p.own_part, p.amount - p.own_part, 'pending', 0, '', false, NULL,
-               1, p_created_at, p_created_at
-          FROM unnest(p_payout_public_ids, p_payout_external_ids, p_payout_names, p_payout_account_nos,
-                      p_payout_bank_codes, p_payout_amounts, own_parts)
-               WITH ORDINALITY AS p(public_id, external_id, beneficiary_name, account_no, bank_code, amount, own_part,
-                                    seq)
-         ORDER BY p.seq;
+        WITH inserted AS (
+            INSERT INTO funding_payout (
+                public_id, advance_id, sequence, external_id, beneficiary_name, account_no, bank_code, amount,
+                own_funds_amount, advanced_amount, status, attempt_count, failure_code, funds_out, dispatch_after,
+                version, created_at, updated_at
+            )
+            SELECT p.public_id, advance_id, p.seq, p.external_id, p.beneficiary_name, p.account_no, p.bank_code,
+                   p.amount, p.own_part, p.amount - p.own_part, 'pending', 0, '', false, NULL,
+                   1, p_created_at, p_created_at
+              FROM unnest(p_payout_public_ids, p_payout_external_ids, p_payout_names, p_payout_account_nos,
+                          p_payout_bank_codes, p_payout_amounts, own_parts)
+                   WITH ORDINALITY AS p(public_id, external_id, beneficiary_name, account_no, bank_code, amount,
+                                        own_part, seq)
+             ORDER BY p.seq
+            RETURNING id, sequence)
+        SELECT array_agg(i.id ORDER BY i.sequence) INTO payout_ids FROM inserted i;
 
         -- Hold last: the line's row stays locked only from here to COMMIT.
         SELECT h.held, h.thresholds INTO v_held, thresholds FROM credit_line_hold(line_id, v_advanced, business_date) h;
@@ -343,6 +348,7 @@ BEGIN
                 advance_id := NULL;
                 own_funds := 0;
                 own_parts := NULL;
+                payout_ids := NULL;
                 RETURN;
             END IF;
             RAISE;
@@ -353,6 +359,7 @@ BEGIN
             advance_id := NULL;
             own_funds := 0;
             own_parts := NULL;
+            payout_ids := NULL;
             thresholds := NULL;
             SELECT l.status, GREATEST(l.effective_limit - l.reserved - l.outstanding, 0),
                    CASE WHEN l.daily_cap IS NOT NULL

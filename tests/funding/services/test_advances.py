@@ -447,3 +447,36 @@ def test_limit_cut_below_usage_blocks_new_holds_and_leaves_drawn_funds_alone(bus
     line.refresh_from_db()
     assert (line.reserved, line.outstanding, line.available) == (D("200.00"), D("300.00"), D("0.00"))
     assert CreditLine.objects.get(pk=line.pk).limit_ceiling == D("500.00")
+
+
+def _fields(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def test_the_advance_and_payouts_it_returns_are_the_rows_as_read_back(business_day):
+    """advance_request builds them from advance_reserve()'s row without Model.__init__ (funding.services.advances
+    ._as_loaded): every column equal to the stored row, loaded state, and nothing that __init__'s signals would
+    have done."""
+    from django.db.models.signals import post_init, pre_init
+
+    from funding.models import Advance
+
+    for model in (Advance, Payout):
+        assert not pre_init.has_listeners(model) and not post_init.has_listeners(model), model
+    company, _ = company_with_line(limit="1000.00")
+    settlement_deposit(company=company, amount="50.00", business_date=date(2026, 11, 25))
+    advance = advance_request(company=company, external_id="LOADED", amount=Decimal("300.00"),
+                              payouts=payout_inputs("100.00", "200.00"))
+
+    assert _fields(advance) == _fields(Advance.objects.get(pk=advance.pk))
+    assert [_fields(p) for p in advance.created_payouts] == [
+        _fields(p) for p in Payout.objects.filter(advance=advance).order_by("sequence")
+    ]
+    assert advance.own_funds_amount == Decimal("50.00")
+    for instance in (advance, *advance.created_payouts):
+        assert (instance._state.adding, instance._state.db) == (False, "default")
+    # The FSM still guards the state: a direct assignment is refused, a transition saves.
+    with pytest.raises(AttributeError):
+        advance.status = AdvanceStatus.DISBURSED
+    advance_cancel(company=company, public_id=advance.public_id, actor_label="test")
+    assert Advance.objects.get(pk=advance.pk).status == AdvanceStatus.CANCELLED
