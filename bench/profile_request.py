@@ -144,9 +144,9 @@ PHASES = [
     ("funding.api.idempotency", "_claim"),
     ("funding.api.idempotency", "_run"),
     ("funding.api.idempotency", "idempotency_complete"),
-    ("funding.api.idempotency", "idempotency_claim_result"),
-    ("config.db", "gated_fetchone"),
-    ("config.db", "commit_with"),
+    ("funding.api.idempotency", "idempotency_claim_result"),  # (as imported where they are called)
+    ("funding.services.advances", "gated_fetchone"),
+    ("funding.api.services", "commit_with"),
     ("funding.api.idempotency", "_rendered_once"),
     ("funding.api.views", "advance_request"),
     ("funding.api.views", "advance_representation"),
