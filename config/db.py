@@ -177,7 +177,8 @@ def commit_with(sql: str, params: Sequence[Any], using: str = DEFAULT_DB_ALIAS) 
     transaction management) it runs `sql` alone and returns False: the COMMIT stays Django's. Sent with the
     simple query protocol (the parameters as literals, quoted by libpq), which is what allows two statements in
     one message (PgBouncer in transaction mode passes it as it is); an error in the first skips the COMMIT and
-    leaves the transaction to Django's rollback. Nothing may run on the connection after it inside the block."""
+    leaves the transaction to Django's rollback. Make it the block's last statement: one after it would run in a
+    new transaction of its own (psycopg begins one), which Django's COMMIT at the block's end then commits."""
     connection = connections[using]
     if not (
         connection.in_atomic_block and connection.commit_on_exit and len(connection.atomic_blocks) == 1
