@@ -220,3 +220,14 @@ def test_inside_an_outer_block_it_leaves_the_commit_to_django(settings):
         assert cursor.fetchall() == [("inner",)]
     with pytest.raises(DatabaseError, match="idempotency record -1 was not in progress"), transaction.atomic():
         commit_with(_NOT_IN_PROGRESS, [-1, 201, "{}"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_after_it_runs_in_a_new_transaction_committed_at_the_block_s_end(scratch_table):
+    with transaction.atomic():
+        assert commit_with("INSERT INTO test_commit_with VALUES (%s)", ["carried"]) is True
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO test_commit_with VALUES ('after')")
+        assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert _committed_rows() == ["carried"]
+    assert _committed_rows() == ["after", "carried"]
