@@ -198,9 +198,7 @@ def _complete(claim: Claim, response: Response) -> Response:
     """Store the operation's answer under the claimed key; the last statement of idempotent()'s transaction."""
     if response.status_code >= 500:
         raise RuntimeError(f"operation answered {response.status_code}")
-    idempotency_complete(
-        record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response), commit=True
-    )
+    idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response))
     return response
 
 
@@ -226,7 +224,5 @@ def idempotent_outside_transaction(request: Request, operation: Callable[[], Res
         idempotency_release(record_id=claim.record_id)
         return response
     with transaction.atomic():
-        idempotency_complete(
-            record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response), commit=True
-        )
+        idempotency_complete(record_id=claim.record_id, status=response.status_code, body_json=_rendered_once(response))
     return response

@@ -295,19 +295,14 @@ def idempotency_claim_result(gate: ClaimGate) -> Claim:
     return Claim(fresh=False, existing=record)
 
 
-def idempotency_complete(*, record_id: int, status: int, body_json: str, commit: bool = False) -> None:
-    """Store the response; runs inside the transaction of the operation itself, so both commit or neither.
-
-    commit=True: the caller's atomic block ends right after this; when it is the outermost one, the statement
-    carries the block's COMMIT in the same round trip (config.db.commit_with). A record that is not in progress
-    raises in the database, before that COMMIT."""
-    sql = "SELECT api_idempotency_complete(%s::bigint, %s::int, %s::text, %s::timestamptz)"
-    params = [record_id, status, body_json, timezone.now()]
-    if commit:
-        commit_with(sql, params)
-        return
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
+def idempotency_complete(*, record_id: int, status: int, body_json: str) -> None:
+    """Store the response as the last statement of the atomic block that ran the operation, so both commit or
+    neither. When that block is the outermost one, the statement carries its COMMIT in the same round trip
+    (config.db.commit_with); a record that is not in progress raises in the database, before that COMMIT."""
+    commit_with(
+        "SELECT api_idempotency_complete(%s::bigint, %s::int, %s::text, %s::timestamptz)",
+        [record_id, status, body_json, timezone.now()],
+    )
 
 
 def idempotency_release(*, record_id: int) -> None:
