@@ -239,11 +239,18 @@ def baseline_rounds(args: argparse.Namespace, bench: Bench, clients: int) -> dic
           f"alternating with the engine ({args.rounds} rounds)")
     rounds = []
     for number in range(1, args.rounds + 1):
-        engine = h.closed_loop(port, companies, clients, args.seconds, f"round {number}: engine")
+        # The machine's busy CPU per accepted advance in each run: tells a slow round that spent more CPU per
+        # advance (a slower machine phase) from one that left cores idle.
+        busy_at_start: list[float] = []
+        engine = h.closed_loop(port, companies, clients, args.seconds, f"round {number}: engine",
+                               on_start=lambda started=busy_at_start: started.append(h.cpu_busy_seconds()))
+        engine_cpu = (h.cpu_busy_seconds() - busy_at_start[0]) / max(engine.accepted, 1) * 1000
+        start = h.cpu_busy_seconds()
         base = h.baseline_run(bench.db_url, clients, args.seconds, args.companies, f"round {number}: pgbench")
+        base_cpu = (h.cpu_busy_seconds() - start) / max(base.accepted, 1) * 1000
         ratio = engine.rate / base.rate if base.rate else float("nan")
-        print(engine.line())
-        print(base.line() + f"  ratio {ratio:.1%}")
+        print(engine.line() + f"  CPU {engine_cpu:.2f} ms/adv")
+        print(base.line() + f"  CPU {base_cpu:.2f} ms/adv  ratio {ratio:.1%}")
         rounds.append({"engine": engine.as_dict(), "pgbench": base.as_dict(), "ratio": round(ratio, 3)})
     ratio = statistics.median(r["ratio"] for r in rounds)
     spread = ", ".join(f"{r['ratio']:.1%}" for r in rounds)

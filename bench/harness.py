@@ -531,10 +531,13 @@ def baseline_run(db_url: str, clients: int, seconds: float, companies: int, labe
 
 
 def _process_cpu() -> dict[str, float]:
-    """CPU seconds so far of every process on the machine, by role (gunicorn, PostgreSQL, this process)."""
+    """CPU seconds so far of every process on the machine, by role (gunicorn, PostgreSQL, this process); the
+    kernel's share of each role under "<role> (kernel)": on loopback the kernel's TCP work is charged to the
+    processes that send and receive."""
     tick = os.sysconf("SC_CLK_TCK")
     me = os.getpid()
     roles: Counter = Counter()
+    kernel: Counter = Counter()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -545,6 +548,7 @@ def _process_cpu() -> dict[str, float]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         seconds = (int(fields[11]) + int(fields[12])) / tick
+        system_seconds = int(fields[12]) / tick
         if int(entry) == me:
             role = "load generator (this process)"
         elif b"gunicorn" in cmdline:
@@ -556,9 +560,15 @@ def _process_cpu() -> dict[str, float]:
         else:
             role = "everything else"
         roles[role] += seconds
+        kernel[f"{role} (kernel)"] += system_seconds
+    roles["(all cores busy, incl. kernel)"] = cpu_busy_seconds()
+    return {**roles, **kernel}
+
+
+def cpu_busy_seconds() -> float:
+    """CPU seconds all cores spent busy so far (user, system, interrupts; not idle, I/O wait or steal)."""
     busy = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    roles["(all cores busy, incl. kernel)"] = (sum(busy) - busy[3] - busy[4] - busy[7]) / tick
-    return dict(roles)
+    return (sum(busy) - busy[3] - busy[4] - busy[7]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_per_advance(port: int, companies: list[dict], clients: int, seconds: float) -> list[str]:
@@ -568,10 +578,16 @@ def cpu_per_advance(port: int, companies: list[dict], clients: int, seconds: flo
     after = _process_cpu()
     accepted = max(result.accepted, 1)
     lines = [f"  {result.rate:.1f} adv/s at {clients} clients; CPU per accepted advance:"]
-    for role in sorted(after, key=lambda r: -(after[r] - before.get(r, 0.0))):
-        ms = (after[role] - before.get(role, 0.0)) / accepted * 1000
+    def per_advance(key: str) -> float:
+        return (after.get(key, 0.0) - before.get(key, 0.0)) / accepted * 1000
+
+    roles = [r for r in after if not r.endswith(" (kernel)")]
+    for role in sorted(roles, key=per_advance, reverse=True):
+        ms = per_advance(role)
         if ms >= 0.01:
-            lines.append(f"  {ms:6.2f} ms  {role}")
+            kernel = f"{role} (kernel)"
+            split = f"  ({ms - per_advance(kernel):.2f} user + {per_advance(kernel):.2f} kernel)" if kernel in after else ""
+            lines.append(f"  {ms:6.2f} ms  {role}{split}")
     return lines
 
 
