@@ -530,13 +530,13 @@ def baseline_run(db_url: str, clients: int, seconds: float, companies: int, labe
 # ------------------------------------------------------------------------------------------- CPU
 
 
-def _process_cpu() -> dict[str, float]:
-    """CPU seconds so far of every process on the machine, by role (gunicorn, PostgreSQL, this process); the
-    kernel's share of each role under "<role> (kernel)": on loopback the kernel's TCP work is charged to the
-    processes that send and receive."""
+def _process_cpu() -> dict[str, tuple[float, float]]:
+    """CPU seconds so far of every process on the machine by role (gunicorn, PostgreSQL, this process), as
+    (user + kernel, kernel): on loopback the kernel's TCP work is charged to the processes that send and
+    receive."""
     tick = os.sysconf("SC_CLK_TCK")
     me = os.getpid()
-    roles: Counter = Counter()
+    total: Counter = Counter()
     kernel: Counter = Counter()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -547,8 +547,6 @@ def _process_cpu() -> dict[str, float]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / tick
-        system_seconds = int(fields[12]) / tick
         if int(entry) == me:
             role = "load generator (this process)"
         elif b"gunicorn" in cmdline:
@@ -559,10 +557,9 @@ def _process_cpu() -> dict[str, float]:
             role = "Redis (throttle counters)"
         else:
             role = "everything else"
-        roles[role] += seconds
-        kernel[f"{role} (kernel)"] += system_seconds
-    roles["(all cores busy, incl. kernel)"] = cpu_busy_seconds()
-    return {**roles, **kernel}
+        total[role] += (int(fields[11]) + int(fields[12])) / tick
+        kernel[role] += int(fields[12]) / tick
+    return {role: (total[role], kernel[role]) for role in total}
 
 
 def cpu_busy_seconds() -> float:
@@ -573,21 +570,27 @@ def cpu_busy_seconds() -> float:
 
 def cpu_per_advance(port: int, companies: list[dict], clients: int, seconds: float) -> list[str]:
     """A closed-loop run at `clients`, with the CPU each role spent per accepted advance (from /proc)."""
-    before: dict[str, float] = {}
-    result = closed_loop(port, companies, clients, seconds, "cpu", on_start=lambda: before.update(_process_cpu()))
-    after = _process_cpu()
-    accepted = max(result.accepted, 1)
-    lines = [f"  {result.rate:.1f} adv/s at {clients} clients; CPU per accepted advance:"]
-    def per_advance(key: str) -> float:
-        return (after.get(key, 0.0) - before.get(key, 0.0)) / accepted * 1000
+    before: dict[str, tuple[float, float]] = {}
+    busy_before: list[float] = []
 
-    roles = [r for r in after if not r.endswith(" (kernel)")]
-    for role in sorted(roles, key=per_advance, reverse=True):
-        ms = per_advance(role)
+    def snapshot() -> None:
+        before.update(_process_cpu())
+        busy_before.append(cpu_busy_seconds())
+
+    result = closed_loop(port, companies, clients, seconds, "cpu", on_start=snapshot)
+    after, busy = _process_cpu(), cpu_busy_seconds()
+    per_advance = 1000 / max(result.accepted, 1)
+    spent = {}  # role -> (ms, of which kernel ms) per accepted advance
+    for role, (total, kernel) in after.items():
+        total_before, kernel_before = before.get(role, (0.0, 0.0))
+        spent[role] = ((total - total_before) * per_advance, (kernel - kernel_before) * per_advance)
+    lines = [
+        f"  {result.rate:.1f} adv/s at {clients} clients; CPU per accepted advance:",
+        f"  {(busy - busy_before[0]) * per_advance:6.2f} ms  (all cores busy, incl. kernel)",
+    ]
+    for role, (ms, kernel_ms) in sorted(spent.items(), key=lambda item: -item[1][0]):
         if ms >= 0.01:
-            kernel = f"{role} (kernel)"
-            split = f"  ({ms - per_advance(kernel):.2f} user + {per_advance(kernel):.2f} kernel)" if kernel in after else ""
-            lines.append(f"  {ms:6.2f} ms  {role}{split}")
+            lines.append(f"  {ms:6.2f} ms  {role}  ({ms - kernel_ms:.2f} user + {kernel_ms:.2f} kernel)")
     return lines
 
 
