@@ -202,6 +202,32 @@ def phases_print(spent: dict[str, list[int]], n: int) -> None:
         print(f"  {ns / n / 1000:7.1f} us  x{calls / n:.2f}  {name}")
 
 
+def ab_blocks(args: argparse.Namespace, one, backend: int) -> None:
+    """Blocks of --n requests answered in one statement and the transactional way, alternately: this machine's
+    speed drifts within minutes, so each way is measured beside the other and the medians compared."""
+    import statistics
+
+    from funding.api import idempotency
+
+    outside_transaction = idempotency._outside_transaction
+    ways = {"one statement": outside_transaction, "transactional": lambda: False}
+    spent: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
+    for block in range(args.ab):
+        for way in (ways if block % 2 == 0 else reversed(ways)):
+            idempotency._outside_transaction = ways[way]
+            pg0, cpu0 = backend_cpu(backend), time.process_time()
+            for _ in range(args.n):
+                one()
+            spent[way].append(((time.process_time() - cpu0) / args.n * 1e6, (backend_cpu(backend) - pg0) / args.n * 1e6))
+    idempotency._outside_transaction = outside_transaction
+    print(f"{args.ab} blocks of {args.n} requests each way, alternately (us per request, median of the blocks):")
+    for way, blocks in spent.items():
+        python = statistics.median(b[0] for b in blocks)
+        pg = statistics.median(b[1] for b in blocks)
+        print(f"  {way:<14} Python {python:7.1f}  PostgreSQL backend {pg:7.1f}  both {python + pg:7.1f}"
+              f"   (Python by block: {', '.join(f'{b[0]:.0f}' for b in blocks)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -217,6 +243,10 @@ def main() -> None:
                         help="after the timed run, N more requests with CPU counters around the request's functions "
                              "(PHASES): where the Python CPU goes, without a profiler's overhead")
     parser.add_argument("--callees", metavar="PATTERN", help="with --cprofile: what the functions matching PATTERN call")
+    parser.add_argument("--ab", type=int, default=0, metavar="BLOCKS",
+                        help="instead of the timed run: BLOCKS blocks of N requests each way, alternately, answered "
+                             "in the request's one statement (the default outside a transaction) and the "
+                             "transactional way (BEGIN, the statement, the answer stored with COMMIT); medians")
     parser.add_argument("--db", default="bench_profile")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--defaults", choices=("bench", "production"), default="bench",
@@ -285,6 +315,13 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
+    if args.ab:
+        ab_blocks(args, one, backend)
+        if not args.keep:
+            connection.close()
+            queues_drop(broker, queue_prefix(args.db))
+            h.database_drop(args.db)
+        return
     redis_cpu = _redis_cpu(broker)
     redis0 = redis_cpu()
     pg0, cpu0, wall0 = backend_cpu(backend), time.process_time(), time.perf_counter()

@@ -14,6 +14,8 @@ pooling mode without max_prepared_statements.
 """
 
 import functools
+import re
+import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -148,24 +150,86 @@ class Gate:
         return f"WITH {self.ctes} SELECT {self.columns}"
 
 
-def gated_fetchone(cursor: PreparedCursor, gate: Gate | None, sql: str, params: Sequence[Any]) -> tuple | None:
-    """The one row of `sql` (a SELECT), with `gate` run first in the same statement when there is one.
+class FinishDeclined(Exception):
+    """A gated statement's Finish refused the outcome (raised its `declined` SQLSTATE): the whole statement was
+    undone, the gate's writes and the operation's with it; nothing of it remains."""
+
+
+class Finish:
+    """The caller's last step in a gated statement, after the operation: an expression (`sql`, with `params` in
+    text order) over the gate's and the operation's columns (`gate.<name>`, `operation.<name>`), evaluated once
+    the operation ran. Outside a transaction the statement is one transaction of its own, so a Finish can store
+    what the caller would otherwise store in a second statement before its COMMIT: one round trip for the
+    whole request instead of three (BEGIN, the statement, the last write with COMMIT). It raises SQLSTATE
+    `declined` for any outcome it does not take (the gate closed, a refusal): the statement is then undone and
+    gated_fetchone raises FinishDeclined, and the caller takes its transactional way. After the statement,
+    `value` holds the expression's value."""
+
+    def __init__(self, *, sql: str, params: Sequence[Any], declined: str):
+        self.sql = sql
+        self.params = list(params)
+        self.declined = declined
+        self.value: Any = None
+
+
+def gated_fetchone(
+    cursor: PreparedCursor, gate: Gate | None, sql: str, params: Sequence[Any], finish: Finish | None = None
+) -> tuple | None:
+    """The one row of `sql` (a SELECT), with `gate` run first in the same statement when there is one, and
+    `finish` (which needs a gate) last.
 
     None when the gate stayed closed: then `sql` did not run (the caller raises GateClosed, outside any atomic
     block of its own, which an exception would mark for rollback). A gate runs once: a second call with it runs
     `sql` alone."""
     if gate is None or gate.row is not None:
+        if finish is not None:
+            raise ValueError("a Finish runs only in a gated statement, with the gate's first run")
         cursor.execute(sql, params)
         return cursor.fetchone()
-    cursor.execute(
-        f"WITH {gate.ctes}, gate AS MATERIALIZED (SELECT {gate.columns})"
-        " SELECT gate.*, operation.* FROM gate"
-        f" LEFT JOIN LATERAL (SELECT * FROM ({sql}) o WHERE gate.open OFFSET 0) operation ON true",
-        [*gate.params, *params],
-    )
+    last = f", {finish.sql}" if finish is not None else ""
+    try:
+        cursor.execute(
+            f"WITH {gate.ctes}, gate AS MATERIALIZED (SELECT {gate.columns})"
+            f" SELECT gate.*, operation.*{last} FROM gate"
+            f" LEFT JOIN LATERAL (SELECT * FROM ({sql}) o WHERE gate.open OFFSET 0) operation ON true",
+            [*gate.params, *(finish.params if finish is not None else ()), *params],  # in text order
+        )
+    except Exception as exc:
+        # psycopg's error from a prepared cursor, Django's (wrapping it) from Django's own cursor.
+        cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+        if finish is not None and getattr(cause, "sqlstate", None) == finish.declined:
+            raise FinishDeclined() from exc
+        raise
     row = cursor.fetchone()
+    if finish is not None:
+        row, finish.value = row[:-1], row[-1]
     gate.row = row[: gate.width]
     return row[gate.width :] if gate.row[0] else None
+
+
+class Slot:
+    """A value the database decides, standing in an object rendered before the statement that decides it (with
+    a Finish): it formats (`f"{slot:.2f}"`, `slot.isoformat()`) as a token that slot_template() turns into
+    PostgreSQL format()'s `%<number>$s`, so that the statement fills in the text rendered in Python. The
+    tokens carry a random mark of the process: a client's text cannot spell one."""
+
+    MARK = f"slot{secrets.token_hex(12)}n"
+    _TOKEN_RE = re.compile(f'"{MARK}([0-9]+)"')
+
+    def __init__(self, number: int):
+        self.token = f"{self.MARK}{number}"
+
+    def __format__(self, spec: str) -> str:
+        return self.token
+
+    def isoformat(self) -> str:
+        return self.token
+
+
+def slot_template(json_text: str) -> str:
+    """JSON text whose strings may be Slot tokens, as a format() template: each such string (whole, quotes kept)
+    becomes `"%<number>$s"`, every other `%` doubled. The values filled in must need no JSON escaping."""
+    return Slot._TOKEN_RE.sub(lambda match: f'"%{match[1]}$s"', json_text.replace("%", "%%"))
 
 
 def commit_with(sql: str, params: Sequence[Any], using: str = DEFAULT_DB_ALIAS) -> bool:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from config.db import GateClosed
+from config.db import FinishDeclined, GateClosed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,8 +100,10 @@ def count_advance_requests(func: Callable[..., T]) -> Callable[..., T]:
         amount = kwargs.get("amount", 0)
         try:
             result = func(*args, **kwargs)
-        except GateClosed:
-            raise  # not a request of its own: its idempotency key was taken already (a replay, a duplicate)
+        except (GateClosed, FinishDeclined):
+            # Not a request of its own: its idempotency key was taken already (a replay, a duplicate), or its
+            # one-statement attempt was undone and the caller asks again (counted then).
+            raise
         except Exception as exc:
             reason = getattr(exc, "code", None) or "error"
             advance_requested("rejected", reason, amount)

@@ -5,13 +5,15 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from config.db import Gate, GateClosed
+from config.db import Finish, FinishDeclined, Gate, GateClosed, slot_template
 from funding.api.errors import ApiError, exception_to_response
 from funding.api.keys import key_current_run
 from funding.api.models import IdempotencyStatus
@@ -26,6 +28,7 @@ from funding.api.services import (
     idempotency_complete,
     idempotency_release,
 )
+from funding.api.sql.idempotency import RESPOND_DECLINED
 
 KEY_RE = re.compile(r"[\x20-\x7e]{1,64}")
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -47,12 +50,65 @@ def _rendered_once(response: Response) -> str:
     the stored JSON again, answers these very bytes. JSON escapes NUL; a lone surrogate fails here, before
     anything is stored or committed."""
     content = _JSON.render(response.data)
+    _content_set(response, content)
+    return content.decode()
+
+
+def _content_set(response: Response, content: bytes) -> None:
     response.content = content
     if content:
         response["Content-Type"] = _JSON.media_type
     else:  # as DRF: no body, no content type
         del response["Content-Type"]
-    return content.decode()
+
+
+class StoredAnswer:
+    """A request's answer stored by the operation's own statement (a config.db.Finish after the claim's gate and
+    the operation): outside any transaction the claim, the operation and the stored answer are then one
+    statement, one round trip and one implicit transaction, instead of BEGIN, the statement, and the answer
+    stored with the COMMIT (idempotent_gated).
+
+    `finisher(respond)` is what the operation hands its service (e.g. advance_request's `finish_with`): the
+    service calls it with its instance as it will be, Slots standing where the database decides, and
+    `respond(instance)` builds the Response from it. Its JSON is rendered here once, as a format() template
+    (config.db.slot_template) that the statement fills in and stores: the body a replay answers is the very
+    text sent. After the statement, `response()` is that Response. The Finish takes a plain success only;
+    anything else raises FinishDeclined with nothing left behind."""
+
+    def __init__(self) -> None:
+        self._response: Response | None = None
+        self._finish: Finish | None = None
+
+    def finisher(self, respond: Callable[[Any], Response]) -> Callable[..., Finish]:
+        def finish(instance: Any, *, plainly: str, decided: str, decided_params: list) -> Finish:
+            response = respond(instance)
+            template = slot_template(_JSON.render(response.data).decode())
+            self._response, self._finish = response, Finish(
+                sql=f"api_idempotency_respond({plainly}, gate.record_id, %s::int,"
+                f" format(%s::text, VARIADIC {decided}), %s::timestamptz)",
+                params=[response.status_code, template, *decided_params, timezone.now()],
+                declined=RESPOND_DECLINED,
+            )
+            return self._finish
+
+        return finish
+
+    @property
+    def sent(self) -> bool:
+        """The statement was built (and then sent): from here an error is not a refusal before the database."""
+        return self._finish is not None
+
+    def response(self) -> Response:
+        """The Response of the statement that stored it, its content the text stored."""
+        if self._finish is None or self._finish.value is None:
+            raise RuntimeError("the answer was not stored: its statement did not run")
+        _content_set(self._response, self._finish.value.encode())
+        return self._response
+
+
+def _outside_transaction() -> bool:
+    connection = transaction.get_connection()
+    return connection.get_autocommit() and not connection.in_atomic_block
 
 
 PENDING_NONCE_ATTR = "api_pending_nonce"
@@ -160,7 +216,9 @@ def idempotent(request: Request, operation: Callable[[], Response]) -> Response:
         return _complete(claim, _run(operation))
 
 
-def idempotent_gated(request: Request, operation: Callable[[Gate], Response]) -> Response:
+def idempotent_gated(
+    request: Request, operation: Callable[[Gate | None, StoredAnswer | None], Response]
+) -> Response:
     """idempotent() for an operation whose first statement takes the claim along (config.db.gated_fetchone): the
     claim runs first in that statement, and the operation's own part of it only if the claim is fresh. One round
     trip fewer per request; answers, records and transactions exactly as idempotent()'s.
@@ -169,14 +227,32 @@ def idempotent_gated(request: Request, operation: Callable[[Gate], Response]) ->
     raises GateClosed out of it with nothing of its statement run; the claim's row then decides the answer as
     in idempotent(). An operation that refuses the request before its statement (invalid input) never runs the
     gate: the claim then runs on its own, and the refusal is stored if the key is fresh.
+
+    Outside any transaction (a request's usual case; not inside a test's) the operation is first asked with a
+    StoredAnswer as well: claim, operation and stored answer in its one statement, which commits by itself. Any
+    other outcome than a plain success (FinishDeclined: nothing of it remains), or a refusal before its
+    statement, and the request takes the transactional way below, as if that attempt had never been.
     """
     prepared = _prepare(request)
     nonce = pending_nonce_take(request)
-    with transaction.atomic():
-        gate = ClaimGate(company=request.user.company, key=prepared.key, method=prepared.method, path=prepared.path,
-                         request_hash=prepared.request_hash, nonce=nonce)
+
+    def claim_gate() -> ClaimGate:
+        return ClaimGate(company=request.user.company, key=prepared.key, method=prepared.method,
+                         path=prepared.path, request_hash=prepared.request_hash, nonce=nonce)
+
+    if _outside_transaction():
+        stored = StoredAnswer()
         try:
-            response = _run(lambda: operation(gate))
+            return operation(claim_gate(), stored)
+        except FinishDeclined:
+            pass
+        except Exception:
+            if stored.sent:
+                raise  # an error of the statement (or after it): answered as without the attempt, a 5xx
+    with transaction.atomic():
+        gate = claim_gate()
+        try:
+            response = _run(lambda: operation(gate, None))
         except GateClosed:
             response = None
         if gate.row is None and response is not None and response.status_code < 400:
@@ -191,7 +267,7 @@ def idempotent_gated(request: Request, operation: Callable[[Gate], Response]) ->
             claim = _claim_with(request, prepared, nonce)
         if not claim.fresh:
             return _existing_answer(claim, prepared)
-        return _complete(claim, response if response is not None else _run(lambda: operation(None)))
+        return _complete(claim, response if response is not None else _run(lambda: operation(None, None)))
 
 
 def _complete(claim: Claim, response: Response) -> Response:

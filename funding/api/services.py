@@ -236,7 +236,7 @@ class ClaimGate(Gate):
             # Open: the key is this request's and its nonce (if any) was recorded; only then may the operation run.
             columns="""(SELECT id FROM claimed) IS NOT NULL AND (%s::bigint IS NULL OR EXISTS (SELECT FROM nonce))
                        AS open, (SELECT count(*) FROM key), (SELECT count(*) FROM nonce), (SELECT got FROM lock),
-                       (SELECT id FROM claimed)""",
+                       (SELECT id FROM claimed) AS record_id""",
             params=[
                 key_id, *_key_current_params(nonce), key_id, nonce.nonce if nonce else None, key_id,
                 settings.API_NONCE_WINDOW_SECONDS, IDEMPOTENCY_LOCK_NAMESPACE, str(company.pk), key,

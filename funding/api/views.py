@@ -173,7 +173,11 @@ class AdvanceListCreateView(ApiView):
         },
     )
     def post(self, request):
-        def operation(claim_gate):
+        def respond(advance: Advance) -> Response:
+            # Built from what advance_request creates: the same body GET answers, without re-reading.
+            return Response(advance_representation(advance, advance.created_payouts, fresh=True), status=201)
+
+        def operation(claim_gate, stored):
             data = s.advance_create_fast(request.data)
             if data is None:  # anything not plainly valid: the serializer decides and explains
                 serializer = s.AdvanceCreateSerializer(data=request.data)
@@ -187,9 +191,10 @@ class AdvanceListCreateView(ApiView):
                 use_own_funds=data.get("use_own_funds", True),
                 payouts=[PayoutInput(**p) for p in data["payouts"]],
                 gate=claim_gate,  # the idempotency claim rides in advance_reserve()'s round trip
+                # and, outside a transaction, the answer is stored in it too
+                finish_with=stored.finisher(respond) if stored is not None else None,
             )
-            # Built from what advance_request just created: the same body GET answers, without re-reading.
-            return Response(advance_representation(advance, advance.created_payouts, fresh=True), status=201)
+            return stored.response() if stored is not None else respond(advance)
 
         return idempotent_gated(request, operation)
 

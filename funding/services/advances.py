@@ -1,16 +1,27 @@
 """Advance requests: validate, use the company's own funds first, hold the credit line last, commit once."""
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models.base import ModelState
 from django.utils import timezone
 
-from config.db import Gate, GateClosed, gated_fetchone, numeric_array, prepared_cursor, text_array
+from config.db import (
+    Finish,
+    Gate,
+    GateClosed,
+    Slot,
+    gated_fetchone,
+    numeric_array,
+    prepared_cursor,
+    text_array,
+)
 from config.fsm import transition_sources
 from config.ops.metrics import count_advance_requests
 from funding.errors import (
@@ -62,6 +73,30 @@ class PayoutInput:
     amount: Decimal
 
 
+# The values advance_reserve() decides, as the text the API renders them in (amount_str: 2 fraction digits; ISO
+# dates), in the order of their Slot numbers: the advance's own funds, advanced amount, business and due dates,
+# then each payout's own funds and advanced amount. Parameters: the advance's amount, the payouts' amounts.
+_DECIDED_TEXT = (
+    "ARRAY[round(operation.own_funds, 2)::text, round(%s::numeric - operation.own_funds, 2)::text,"
+    " to_char(operation.business_date, 'YYYY-MM-DD'), to_char(operation.due_date, 'YYYY-MM-DD')]"
+    " || ARRAY(SELECT v.text FROM unnest(operation.own_parts, %s::numeric[]) WITH ORDINALITY AS p(own, amount, n)"
+    " CROSS JOIN LATERAL (VALUES (1, round(p.own, 2)::text), (2, round(p.amount - p.own, 2)::text)) AS v(k, text)"
+    " ORDER BY p.n, v.k)"
+)
+# A plain success, the one outcome a Finish may take: reserved, and no utilisation threshold reached (whose
+# events are written by Python in the reservation's transaction).
+_RESERVED_PLAINLY = "(operation.code = 'ok' AND coalesce(cardinality(operation.thresholds), 0) = 0)"
+
+
+class AdvanceFinisher(Protocol):
+    """A caller's Finish for the statement that reserves the advance (config.db.Finish): given the advance as it
+    will be (its payouts in `created_payouts`), with Slots where advance_reserve() decides (own funds, advanced
+    amounts, dates), `plainly` (SQL: the reservation succeeded plainly) and `decided` (SQL text[] of the
+    decided values in slot order, with `decided_params`), the Finish to run last."""
+
+    def __call__(self, advance: Advance, *, plainly: str, decided: str, decided_params: list) -> Finish: ...
+
+
 @count_advance_requests
 def advance_request(
     *,
@@ -72,6 +107,7 @@ def advance_request(
     use_own_funds: bool = True,
     currency: str = "CNY",
     gate: Gate | None = None,
+    finish_with: AdvanceFinisher | None = None,
 ) -> Advance:
     """Create an advance in `reserved`, its payouts in `pending`, and hold the limit. All or nothing.
 
@@ -79,6 +115,10 @@ def advance_request(
     `gate`: a statement of the caller's that runs first in the same round trip (config.db.gated_fetchone; the
     API's idempotency claim); when it stays closed, nothing of this call runs and config.db.GateClosed is raised.
     Input refused before the database is asked never runs it.
+    `finish_with` (with a gate, outside any transaction): the caller's last step in the same statement, which
+    then is the whole transaction (config.db.Finish; the API stores its answer there). It takes only a plain
+    success: anything else (the gate closed, a refusal, a threshold reached) undoes the statement and raises
+    config.db.FinishDeclined, having changed nothing; the caller then calls again without it.
     """
     if currency != settings.ENGINE_CURRENCY:
         raise ValidationFailed(details={"currency": [f"Only {settings.ENGINE_CURRENCY} is supported."]})
@@ -89,12 +129,46 @@ def advance_request(
     payout_public_ids = [new_payout_id() for _ in payouts]
     created_at = timezone.now()
 
+    def built(decided: dict, payouts_decided: list[dict]) -> Advance:
+        """The advance and its payouts as loaded from the rows about to be written; `decided`: what
+        advance_reserve() decides."""
+        advance = _as_loaded(Advance, {
+            "public_id": public_id, "company_id": company.pk, "external_id": external_id,
+            "status": AdvanceStatus.RESERVED, "currency": currency, "amount": amount, "created_at": created_at,
+            "updated_at": created_at, **decided,
+        })
+        Advance.company.field.set_cached_value(advance, company)
+        advance.created_payouts = []  # the response is built from these (no attempts exist yet), not read back
+        for index, (p, payout_amount) in enumerate(zip(payouts, payout_amounts, strict=True)):
+            payout = _as_loaded(Payout, {
+                "public_id": payout_public_ids[index], "advance_id": decided["id"], "sequence": index + 1,
+                "external_id": p.external_id, "beneficiary_name": p.beneficiary_name, "account_no": p.account_no,
+                "bank_code": p.bank_code, "amount": payout_amount, "created_at": created_at,
+                "updated_at": created_at, **payouts_decided[index],
+            })
+            Payout.advance.field.set_cached_value(payout, advance)
+            advance.created_payouts.append(payout)
+        return advance
+
+    finish = advance = None
+    if finish_with is not None:
+        # Rendered before the statement: Slots stand where the database decides (numbered as _DECIDED_TEXT).
+        advance = built(
+            {"id": None, "credit_line_id": None, "own_funds_amount": Slot(1), "advanced_amount": Slot(2),
+             "daily_fee_rate": None, "business_date": Slot(3), "due_date": Slot(4)},
+            [{"id": None, "own_funds_amount": Slot(5 + 2 * i), "advanced_amount": Slot(6 + 2 * i)}
+             for i in range(len(payouts))],
+        )
+        finish = finish_with(advance, plainly=_RESERVED_PLAINLY, decided=_DECIDED_TEXT,
+                             decided_params=[amount, numeric_array(payout_amounts)])
+
     # One round trip: the day's lock (shared), the business date, the company's and the line's state, the due
     # date, the channels' capacity, own funds held first, the advance and its payouts inserted, the line held
     # last (funding/sql/advance_reserve.py). A refusal comes back as a code with every hold of the call undone.
     # savepoint=False: inside the API's transaction this adds no statement; alone, it makes one transaction of
-    # the advance and the threshold events it may cause.
-    with transaction.atomic(savepoint=False):
+    # the advance and the threshold events it may cause. With a Finish the statement is the transaction (and
+    # takes no threshold): BEGIN and COMMIT would be two round trips more.
+    with transaction.atomic(savepoint=False) if finish is None else nullcontext():
         with prepared_cursor() as cursor:
             reserved = gated_fetchone(
                 cursor,
@@ -109,6 +183,7 @@ def advance_request(
                     text_array(p.account_no for p in payouts), text_array(p.bank_code for p in payouts),
                     numeric_array(payout_amounts),
                 ],
+                finish,
             )
         if reserved is not None:
             (code, advance_id, line_id, business_date, due_date, own, own_parts, daily_fee_rate, available,
@@ -122,27 +197,19 @@ def advance_request(
                        business_date=business_date, first_missing=first_missing, unpayable=unpayable,
                        payouts=payouts)
     own = money(own)
-    advance = _as_loaded(Advance, {
-        "id": advance_id, "public_id": public_id, "company_id": company.pk, "credit_line_id": line_id,
-        "external_id": external_id, "status": AdvanceStatus.RESERVED, "currency": currency, "amount": amount,
-        "own_funds_amount": own, "advanced_amount": amount - own, "daily_fee_rate": daily_fee_rate,
-        "business_date": business_date, "due_date": due_date, "created_at": created_at, "updated_at": created_at,
-    })
-    Advance.company.field.set_cached_value(advance, company)
-    created_payouts = []
+    decided = {"id": advance_id, "credit_line_id": line_id, "own_funds_amount": own, "advanced_amount": amount - own,
+               "daily_fee_rate": daily_fee_rate, "business_date": business_date, "due_date": due_date}
     # Own funds paid the first payouts in order (the split advance_reserve() wrote); the line funds the rest.
-    for index, (p, payout_amount, own_part) in enumerate(zip(payouts, payout_amounts, own_parts, strict=True), 1):
-        payout = _as_loaded(Payout, {
-            "id": payout_pks[index - 1], "public_id": payout_public_ids[index - 1], "advance_id": advance_id,
-            "sequence": index,
-            "external_id": p.external_id, "beneficiary_name": p.beneficiary_name, "account_no": p.account_no,
-            "bank_code": p.bank_code, "amount": payout_amount, "own_funds_amount": money(own_part),
-            "advanced_amount": payout_amount - money(own_part), "created_at": created_at, "updated_at": created_at,
-        })
-        Payout.advance.field.set_cached_value(payout, advance)
-        created_payouts.append(payout)
-    # The response is built from these (no attempts exist yet) instead of reading them back.
-    advance.created_payouts = created_payouts
+    payouts_decided = [
+        {"id": payout_pk, "own_funds_amount": money(own_part), "advanced_amount": payout_amount - money(own_part)}
+        for payout_pk, own_part, payout_amount in zip(payout_pks, own_parts, payout_amounts, strict=True)
+    ]
+    if advance is None:
+        advance = built(decided, payouts_decided)
+    else:  # the Slots give way to what the database decided
+        advance.__dict__.update(decided)
+        for payout, values in zip(advance.created_payouts, payouts_decided, strict=True):
+            payout.__dict__.update(values, advance_id=advance_id)
     advance_reserved.send(sender=Advance, advance=advance)
     return advance
 

@@ -7,7 +7,18 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from config.db import Gate, commit_with, gated_fetchone, numeric_array, prepared_cursor, text_array
+from config.db import (
+    Finish,
+    FinishDeclined,
+    Gate,
+    Slot,
+    commit_with,
+    gated_fetchone,
+    numeric_array,
+    prepared_cursor,
+    slot_template,
+    text_array,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -146,6 +157,91 @@ def test_without_a_gate_or_with_one_that_ran_the_operation_runs_alone(gate_log):
         assert gated_fetchone(cursor, gate, _OPERATION, ["second"])[0] == "second"
         assert gated_fetchone(cursor, None, _OPERATION, ["third"])[0] == "third"
     assert _gate_log() == ["gate", "first", "second", "third"]
+
+
+# Finishes (gated_fetchone's last step) and slots --------------------------------------------------------------
+
+_FINISH = """
+CREATE FUNCTION pg_temp.finish_write(p_take boolean, p_what text) RETURNS text LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF p_take IS NOT TRUE THEN
+        RAISE EXCEPTION USING ERRCODE = 'ZZ001', MESSAGE = 'declined';
+    END IF;
+    INSERT INTO gate_log (what) VALUES ('finish ' || p_what);
+    RETURN 'finished ' || p_what;
+END
+$fn$;
+"""
+
+
+def _finish(suffix: str) -> Finish:
+    """Takes an open gate's operation only; its parameter comes after the gate's in the text, before the
+    operation's."""
+    return Finish(sql="pg_temp.finish_write(gate.open AND operation.what IS NOT NULL, operation.what || %s::text)",
+                  params=[suffix], declined="ZZ001")
+
+
+@pytest.fixture
+def finish_log(gate_log):
+    with connection.cursor() as cursor:
+        cursor.execute(_FINISH)
+
+
+def test_a_finish_runs_last_in_the_same_statement_over_the_gate_s_and_the_operation_s_columns(finish_log):
+    gate, finish = _gate(True), _finish("!")
+    with CaptureQueriesContext(connection) as queries, prepared_cursor() as cursor:
+        row = gated_fetchone(cursor, gate, _OPERATION, ["operation"], finish)
+    assert len(queries) == 1
+    assert _gate_log() == ["gate", "operation", "finish operation!"]
+    assert row[0] == "operation" and len(row) == 2  # the finish's column is not the operation's
+    assert finish.value == "finished operation!"
+
+
+def test_a_declined_finish_undoes_the_whole_statement_gate_and_operation_included(finish_log):
+    """Alternating past the generic-plan threshold of the prepared statement, as for the closed gate."""
+    expected = []
+    for n in range(8):
+        opened = n % 2 == 0
+        finish = _finish(f" {n}")
+        if opened:
+            with prepared_cursor() as cursor:
+                gated_fetchone(cursor, _gate(True), _OPERATION, [f"operation {n}"], finish)
+        else:  # (in a savepoint of the test's transaction, which the error rolls back)
+            with pytest.raises(FinishDeclined), transaction.atomic(), prepared_cursor() as cursor:
+                gated_fetchone(cursor, _gate(False), _OPERATION, [f"operation {n}"], finish)
+        expected += ["gate", f"operation {n}", f"finish operation {n} {n}"] if opened else []
+        assert finish.value == (f"finished operation {n} {n}" if opened else None)
+    assert _gate_log() == expected
+
+
+def test_other_errors_of_a_finished_statement_stay_what_they_are(finish_log):
+    finish = Finish(sql="pg_temp.finish_write(true, (1 / 0)::text)", params=[], declined="ZZ001")
+    with pytest.raises(DatabaseError, match="division by zero"), transaction.atomic(), prepared_cursor() as cursor:
+        gated_fetchone(cursor, _gate(True), _OPERATION, ["operation"], finish)
+
+
+def test_a_finish_needs_the_gate_s_first_run(finish_log):
+    gate = _gate(True)
+    with prepared_cursor() as cursor:
+        gated_fetchone(cursor, gate, _OPERATION, ["first"])
+        for used in (gate, None):
+            with pytest.raises(ValueError, match="only in a gated statement"):
+                gated_fetchone(cursor, used, _OPERATION, ["again"], _finish(""))
+    assert _gate_log() == ["gate", "first"]
+
+
+def test_slots_become_format_s_positions_and_postgresql_fills_in_exactly_the_text_python_renders():
+    from rest_framework.renderers import JSONRenderer
+
+    clients_text = f"100% sure, %s %1$s %% slot{Slot.MARK[4:8]}n1 {Slot(1).token}x \"{Slot(1).token[:-1]}\""
+    data = {"a": f"{Slot(1):.2f}", "b": [Slot(2).isoformat(), {"c": f"{Slot(1):.2f}"}], "t": clients_text}
+    template = slot_template(JSONRenderer().render(data).decode())
+    assert template.count('"%1$s"') == 2 and template.count('"%2$s"') == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT format(%s::text, VARIADIC %s::text[])", [template, "{12.30,2026-12-02}"])
+        filled = cursor.fetchone()[0]
+    expected = {"a": "12.30", "b": ["2026-12-02", {"c": "12.30"}], "t": clients_text}
+    assert filled.encode() == JSONRenderer().render(expected)
 
 
 # commit_with -------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from funding.errors import (
     InvalidState,
     ValidationFailed,
 )
-from funding.models import AdvanceStatus, AuditEvent, BusinessDay, CreditLine, Payout, PayoutStatus
+from funding.models import Advance, AdvanceStatus, AuditEvent, BusinessDay, CreditLine, Payout, PayoutStatus
 from funding.services.advances import (
     advance_cancel,
     advance_fee_of_payouts,
@@ -459,8 +459,6 @@ def test_the_advance_and_payouts_it_returns_are_the_rows_as_read_back(business_d
     have done."""
     from django.db.models.signals import post_init, pre_init
 
-    from funding.models import Advance
-
     for model in (Advance, Payout):
         assert not pre_init.has_listeners(model) and not post_init.has_listeners(model), model
     company, _ = company_with_line(limit="1000.00")
@@ -480,3 +478,37 @@ def test_the_advance_and_payouts_it_returns_are_the_rows_as_read_back(business_d
         advance.status = AdvanceStatus.DISBURSED
     advance_cancel(company=company, public_id=advance.public_id, actor_label="test")
     assert Advance.objects.get(pk=advance.pk).status == AdvanceStatus.CANCELLED
+
+
+def test_with_a_finish_the_advance_is_rendered_before_its_statement_and_filled_in_after(business_day):
+    """finish_with (the API's one-statement answer): the finisher sees the advance as it will be, Slots where
+    advance_reserve() decides, and gets the decided values as text in slot order; the instances returned are the
+    rows as read back."""
+    from config.db import Finish, Gate, Slot
+
+    company, _ = company_with_line(limit="1000.00")
+    settlement_deposit(company=company, amount="50.00", business_date=date(2026, 11, 25))
+    gate = Gate(ctes="opened AS (SELECT true AS open)", columns="(SELECT open FROM opened) AS open", params=[],
+                width=1)
+    seen = {}
+
+    def finisher(advance, *, plainly, decided, decided_params):
+        seen["rendered"] = (
+            f"{advance.own_funds_amount:.2f}", f"{advance.advanced_amount:.2f}", advance.business_date.isoformat(),
+            advance.due_date.isoformat(),
+            [(f"{p.own_funds_amount:.2f}", f"{p.advanced_amount:.2f}") for p in advance.created_payouts],
+        )
+        seen["finish"] = Finish(sql=f"CASE WHEN {plainly} THEN array_to_string({decided}, ' ') END",
+                                params=decided_params, declined="ZZ001")
+        return seen["finish"]
+
+    advance = advance_request(company=company, external_id="FINISHED", amount=Decimal("300.00"),
+                              payouts=payout_inputs("100.00", "200.00"), gate=gate, finish_with=finisher)
+
+    token = [Slot(n).token for n in range(9)]
+    assert seen["rendered"] == (token[1], token[2], token[3], token[4], [(token[5], token[6]), (token[7], token[8])])
+    assert seen["finish"].value == "50.00 250.00 2026-11-25 2026-11-26 50.00 50.00 0.00 200.00"
+    assert _fields(advance) == _fields(Advance.objects.get(pk=advance.pk))
+    assert [_fields(p) for p in advance.created_payouts] == [
+        _fields(p) for p in Payout.objects.filter(advance=advance).order_by("sequence")
+    ]
