@@ -214,6 +214,15 @@ def test_a_declined_finish_undoes_the_whole_statement_gate_and_operation_include
     assert _gate_log() == expected
 
 
+def test_a_declined_finish_is_recognised_through_django_s_own_cursor_too(finish_log, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False  # Django wraps the error; its cause carries the SQLSTATE
+    with pytest.raises(FinishDeclined), transaction.atomic(), prepared_cursor() as cursor:
+        gated_fetchone(cursor, _gate(False), _OPERATION, ["operation"], _finish("!"))
+    with prepared_cursor() as cursor:
+        gated_fetchone(cursor, _gate(True), _OPERATION, ["operation"], finish := _finish("!"))
+    assert (finish.value, _gate_log()) == ("finished operation!", ["gate", "operation", "finish operation!"])
+
+
 def test_other_errors_of_a_finished_statement_stay_what_they_are(finish_log):
     finish = Finish(sql="pg_temp.finish_write(true, (1 / 0)::text)", params=[], declined="ZZ001")
     with pytest.raises(DatabaseError, match="division by zero"), transaction.atomic(), prepared_cursor() as cursor:
