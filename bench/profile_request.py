@@ -254,7 +254,7 @@ def main() -> None:
                              "webhook enqueue on commit on, so each request also publishes its dispatch task)")
     args = parser.parse_args()
 
-    from api import CONFIGURATIONS, queue_prefix, queues_drop
+    from api import CONFIGURATIONS, queue_prefix
 
     db_url = h.database_recreate(args.db)
     broker = os.environ.get("BENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
@@ -317,10 +317,7 @@ def main() -> None:
         backend = cursor.fetchone()[0]
     if args.ab:
         ab_blocks(args, one, backend)
-        if not args.keep:
-            connection.close()
-            queues_drop(broker, queue_prefix(args.db))
-            h.database_drop(args.db)
+        cleanup(args, broker, connection)
         return
     redis_cpu = _redis_cpu(broker)
     redis0 = redis_cpu()
@@ -345,7 +342,6 @@ def main() -> None:
         for _ in range(args.n):
             one()
         phases_print(spent, args.n)
-    queues_drop(broker, queue_prefix(args.db))
     if args.cprofile:
         profiler = cProfile.Profile(time.process_time) if args.cpu_timer else cProfile.Profile()
         profiler.enable()
@@ -360,6 +356,14 @@ def main() -> None:
         if args.callees:
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_callees(args.callees)
         print(out.getvalue())
+    cleanup(args, broker, connection)
+
+
+def cleanup(args: argparse.Namespace, broker: str, connection) -> None:
+    """The run's queues always; its database unless --keep."""
+    from api import queue_prefix, queues_drop
+
+    queues_drop(broker, queue_prefix(args.db))
     connection.close()
     if not args.keep:
         h.database_drop(args.db)

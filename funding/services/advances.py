@@ -83,6 +83,18 @@ _DECIDED_TEXT = (
     " CROSS JOIN LATERAL (VALUES (1, round(p.own, 2)::text), (2, round(p.amount - p.own, 2)::text)) AS v(k, text)"
     " ORDER BY p.n, v.k)"
 )
+
+
+def _decided_slots(payout_count: int) -> tuple[dict, list[dict]]:
+    """The advance's and each payout's columns advance_reserve() decides, as Slots numbered in _DECIDED_TEXT's
+    order; the ids and the fee rate, which no answer renders, stay None until the statement gives them."""
+    advance = {"id": None, "credit_line_id": None, "own_funds_amount": Slot(1), "advanced_amount": Slot(2),
+               "daily_fee_rate": None, "business_date": Slot(3), "due_date": Slot(4)}
+    payouts = [{"id": None, "own_funds_amount": Slot(5 + 2 * i), "advanced_amount": Slot(6 + 2 * i)}
+               for i in range(payout_count)]
+    return advance, payouts
+
+
 # A plain success, the one outcome a Finish may take: reserved, and no utilisation threshold reached (whose
 # events are written by Python in the reservation's transaction).
 _RESERVED_PLAINLY = "(operation.code = 'ok' AND coalesce(cardinality(operation.thresholds), 0) = 0)"
@@ -152,13 +164,7 @@ def advance_request(
 
     finish = advance = None
     if finish_with is not None:
-        # Rendered before the statement: Slots stand where the database decides (numbered as _DECIDED_TEXT).
-        advance = built(
-            {"id": None, "credit_line_id": None, "own_funds_amount": Slot(1), "advanced_amount": Slot(2),
-             "daily_fee_rate": None, "business_date": Slot(3), "due_date": Slot(4)},
-            [{"id": None, "own_funds_amount": Slot(5 + 2 * i), "advanced_amount": Slot(6 + 2 * i)}
-             for i in range(len(payouts))],
-        )
+        advance = built(*_decided_slots(len(payouts)))  # rendered before the statement decides
         finish = finish_with(advance, plainly=_RESERVED_PLAINLY, decided=_DECIDED_TEXT,
                              decided_params=[amount, numeric_array(payout_amounts)])
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from django.test import Client
+from prometheus_client import REGISTRY
 
 from funding.api.services import api_key_issue
 from tests.factories import company_with_line
@@ -123,3 +124,14 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "details"}, body
     return body["error"]
+
+
+def advances_requested(outcome: str | None = None, reason: str | None = None) -> float:
+    """engine_advances_requested_total, of one outcome and reason ("none" when accepted) or, unnamed, of all."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect() if metric.name == "engine_advances_requested"
+        for sample in metric.samples
+        if sample.name == "engine_advances_requested_total"
+        and outcome in (None, sample.labels.get("outcome")) and reason in (None, sample.labels.get("reason"))
+    )

@@ -6,12 +6,11 @@ import time
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from prometheus_client import REGISTRY
 
 from funding.api.models import IdempotencyRecord
 from funding.models import Advance, CreditLine
 from tests.factories import company_with_line
-from tests.funding.api.conftest import advance_body, error_of, signed_client_for
+from tests.funding.api.conftest import advance_body, advances_requested, error_of, signed_client_for
 
 
 @pytest.mark.django_db
@@ -28,15 +27,6 @@ def test_success_is_replayed_with_the_same_body(api, company_line):
     assert line.reserved == 150000
 
 
-def _requests_counted() -> float:
-    """engine_advances_requested_total, every outcome and reason."""
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect() if metric.name == "engine_advances_requested"
-        for sample in metric.samples if sample.name == "engine_advances_requested_total"
-    )
-
-
 @pytest.mark.django_db
 def test_a_replay_is_answered_by_the_claim_alone(api, company_line):
     """The claim rides in advance_reserve()'s statement (its gate) and stays closed for a key already used: the
@@ -44,14 +34,14 @@ def test_a_replay_is_answered_by_the_claim_alone(api, company_line):
     the metrics."""
     first = api.post("/api/v1/advances", advance_body(), idem="key-r")
     assert first.status_code == 201
-    counted = _requests_counted()
+    counted = advances_requested()
     with CaptureQueriesContext(connection) as queries:
         again = api.post("/api/v1/advances", advance_body(), idem="key-r")
     assert (again.status_code, again.headers["Idempotent-Replayed"], again.content) == (201, "true", first.content)
     gated = [q["sql"] for q in queries if "advance_reserve(" in q["sql"]]
     assert len(gated) == 1 and gated[0].startswith("WITH key AS ("), gated
     assert not any("api_idempotency_complete(" in q["sql"] for q in queries)
-    assert _requests_counted() == counted
+    assert advances_requested() == counted
     assert Advance.objects.count() == 1
     assert CreditLine.objects.get(pk=company_line[1].pk).reserved == 150000
 

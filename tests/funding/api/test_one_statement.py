@@ -7,14 +7,13 @@ from datetime import date
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from prometheus_client import REGISTRY
 from rest_framework.renderers import JSONRenderer
 
 from funding.api.models import IdempotencyRecord, NonceSeen
 from funding.models import Advance, CreditLine, WebhookEvent
 from funding.representations import advance_representation
 from tests.factories import company_with_line
-from tests.funding.api.conftest import advance_body, error_of, signed_client_for
+from tests.funding.api.conftest import advance_body, advances_requested, error_of, signed_client_for
 from tests.money_helpers import settlement_deposit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,17 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # shape without the process's mark.
 NONCE_ONE, NONCE_NO = "a1" * 16, "b2" * 16
 AWKWARD_NAME = '上海示例 100% "%1$s" %%s %s slotn1 "slot0n2"'
-
-
-def _counted(outcome: str, reason: str) -> float:
-    """engine_advances_requested_total{outcome, reason} (reason "none" when accepted)."""
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect() if metric.name == "engine_advances_requested"
-        for sample in metric.samples
-        if sample.name == "engine_advances_requested_total"
-        and (sample.labels.get("outcome"), sample.labels.get("reason")) == (outcome, reason)
-    )
 
 
 def _reserving(queries) -> list[str]:
@@ -48,7 +36,7 @@ def test_a_plain_advance_is_one_statement_whose_stored_answer_is_the_very_bytes_
     api = signed_client_for(company)
     body = advance_body(amounts=("100000.00", "50000.00"))
     body["payouts"][0]["beneficiary_name"] = AWKWARD_NAME
-    accepted = _counted("accepted", "none")
+    accepted = advances_requested("accepted", "none")
 
     with CaptureQueriesContext(connection) as queries:
         response = api.post("/api/v1/advances", body, idem="one", nonce=NONCE_ONE)
@@ -75,7 +63,7 @@ def test_a_plain_advance_is_one_statement_whose_stored_answer_is_the_very_bytes_
     assert (record.status, record.response_status, record.response_body.encode()) == ("done", 201, response.content)
     assert NonceSeen.objects.filter(nonce=NONCE_ONE).count() == 1
     assert CreditLine.objects.get(pk=line.pk).reserved == 30000
-    assert _counted("accepted", "none") == accepted + 1
+    assert advances_requested("accepted", "none") == accepted + 1
 
     again = api.post("/api/v1/advances", body, idem="one")  # a replay's attempt declines: it is answered as before
     assert (again.status_code, again.headers["Idempotent-Replayed"], again.content) == (201, "true", response.content)
@@ -84,13 +72,13 @@ def test_a_plain_advance_is_one_statement_whose_stored_answer_is_the_very_bytes_
     same_nonce = api.post("/api/v1/advances", body, idem="other", nonce=NONCE_ONE)
     assert (same_nonce.status_code, error_of(same_nonce)["code"]) == (401, "replayed_request")
     assert Advance.objects.filter(company=company).count() == 1
-    assert _counted("accepted", "none") == accepted + 1
+    assert advances_requested("accepted", "none") == accepted + 1
 
 
 def test_a_refusal_takes_the_transactional_way_stored_and_counted_once(business_day):
     company, line = company_with_line(limit="1000.00")
     api = signed_client_for(company)
-    refused, errors = _counted("rejected", "insufficient_limit"), _counted("rejected", "error")
+    refused, errors = advances_requested("rejected", "insufficient_limit"), advances_requested("rejected", "error")
 
     with CaptureQueriesContext(connection) as queries:
         response = api.post("/api/v1/advances", advance_body(amounts=("2000.00",)), idem="no", nonce=NONCE_NO)
@@ -107,17 +95,18 @@ def test_a_refusal_takes_the_transactional_way_stored_and_counted_once(business_
     assert NonceSeen.objects.filter(nonce=NONCE_NO).count() == 1
     assert not Advance.objects.filter(company=company).exists()
     assert CreditLine.objects.get(pk=line.pk).reserved == 0
-    assert (_counted("rejected", "insufficient_limit"), _counted("rejected", "error")) == (refused + 1, errors)
+    assert advances_requested("rejected", "insufficient_limit") == refused + 1
+    assert advances_requested("rejected", "error") == errors
 
     again = api.post("/api/v1/advances", advance_body(amounts=("2000.00",)), idem="no")
     assert (again.status_code, again.headers["Idempotent-Replayed"], again.content) == (422, "true", response.content)
-    assert _counted("rejected", "insufficient_limit") == refused + 1
+    assert advances_requested("rejected", "insufficient_limit") == refused + 1
 
 
 def test_an_advance_that_reaches_a_threshold_takes_the_transactional_way_and_announces_it_once(business_day):
     company, line = company_with_line(limit="1000.00")
     api = signed_client_for(company)
-    accepted = _counted("accepted", "none")
+    accepted = advances_requested("accepted", "none")
 
     with CaptureQueriesContext(connection) as queries:
         response = api.post("/api/v1/advances", advance_body(amounts=("900.00",)), idem="th")
@@ -130,7 +119,7 @@ def test_an_advance_that_reaches_a_threshold_takes_the_transactional_way_and_ann
     assert CreditLine.objects.get(pk=line.pk).reserved == 900
     record = IdempotencyRecord.objects.get(company=company, key="th")
     assert (record.response_status, record.response_body.encode()) == (201, response.content)
-    assert _counted("accepted", "none") == accepted + 1
+    assert advances_requested("accepted", "none") == accepted + 1
 
 
 def test_input_refused_before_the_statement_never_sends_the_attempt(business_day):
